@@ -1,0 +1,3 @@
+from ffnkv.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,36 @@
+"""The ``ffnkv`` command. Each subcommand is a module in ffnkv/commands with NAME, HELP, add_arguments, run."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ffnkv.errors import FfnkvError
+
+COMMAND_MODULES = (
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ffnkv", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"ffnkv.commands.{name}")
+        command = sub.add_parser(module.NAME, help=module.HELP, description=module.__doc__)
+        module.add_arguments(command)
+        command.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except FfnkvError as error:
+        print(f"ffnkv {args.command}: error: {error}", file=sys.stderr)
+        return 2

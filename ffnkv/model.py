@@ -1,0 +1,114 @@
+"""init_params and forward: the whole transformer, one scanned block, interventions as data."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from ffnkv import ffn as ffn_lib
+from ffnkv.attention import attention, init_attention
+from ffnkv.errors import FfnkvError
+from ffnkv.hooks import Acts, Hooks, apply_site
+
+
+class Output(NamedTuple):
+    logits: jax.Array  # [B, T, V], float32
+    acts: Acts
+
+
+def _init_norm(cfg):
+    params = {"scale": jnp.ones(cfg.d_model)}
+    return params | ({"bias": jnp.zeros(cfg.d_model)} if cfg.norm == "layernorm" else {})
+
+
+def norm(params, x_BTD, cfg):
+    """LayerNorm (Ba et al. 2016) or RMSNorm (Zhang & Sennrich 2019), computed in float32."""
+    x = x_BTD.astype(jnp.float32)
+    if cfg.norm == "layernorm":
+        x = x - x.mean(-1, keepdims=True)
+    x = x * jax.lax.rsqrt((x * x).mean(-1, keepdims=True) + cfg.norm_eps) * params["scale"]
+    return (x + params["bias"] if "bias" in params else x).astype(x_BTD.dtype)
+
+
+def init_params(key, cfg) -> dict:
+    """Parameters as a pytree; every block leaf is stacked on a leading layer axis L."""
+    k_tok, k_pos, k_blocks, k_out = jax.random.split(key, 4)
+
+    def init_block(k):
+        k_attn, k_ffn = jax.random.split(k)
+        return {"ln1": _init_norm(cfg), "attn": init_attention(k_attn, cfg), "ln2": _init_norm(cfg),
+                "ffn": ffn_lib.init_ffn(k_ffn, cfg)}
+
+    blocks = jax.vmap(init_block)(jax.random.split(k_blocks, cfg.n_layers))
+    has_ffn_L = jnp.asarray(cfg.has_ffn_L())
+    blocks["ffn"] = jax.tree.map(lambda w: w * has_ffn_L.reshape((-1,) + (1,) * (w.ndim - 1)), blocks["ffn"])
+    params = {"embed": {"tok": 0.02 * jax.random.normal(k_tok, (cfg.vocab_size, cfg.d_model))}, "blocks": blocks}
+    if cfg.positional == "learned":
+        params["embed"]["pos"] = 0.02 * jax.random.normal(k_pos, (cfg.max_len, cfg.d_model))
+    if cfg.embed_norm:
+        params["embed_norm"] = _init_norm(cfg)
+    if cfg.prenorm:
+        params["final_norm"] = _init_norm(cfg)
+    if not cfg.tie_embeddings:
+        params["unembed"] = jax.nn.initializers.lecun_normal()(k_out, (cfg.d_model, cfg.vocab_size))
+    return params
+
+
+def block(p, x_BTD, has_ffn, hooks: Hooks, cfg, mask_BT=None):
+    """One transformer block (pre- or post-norm); returns the block output and its Acts row."""
+    h_BTD = norm(p["ln1"], x_BTD, cfg) if cfg.prenorm else x_BTD
+    attn_BTD = apply_site(attention(p["attn"], h_BTD, cfg, mask_BT), hooks, "attn_out")
+    mid_BTD = x_BTD + attn_BTD if cfg.prenorm else norm(p["ln1"], x_BTD + attn_BTD, cfg)
+    h_BTD = norm(p["ln2"], mid_BTD, cfg) if cfg.prenorm else mid_BTD
+    m_BTF = apply_site(ffn_lib.coefficients(p["ffn"], h_BTD, cfg) * has_ffn, hooks, "ffn")
+    mlp_BTD = apply_site(ffn_lib.values(p["ffn"], m_BTF, h_BTD, cfg) * has_ffn, hooks, "mlp_out")
+    out_BTD = mid_BTD + mlp_BTD if cfg.prenorm else norm(p["ln2"], mid_BTD + mlp_BTD, cfg)
+    if hooks.resid_add is not None:
+        out_BTD = out_BTD + hooks.resid_add
+    out_BTD = apply_site(out_BTD, hooks, "resid_post")
+    return out_BTD, Acts(x_BTD, attn_BTD, mid_BTD, m_BTF, mlp_BTD, out_BTD)
+
+
+def embed(params, tokens_BT, cfg, hooks: Hooks | None = None):
+    x_BTD = params["embed"]["tok"][tokens_BT]
+    if cfg.positional == "learned":
+        x_BTD = x_BTD + params["embed"]["pos"][: tokens_BT.shape[1]]
+    if hooks is not None and hooks.embed_add is not None:
+        x_BTD = x_BTD + hooks.embed_add
+    return norm(params["embed_norm"], x_BTD, cfg) if cfg.embed_norm else x_BTD
+
+
+def unembed(params, x_BTD, cfg):
+    """Final norm (pre-norm models) and the output embedding; returns float32 logits."""
+    if cfg.prenorm:
+        x_BTD = norm(params["final_norm"], x_BTD, cfg)
+    W_DV = params["embed"]["tok"].T if cfg.tie_embeddings else params["unembed"]
+    logits = x_BTD @ W_DV
+    if "unembed_bias" in params:
+        logits = logits + params["unembed_bias"]
+    return logits.astype(jnp.float32)
+
+
+def forward(params, tokens_BT, cfg, hooks: Hooks | None = None, mask_BT=None) -> Output:
+    """Logits ``[B, T, V]`` and every block's activations; pure, so jit/vmap/grad apply.
+
+    ``hooks`` holds interventions as arrays (see ffnkv.hooks); ``mask_BT`` marks real tokens for padded
+    bidirectional batches. With ``hooks=None`` and identity hooks the logits are identical.
+    """
+    if tokens_BT.ndim != 2:
+        raise FfnkvError(f"tokens must have shape [batch, time], got shape {tokens_BT.shape}.")
+    if cfg.positional == "learned" and tokens_BT.shape[1] > cfg.max_len:
+        raise FfnkvError(f"sequence length {tokens_BT.shape[1]} exceeds max_len={cfg.max_len}; shorten the input.")
+    dtype = jnp.dtype(cfg.dtype)
+    params = jax.tree.map(lambda w: w.astype(dtype), params)
+    hooks = Hooks() if hooks is None else hooks
+    x_BTD = embed(params, tokens_BT, cfg, hooks)
+
+    def step(x_BTD, xs):
+        p, has_ffn, layer_hooks = xs
+        return block(p, x_BTD, has_ffn.astype(dtype), layer_hooks, cfg, mask_BT)
+
+    layer_hooks = hooks.replace(embed_add=None)
+    x_BTD, acts = jax.lax.scan(step, x_BTD, (params["blocks"], jnp.asarray(cfg.has_ffn_L()), layer_hooks))
+    return Output(unembed(params, x_BTD, cfg), acts)

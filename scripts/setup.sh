@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Creates .venv (if absent) and installs ffnkv with the given extras, e.g. `bash scripts/setup.sh dev`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-}"
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".${extras:+[$extras]}"
