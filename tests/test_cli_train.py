@@ -97,3 +97,26 @@ def test_sigterm_saves_and_exits_zero(tmp_path):
     assert result["status"] == "interrupted"
     assert checkpoint_steps(run_dir) == [result["step"]] and result["step"] >= 5
     assert max(r["step"] for r in load_metrics(run_dir)) == result["step"]
+
+
+@pytest.mark.slow
+def test_compare_two_kinds(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    args = ["compare", "--config", write_config(tmp_path), "--kinds", "swiglu,none", "--set", "steps=10",
+            "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "compare.json").read_text())
+    rows = summary["kinds"]
+    assert list(rows) == ["swiglu", "none"] and (out / "compare.png").stat().st_size > 0
+    relu_ffn = 2 * 2 * (32 * 64 * 2 + 64 + 32)  # the reference: 2 layers of relu d_ff=64 with biases
+    assert abs(rows["swiglu"]["ffn_params"] - relu_ffn) <= 3 * 32 * 2 and rows["none"]["ffn_params"] == 0
+    assert rows["swiglu"]["d_ff"] == 44 and rows["none"]["params"] < rows["swiglu"]["params"]
+    for r in rows.values():
+        assert r["steps"] == 10 and set(r["accuracy"]) == {"SUM", "MAX", "MIN", "all"}
+        assert r["curve"]["step"] == [0, 10] and "steps_to_95" in r
+    assert "swiglu" in printed and "acc SUM" in printed
+    assert (out / "swiglu" / "config.json").exists()
+    assert main(args) == 0  # resumes: both runs are complete, the summary is rebuilt
+    assert json.loads((out / "compare.json").read_text())["kinds"]["none"] == rows["none"]
+    assert main(["compare", "--kinds", "relu,maxout", "--out", str(out)]) == 2
