@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
+
+sys.path[0] = str(Path(__file__).resolve().parents[1])  # this file is named train.py: import the package instead
 
 import jax
 import jax.numpy as jnp
