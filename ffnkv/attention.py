@@ -5,6 +5,8 @@ import jax
 import jax.numpy as jnp
 from flax.linen import initializers
 
+from ffnkv.ffn import dense
+
 
 def init_attention(key, cfg):
     kq, kk, kv, ko = jax.random.split(key, 4)
@@ -31,7 +33,7 @@ def rope(x_BTHK, theta: float):
 
 
 def _project(params, x_BTD, name, heads, head_dim):
-    y = x_BTD @ params[f"W_{name}"]
+    y = dense(x_BTD, params[f"W_{name}"])
     if f"b_{name}" in params:
         y = y + params[f"b_{name}"]
     return y.reshape(x_BTD.shape[:2] + (heads, head_dim))
@@ -46,5 +48,5 @@ def attention(params, x_BTD, cfg, mask_BT=None):
         q_BTHK, k_BTGK = rope(q_BTHK, cfg.rope_theta), rope(k_BTGK, cfg.rope_theta)
     key_mask = None if mask_BT is None else mask_BT[:, None, None, :].astype(bool)
     o_BTHK = jax.nn.dot_product_attention(q_BTHK, k_BTGK, v_BTGK, mask=key_mask, is_causal=cfg.causal)
-    out_BTD = o_BTHK.reshape(x_BTD.shape[:2] + (-1,)) @ params["W_o"]
+    out_BTD = dense(o_BTHK.reshape(x_BTD.shape[:2] + (-1,)), params["W_o"])
     return out_BTD + params["b_o"] if "b_o" in params else out_BTD

@@ -34,13 +34,19 @@ def _init_kv(key, d_model, d_ff, bias, dtype, gated=False):
     return params
 
 
+def dense(x_BTX, W_XY):
+    """``x @ W`` as one 2-D matmul over the flattened leading axes (XLA:CPU's weight gradient is ~2× faster
+    than contracting over separate batch and time axes)."""
+    return (x_BTX.reshape(-1, x_BTX.shape[-1]) @ W_XY).reshape(x_BTX.shape[:-1] + W_XY.shape[-1:])
+
+
 def _keys(params, x_BTD):
-    h_BTF = x_BTD @ params["W_in"]
+    h_BTF = dense(x_BTD, params["W_in"])
     return h_BTF + params["b_in"] if "b_in" in params else h_BTF
 
 
 def _values(params, m_BTF):
-    out_BTD = m_BTF @ params["W_out"]
+    out_BTD = dense(m_BTF, params["W_out"])
     return out_BTD + params["b_out"] if "b_out" in params else out_BTD
 
 
@@ -50,7 +56,7 @@ def _gelu(params, x_BTD, cfg):
 
 def _swiglu(params, x_BTD, cfg):
     """Shazeer (2020): m = silu(x·W_gate) ⊙ (x·W_in); W_gate and W_in together play the role of K."""
-    return jax.nn.silu(x_BTD @ params["W_gate"]) * (x_BTD @ params["W_in"])
+    return jax.nn.silu(dense(x_BTD, params["W_gate"])) * dense(x_BTD, params["W_in"])
 
 
 REGISTRY: dict[str, FFNKind] = {

@@ -84,7 +84,7 @@ def unembed(params, x_BTD, cfg):
     if cfg.prenorm:
         x_BTD = norm(params["final_norm"], x_BTD, cfg)
     W_DV = params["embed"]["tok"].T if cfg.tie_embeddings else params["unembed"]
-    logits = x_BTD @ W_DV
+    logits = ffn_lib.dense(x_BTD, W_DV)
     if "unembed_bias" in params:
         logits = logits + params["unembed_bias"]
     return logits.astype(jnp.float32)
