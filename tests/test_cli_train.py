@@ -109,7 +109,7 @@ def test_compare_two_kinds(tmp_path, capsys):
     summary = json.loads((out / "compare.json").read_text())
     rows = summary["kinds"]
     assert list(rows) == ["swiglu", "none"] and (out / "compare.png").stat().st_size > 0
-    relu_ffn = 2 * 2 * (32 * 64 * 2 + 64 + 32)  # the reference: 2 layers of relu d_ff=64 with biases
+    relu_ffn = 2 * (2 * 32 * 64 + 64 + 32)  # the reference: 2 layers of relu d_ff=64 with biases
     assert abs(rows["swiglu"]["ffn_params"] - relu_ffn) <= 3 * 32 * 2 and rows["none"]["ffn_params"] == 0
     assert rows["swiglu"]["d_ff"] == 44 and rows["none"]["params"] < rows["swiglu"]["params"]
     for r in rows.values():
