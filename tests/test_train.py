@@ -86,3 +86,12 @@ def test_nan_stops_with_last_good_checkpoint(tmp_path):
     assert checkpoint_steps(tmp_path) == [5, 10]
     params = load_run(tmp_path)[2]
     assert all(np.isfinite(np.asarray(w)).all() for w in jax.tree.leaves(params))
+
+
+def test_killed_before_first_checkpoint_restarts_cleanly(full_run, tmp_path):
+    run_dir, _ = full_run
+    train(tiny_config(), tmp_path)
+    shutil.rmtree(tmp_path / "checkpoints")  # as if killed before the first checkpoint was committed
+    train(tiny_config(), tmp_path)
+    assert load_metrics(tmp_path) == load_metrics(run_dir)
+    assert_trees_equal(load_run(tmp_path)[2], load_run(run_dir)[2])

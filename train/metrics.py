@@ -13,7 +13,8 @@ class MetricsLog:
             self._truncate(resume_step)
 
     def _truncate(self, resume_step: int) -> None:
-        """Keep only records of steps ≤ resume_step so a resumed run's log equals an uninterrupted one."""
+        """Keep only records of steps ≤ resume_step so a resumed run's log equals an uninterrupted one (a run
+        starting from scratch re-evaluates step 0, so it keeps nothing)."""
         if not self.path.exists():
             return
         kept = []
@@ -22,7 +23,7 @@ class MetricsLog:
                 record = json.loads(line)
             except json.JSONDecodeError:  # a line cut short by a kill
                 continue
-            if record.get("step", 0) <= resume_step:
+            if 0 < resume_step and record.get("step", 0) <= resume_step:
                 kept.append(line)
         tmp = self.path.with_suffix(".jsonl.tmp")
         tmp.write_text("".join(line + "\n" for line in kept))
