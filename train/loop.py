@@ -22,7 +22,7 @@ from train import sharding
 from train.checkpoints import Checkpoints, log_stderr
 from train.config import TrainConfig, resolve
 from train.metrics import MetricsLog
-from train.state import TrainState, init_state, make_optimizer, schedule
+from train.state import init_state, make_optimizer, schedule
 from train.step import make_eval_step, make_train_step
 
 DEVICE_FIELDS = ("tokens", "targets", "weights")
