@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.common import forward_flops_per_token
 from ffnkv.config import ModelConfig
 from train.config import OptimConfig, TrainConfig
 from train.state import init_state, make_optimizer, schedule
@@ -48,10 +49,9 @@ def matmul_peak(sizes=(1024, 2048, 3072), repeats=5) -> dict:
 
 
 def step_flops(cfg: ModelConfig, batch: int, seq: int) -> dict:
-    L, D, F, V, T = cfg.n_layers, cfg.d_model, cfg.d_ff, cfg.vocab_size, seq
-    n_mm = L * (4 * D * D + 2 * D * F) + D * V
-    per_token = 6 * n_mm + 12 * L * T * D
-    return {"n_matmul_params": n_mm, "flops_per_token": per_token, "flops_per_step": per_token * batch * T}
+    """Training = forward + backward (2× forward): 3 × ``benchmarks.common.forward_flops_per_token``."""
+    per_token = 3 * forward_flops_per_token(cfg, seq)
+    return {"flops_per_token": per_token, "flops_per_step": per_token * batch * seq}
 
 
 def benchmark(dtype="float32", ffn="gelu", steps=10, batch=16, seq=256) -> dict:

@@ -1,4 +1,11 @@
 """Shared tiny training config for the train tests (seconds on 2 CPU cores)."""
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import jax
 import numpy as np
 
@@ -35,3 +42,36 @@ def enable_compilation_cache() -> str:
 
 
 enable_compilation_cache()
+
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = """from tests._train_helpers import tiny_config
+def get_config():
+    return tiny_config({changes})
+"""
+
+
+def write_config(tmp_path, changes="") -> str:
+    """A config file (for ``ffnkv train`` in a subprocess) returning ``tiny_config(<changes>)``."""
+    path = tmp_path / "cfg.py"
+    path.write_text(CONFIG.format(changes=changes))
+    return str(path)
+
+
+def start_training(tmp_path, run_dir, changes):
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "ffnkv", "train", write_config(tmp_path, changes), "--run-dir",
+                             str(run_dir)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_for_step(proc, run_dir, step, timeout=240):
+    """Poll metrics.jsonl until a train record of ``step`` (or later) appears."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        path = run_dir / "metrics.jsonl"
+        if path.exists() and any(json.loads(line).get("step", 0) >= step and "loss" in line
+                                 for line in path.read_text().splitlines() if line.endswith("}")):
+            return
+        time.sleep(0.01)
+    raise TimeoutError(f"training did not reach step {step}")

@@ -1,30 +1,12 @@
 """`ffnkv train`: one-line config errors (exit 2), --help, a real run, SIGTERM saves and exits 0."""
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 
 from ffnkv.cli import main
 from ffnkv.io.run import checkpoint_steps, load_metrics
-from tests._train_helpers import tiny_config  # noqa: F401  (enables the shared compilation cache)
-
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = """from tests._train_helpers import tiny_config
-def get_config():
-    return tiny_config({changes})
-"""
-
-
-def write_config(tmp_path, changes="") -> str:
-    path = tmp_path / "cfg.py"
-    path.write_text(CONFIG.format(changes=changes))
-    return str(path)
-
+from _train_helpers import start_training, wait_for_step, write_config
 
 @pytest.mark.parametrize("override, message", [
     ("foo=1", "unknown key 'foo'"),
@@ -66,29 +48,10 @@ def test_train_command_and_resume(tmp_path, capsys):
     assert "different config" in capsys.readouterr().err
 
 
-def _start(tmp_path, run_dir, changes):
-    env = os.environ | {"PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "ffnkv", "train", write_config(tmp_path, changes), "--run-dir",
-                             str(run_dir)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def wait_for_step(proc, run_dir, step, timeout=240):
-    """Poll metrics.jsonl until a train record of ``step`` (or later) appears."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        path = run_dir / "metrics.jsonl"
-        if path.exists() and any(json.loads(line).get("step", 0) >= step and "loss" in line
-                                 for line in path.read_text().splitlines() if line.endswith("}")):
-            return
-        time.sleep(0.01)
-    raise TimeoutError(f"training did not reach step {step}")
-
-
 @pytest.mark.slow
 def test_sigterm_saves_and_exits_zero(tmp_path):
     run_dir = tmp_path / "run"
-    proc = _start(tmp_path, run_dir, "steps=100000, ckpt_every=100000, eval_every=100000")
+    proc = start_training(tmp_path, run_dir, "steps=100000, ckpt_every=100000, eval_every=100000")
     wait_for_step(proc, run_dir, 5)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)

@@ -10,7 +10,7 @@ from ffnkv.data import register_task
 from ffnkv.data.condcomp import CondComp
 from ffnkv.io.run import checkpoint_steps, load_init_params, load_metrics, load_run
 from ffnkv.model import init_params
-from tests._train_helpers import assert_trees_equal, tiny_config
+from _train_helpers import assert_trees_equal, tiny_config
 from train.config import DataConfig
 from train.loop import TrainingDiverged, train
 

@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 
 from ffnkv.io.run import load_metrics, load_run
-from tests._train_helpers import assert_trees_equal, tiny_config
-from tests.test_cli_train import _start, wait_for_step
+from _train_helpers import assert_trees_equal, start_training, tiny_config, wait_for_step
 from train.loop import train
 
 CHANGES = dict(steps=120, ckpt_every=7, eval_every=25, log_every=1)
@@ -18,7 +17,7 @@ def test_sigkill_then_rerun_is_bitwise_identical(tmp_path):
     train(tiny_config(**CHANGES), reference)
     kill_at = int(np.random.default_rng().integers(10, 100))
     run_dir = tmp_path / "killed"
-    proc = _start(tmp_path, run_dir, ", ".join(f"{k}={v}" for k, v in CHANGES.items()))
+    proc = start_training(tmp_path, run_dir, ", ".join(f"{k}={v}" for k, v in CHANGES.items()))
     wait_for_step(proc, run_dir, kill_at)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)

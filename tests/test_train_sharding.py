@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ffnkv.io.run import load_metrics
-from tests._train_helpers import tiny_config
+from _train_helpers import tiny_config
 from train.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
