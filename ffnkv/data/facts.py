@@ -285,14 +285,12 @@ class FactsTask:
                 "template": template.astype(np.int32), "split": (template >= R["n_train"]).astype(np.int32),
                 "subject_start": R["subject_start"].reshape(-1) + 1, "subject_end": R["subject_end"].reshape(-1) + 1}
 
-    def metrics(self, logits, eval_batch: dict) -> dict[str, float]:
+    def eval_metrics(self, pred_BT, eval_batch: dict) -> dict[str, float]:
         """Top-1 attribute accuracy on training-template prompts and on held-out paraphrases.
 
-        ``logits`` is ``[N, T, V]`` (read at ``predict_pos``) or already ``[N, V]``.
+        ``pred_BT`` holds the predicted next token at every position (argmax of the logits).
         """
-        logits = np.asarray(logits)
-        if logits.ndim == 3:
-            logits = logits[np.arange(len(logits)), eval_batch["predict_pos"]]
-        correct = logits.argmax(-1) == eval_batch["attribute"]
+        pred_B = np.asarray(pred_BT)[np.arange(len(pred_BT)), eval_batch["predict_pos"]]
+        correct = pred_B == eval_batch["attribute"]
         split = eval_batch["split"]
         return {"train_fact_acc": float(correct[split == 0].mean()), "paraphrase_acc": float(correct[split == 1].mean())}
