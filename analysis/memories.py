@@ -61,14 +61,33 @@ def init_topk(cfg, k: int):
             jnp.full((cfg.n_layers, cfg.width, k), -1, jnp.int32))
 
 
+def chunk_topk(m_LNF, k: int, block: int = 32):
+    """Exact top-k over N of ``m_LNF`` per (layer, key), as ``(values [L,F,k], positions [L,F,k])``.
+
+    Without transposing or sorting all of N: the positions are cut into blocks of ``block``; the top-k
+    elements lie in the k blocks with the largest maxima (a block holding one of them has its maximum ≥ the
+    k-th largest value, and at most k blocks can), so only those k·block candidates are ranked.
+    """
+    L, N, F = m_LNF.shape
+    pad = -N % block
+    m_LNF = jnp.pad(m_LNF, ((0, 0), (0, pad), (0, 0)), constant_values=-jnp.inf)
+    G = (N + pad) // block
+    blockmax_LFG = jnp.swapaxes(m_LNF.reshape(L, G, block, F).max(2), 1, 2)
+    _, blocks_LFb = jax.lax.top_k(blockmax_LFG, min(k, G))
+    pos_LFc = (blocks_LFb[..., None] * block + jnp.arange(block)).reshape(L, F, -1)
+    cand_LFc = m_LNF[jnp.arange(L)[:, None, None], pos_LFc, jnp.arange(F)[None, :, None]]
+    top_LFk, pick = jax.lax.top_k(cand_LFc, k)
+    return top_LFk, jnp.take_along_axis(pos_LFc, pick, -1)
+
+
 def merge_topk(state, m_LNF, index_N, k: int):
     """Merge one chunk's coefficients ``[L,N,F]`` (masked entries -inf) into the running top-k ``[L,F,k]``."""
     best_LFk, where_LFk = state
-    chunk_LFk, pos_LFk = jax.lax.top_k(jnp.swapaxes(m_LNF, 1, 2), k)
+    chunk_LFk, pos_LFk = chunk_topk(m_LNF, k)
     vals = jnp.concatenate([best_LFk, chunk_LFk], -1)
-    idx = jnp.concatenate([where_LFk, index_N[pos_LFk]], -1)
+    idx = jnp.concatenate([where_LFk, index_N[jnp.minimum(pos_LFk, index_N.shape[0] - 1)]], -1)
     top, pick = jax.lax.top_k(vals, k)
-    return top, jnp.take_along_axis(idx, pick, -1)
+    return top, jnp.where(top > -jnp.inf, jnp.take_along_axis(idx, pick, -1), -1)
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "k"), donate_argnums=(0,))

@@ -82,3 +82,15 @@ def test_user_errors_leave_nothing(tmp_path):
     small = _write_corpus(tmp_path / "s.txt", 3)
     with pytest.raises(FfnkvError, match="too few"):
         TextTask(cache_dir=str(tmp_path / "e"), files=[str(small)], vocab_size_target=280, seq_len=64)
+
+
+def test_default_cache_dir_and_source_mismatch(tmp_path, monkeypatch):
+    monkeypatch.setenv("FFNKV_DATA", str(tmp_path / "data"))
+    a = _write_corpus(tmp_path / "a.txt", 80)
+    t = TextTask(files=[str(a)], vocab_size_target=280, seq_len=8)
+    assert t.cache_dir.startswith(str(tmp_path / "data" / "text"))
+    b = _write_corpus(tmp_path / "b.txt", 80, seed=1)
+    assert TextTask(files=[str(b)], vocab_size_target=280, seq_len=8).cache_dir != t.cache_dir
+    with pytest.raises(FfnkvError, match="another source"):
+        TextTask(cache_dir=t.cache_dir, files=[str(b)], vocab_size_target=280, seq_len=8)
+    assert TextTask(cache_dir=t.cache_dir, seq_len=8).vocab_size == t.vocab_size  # a prepared cache alone

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -193,9 +194,13 @@ def prepare_corpus(cache_dir, vocab_size: int = 4096, tokenizer_chars: int = 50_
 
 @dataclasses.dataclass(frozen=True)
 class TextTask:
-    """Language modelling on a token memmap in ``cache_dir`` (prepared from the given source if missing)."""
+    """Language modelling on a token memmap in ``cache_dir`` (prepared from the given source if missing).
 
-    cache_dir: str = "data/text"
+    ``cache_dir=None`` picks ``$FFNKV_DATA/text/<hash of the source and vocabulary size>`` (``FFNKV_DATA``
+    defaults to ``data``); a cache built from a different source is refused rather than silently reused.
+    """
+
+    cache_dir: str | None = None
     files: tuple[str, ...] = ()
     wikitext: bool = False
     array_record: str | None = None
@@ -210,15 +215,27 @@ class TextTask:
 
     def __post_init__(self):
         object.__setattr__(self, "files", (self.files,) if isinstance(self.files, str) else tuple(self.files))
+        if self.cache_dir is None:
+            key = json.dumps([self._source(), self.vocab_size_target], sort_keys=True)
+            digest = hashlib.sha1(key.encode()).hexdigest()[:12]
+            object.__setattr__(self, "cache_dir", str(Path(os.environ.get("FFNKV_DATA", "data")) / "text" / digest))
         if not (Path(self.cache_dir) / "meta.json").is_file():
             prepare_corpus(self.cache_dir, self.vocab_size_target, files=self.files, wikitext=self.wikitext,
                            array_record=self.array_record, tfds_name=self.tfds_name, tfds_split=self.tfds_split,
                            tfds_data_dir=self.tfds_data_dir, text_key=self.text_key)
+        if (self.files or self.array_record or self.tfds_name) and self.meta["source"] != self._source():
+            raise FfnkvError(f"cache_dir {self.cache_dir!r} holds a corpus built from another source "
+                             f"({self.meta['source']}); use another cache_dir.")
         if not 0.0 < self.eval_fraction < 0.5:
             raise ConfigError(f"data.eval_fraction={self.eval_fraction} is not allowed; use a value in (0, 0.5).")
         if self._n_train < self.seq_len + 1 or self.meta["n_tokens"] - self._n_train < self.seq_len + 1:
             raise FfnkvError(f"the corpus in {self.cache_dir} has {self.meta['n_tokens']} tokens, too few for "
                              f"seq_len={self.seq_len} with eval_fraction={self.eval_fraction}; add text or shorten seq_len.")
+
+    def _source(self) -> dict:
+        return {"files": list(self.files), "wikitext": self.wikitext, "array_record": self.array_record,
+                "tfds_name": self.tfds_name, "tfds_split": self.tfds_split, "tfds_data_dir": self.tfds_data_dir,
+                "text_key": self.text_key}
 
     @functools.cached_property
     def meta(self) -> dict:
