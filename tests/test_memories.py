@@ -110,3 +110,27 @@ def test_no_ffn_model_is_a_clear_error(params):
 
     with pytest.raises(FfnkvError, match="no FFN"):
         M.value_vectors(params, CFG.replace(ffn="none", d_ff=0))
+
+
+@pytest.mark.slow
+def test_cli_writes_json_pngs_and_dumps(tmp_path):
+    import json
+
+    from ffnkv.cli import main
+    from train.config import DataConfig, TrainConfig
+    from train.loop import train
+
+    cfg = TrainConfig(model=ffnkv.ModelConfig(d_model=16, n_layers=2, n_heads=2, d_ff=32),
+                      data=DataConfig("facts", {"n_entities": 8, "n_attributes": 4, "facts_per_seq": 2}),
+                      steps=2, batch_size=8, eval_every=2, ckpt_every=2, keep=1, progress=False)
+    train(cfg, tmp_path / "run")
+    assert main(["memories", str(tmp_path / "run"), "--max-tokens", "1500", "--k", "4", "--clusters", "3",
+                 "--batch-size", "16"]) == 0
+    out = tmp_path / "run" / "analysis" / "memories"
+    res = json.loads((out / "memories.json").read_text())
+    assert len(res["agreement"]["agreement"]) == 2 and res["final_norm"] is False
+    assert {"active_fraction", "zero_agreement", "refinement"} <= set(res["composition"])
+    assert all((out / p).is_file() for p in ("agreement.png", "refinement.png", "removal.png", "promotion.json"))
+    dump = (out / "triggers.txt").read_text()
+    assert "layer 1" in dump and "→" in dump and "value top tokens" in dump
+    assert main(["memories", str(tmp_path / "nope")]) == 2
