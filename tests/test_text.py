@@ -19,6 +19,8 @@ def _write_corpus(path, n_lines=300, seed=0, wikitext=False):
             lines += ["", f" = Article {i} = ", ""]
         words = rng.choice(WORDS, rng.integers(5, 15))
         lines.append(" " + " ".join(words) + (" 1 @,@ 000 well @-@ known ." if wikitext else " ."))
+        if wikitext or i % 10 == 9:
+            lines.append("")
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -38,7 +40,7 @@ def test_prepared_memmap_and_tokenizer(task):
     text = "the cat sat on a mat ."
     assert task.tokenizer.decode(task.tokenizer.encode(text)) == text
     assert (np.asarray(task.tokens) < task.vocab_size).all()
-    assert (np.asarray(task.tokens) == task.tokenizer.eos_id).sum() == 600  # one per line
+    assert (np.asarray(task.tokens) == task.tokenizer.eos_id).sum() == 60  # one per paragraph
 
 
 def test_batches_are_pure_windows(task):
@@ -64,7 +66,8 @@ def test_windows_view(task):
 def test_wikitext_escapes_and_array_record(tmp_path):
     path = _write_corpus(tmp_path / "wiki.train.raw", 60, wikitext=True)
     lines = list(read_text_files([path], wikitext=True))
-    assert lines[0] == "= Article 0 =" and "1,000 well-known ." in lines[1] and "" not in lines
+    assert lines[0] == "= Article 0 =" and lines[1].endswith("1,000 well-known .") and "" not in lines
+    assert len(lines) == 60 + 2 and "\n" not in "".join(lines)
     assert write_array_record(lines, tmp_path / "wiki.array_record") == len(lines)
     t = TextTask(cache_dir=str(tmp_path / "c"), array_record=str(tmp_path / "wiki.array_record"),
                  vocab_size_target=280, seq_len=8)
