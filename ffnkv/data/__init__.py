@@ -12,7 +12,11 @@ import importlib
 
 from ffnkv.errors import ConfigError
 
-TASKS = {"condcomp": ("ffnkv.data.condcomp", "CondComp")}
+TASKS = {
+    "condcomp": ("ffnkv.data.condcomp", "CondComp"),
+    "facts": ("ffnkv.data.facts", "FactsTask"),
+    "text": ("ffnkv.data.text", "TextTask"),
+}
 
 
 def register_task(kind: str, factory) -> None:
