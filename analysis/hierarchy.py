@@ -1,0 +1,112 @@
+"""Generalists routing to specialists (Rahman et al. 2026, "generalist neurons route information to
+task-specialist sub-circuits").
+
+Protocol (ours; Rahman et al. published none). For each FFN layer l with generalists G_l
+(``analysis.specialisation``; at most ``max_generalists``, the most active first) and the specialists S of
+every later FFN layer, zero-ablate one neuron n of layer l at a time (every position) and measure the mean
+|m| of each specialist s at the answer position on the probes of each op k. The **relative effect** is
+``r(n, s, k) = (ā_s,k(ablate n) − ā_s,k) / ā_s,k`` (s with ā_s,k = 0 are skipped), and the **drive** of n on s
+is ``−r`` on s's preferred op(s) (the ops it specialises in, averaged): 1 means s goes silent without n.
+
+**Controls**: ``n_control`` random single neurons of the same layer that are neither generalists nor
+specialists, ablated the same way. Each ablated neuron gets a score ``e_n = mean_s |r(n, s, pref(s))|``; the
+summary compares the generalists' mean score with the controls' by a one-sided permutation test
+(``n_perm`` label shuffles). Generalists **drive specialists more than chance** when that p < 0.05 and the
+generalists' mean score exceeds the controls'.
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+from analysis.ablation import probe_arrays, sweep
+
+MAX_GENERALISTS = 64
+N_CONTROL = 32
+N_PERM = 10000
+
+
+def permutation_greater(x, y, n_perm: int, rng: np.random.Generator) -> float:
+    """One-sided permutation p-value of mean(x) > mean(y) (with the +1 correction of Phipson & Smyth 2010)."""
+    pooled = np.concatenate([x, y])
+    observed = x.mean() - y.mean()
+    hits = 0
+    for _ in range(n_perm):
+        perm = rng.permutation(pooled)
+        hits += perm[: len(x)].mean() - perm[len(x):].mean() >= observed - 1e-12
+    return (hits + 1) / (n_perm + 1)
+
+
+def relative_effects(mabs_NKLF, base_KLF):
+    """``r[n, k, l, f]`` (NaN where the baseline activation is 0)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(base_KLF > 0, (mabs_NKLF - base_KLF) / base_KLF, np.nan)
+
+
+def hierarchy(params, cfg, probe: dict, ops, spec: dict, layers, seed: int = 0, max_generalists: int = MAX_GENERALISTS,
+              n_control: int = N_CONTROL, n_perm: int = N_PERM, batch_size: int = 8) -> dict:
+    """The generalist → later-specialist drive matrices per source layer, with controls and the verdict."""
+    K = len(ops)
+    specialist_KLF, generalist_LF = spec["specialist"], spec["generalist"]
+    L, F = generalist_LF.shape
+    rng = np.random.default_rng(seed)
+    rows, kinds = [np.zeros((L, F), bool)], []
+    plan = []
+    for l in layers:
+        later_LF = specialist_KLF.any(0) & (np.arange(L) > l)[:, None]
+        gens = np.flatnonzero(generalist_LF[l])
+        if not later_LF.any() or gens.size == 0:
+            continue
+        gens = gens[np.argsort(-spec["mean"][:, l, gens].mean(0), kind="stable")][:max_generalists]
+        pool = np.flatnonzero(~generalist_LF[l] & ~specialist_KLF[:, l].any(0))
+        ctrl = rng.choice(pool, size=min(n_control, pool.size), replace=False) if pool.size else np.zeros(0, int)
+        plan.append((l, gens, ctrl, later_LF))
+        for n in np.concatenate([gens, ctrl]):
+            mask = np.zeros((L, F), bool)
+            mask[l, n] = True
+            rows.append(mask)
+    if not plan:
+        return {"applicable": False, "reason": "no generalists with specialists in a later FFN layer", "layers": {}}
+    mask_SLF = np.stack(rows)
+    _, mabs_SKLF = sweep(params, *probe_arrays(probe, K), jnp.zeros((L, probe["tokens"].shape[1], F)),
+                         jnp.asarray(mask_SLF), jnp.zeros(len(rows)), cfg, batch_size)
+    mabs_SKLF = np.asarray(mabs_SKLF)
+    r_SKLF = relative_effects(mabs_SKLF[1:], mabs_SKLF[0])
+    out, start = {}, 0
+    gen_scores_all, ctrl_scores_all = [], []
+    for l, gens, ctrl, later_LF in plan:
+        n_rows = len(gens) + len(ctrl)
+        r_NKLF = r_SKLF[start:start + n_rows]
+        start += n_rows
+        targets = np.argwhere(later_LF)
+        pref_KS = specialist_KLF[:, targets[:, 0], targets[:, 1]]
+        r_NKS = r_NKLF[:, :, targets[:, 0], targets[:, 1]]
+        with np.errstate(invalid="ignore"):
+            pref_r_NS = np.nanmean(np.where(pref_KS[None], r_NKS, np.nan), axis=1)
+            score_N = np.nanmean(np.abs(pref_r_NS), axis=1)
+            per_op = {ops[k]: {"generalists": _nanmean(r_NKS[:len(gens), k][:, pref_KS[k]]),
+                               "controls": _nanmean(r_NKS[len(gens):, k][:, pref_KS[k]])} for k in range(K)}
+        gen_s, ctrl_s = score_N[:len(gens)], score_N[len(gens):]
+        gen_scores_all.append(gen_s)
+        ctrl_scores_all.append(ctrl_s)
+        out[str(l)] = {
+            "generalists": gens.tolist(), "controls": ctrl.tolist(),
+            "specialists": [[int(a), int(b)] for a, b in targets],
+            "specialist_ops": [[ops[k] for k in np.flatnonzero(pref_KS[:, i])] for i in range(len(targets))],
+            "drive": np.nan_to_num(-pref_r_NS[:len(gens)]).tolist(),
+            "control_drive": np.nan_to_num(-pref_r_NS[len(gens):]).tolist(),
+            "mean_relative_effect_per_op": per_op,
+            "generalist_score_mean": _nanmean(gen_s), "control_score_mean": _nanmean(ctrl_s),
+        }
+    gen_all = np.nan_to_num(np.concatenate(gen_scores_all))
+    ctrl_all = np.nan_to_num(np.concatenate(ctrl_scores_all))
+    p = permutation_greater(gen_all, ctrl_all, n_perm, rng) if ctrl_all.size and gen_all.size else None
+    holds = bool(p is not None and p < 0.05 and gen_all.mean() > ctrl_all.mean())
+    return {"applicable": True, "layers": out, "generalist_score_mean": float(gen_all.mean()),
+            "control_score_mean": float(ctrl_all.mean()) if ctrl_all.size else None,
+            "p_value": p, "generalists_drive_more_than_chance": holds}
+
+
+def _nanmean(x) -> float | None:
+    x = np.asarray(x, np.float64)
+    return None if np.isnan(x).all() else float(np.nanmean(x))
