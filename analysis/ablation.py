@@ -16,7 +16,8 @@ S_b dissociates b from a. Empty sets dissociate nothing.
 
 Every intervention of a sweep (baseline, targeted and random, zero and mean) is one row of a mask array, so
 the whole sweep is one compiled program: ``jax.lax.map`` over interventions in chunks of ``batch_size``
-(memory-bounded), ``vmap`` within a chunk; hooks are ``ffnkv.neuron_mask_hooks`` arrays.
+(memory-bounded), ``vmap`` within a chunk; hooks are ``ffnkv.neuron_mask_hooks`` arrays. The number of
+interventions is padded to a multiple of 64, so the hierarchy sweep of the same model reuses the program.
 """
 from __future__ import annotations
 
@@ -54,6 +55,19 @@ def sweep_impl(params, tokens_NT, target_N, onehot_KN, mean_LTF, mask_SLF, use_m
 sweep = jax.jit(sweep_impl, static_argnames=("cfg", "batch_size"))
 
 
+def padded_sweep(params, tokens_NT, target_N, onehot_KN, mean_LTF, mask_SLF, use_mean_S, cfg, batch_size,
+                 multiple: int = 64):
+    """``sweep`` with the interventions padded (no-op rows) to a multiple of ``multiple``, so sweeps of similar
+    size (the dissociation and the hierarchy of one model) share one compiled program."""
+    S = mask_SLF.shape[0]
+    pad = -S % multiple
+    mask_SLF = np.concatenate([np.asarray(mask_SLF, bool), np.zeros((pad,) + mask_SLF.shape[1:], bool)])
+    use_mean_S = np.concatenate([np.asarray(use_mean_S, np.float32), np.zeros(pad, np.float32)])
+    acc_SK, mabs_SKLF = sweep(params, tokens_NT, target_N, onehot_KN, jnp.asarray(mean_LTF, jnp.float32),
+                              jnp.asarray(mask_SLF), jnp.asarray(use_mean_S), cfg, batch_size)
+    return np.asarray(acc_SK)[:S], np.asarray(mabs_SKLF)[:S]
+
+
 def probe_arrays(probe: dict, n_ops: int):
     """Device arrays of a probe set: tokens, targets and the op one-hot ``[K, N]``."""
     onehot_KN = np.eye(n_ops, dtype=np.float32)[np.asarray(probe["op"])].T
@@ -79,9 +93,8 @@ def dissociation(params, cfg, probe: dict, ops, specialist_KLF, mean_LTF, n_rand
     sets = np.concatenate([np.zeros((1, L, F), bool), specialist_KLF, controls_KRLF.reshape(K * n_random, L, F)])
     mask_SLF = np.concatenate([sets, sets])
     use_mean_S = np.repeat([0.0, 1.0], len(sets))
-    acc_SK, _ = sweep(params, *probe_arrays(probe, K), jnp.asarray(mean_LTF), jnp.asarray(mask_SLF),
-                      jnp.asarray(use_mean_S), cfg, batch_size)
-    acc_SK = np.asarray(acc_SK).reshape(2, len(sets), K)
+    acc_SK, _ = padded_sweep(params, *probe_arrays(probe, K), mean_LTF, mask_SLF, use_mean_S, cfg, batch_size)
+    acc_SK = acc_SK.reshape(2, len(sets), K)
     base_K = acc_SK[0, 0]
     result = {"ops": list(ops), "baseline": base_K.tolist(), "set_sizes": specialist_KLF.sum((1, 2)).tolist(),
               "n_random": n_random}

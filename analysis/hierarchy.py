@@ -16,10 +16,9 @@ generalists' mean score exceeds the controls'.
 """
 from __future__ import annotations
 
-import jax.numpy as jnp
 import numpy as np
 
-from analysis.ablation import probe_arrays, sweep
+from analysis.ablation import padded_sweep, probe_arrays
 
 MAX_GENERALISTS = 64
 N_CONTROL = 32
@@ -28,13 +27,11 @@ N_PERM = 10000
 
 def permutation_greater(x, y, n_perm: int, rng: np.random.Generator) -> float:
     """One-sided permutation p-value of mean(x) > mean(y) (with the +1 correction of Phipson & Smyth 2010)."""
-    pooled = np.concatenate([x, y])
+    pooled = np.concatenate([x, y]).astype(np.float64)
     observed = x.mean() - y.mean()
-    hits = 0
-    for _ in range(n_perm):
-        perm = rng.permutation(pooled)
-        hits += perm[: len(x)].mean() - perm[len(x):].mean() >= observed - 1e-12
-    return (hits + 1) / (n_perm + 1)
+    perms = rng.permuted(np.broadcast_to(pooled, (n_perm, pooled.size)), axis=1)
+    diffs = perms[:, : len(x)].mean(1) - perms[:, len(x):].mean(1)
+    return float(((diffs >= observed - 1e-12).sum() + 1) / (n_perm + 1))
 
 
 def relative_effects(mabs_NKLF, base_KLF):
@@ -67,10 +64,8 @@ def hierarchy(params, cfg, probe: dict, ops, spec: dict, layers, seed: int = 0, 
             rows.append(mask)
     if not plan:
         return {"applicable": False, "reason": "no generalists with specialists in a later FFN layer", "layers": {}}
-    mask_SLF = np.stack(rows)
-    _, mabs_SKLF = sweep(params, *probe_arrays(probe, K), jnp.zeros((L, probe["tokens"].shape[1], F)),
-                         jnp.asarray(mask_SLF), jnp.zeros(len(rows)), cfg, batch_size)
-    mabs_SKLF = np.asarray(mabs_SKLF)
+    _, mabs_SKLF = padded_sweep(params, *probe_arrays(probe, K), np.zeros((L, probe["tokens"].shape[1], F)),
+                                np.stack(rows), np.zeros(len(rows)), cfg, batch_size)
     r_SKLF = relative_effects(mabs_SKLF[1:], mabs_SKLF[0])
     out, start = {}, 0
     gen_scores_all, ctrl_scores_all = [], []

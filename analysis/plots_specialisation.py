@@ -70,7 +70,7 @@ def dissociation(abl: dict, path) -> Path:
         ax.text(0.5, 0.5, "no FFN: nothing to ablate", ha="center", va="center")
         return _save(fig, path)
     ops = abl["ops"]
-    fig, axes = plt.subplots(1, 2, figsize=(2.2 * len(ops) + 3, 0.9 * len(ops) + 1.8))
+    fig, axes = plt.subplots(1, 2, figsize=(2.6 * len(ops) + 5, 0.9 * len(ops) + 1.8), layout="constrained")
     for ax, mode in zip(axes, ("zero", "mean")):
         acc = np.asarray(abl[mode]["accuracy"])
         cm, cs = np.asarray(abl[mode]["control_mean"]), np.asarray(abl[mode]["control_std"])
