@@ -11,8 +11,11 @@ is ``−r`` on s's preferred op(s) (the ops it specialises in, averaged): 1 mean
 **Controls**: ``n_control`` random single neurons of the same layer that are neither generalists nor
 specialists, ablated the same way. Each ablated neuron gets a score ``e_n = mean_s |r(n, s, pref(s))|``; the
 summary compares the generalists' mean score with the controls' by a one-sided permutation test
-(``n_perm`` label shuffles). Generalists **drive specialists more than chance** when that p < 0.05 and the
-generalists' mean score exceeds the controls'.
+(``n_perm`` label shuffles). Generalists **drive specialists more than chance** when that p < 0.05, the
+generalists' mean score exceeds the controls' and is at least ``MIN_SCORE`` (a 5 % mean relative change:
+a significant but negligible effect does not count as routing). With two or more FFN layers but no
+generalist before a layer with specialists, there is nothing to route and the claim fails; with fewer than two
+FFN layers it is not applicable.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from analysis.ablation import padded_sweep, probe_arrays
 MAX_GENERALISTS = 64
 N_CONTROL = 32
 N_PERM = 10000
+MIN_SCORE = 0.05
 
 
 def permutation_greater(x, y, n_perm: int, rng: np.random.Generator) -> float:
@@ -62,8 +66,12 @@ def hierarchy(params, cfg, probe: dict, ops, spec: dict, layers, seed: int = 0, 
             mask = np.zeros((L, F), bool)
             mask[l, n] = True
             rows.append(mask)
+    if len(layers) < 2:
+        return {"applicable": False, "reason": "fewer than two FFN layers", "layers": {}}
     if not plan:
-        return {"applicable": False, "reason": "no generalists with specialists in a later FFN layer", "layers": {}}
+        return {"applicable": True, "layers": {}, "generalist_score_mean": None, "control_score_mean": None,
+                "p_value": None, "generalists_drive_more_than_chance": False,
+                "reason": "no generalist has specialists in a later FFN layer"}
     _, mabs_SKLF = padded_sweep(params, *probe_arrays(probe, K), np.zeros((L, probe["tokens"].shape[1], F)),
                                 np.stack(rows), np.zeros(len(rows)), cfg, batch_size)
     r_SKLF = relative_effects(mabs_SKLF[1:], mabs_SKLF[0])
@@ -96,7 +104,7 @@ def hierarchy(params, cfg, probe: dict, ops, spec: dict, layers, seed: int = 0, 
     gen_all = np.nan_to_num(np.concatenate(gen_scores_all))
     ctrl_all = np.nan_to_num(np.concatenate(ctrl_scores_all))
     p = permutation_greater(gen_all, ctrl_all, n_perm, rng) if ctrl_all.size and gen_all.size else None
-    holds = bool(p is not None and p < 0.05 and gen_all.mean() > ctrl_all.mean())
+    holds = bool(p is not None and p < 0.05 and gen_all.mean() > ctrl_all.mean() and gen_all.mean() >= MIN_SCORE)
     return {"applicable": True, "layers": out, "generalist_score_mean": float(gen_all.mean()),
             "control_score_mean": float(ctrl_all.mean()) if ctrl_all.size else None,
             "p_value": p, "generalists_drive_more_than_chance": holds}

@@ -89,7 +89,7 @@ def hierarchy(hier: dict, path) -> Path:
     """Drive of each generalist (rows) on each later-layer specialist (columns), first source layer; and the
     mean |effect| of generalists vs random-neuron controls per source layer."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), gridspec_kw={"width_ratios": [2.2, 1]})
-    if not hier.get("applicable"):
+    if not hier.get("applicable") or not hier["layers"]:
         for ax in axes:
             ax.axis("off")
         axes[0].text(0.5, 0.5, "hierarchy not applicable:\n" + hier.get("reason", ""), ha="center", va="center")

@@ -11,7 +11,8 @@ hierarchy analysis on a conditional-computation probe set, then judges the claim
 3. **Double dissociation**: every pair of ops doubly dissociates (``analysis.ablation``) under zero- *and*
    mean-ablation ("partial" when some pair does under some mode).
 4. **Generalists route to specialists**: ``analysis.hierarchy`` finds the generalists' drive on later-layer
-   specialists above the random-neuron controls (permutation p < 0.05); not applicable with < 2 FFN layers.
+   specialists above the random-neuron controls (permutation p < 0.05, mean |effect| ≥ 5 %); it fails when no
+   generalist precedes a layer with specialists, and is not applicable with < 2 FFN layers.
 """
 from __future__ import annotations
 
@@ -126,7 +127,7 @@ def judge(sparse: dict, spec: dict, abl: dict, hier: dict, ops) -> dict:
     if hier["applicable"]:
         hv = {"verdict": "holds" if hier["generalists_drive_more_than_chance"] else "fails",
               "generalist_score": hier["generalist_score_mean"], "control_score": hier["control_score_mean"],
-              "p_value": hier["p_value"]}
+              "p_value": hier["p_value"]} | ({"why": hier["reason"]} if "reason" in hier else {})
     else:
         hv = {"verdict": "not applicable", "why": hier["reason"]}
     return {
@@ -163,8 +164,8 @@ def summary_markdown(per_kind: dict) -> str:
         jac = [j for j in g["jaccard"].values() if j is not None]
         spec = ", ".join(f"{op} {n}" for op, n in g["n_specialists"].items())
         dd = " / ".join(str(len(d["pairs_holding"][m])) for m in ("zero", "mean")) + f" of {len(d['pairs'])}"
-        hier = (f"{_fmt(h['generalist_score'])} / {_fmt(h['control_score'])}; p={_fmt(h['p_value'], 4)}"
-                if h["verdict"] != "not applicable" else h["why"])
+        hier = h["why"] if "why" in h else (
+            f"{_fmt(h['generalist_score'])} / {_fmt(h['control_score'])}; p={_fmt(h['p_value'], 4)}")
         lines.append(
             f"| {label} | {acc:.3f} | **{s['verdict']}**: {_fmt(s['token_gini'])} / {_fmt(s['token_gini_initial'])}; "
             f"{_fmt(s['active_fraction'])} | **{g['verdict']}**: {spec}; {_fmt(max(jac) if jac else None)} "

@@ -130,6 +130,8 @@ def summary(result: dict, ops) -> dict:
     return {
         "n_specialists": {op: {str(l): int(spec[k, l].sum()) for l in layers} for k, op in enumerate(ops)},
         "n_generalists": {str(l): int(gen[l].sum()) for l in layers},
+        "n_active_for_every_op": {str(l): int((result["active"][:, l] >= GENERALIST_MIN_ACTIVE).all(0).sum())
+                                  for l in layers},
         "n_multi_op_specialists": {str(l): int((spec[:, l].sum(0) > 1).sum()) for l in layers},
         "jaccard": result["jaccard"],
         "max_si_histogram": {"counts": hist.tolist(), "edges": edges.tolist()},

@@ -46,10 +46,19 @@ def test_not_applicable_with_one_ffn_layer():
     params, cfg, specialist, generalist = build(1)
     probe = probe_set()
     res = hi.hierarchy(params, cfg, probe, OPS, _spec(params, cfg, probe, [0]), [0])
-    assert not res["applicable"]
+    assert not res["applicable"] and "fewer than two" in res["reason"]
 
 
 def test_permutation_test():
     rng = np.random.default_rng(0)
     assert hi.permutation_greater(np.full(5, 1.0), np.zeros(20), 2000, rng) < 0.01
     assert hi.permutation_greater(np.zeros(5), np.zeros(20), 2000, rng) == 1.0
+
+
+def test_fails_without_generalists_before_specialists():
+    params, cfg, specialist, generalist = build(2, n_gate=3)
+    probe = probe_set()
+    spec = _spec(params, cfg, probe, [0, 1])
+    spec["generalist"] = np.zeros_like(spec["generalist"])
+    res = hi.hierarchy(params, cfg, probe, OPS, spec, [0, 1])
+    assert res["applicable"] and not res["generalists_drive_more_than_chance"] and "no generalist" in res["reason"]
