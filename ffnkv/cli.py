@@ -9,6 +9,7 @@ from ffnkv.errors import FfnkvError
 
 COMMAND_MODULES = (
     "train",
+    "compare",
     "analyze",
 )
 

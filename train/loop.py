@@ -197,4 +197,5 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
         if handler_installed:
             signal.signal(signal.SIGTERM, previous_handler)
     seconds = time.perf_counter() - t0
-    return {"status": "done", "step": cfg.steps, "run_dir": str(run_dir), "seconds": seconds, **last_eval}
+    return {"status": "done", "step": cfg.steps, "run_dir": str(run_dir), "seconds": seconds,
+            "processes": jax.process_count(), "devices": mesh.size, **last_eval}
