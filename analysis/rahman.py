@@ -68,21 +68,30 @@ class Study:
             return out
         return self._once("sparsity", compute)
 
+    def _specialise(self, m_LNTF):
+        return specialisation.specialisation(np.asarray(m_LNTF[:, :, -1]), self.probe["op"], self.ops, self.cfg.ffn,
+                                             self.layers)
+
     def specialisation_arrays(self) -> dict:
-        def compute():
-            if not self.layers:
-                return None
-            m_LNTF, _ = self.coefficients
-            return specialisation.specialisation(np.asarray(m_LNTF[:, :, -1]), self.probe["op"], self.ops, self.cfg.ffn,
-                                                 self.layers)
-        return self._once("specialisation_arrays", compute)
+        if not self.layers:
+            return None
+        return self._once("specialisation_arrays", lambda: self._specialise(self.coefficients[0]))
 
     def specialisation(self) -> dict:
+        """The summary of the trained model, with the same summary of the initial parameters as ``initial``."""
         if not self.layers:
             return NO_FFN
-        return self._once("specialisation", lambda: specialisation.summary(self.specialisation_arrays(), self.ops) | {
-            "q_fdr": specialisation.Q_FDR, "si_min": specialisation.SI_MIN,
-            "generalist_min_active": specialisation.GENERALIST_MIN_ACTIVE, "n_probes": int(len(self.probe["op"]))})
+
+        def compute():
+            out = specialisation.summary(self.specialisation_arrays(), self.ops)
+            if self.init_params is not None:
+                m0_LNTF, _ = ffn_coefficients(self.init_params, jnp.asarray(self.probe["tokens"]), self.cfg)
+                initial = specialisation.summary(self._specialise(m0_LNTF), self.ops)
+                out["initial"] = {k: initial[k] for k in ("n_specialists", "n_generalists", "jaccard", "max_si_mean")}
+            return out | {"q_fdr": specialisation.Q_FDR, "si_min": specialisation.SI_MIN,
+                          "generalist_min_active": specialisation.GENERALIST_MIN_ACTIVE,
+                          "n_probes": int(len(self.probe["op"]))}
+        return self._once("specialisation", compute)
 
     def ablation(self) -> dict:
         if not self.layers:
@@ -120,6 +129,7 @@ def judge(sparse: dict, spec: dict, abl: dict, hier: dict, ops) -> dict:
     jac = {pair: row["pooled"] for pair, row in spec["jaccard"].items()}
     max_jac = max((j for j in jac.values() if j is not None), default=None)
     groups_ok = all(n > 0 for n in n_spec.values()) and (max_jac is None or max_jac <= JACCARD_MAX)
+    n_spec0 = ({op: sum(spec["initial"]["n_specialists"][op].values()) for op in ops} if "initial" in spec else None)
     pairs = [f"{a}|{b}" for a, b in itertools.combinations(ops, 2)]
     held = {mode: [p for p in pairs if abl[mode]["double_dissociation"][p]] for mode in ablation.MODES}
     n_held = sum(len(v) for v in held.values())
@@ -135,6 +145,7 @@ def judge(sparse: dict, spec: dict, abl: dict, hier: dict, ops) -> dict:
                      "active_fraction": sparsity.layer_mean(sparse["trained"], "active_fraction"),
                      "active_fraction_initial": sparsity.layer_mean(sparse.get("initial", {}), "active_fraction")},
         "distinct_groups": {"verdict": "holds" if groups_ok else "fails", "n_specialists": n_spec,
+                            "n_specialists_initial": n_spec0,
                             "n_generalists": sum(spec["n_generalists"].values()), "jaccard": jac},
         "double_dissociation": {"verdict": dd, "pairs_holding": held, "pairs": pairs},
         "hierarchy": hv,
@@ -153,7 +164,7 @@ def summary_markdown(per_kind: dict) -> str:
     lines = ["# Rahman et al. (2026): functional specialisation on our models", "",
              "Verdict rules: `analysis/rahman.py`; measures: `analysis/{sparsity,specialisation,ablation,hierarchy}.py`.",
              "", "| model | acc | 1 extreme sparsity (token Gini trained / init; active frac) | 2 distinct groups "
-             "(#specialists per op; max Jaccard) | 3 double dissociation (pairs zero / mean) | 4 generalists → "
+             "(#specialists per op (at init); max Jaccard) | 3 double dissociation (pairs zero / mean) | 4 generalists → "
              "specialists (score gen / ctrl; p) |", "|---|---|---|---|---|---|"]
     for label, row in per_kind.items():
         c, acc = row["claims"], row["accuracy"]["all"]
@@ -162,7 +173,8 @@ def summary_markdown(per_kind: dict) -> str:
             lines.append(f"| {label} | {acc:.3f} | n/a (no FFN) | n/a | n/a | n/a |")
             continue
         jac = [j for j in g["jaccard"].values() if j is not None]
-        spec = ", ".join(f"{op} {n}" for op, n in g["n_specialists"].items())
+        init = g.get("n_specialists_initial") or {}
+        spec = ", ".join(f"{op} {n}" + (f" ({init[op]})" if op in init else "") for op, n in g["n_specialists"].items())
         dd = " / ".join(str(len(d["pairs_holding"][m])) for m in ("zero", "mean")) + f" of {len(d['pairs'])}"
         hier = h["why"] if "why" in h else (
             f"{_fmt(h['generalist_score'])} / {_fmt(h['control_score'])}; p={_fmt(h['p_value'], 4)}")

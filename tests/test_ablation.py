@@ -1,17 +1,12 @@
-import sys
-from pathlib import Path
-
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from handbuilt import K, P, build, probe_set  # noqa: E402
-
-from analysis import ablation  # noqa: E402
-from analysis.probe import ffn_coefficients  # noqa: E402
+from analysis import ablation
+from analysis.probe import ffn_coefficients
+from tests.handbuilt import K, P, build, probe_set
 
 OPS = ("SUM", "MAX", "MIN")[:K]
 

@@ -1,16 +1,11 @@
-import sys
-from pathlib import Path
-
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from handbuilt import K, P, build, probe_set  # noqa: E402
-
-from analysis import hierarchy as hi  # noqa: E402
-from analysis import specialisation as sp  # noqa: E402
-from analysis.probe import ffn_coefficients  # noqa: E402
+from analysis import hierarchy as hi
+from analysis import specialisation as sp
+from analysis.probe import ffn_coefficients
+from tests.handbuilt import K, P, build, probe_set
 
 OPS = ("SUM", "MAX", "MIN")[:K]
 

@@ -1,14 +1,9 @@
-import sys
-from pathlib import Path
-
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from handbuilt import build, probe_set  # noqa: E402
-
-from analysis import sparsity  # noqa: E402
+from analysis import sparsity
+from tests.handbuilt import build, probe_set
 
 
 def test_gini_known_answers():
