@@ -88,18 +88,21 @@ def dissociation(abl: dict, path) -> Path:
 def hierarchy(hier: dict, path) -> Path:
     """Drive of each generalist (rows) on each later-layer specialist (columns), first source layer; and the
     mean |effect| of generalists vs random-neuron controls per source layer."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), gridspec_kw={"width_ratios": [2.2, 1]})
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [2.2, 1]}, layout="constrained")
     if not hier.get("applicable") or not hier["layers"]:
         for ax in axes:
             ax.axis("off")
-        axes[0].text(0.5, 0.5, "hierarchy not applicable:\n" + hier.get("reason", ""), ha="center", va="center")
+        axes[0].text(0.5, 0.5, "hierarchy: " + hier.get("reason", ""), ha="center", va="center")
         return _save(fig, path)
     first = next(iter(hier["layers"]))
-    drive = np.asarray(hier["layers"][first]["drive"])
-    im = axes[0].imshow(drive, aspect="auto", cmap="coolwarm", vmin=-1, vmax=1, interpolation="nearest")
-    fig.colorbar(im, ax=axes[0], label="drive (−relative change)")
+    row = hier["layers"][first]
+    drive = np.asarray(row["drive"])
+    scale = max(float(np.abs(drive).max()), 0.05)
+    im = axes[0].imshow(drive, aspect="auto", cmap="coolwarm", vmin=-scale, vmax=scale, interpolation="nearest")
+    fig.colorbar(im, ax=axes[0], label="drive = −relative change")
     axes[0].set_xlabel("specialists in later layers")
-    axes[0].set_ylabel(f"generalists of layer {first}")
+    axes[0].set_ylabel(f"generalist (layer {first})")
+    axes[0].set_yticks(range(len(row["generalists"])), [str(n) for n in row["generalists"]], fontsize=6)
     names = list(hier["layers"])
     gen = [hier["layers"][n]["generalist_score_mean"] or 0.0 for n in names]
     ctrl = [hier["layers"][n]["control_score_mean"] or 0.0 for n in names]
