@@ -46,7 +46,12 @@ def relative_effects(mabs_NKLF, base_KLF):
 
 def hierarchy(params, cfg, probe: dict, ops, spec: dict, layers, seed: int = 0, max_generalists: int = MAX_GENERALISTS,
               n_control: int = N_CONTROL, n_perm: int = N_PERM, batch_size: int = 8) -> dict:
-    """The generalist → later-specialist drive matrices per source layer, with controls and the verdict."""
+    """The generalist → later-specialist drive matrices per source layer, with controls and the verdict.
+
+    Per source layer: ``drive`` [generalist, specialist] (on the specialist's preferred ops),
+    ``relative_effect_per_op`` [generalist, specialist, op] (r for every op; 0 where undefined),
+    ``control_drive`` likewise for the random controls, and the mean relative effect per op.
+    """
     K = len(ops)
     specialist_KLF, generalist_LF = spec["specialist"], spec["generalist"]
     L, F = generalist_LF.shape
@@ -97,6 +102,7 @@ def hierarchy(params, cfg, probe: dict, ops, spec: dict, layers, seed: int = 0, 
             "specialists": [[int(a), int(b)] for a, b in targets],
             "specialist_ops": [[ops[k] for k in np.flatnonzero(pref_KS[:, i])] for i in range(len(targets))],
             "drive": np.nan_to_num(-pref_r_NS[:len(gens)]).tolist(),
+            "relative_effect_per_op": np.round(np.nan_to_num(np.moveaxis(r_NKS[:len(gens)], 1, 2)), 4).tolist(),
             "control_drive": np.nan_to_num(-pref_r_NS[len(gens):]).tolist(),
             "mean_relative_effect_per_op": per_op,
             "generalist_score_mean": _nanmean(gen_s), "control_score_mean": _nanmean(ctrl_s),

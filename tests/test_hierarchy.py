@@ -35,6 +35,12 @@ def test_gate_generalists_drive_later_specialists():
     assert res["generalists_drive_more_than_chance"] and res["p_value"] < 0.01
     assert res["generalist_score_mean"] == pytest.approx(0.75, abs=1e-5)
     assert layer0["mean_relative_effect_per_op"]["SUM"]["generalists"] == pytest.approx(-0.75, abs=1e-5)
+    per_op = np.asarray(layer0["relative_effect_per_op"])  # [generalist, specialist, op]
+    assert per_op.shape == (4, K * P, K)
+    spec_ops = [ops[0] for ops in layer0["specialist_ops"]]
+    for s_idx, op in enumerate(spec_ops):  # a specialist is silent on the other ops: r is undefined there (0)
+        k = OPS.index(op)
+        np.testing.assert_allclose(per_op[:, s_idx, k], -drive[:, s_idx], atol=1e-5)
 
 
 def test_not_applicable_with_one_ffn_layer():

@@ -55,10 +55,14 @@ class RunContext:
         return self._study
 
 
-def _write_json(path: Path, value) -> None:
+def _write_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=1))
+    tmp.write_text(text)
     tmp.replace(path)
+
+
+def _write_json(path: Path, value) -> None:
+    _write_text(path, json.dumps(value, indent=1))
 
 
 def _sparsity(ctx: RunContext, out: Path) -> dict:
@@ -132,7 +136,7 @@ def analyse_run(run_dir: Path, names, step, seed, n_random) -> dict:
         study = ctx.study()
         row |= {"claims": study.claims(), "accuracy": study.accuracy()}
         _write_json(out / "rahman_claims.json", {"claims": row["claims"], "accuracy": row["accuracy"]})
-        (out / "rahman_summary.md").write_text(summary_markdown({ctx.label: row}))
+        _write_text(out / "rahman_summary.md", summary_markdown({ctx.label: row}))
     row["seconds"] = time.perf_counter() - start
     print(f"{ctx.label}: {', '.join(names)} in {row['seconds']:.1f}s -> {out}")
     return row
@@ -151,7 +155,7 @@ def compare(path: Path, rows: list[dict]) -> None:
     _write_json(out / "rahman_comparison.json", {r["label"]: {"claims": r.get("claims"), "accuracy": r.get("accuracy"),
                                                               "seconds": r["seconds"]} for r in rows})
     if with_claims:
-        (out / "rahman_summary.md").write_text(summary_markdown({r["label"]: r for r in with_claims}))
+        _write_text(out / "rahman_summary.md", summary_markdown({r["label"]: r for r in with_claims}))
 
 
 def run(args) -> int:
