@@ -21,8 +21,6 @@ interventions is padded to a multiple of 64, so the hierarchy sweep of the same 
 """
 from __future__ import annotations
 
-from functools import partial
-
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -32,8 +32,8 @@ NO_FFN = {"applicable": False}
 class Study:
     """One model on one probe set; each analysis is computed on first use and cached (they build on each other)."""
 
-    def __init__(self, params, cfg, probe: dict, ops, init_params=None, seed: int = 0, n_random: int = ablation.N_RANDOM,
-                 batch_size: int = 8):
+    def __init__(self, params, cfg, probe: dict, ops, init_params=None, seed: int = 0,
+                 n_random: int = ablation.N_RANDOM, batch_size: int = 8):
         self.params, self.cfg, self.probe, self.ops = params, cfg, probe, tuple(ops)
         self.init_params, self.seed, self.n_random, self.batch_size = init_params, seed, n_random, batch_size
         self.layers = ffn_layers(cfg)
@@ -162,10 +162,11 @@ def summary_markdown(per_kind: dict) -> str:
     ``per_kind`` maps a label (e.g. the FFN kind) to {"claims": judge(...), "accuracy": {...}}.
     """
     lines = ["# Rahman et al. (2026): functional specialisation on our models", "",
-             "Verdict rules: `analysis/rahman.py`; measures: `analysis/{sparsity,specialisation,ablation,hierarchy}.py`.",
+             "Verdict rules: `analysis/rahman.py`; measures: "
+             "`analysis/{sparsity,specialisation,ablation,hierarchy}.py`.",
              "", "| model | acc | 1 extreme sparsity (token Gini trained / init; active frac) | 2 distinct groups "
-             "(#specialists per op (at init); max Jaccard) | 3 double dissociation (pairs zero / mean) | 4 generalists → "
-             "specialists (score gen / ctrl; p) |", "|---|---|---|---|---|---|"]
+             "(#specialists per op (at init); max Jaccard) | 3 double dissociation (pairs zero / mean) "
+             "| 4 generalists → specialists (score gen / ctrl; p) |", "|---|---|---|---|---|---|"]
     for label, row in per_kind.items():
         c, acc = row["claims"], row["accuracy"]["all"]
         s, g, d, h = c["sparsity"], c["distinct_groups"], c["double_dissociation"], c["hierarchy"]

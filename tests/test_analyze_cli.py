@@ -37,7 +37,8 @@ def test_analyze_compare_dir_writes_everything(compare_dir, capsys):
     summary = (compare_dir / "analysis" / "rahman_summary.md").read_text()
     assert "| relu |" in summary and "| relu (relu_seed1) |" in summary
     assert (compare_dir / "analysis" / "gini_by_kind.png").stat().st_size > 0
-    assert set(json.loads((compare_dir / "analysis" / "rahman_comparison.json").read_text())) == {"relu", "relu (relu_seed1)"}
+    comparison = json.loads((compare_dir / "analysis" / "rahman_comparison.json").read_text())
+    assert set(comparison) == {"relu", "relu (relu_seed1)"}
     assert "comparison of 2 runs" in capsys.readouterr().out
 
 
