@@ -1,6 +1,7 @@
 """`ffnkv analyze`: on a compare-style dir of two tiny trained runs, every output is written and valid."""
 import json
 
+import numpy as np
 import pytest
 
 from ffnkv.cli import main
@@ -31,6 +32,8 @@ def test_analyze_compare_dir_writes_everything(compare_dir, capsys):
         assert claims["sparsity"]["verdict"] in ("holds", "fails")
         sparsity = json.loads((out / "sparsity.json").read_text())
         assert set(sparsity["trained"]) == set(sparsity["initial"]) == {"0", "1"}
+        neurons = np.load(out / "specialisation_neurons.npz")
+        assert neurons["si"].shape == neurons["specialist"].shape == (3, 2, 64) and neurons["generalist"].shape == (2, 64)
         ablation = json.loads((out / "ablation.json").read_text())
         assert ablation["n_random"] == 20 and len(ablation["zero"]["accuracy"]) == 3
     assert json.loads((compare_dir / "relu" / "analysis" / "sparsity.json").read_text())["active_rule"] == "m > 0"

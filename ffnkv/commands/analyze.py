@@ -19,6 +19,7 @@ from ffnkv.errors import FfnkvError
 NAME = "analyze"
 HELP = "analyse a trained run or every run of a compare dir (sparsity, specialisation, ablation, hierarchy)"
 RAHMAN = ("sparsity", "specialisation", "ablation", "hierarchy")
+NEURON_ARRAYS = ("mean", "active", "si", "p", "specialist", "generalist")  # per neuron, [K, L, F] or [L, F]
 
 
 class RunContext:
@@ -79,6 +80,12 @@ def _specialisation(ctx: RunContext, out: Path) -> dict:
     study = ctx.study()
     arrays = study.specialisation_arrays()
     plots.selectivity(None if arrays is None else arrays["si"], study.layers, study.ops, out / "selectivity.png")
+    if arrays is not None:
+        import numpy as np
+
+        tmp = out / "specialisation_neurons.tmp.npz"
+        np.savez_compressed(tmp, ops=np.asarray(study.ops), **{k: arrays[k] for k in NEURON_ARRAYS})
+        tmp.replace(out / "specialisation_neurons.npz")
     return study.specialisation()
 
 
