@@ -11,6 +11,7 @@ COMMAND_MODULES = (
     "train",
     "compare",
     "memories",
+    "analyze",
 )
 
 

@@ -1,0 +1,122 @@
+"""Targeted ablation of op-specialist sets: the double dissociation of Rahman et al. (2026).
+
+Protocol (ours; Rahman et al. published none). For each op k, its specialist set S_k (all FFN layers,
+``analysis.specialisation``) is ablated at every position of every probe sequence, and top-1 answer accuracy
+is measured on every op j — the ops × ablated-set matrix ``acc[k, j]``:
+
+* **zero-ablation**: ``m_i ← 0`` for i ∈ S_k;
+* **mean-ablation**: ``m_i ← E[m_i]``, the mean of the neuron over the probe set at the same position.
+
+**Controls**: for each S_k, ``n_random`` (≥ 20) random sets with the same number of neurons in each layer,
+drawn uniformly without replacement from that layer's F neurons; their accuracies give mean ± std per op.
+The drop is ``Δ(S, j) = acc_base(j) − acc(S, j)``. Ablating S_a **dissociates** a from b when
+``Δ(S_a, a) ≥ min_drop``, ``Δ(S_a, a) > ctrl_mean + 3·ctrl_std`` of its random sets on a, and
+``Δ(S_a, b) ≤ Δ(S_a, a) / 2``. A **double dissociation** of (a, b) holds when S_a dissociates a from b and
+S_b dissociates b from a. Empty sets dissociate nothing.
+
+Every intervention of a sweep (baseline, targeted and random, zero and mean) is one row of a mask array, so
+the whole sweep is one compiled program: ``jax.lax.map`` over interventions in chunks of ``batch_size``
+(memory-bounded), ``vmap`` within a chunk; hooks are ``ffnkv.neuron_mask_hooks`` arrays. The number of
+interventions is padded to a multiple of 64, so the hierarchy sweep of the same model reuses the program.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ffnkv.hooks import neuron_mask_hooks
+from ffnkv.model import forward
+
+N_RANDOM = 20
+MIN_DROP = 0.2
+MODES = ("zero", "mean")
+
+
+def _intervene(params, tokens_NT, target_N, onehot_KN, mean_LTF, mask_LF, use_mean, cfg):
+    hooks = neuron_mask_hooks(mask_LF[:, None, :], use_mean * mean_LTF)
+    out = forward(params, tokens_NT, cfg, hooks)
+    correct_N = (out.logits[:, -1].argmax(-1) == target_N).astype(jnp.float32)
+    n_K = onehot_KN.sum(1)
+    acc_K = onehot_KN @ correct_N / n_K
+    mabs_KLF = jnp.einsum("kn,lnf->klf", onehot_KN, jnp.abs(out.acts.ffn[:, :, -1])) / n_K[:, None, None]
+    return acc_K, mabs_KLF
+
+
+def sweep_impl(params, tokens_NT, target_N, onehot_KN, mean_LTF, mask_SLF, use_mean_S, cfg, batch_size):
+    """Per intervention s (``mask_SLF[s]`` ablated, with means where ``use_mean_S[s]`` = 1, else zeros):
+    accuracy per op ``[S, K]`` and the mean |m| at the answer position per op ``[S, K, L, F]``."""
+    run = lambda xs: _intervene(params, tokens_NT, target_N, onehot_KN, mean_LTF, xs[0], xs[1], cfg)  # noqa: E731
+    return jax.lax.map(run, (mask_SLF, use_mean_S.astype(jnp.float32)), batch_size=batch_size)
+
+
+sweep = jax.jit(sweep_impl, static_argnames=("cfg", "batch_size"))
+
+
+def padded_sweep(params, tokens_NT, target_N, onehot_KN, mean_LTF, mask_SLF, use_mean_S, cfg, batch_size,
+                 multiple: int = 64):
+    """``sweep`` with the interventions padded (no-op rows) to a multiple of ``multiple``, so sweeps of similar
+    size (the dissociation and the hierarchy of one model) share one compiled program."""
+    S = mask_SLF.shape[0]
+    pad = -S % multiple
+    mask_SLF = np.concatenate([np.asarray(mask_SLF, bool), np.zeros((pad,) + mask_SLF.shape[1:], bool)])
+    use_mean_S = np.concatenate([np.asarray(use_mean_S, np.float32), np.zeros(pad, np.float32)])
+    acc_SK, mabs_SKLF = sweep(params, tokens_NT, target_N, onehot_KN, jnp.asarray(mean_LTF, jnp.float32),
+                              jnp.asarray(mask_SLF), jnp.asarray(use_mean_S), cfg, batch_size)
+    return np.asarray(acc_SK)[:S], np.asarray(mabs_SKLF)[:S]
+
+
+def probe_arrays(probe: dict, n_ops: int):
+    """Device arrays of a probe set: tokens, targets and the op one-hot ``[K, N]``."""
+    onehot_KN = np.eye(n_ops, dtype=np.float32)[np.asarray(probe["op"])].T
+    return jnp.asarray(probe["tokens"]), jnp.asarray(probe["target"]), jnp.asarray(onehot_KN)
+
+
+def random_like(mask_LF, n_random: int, rng: np.random.Generator) -> np.ndarray:
+    """``n_random`` masks with the per-layer counts of ``mask_LF``, uniform without replacement per layer."""
+    L, F = mask_LF.shape
+    out = np.zeros((n_random, L, F), bool)
+    for l, count in enumerate(mask_LF.sum(1)):
+        for r in range(n_random):
+            out[r, l, rng.choice(F, size=int(count), replace=False)] = True
+    return out
+
+
+def dissociation(params, cfg, probe: dict, ops, specialist_KLF, mean_LTF, n_random: int = N_RANDOM,
+                 seed: int = 0, batch_size: int = 8, min_drop: float = MIN_DROP) -> dict:
+    """The ops × ablated-set accuracy matrices (zero and mean), their random controls and the verdicts."""
+    K, L, F = specialist_KLF.shape
+    rng = np.random.default_rng(seed)
+    controls_KRLF = np.stack([random_like(specialist_KLF[k], n_random, rng) for k in range(K)])
+    sets = np.concatenate([np.zeros((1, L, F), bool), specialist_KLF, controls_KRLF.reshape(K * n_random, L, F)])
+    mask_SLF = np.concatenate([sets, sets])
+    use_mean_S = np.repeat([0.0, 1.0], len(sets))
+    acc_SK, _ = padded_sweep(params, *probe_arrays(probe, K), mean_LTF, mask_SLF, use_mean_S, cfg, batch_size)
+    acc_SK = acc_SK.reshape(2, len(sets), K)
+    base_K = acc_SK[0, 0]
+    result = {"ops": list(ops), "baseline": base_K.tolist(), "set_sizes": specialist_KLF.sum((1, 2)).tolist(),
+              "n_random": n_random}
+    for i, mode in enumerate(MODES):
+        targeted_KK = acc_SK[i, 1:K + 1]
+        ctrl_KRK = acc_SK[i, K + 1:].reshape(K, n_random, K)
+        result[mode] = verdicts(base_K, targeted_KK, ctrl_KRK.mean(1), ctrl_KRK.std(1), specialist_KLF, ops, min_drop)
+    return result
+
+
+def verdicts(base_K, acc_KK, ctrl_mean_KK, ctrl_std_KK, specialist_KLF, ops, min_drop: float = MIN_DROP) -> dict:
+    """Dissociation of each ordered pair and double dissociation of each unordered pair (module docstring)."""
+    drop_KK = base_K[None, :] - acc_KK
+    ctrl_drop_KK = base_K[None, :] - ctrl_mean_KK
+    K = len(ops)
+
+    def dissociates(a, b):
+        own = drop_KK[a, a]
+        return bool(specialist_KLF[a].any() and own >= min_drop and own > ctrl_drop_KK[a, a] + 3 * ctrl_std_KK[a, a]
+                    and drop_KK[a, b] <= own / 2)
+
+    double = {f"{ops[a]}|{ops[b]}": dissociates(a, b) and dissociates(b, a)
+              for a in range(K) for b in range(a + 1, K)}
+    return {"accuracy": acc_KK.tolist(), "control_mean": ctrl_mean_KK.tolist(), "control_std": ctrl_std_KK.tolist(),
+            "drop": drop_KK.tolist(), "control_drop": ctrl_drop_KK.tolist(),
+            "dissociates": {f"{ops[a]}>{ops[b]}": dissociates(a, b) for a in range(K) for b in range(K) if a != b},
+            "double_dissociation": double}
