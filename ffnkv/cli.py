@@ -8,6 +8,8 @@ import sys
 from ffnkv.errors import FfnkvError
 
 COMMAND_MODULES = (
+    "train",
+    "memories",
 )
 
 
