@@ -165,16 +165,27 @@ def refine_neurons(coarse_PLF, share: float = 0.7, target: tuple[int, int] = (2,
 
 
 def knowledge_neurons(attr_NLF, fact_N, threshold: float = 0.2, share: float = 0.7,
-                      target: tuple[int, int] = (2, 5)) -> list[dict]:
-    """The knowledge neurons of each fact (prompts grouped by ``fact_N``): ``[{fact, neurons, share}]``."""
-    coarse = coarse_neurons(attr_NLF, threshold)
+                      target: tuple[int, int] = (2, 5), threshold_step: float = 0.05) -> list[dict]:
+    """The knowledge neurons of each fact (prompts grouped by ``fact_N``): ``[{fact, neurons, share, threshold}]``.
+
+    Coarse neurons per prompt (:func:`coarse_neurons`), then :func:`refine_neurons`. Where even p = 1 leaves
+    more than ``target[1]`` neurons, the coarse threshold rises in ``threshold_step``s (up to 0.95) — our
+    extension of Dai et al.'s p adjustment for models whose prompts share many high-attribution neurons.
+    """
     out = []
     for fact in np.unique(fact_N):
         rows = np.flatnonzero(fact_N == fact)
-        mask_LF, p = refine_neurons(coarse[rows], share, target)
+        t = threshold
+        while True:
+            coarse = coarse_neurons(attr_NLF[rows], t)
+            mask_LF, p = refine_neurons(coarse, share, target)
+            if mask_LF.sum() <= target[1] or t + threshold_step > 0.95 + 1e-6:
+                break
+            t += threshold_step
         layers, units = np.nonzero(mask_LF)
         order = np.argsort(-attr_NLF[rows].mean(0)[layers, units])
-        out.append({"fact": int(fact), "share": p, "n_coarse_mean": float(coarse[rows].sum((1, 2)).mean()),
+        out.append({"fact": int(fact), "share": p, "threshold": float(t),
+                    "n_coarse_mean": float(coarse_neurons(attr_NLF[rows], threshold).sum((1, 2)).mean()),
                     "neurons": [[int(layers[i]), int(units[i])] for i in order]})
     return out
 
@@ -266,5 +277,7 @@ def suppression_amplification(params, cfg, enc, neurons_by_fact, own_prompts, un
         result["per_fact"].append({f"x{f:g}_{g}": float(changes[(f, g)][k]) for f in factors for g in groups})
     result["mean"] = {f"x{f:g}_{g}": float(np.nanmean(changes[(f, g)][has])) if has.any() else None
                       for f in factors for g in groups}
+    result["median"] = {f"x{f:g}_{g}": float(np.nanmedian(changes[(f, g)][has])) if has.any() else None
+                        for f in factors for g in groups}
     result["n_facts"] = int(has.sum())
     return result

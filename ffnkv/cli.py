@@ -10,6 +10,7 @@ from ffnkv.errors import FfnkvError
 COMMAND_MODULES = (
     "train",
     "memories",
+    "knowledge",
 )
 
 
