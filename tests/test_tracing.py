@@ -75,7 +75,7 @@ def test_severed_path_equals_plain_restore_at_last_layer(traced):
 def test_zero_noise_zero_effect(model):
     cfg, params = model
     enc = _facts(cfg, params)
-    trace = TR.causal_trace(params, cfg, enc, noise=0.0, samples=2, window=2)
+    trace = TR.causal_trace(params, cfg, enc, noise=0.0, samples=3, window=1, cell_batch=16)
     np.testing.assert_allclose(trace["p_corrupt"], trace["p_clean"], rtol=1e-6)
     np.testing.assert_allclose(trace["restored"], np.broadcast_to(trace["p_clean"][:, None, None, None],
                                                                   trace["restored"].shape), rtol=1e-5)
