@@ -57,20 +57,22 @@ def category_heatmaps(path, average: dict, kinds):
     _save(fig, path)
 
 
-def severed_lines(path, average: dict, category: str = "last_subject"):
-    """Meng et al. Fig. 3: IE of resid_post at ``category`` with MLP or attention outputs frozen, ±95% CI."""
-    fig, ax = plt.subplots(figsize=(5, 3.4))
-    for kind, label in (("resid", "no intervention"), ("resid_sever_mlp", "MLP severed"),
-                        ("resid_sever_attn", "attention severed")):
-        if kind in average and category in average[kind]:
-            row = average[kind][category]
-            mean, ci = np.array(row["mean"]), np.array(row["ci"])
-            xs = np.arange(len(mean))
-            ax.plot(xs, mean, marker="o", label=label)
-            ax.fill_between(xs, mean - ci, mean + ci, alpha=0.2)
-    ax.set(title=f"indirect effect of h at {category.replace('_', ' ')} token", xlabel="layer", ylabel="average IE")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+def severed_lines(path, average: dict, categories=("last_subject", "last")):
+    """Meng et al. Fig. 3: IE of resid_post at each category with MLP or attention outputs frozen, ±95% CI."""
+    fig, axes = plt.subplots(1, len(categories), figsize=(4.6 * len(categories), 3.4), squeeze=False)
+    for ax, category in zip(axes[0], categories):
+        for kind, label in (("resid", "no intervention"), ("resid_sever_mlp", "MLP severed"),
+                            ("resid_sever_attn", "attention severed")):
+            if kind in average and category in average[kind]:
+                row = average[kind][category]
+                mean, ci = np.array(row["mean"]), np.array(row["ci"])
+                xs = np.arange(len(mean))
+                ax.plot(xs, mean, marker="o", label=label)
+                ax.fill_between(xs, mean - ci, mean + ci, alpha=0.2)
+        ax.set(title=f"IE of h at {category.replace('_', ' ')} token", xlabel="layer", ylabel="average IE")
+        ax.set_xticks(np.arange(len(average["resid"]["last"]["mean"])))
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
     _save(fig, path)
 
 
