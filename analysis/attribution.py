@@ -103,7 +103,7 @@ def check_prompts(enc, cfg, width_needed=True) -> None:
         raise FfnkvError("predict_pos must lie inside each prompt; re-encode the prompts.")
 
 
-def integrated_gradients(params, cfg, enc, steps: int = 20, rule: str = "midpoint", batch_size: int = 8) -> dict:
+def integrated_gradients(params, cfg, enc, steps: int = 20, rule: str = "midpoint", batch_size: int = 2) -> dict:
     """Attributions of every (layer, neuron) for every prompt, with the completeness check.
 
     ``enc``: ``tokens`` [N, T], ``predict_pos`` [N] (the position whose logits predict the gold token),

@@ -103,7 +103,7 @@ _trace_jit = jax.jit(trace_impl, static_argnames=("cfg", "kind_ids", "window", "
 
 
 def causal_trace(params, cfg, enc, noise: float | None = None, samples: int = 10, window: int = 10,
-                 kinds=KINDS, seed: int = 0, cell_batch: int = 64) -> dict:
+                 kinds=KINDS, seed: int = 0, cell_batch: int = 8) -> dict:
     """Causal traces of every encoded prompt.
 
     ``enc``: ``tokens`` [N, T], ``predict_pos`` [N], ``target`` [N], ``subject_start`` / ``subject_end`` [N]

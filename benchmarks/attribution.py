@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--seq", type=int, default=16)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rule", default="midpoint", choices=A.RULES)
-    parser.add_argument("--batch", type=int, default=8, help="prompts in flight (lax.map batch_size)")
+    parser.add_argument("--batch", type=int, default=2, help="prompts in flight (lax.map batch_size)")
     parser.add_argument("--compare", action="store_true")
     args = parser.parse_args()
     cfg = ffnkv.ModelConfig(vocab_size=4096, d_model=256, n_layers=4, n_heads=4, d_ff=1024, ffn=args.ffn,

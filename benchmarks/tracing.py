@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--facts", type=int, default=1)
     parser.add_argument("--samples", type=int, default=10)
     parser.add_argument("--window", type=int, default=10)
-    parser.add_argument("--cell-batch", type=int, default=64)
+    parser.add_argument("--cell-batch", type=int, default=8)
     parser.add_argument("--compare", action="store_true")
     args = parser.parse_args()
     cfg = ffnkv.ModelConfig(vocab_size=4096, d_model=256, n_layers=4, n_heads=4, d_ff=1024, ffn=args.ffn,

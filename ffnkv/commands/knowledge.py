@@ -31,8 +31,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--samples", type=int, default=10, help="tracing noise samples S")
     parser.add_argument("--noise-factor", type=float, default=3.0, help="ν = factor × std of token embeddings")
     parser.add_argument("--window", type=int, default=10, help="layers restored together for MLP/attention")
-    parser.add_argument("--batch-size", type=int, default=8, help="prompts in flight (attribution)")
-    parser.add_argument("--cell-batch", type=int, default=64, help="grid cells in flight (tracing)")
+    parser.add_argument("--batch-size", type=int, default=2, help="prompts in flight (attribution)")
+    parser.add_argument("--cell-batch", type=int, default=8, help="grid cells in flight (tracing)")
     parser.add_argument("--examples", type=int, default=3, help="per-fact tracing heatmaps")
     parser.add_argument("--out", default=None, help="output dir (default RUN_DIR/analysis/knowledge)")
 
