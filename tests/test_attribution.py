@@ -119,3 +119,13 @@ def test_errors():
     cfg = small_cfg()
     with pytest.raises(ffnkv.FfnkvError):
         A.integrated_gradients(random_params(cfg), cfg, enc | {"predict_pos": np.array([9])})
+
+
+def test_cli_rejects_non_facts_run(tmp_path, capsys):
+    import json
+
+    from ffnkv.cli import main
+    (tmp_path / "config.json").write_text(json.dumps({"model": {}, "data": {"kind": "condcomp", "kwargs": {}}}))
+    assert main(["knowledge", str(tmp_path), "attribution"]) == 2
+    assert "facts run" in capsys.readouterr().err
+    assert main(["knowledge", str(tmp_path / "missing")]) == 2
