@@ -85,6 +85,27 @@ def _evaluate(eval_fn, params, eval_set: dict, task, mesh, chunk: int) -> dict:
     return out
 
 
+_PROGRAMS: dict = {}
+
+
+def _programs(cfg: TrainConfig, mesh):
+    """The jitted init/step/eval functions and the abstract state, shared by runs of the same model, optimizer
+    and mesh in one process (so e.g. ``compare`` or a resume in the same process compiles once)."""
+    key = (json.dumps([cfg.model.to_dict(), cfg.to_dict()["optim"], cfg.steps, cfg.seed]), mesh)
+    if key not in _PROGRAMS:
+        rep = sharding.replicated(mesh)
+        abstract = jax.eval_shape(lambda: init_state(cfg))
+        state_sharding = jax.tree.map(lambda _: rep, abstract)
+        abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=rep), abstract)
+        init_fn = jax.jit(lambda: init_state(cfg), out_shardings=state_sharding)
+        step_fn = jax.jit(make_train_step(cfg, make_optimizer(cfg), schedule(cfg)), donate_argnums=0,
+                          in_shardings=(state_sharding, sharding.batch_sharding(mesh)), out_shardings=(state_sharding, rep))
+        eval_fn = jax.jit(make_eval_step(cfg), out_shardings=rep)
+        _PROGRAMS.clear()
+        _PROGRAMS[key] = (init_fn, step_fn, eval_fn, abstract)
+    return _PROGRAMS[key]
+
+
 def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
     """Train (or resume) the run in ``run_dir``; returns ``{"status": "done"|"interrupted", "step": s, ...}``."""
     cfg, task = resolve(cfg)
@@ -96,26 +117,19 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
     primary = jax.process_index() == 0
     log = log_stderr if primary else (lambda message: None)
 
-    optimizer = make_optimizer(cfg)
     rep = sharding.replicated(mesh)
-    abstract = jax.eval_shape(lambda: init_state(cfg))
-    state_sharding = jax.tree.map(lambda _: rep, abstract)
-    abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=rep), abstract)
+    init_fn, step_fn, eval_fn, abstract = _programs(cfg, mesh)
 
     ckpts = Checkpoints(run_dir, cfg.keep)
     state = ckpts.restore_latest(abstract, log)
     if state is None:
-        state = jax.jit(lambda: init_state(cfg), out_shardings=state_sharding)()
+        state = init_fn()
     start = int(jax.device_get(state.step))
     if start > 0:
         log(f"resuming {run_dir} from step {start}")
     metrics = MetricsLog(run_dir / "metrics.jsonl", start, enabled=primary)
 
-    step_fn = jax.jit(make_train_step(cfg, optimizer), donate_argnums=0,
-                      in_shardings=(state_sharding, sharding.batch_sharding(mesh)), out_shardings=(state_sharding, rep))
-    eval_fn = jax.jit(make_eval_step(cfg), out_shardings=rep)
     eval_set = task.eval_set(cfg.seed)
-    lr_at = schedule(cfg)
 
     def evaluate(state):
         record = {"step": int(jax.device_get(state.step))}
@@ -148,7 +162,7 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
                 f"loss={values['loss']} grad_norm={values['grad_norm']} at step {step}; stopped, last good checkpoint "
                 f"is step {good} in {run_dir / 'checkpoints'} (lower optim.lr or raise optim.warmup_steps).")
         if step % cfg.log_every == 0 or step == cfg.steps:
-            metrics.write({"step": step, **values, "lr": float(lr_at(step - 1))})
+            metrics.write({"step": step, **values})
             bar.set_postfix(loss=f"{values['loss']:.4f}", refresh=False)
 
     try:
@@ -183,4 +197,5 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
         if handler_installed:
             signal.signal(signal.SIGTERM, previous_handler)
     seconds = time.perf_counter() - t0
-    return {"status": "done", "step": cfg.steps, "run_dir": str(run_dir), "seconds": seconds, **last_eval}
+    return {"status": "done", "step": cfg.steps, "run_dir": str(run_dir), "seconds": seconds,
+            "processes": jax.process_count(), "devices": mesh.size, **last_eval}

@@ -13,13 +13,16 @@ from ffnkv.errors import ConfigError
 
 
 def make_mesh(shape: tuple[int, int]) -> jax.sharding.Mesh:
-    """A ("data", "model") mesh over all devices; -1 on the data axis takes every device left."""
+    """A ("data", "model") mesh; -1 on the data axis takes every device left. A single process may use fewer
+    devices than it has (the first data × model); several processes must use all of them."""
     n = jax.device_count()
     data, model = shape
     data = n // model if data == -1 else data
-    if data * model != n or data < 1:
+    fits = data * model == n or (jax.process_count() == 1 and data * model < n)
+    if not fits or data < 1:
         raise ConfigError(f"mesh={tuple(shape)} does not fit {n} devices; use data × model = {n}, e.g. mesh=(-1, 1).")
-    return jax.make_mesh((data, model), ("data", "model"), axis_types=(AxisType.Auto, AxisType.Auto))
+    return jax.make_mesh((data, model), ("data", "model"), axis_types=(AxisType.Auto, AxisType.Auto),
+                         devices=jax.devices()[: data * model])
 
 
 def replicated(mesh) -> NamedSharding:

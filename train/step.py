@@ -20,14 +20,14 @@ def loss_fn(params, batch, model_cfg):
     return weighted_xent(logits_BTV, batch["targets"], batch["weights"])
 
 
-def make_train_step(cfg, optimizer):
+def make_train_step(cfg, optimizer, lr_schedule):
     """A function (state, batch) -> (state, metrics); the caller jits it with the state donated."""
 
     def train_step(state: TrainState, batch):
         loss, grads = jax.value_and_grad(loss_fn)(state.params, batch, cfg.model)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads)}
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": lr_schedule(state.step)}
         return TrainState(state.step + 1, params, opt_state), metrics
 
     return train_step

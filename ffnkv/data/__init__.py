@@ -19,12 +19,17 @@ TASKS = {
 }
 
 
+def register_task(kind: str, factory) -> None:
+    """Add a task kind: ``factory(**kwargs)`` builds it (a class or function), or a (module, name) pair."""
+    TASKS[kind] = factory
+
+
 def make_task(kind: str, **kwargs):
     """The task ``kind`` (one of ``TASKS``) built with ``kwargs``; unknown kinds or fields raise ConfigError."""
     if kind not in TASKS:
         raise ConfigError(f"data.kind={kind!r} is not a known task; use one of {', '.join(sorted(TASKS))}.")
-    module, name = TASKS[kind]
-    cls = getattr(importlib.import_module(module), name)
+    entry = TASKS[kind]
+    cls = getattr(importlib.import_module(entry[0]), entry[1]) if isinstance(entry, tuple) else entry
     if dataclasses.is_dataclass(cls):
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(kwargs) - known)

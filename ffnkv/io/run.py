@@ -49,7 +49,7 @@ def load_params(run_dir: str | Path, model_cfg: ModelConfig, step: int | None = 
 def load_init_params(run_dir: str | Path) -> dict:
     """The run's parameters before training (step 0), recomputed from its seed."""
     cfg, model_cfg = load_config(run_dir)
-    return init_params(jax.random.key(cfg["seed"]), model_cfg)
+    return jax.jit(init_params, static_argnums=1)(jax.random.key(cfg["seed"]), model_cfg)
 
 
 def load_run(run_dir: str | Path, step: int | None = None) -> tuple[dict, ModelConfig, dict]:
