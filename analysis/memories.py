@@ -61,14 +61,33 @@ def init_topk(cfg, k: int):
             jnp.full((cfg.n_layers, cfg.width, k), -1, jnp.int32))
 
 
+def chunk_topk(m_LNF, k: int, block: int = 32):
+    """Exact top-k over N of ``m_LNF`` per (layer, key), as ``(values [L,F,k], positions [L,F,k])``.
+
+    Without transposing or sorting all of N: the positions are cut into blocks of ``block``; the top-k
+    elements lie in the k blocks with the largest maxima (a block holding one of them has its maximum ≥ the
+    k-th largest value, and at most k blocks can), so only those k·block candidates are ranked.
+    """
+    L, N, F = m_LNF.shape
+    pad = -N % block
+    m_LNF = jnp.pad(m_LNF, ((0, 0), (0, pad), (0, 0)), constant_values=-jnp.inf)
+    G = (N + pad) // block
+    blockmax_LFG = jnp.swapaxes(m_LNF.reshape(L, G, block, F).max(2), 1, 2)
+    _, blocks_LFb = jax.lax.top_k(blockmax_LFG, min(k, G))
+    pos_LFc = (blocks_LFb[..., None] * block + jnp.arange(block)).reshape(L, F, -1)
+    cand_LFc = m_LNF[jnp.arange(L)[:, None, None], pos_LFc, jnp.arange(F)[None, :, None]]
+    top_LFk, pick = jax.lax.top_k(cand_LFc, k)
+    return top_LFk, jnp.take_along_axis(pos_LFc, pick, -1)
+
+
 def merge_topk(state, m_LNF, index_N, k: int):
     """Merge one chunk's coefficients ``[L,N,F]`` (masked entries -inf) into the running top-k ``[L,F,k]``."""
     best_LFk, where_LFk = state
-    chunk_LFk, pos_LFk = jax.lax.top_k(jnp.swapaxes(m_LNF, 1, 2), k)
+    chunk_LFk, pos_LFk = chunk_topk(m_LNF, k)
     vals = jnp.concatenate([best_LFk, chunk_LFk], -1)
-    idx = jnp.concatenate([where_LFk, index_N[pos_LFk]], -1)
+    idx = jnp.concatenate([where_LFk, index_N[jnp.minimum(pos_LFk, index_N.shape[0] - 1)]], -1)
     top, pick = jax.lax.top_k(vals, k)
-    return top, jnp.take_along_axis(idx, pick, -1)
+    return top, jnp.where(top > -jnp.inf, jnp.take_along_axis(idx, pick, -1), -1)
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "k"), donate_argnums=(0,))
@@ -85,6 +104,8 @@ def trigger_search(params, cfg, tokens_NT, mask_NT=None, k: int = 25, batch_size
     The prefix of index n is ``tokens_NT[row, :t+1]``. Only positions where ``mask_NT`` is true compete.
     """
     value_vectors(params, cfg)
+    if batch_size * tokens_NT.shape[1] < k:
+        raise FfnkvError(f"k={k} trigger prefixes need chunks of at least k tokens; raise batch_size or lower k.")
     step = lambda s, tok, mask, off: _trigger_step(s, params, tok, mask, off, cfg, k)  # noqa: E731
     coef, index = stream(step, init_topk(cfg, k), tokens_NT, mask_NT, batch_size, progress)
     return {"coef": coef, "index": index}
@@ -112,8 +133,9 @@ def agreement(value_top1_LF, trigger_index_LFk, targets_NT, key):
 
 
 # ---- active memories, zero agreement, refinement -------------------------------------------------------
-def _top1(params, cfg, x, final_norm):
-    return jnp.argmax(project(params, cfg, x, final_norm), -1)
+def _top1(params, cfg, x_LBTD, final_norm):
+    """Top token of each layer's ``[B,T,D]`` slice, one layer at a time (bounds the ``[B,T,V]`` logits)."""
+    return jax.lax.map(lambda x: jnp.argmax(project(params, cfg, x, final_norm), -1), x_LBTD)
 
 
 def zero_agreement(active_XF, value_top1_XF, ffn_top1_X):
@@ -212,8 +234,9 @@ def removal_effect(params, cfg, tokens_NT, triggers: dict, k: int = 5, protect: 
             args = [np.pad(a[sl], [(0, pad)] + [(0, 0)] * (a.ndim - 1)) for a in (rows_MT, layer_M, neuron_M, pos_M)]
             new.append(_coefficient_at(params, *args, cfg)[: chunk - pad])
         rel_M = (np.concatenate([np.asarray(x) for x in new]) - coef_M) / np.where(valid_M, np.abs(coef_M), 1.0)
-        rel_LX = np.where(valid_M, rel_M, np.nan).reshape(L, F * kk)
-        out[name] = {"mean_relative_change": np.nanmean(rel_LX, 1).tolist(),
-                     "fraction_drop_over_half": np.nanmean(np.where(np.isnan(rel_LX), np.nan, rel_LX < -0.5), 1).tolist()}
+        rel_LX = np.where(valid_M, rel_M, 0.0).reshape(L, F * kk)
+        n_L = np.maximum(valid_M.reshape(L, -1).sum(1), 1)
+        out[name] = {"mean_relative_change": (rel_LX.sum(1) / n_L).tolist(),
+                     "fraction_drop_over_half": (((rel_LX < -0.5) & valid_M.reshape(L, -1)).sum(1) / n_L).tolist()}
     out["n_valid"] = valid_M.reshape(L, -1).sum(1).tolist()
     return out

@@ -51,6 +51,7 @@ def plot_all(results: dict, out_dir) -> list[str]:
         ax.bar(np.arange(len(ys)), ys, bottom=bottom, label=name)
         bottom += np.asarray(ys)
     ax.set(title="layer output top-1 comes from", xlabel="layer", ylabel="fraction of positions")
+    ax.set_xticks(np.arange(len(bottom)))
     ax.legend(fontsize=8)
     p = out / "refinement.png"
     _save(fig, p)

@@ -57,9 +57,20 @@ def dominance(params, cfg, tokens_NT, mask_NT=None, n: int = 10, batch_size: int
 
 @functools.partial(jax.jit, static_argnames=("n_clusters", "iters"))
 def kmeans(x_ND, key, n_clusters: int, iters: int = 50):
-    """Spherical k-means (cosine): rows normalised, centroids the normalised member means; ``(assign_N, C_KD)``."""
+    """Spherical k-means (cosine): rows normalised, centroids the normalised member means, k-means++ seeding
+    (Arthur & Vassilvitskii 2007, with ‖a − b‖² = 2(1 − cos)); returns ``(assign_N, C_KD)``."""
     x = x_ND / (jnp.linalg.norm(x_ND, axis=-1, keepdims=True) + 1e-9)
-    centroids = x[jax.random.choice(key, x.shape[0], (n_clusters,), replace=False)]
+    keys = jax.random.split(key, n_clusters)
+    first = jax.random.randint(keys[0], (), 0, x.shape[0])
+
+    def seed(i, carry):
+        c_KD, dist_N = carry
+        p = jnp.maximum(dist_N, 0.0) + 1e-12
+        pick = jax.random.choice(keys[i], x.shape[0], p=p / p.sum())
+        return c_KD.at[i].set(x[pick]), jnp.minimum(dist_N, 1.0 - x @ x[pick])
+
+    init = (jnp.zeros((n_clusters, x.shape[1]), x.dtype).at[0].set(x[first]), 1.0 - x @ x[first])
+    centroids = jax.lax.fori_loop(1, n_clusters, seed, init)[0]
 
     def lloyd(_, c_KD):
         assign = jnp.argmax(x @ c_KD.T, -1)

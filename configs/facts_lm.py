@@ -14,5 +14,5 @@ def get_config() -> TrainConfig:
         data=DataConfig("facts", {"n_entities": 100, "n_relations": 6, "n_attributes": 12, "seed": 0,
                                   "facts_per_seq": 4, "loss": "attribute"}),
         optim=OptimConfig(lr=3e-3, warmup_steps=100, weight_decay=0.01),
-        steps=1200, batch_size=64, eval_every=200, ckpt_every=600, keep=1, log_every=50, seed=0,
+        steps=800, batch_size=64, eval_every=200, ckpt_every=400, keep=1, log_every=50, seed=0,
     )

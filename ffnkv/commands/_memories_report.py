@@ -21,12 +21,13 @@ def analyse(params, cfg, corpus: dict, args, key):
     agree["uniform"] = 1.0 / cfg.vocab_size
     comp = M.composition(params, cfg, tokens, mask, args.final_norm, args.threshold, args.batch_size)
     removal = M.removal_effect(params, cfg, tokens, triggers, min(5, args.k), corpus.get("protect", 0))
-    coef = np.where(np.isfinite(triggers["coef"]), triggers["coef"], np.nan)
+    top1_LF = np.asarray(triggers["coef"])[..., 0]
+    fired_LF = np.isfinite(top1_LF)
     n_tokens = int(np.asarray(mask).sum()) if mask is not None else int(np.prod(tokens.shape))
     results = {
         "final_norm": bool(args.final_norm), "n_tokens": n_tokens, "k": args.k, "threshold": args.threshold,
         "agreement": agree, "composition": comp, "removal": removal,
-        "top_trigger_coef_mean": np.nanmean(coef[..., 0], 1).tolist(),
+        "top_trigger_coef_mean": (np.where(fired_LF, top1_LF, 0).sum(1) / np.maximum(fired_LF.sum(1), 1)).tolist(),
         "final_norm_changes_value_top1": (ids_LFk[..., 0] != ids_other[..., 0]).mean(1).tolist(),
     }
     dom_LF = P.dominance(params, cfg, tokens, mask, args.top_n, args.batch_size)

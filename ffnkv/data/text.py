@@ -1,8 +1,8 @@
 """Real text: a byte-level BPE tokenizer (``tokenizers``), a token memmap, random-window batches.
 
 Sources (nothing is downloaded at run time):
-* local text files, including WikiText-103's raw files (``wiki.train.raw``: `` = Title = `` headings, one
-  paragraph per line, ``@-@``-style escapes undone with ``wikitext=True``);
+* local text files, one document per paragraph, including WikiText-103's raw files (``wiki.train.raw``:
+  `` = Title = `` headings, one paragraph per line, ``@-@``-style escapes undone with ``wikitext=True``);
 * a local array_record file of UTF-8 documents (``write_array_record`` builds one from text files);
 * a prepared tensorflow-datasets catalog dataset read through ``tfds.data_source`` (array_record, no
   TensorFlow), e.g. ``tfds_name="wikipedia/20230601.en"`` with the text under ``text_key``.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -27,6 +28,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from ffnkv.errors import ConfigError, FfnkvError
 
 EOS = "<|endoftext|>"
+CACHE_FORMAT = 2  # bump when the reading or encoding of a source changes
 _WIKITEXT_ESCAPES = ((" @-@ ", "-"), (" @,@ ", ","), (" @.@ ", "."))
 
 
@@ -59,20 +61,34 @@ class TextTokenizer:
 
 
 def read_text_files(files: Iterable, wikitext: bool = False) -> Iterator[str]:
-    """Non-empty lines of each file, one document per line (WikiText escapes undone when ``wikitext``)."""
+    """Paragraphs (runs of non-blank lines, joined by newlines) of each file, one document each.
+
+    WikiText's raw files hold one paragraph or heading per line between blank lines, so each becomes a
+    document; with ``wikitext`` its tokenisation escapes (`` @-@ ``, `` @,@ ``, `` @.@ ``) are undone.
+    """
     for name in files:
         path = Path(name)
         if not path.is_file():
             raise FfnkvError(f"text file {str(path)!r} does not exist; check data.files.")
+        paragraph = []
         with open(path, encoding="utf-8", errors="replace") as handle:
             for line in handle:
                 line = line.strip()
-                if not line:
+                if line:
+                    paragraph.append(line)
                     continue
-                if wikitext:
-                    for escaped, plain in _WIKITEXT_ESCAPES:
-                        line = line.replace(escaped, plain)
-                yield line
+                if paragraph:
+                    yield _clean("\n".join(paragraph), wikitext)
+                paragraph = []
+        if paragraph:
+            yield _clean("\n".join(paragraph), wikitext)
+
+
+def _clean(text: str, wikitext: bool) -> str:
+    if wikitext:
+        for escaped, plain in _WIKITEXT_ESCAPES:
+            text = text.replace(escaped, plain)
+    return text
 
 
 def write_array_record(texts: Iterable[str], path) -> int:
@@ -193,9 +209,13 @@ def prepare_corpus(cache_dir, vocab_size: int = 4096, tokenizer_chars: int = 50_
 
 @dataclasses.dataclass(frozen=True)
 class TextTask:
-    """Language modelling on a token memmap in ``cache_dir`` (prepared from the given source if missing)."""
+    """Language modelling on a token memmap in ``cache_dir`` (prepared from the given source if missing).
 
-    cache_dir: str = "data/text"
+    ``cache_dir=None`` picks ``$FFNKV_DATA/text/<hash of the source and vocabulary size>`` (``FFNKV_DATA``
+    defaults to ``data``); a cache built from a different source is refused rather than silently reused.
+    """
+
+    cache_dir: str | None = None
     files: tuple[str, ...] = ()
     wikitext: bool = False
     array_record: str | None = None
@@ -210,15 +230,27 @@ class TextTask:
 
     def __post_init__(self):
         object.__setattr__(self, "files", (self.files,) if isinstance(self.files, str) else tuple(self.files))
+        if self.cache_dir is None:
+            key = json.dumps([self._source(), self.vocab_size_target, CACHE_FORMAT], sort_keys=True)
+            digest = hashlib.sha1(key.encode()).hexdigest()[:12]
+            object.__setattr__(self, "cache_dir", str(Path(os.environ.get("FFNKV_DATA", "data")) / "text" / digest))
         if not (Path(self.cache_dir) / "meta.json").is_file():
             prepare_corpus(self.cache_dir, self.vocab_size_target, files=self.files, wikitext=self.wikitext,
                            array_record=self.array_record, tfds_name=self.tfds_name, tfds_split=self.tfds_split,
                            tfds_data_dir=self.tfds_data_dir, text_key=self.text_key)
+        if (self.files or self.array_record or self.tfds_name) and self.meta["source"] != self._source():
+            raise FfnkvError(f"cache_dir {self.cache_dir!r} holds a corpus built from another source "
+                             f"({self.meta['source']}); use another cache_dir.")
         if not 0.0 < self.eval_fraction < 0.5:
             raise ConfigError(f"data.eval_fraction={self.eval_fraction} is not allowed; use a value in (0, 0.5).")
         if self._n_train < self.seq_len + 1 or self.meta["n_tokens"] - self._n_train < self.seq_len + 1:
             raise FfnkvError(f"the corpus in {self.cache_dir} has {self.meta['n_tokens']} tokens, too few for "
                              f"seq_len={self.seq_len} with eval_fraction={self.eval_fraction}; add text or shorten seq_len.")
+
+    def _source(self) -> dict:
+        return {"files": list(self.files), "wikitext": self.wikitext, "array_record": self.array_record,
+                "tfds_name": self.tfds_name, "tfds_split": self.tfds_split, "tfds_data_dir": self.tfds_data_dir,
+                "text_key": self.text_key}
 
     @functools.cached_property
     def meta(self) -> dict:
