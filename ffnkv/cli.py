@@ -12,6 +12,7 @@ COMMAND_MODULES = (
     "compare",
     "memories",
     "analyze",
+    "knowledge",
 )
 
 
