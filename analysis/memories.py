@@ -1,0 +1,209 @@
+"""Feed-forward layers as key-value memories (Geva et al. 2021).
+
+``FF(x) = f(x·K)·V`` (eq. 2): key k_i (column i of W_in) fires on input patterns, value v_i (row i of W_out)
+is read as a distribution over the next token, ``p_i = softmax(v_i·E)`` (§4), E the output embedding.
+Projections are raw ``x·E`` by default, as in the paper; ``final_norm=True`` applies the model's final
+norm first (the "logit lens" reading). Implemented here:
+
+* trigger examples (§3): the top-k prefixes of every key by its coefficient m_i at the prefix's last
+  position, as a running top-k merged chunk by chunk (bounded memory, never all coefficients at once);
+* agreement rate (§4): a value's top token equals the next token of its key's top trigger, per layer,
+  against a shuffled-pairing baseline (values permuted within the layer) and the uniform 1/V;
+* active memories and zero-agreement (§5.1): how many m_i > threshold per position, and how often the FFN
+  output's top token differs from the top token of every active memory;
+* inter-layer refinement (§5.2): does the layer output's top token come from the residual (FFN input),
+  the FFN output, both, or neither;
+* last-token removal (§3.2): the change of each key's coefficient on its top triggers when the last (or
+  the first) token of the prefix is removed: shallow keys depend on the last token, semantic keys do not.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from analysis.stream import stream
+from ffnkv.errors import FfnkvError
+from ffnkv.model import forward, norm
+
+REFINEMENT = ("residual", "ffn", "both", "neither")
+
+
+def value_vectors(params, cfg):
+    """V ``[L, F, D]``: row i of each layer's W_out is value v_i."""
+    if cfg.ffn == "none":
+        raise FfnkvError("this model has no FFN (ffn='none'), so it has no keys or values to analyse.")
+    return params["blocks"]["ffn"]["W_out"]
+
+
+def project(params, cfg, x_ND, final_norm: bool = False):
+    """Vocabulary logits ``x·E`` (``final_norm``: through the final norm first) for any ``[..., D]``."""
+    if final_norm and cfg.prenorm:
+        x_ND = norm(params["final_norm"], x_ND, cfg)
+    W_DV = params["embed"]["tok"].T if cfg.tie_embeddings else params["unembed"]
+    return (x_ND @ W_DV).astype(jnp.float32)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "k", "final_norm"))
+def value_top_tokens(params, cfg, k: int = 10, final_norm: bool = False):
+    """Top-k tokens (ids ``[L,F,k]``, logits ``[L,F,k]``) of every value's projection ``v_i·E`` (§4), layer by layer."""
+    V_LFD = value_vectors(params, cfg)
+    logits_LFk, ids_LFk = jax.lax.map(lambda v_FD: jax.lax.top_k(project(params, cfg, v_FD, final_norm), k), V_LFD)
+    return ids_LFk, logits_LFk
+
+
+# ---- trigger examples ----------------------------------------------------------------------------------
+def init_topk(cfg, k: int):
+    """The empty running top-k: coefficients ``[L,F,k]`` at -inf, flat token indices ``[L,F,k]`` at -1."""
+    return (jnp.full((cfg.n_layers, cfg.width, k), -jnp.inf, jnp.float32),
+            jnp.full((cfg.n_layers, cfg.width, k), -1, jnp.int32))
+
+
+def merge_topk(state, m_LNF, index_N, k: int):
+    """Merge one chunk's coefficients ``[L,N,F]`` (masked entries -inf) into the running top-k ``[L,F,k]``."""
+    best_LFk, where_LFk = state
+    chunk_LFk, pos_LFk = jax.lax.top_k(jnp.swapaxes(m_LNF, 1, 2), k)
+    vals = jnp.concatenate([best_LFk, chunk_LFk], -1)
+    idx = jnp.concatenate([where_LFk, index_N[pos_LFk]], -1)
+    top, pick = jax.lax.top_k(vals, k)
+    return top, jnp.take_along_axis(idx, pick, -1)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "k"), donate_argnums=(0,))
+def _trigger_step(state, params, tokens_BT, mask_BT, offset, cfg, k):
+    m_LBTF = forward(params, tokens_BT, cfg).acts.ffn.astype(jnp.float32)
+    L, B, T, F = m_LBTF.shape
+    m_LNF = jnp.where(mask_BT.reshape(1, B * T, 1), m_LBTF.reshape(L, B * T, F), -jnp.inf)
+    return merge_topk(state, m_LNF, offset + jnp.arange(B * T, dtype=jnp.int32), k)
+
+
+def trigger_search(params, cfg, tokens_NT, mask_NT=None, k: int = 25, batch_size: int = 32, progress=False):
+    """Top-k trigger prefixes of every key (§3): ``coef [L,F,k]`` and flat indices ``n = row·T + t`` ``[L,F,k]``.
+
+    The prefix of index n is ``tokens_NT[row, :t+1]``. Only positions where ``mask_NT`` is true compete.
+    """
+    value_vectors(params, cfg)
+    step = lambda s, tok, mask, off: _trigger_step(s, params, tok, mask, off, cfg, k)  # noqa: E731
+    coef, index = stream(step, init_topk(cfg, k), tokens_NT, mask_NT, batch_size, progress)
+    return {"coef": coef, "index": index}
+
+
+# ---- agreement -----------------------------------------------------------------------------------------
+def agreement(value_top1_LF, trigger_index_LFk, targets_NT, key):
+    """Per layer: the fraction of keys whose value's top token is the next token of the key's top trigger (§4).
+
+    ``baseline``: the same with values randomly re-paired to keys within the layer; ``uniform``: 1/V is
+    left to the caller. Keys that never fired (no trigger) are excluded.
+    """
+    flat = np.asarray(targets_NT).reshape(-1) if not isinstance(targets_NT, np.memmap) else targets_NT
+    top = np.asarray(trigger_index_LFk)[..., 0]
+    valid = top >= 0
+    next_LF = np.where(valid, np.asarray(flat[np.where(valid, top, 0).reshape(-1)]).reshape(top.shape), -1)
+    perm_LF = np.asarray(jax.vmap(lambda kk: jax.random.permutation(kk, value_top1_LF.shape[1]))(
+        jax.random.split(key, value_top1_LF.shape[0])))
+    shuffled_LF = np.take_along_axis(np.asarray(value_top1_LF), perm_LF, 1)
+    hit = (np.asarray(value_top1_LF) == next_LF) & valid
+    hit_base = (shuffled_LF == next_LF) & valid
+    n = np.maximum(valid.sum(1), 1)
+    return {"agreement": (hit.sum(1) / n).tolist(), "baseline": (hit_base.sum(1) / n).tolist(),
+            "n_keys": valid.sum(1).tolist(), "next_token_LF": next_LF}
+
+
+# ---- active memories, zero agreement, refinement -------------------------------------------------------
+def _top1(params, cfg, x, final_norm):
+    return jnp.argmax(project(params, cfg, x, final_norm), -1)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "final_norm"), donate_argnums=(0,))
+def _composition_step(state, params, value_top1_LF, threshold, tokens_BT, mask_BT, offset, cfg, final_norm):
+    acts = forward(params, tokens_BT, cfg).acts
+    w_1BT = mask_BT[None].astype(jnp.float32)
+    active_LBTF = acts.ffn > threshold
+    res_LBT = _top1(params, cfg, acts.resid_mid, final_norm)
+    ffn_LBT = _top1(params, cfg, acts.mlp_out, final_norm)
+    out_LBT = _top1(params, cfg, acts.resid_post, final_norm)
+    agrees_LBTF = active_LBTF & (value_top1_LF[:, None, None, :] == ffn_LBT[..., None])
+    zero_LBT = ~agrees_LBTF.any(-1)
+    from_res, from_ffn = out_LBT == res_LBT, out_LBT == ffn_LBT
+    cat_LBT4 = jnp.stack([from_res & ~from_ffn, from_ffn & ~from_res, from_res & from_ffn, ~from_res & ~from_ffn], -1)
+    sums = {"n": w_1BT.sum() * jnp.ones(cfg.n_layers), "active": (active_LBTF.sum(-1) * w_1BT).sum((1, 2)),
+            "zero_agreement": (zero_LBT * w_1BT).sum((1, 2)),
+            "refinement": (cat_LBT4 * w_1BT[..., None]).sum((1, 2))}
+    return jax.tree.map(jnp.add, state, sums)
+
+
+def composition(params, cfg, tokens_NT, mask_NT=None, final_norm=False, threshold=0.0, batch_size=32, progress=False):
+    """Active memories, zero-agreement rate (§5.1) and inter-layer refinement categories (§5.2), per layer.
+
+    A memory is active where ``m_i > threshold``. Zero agreement: the FFN output's top token differs from
+    the top token of every active memory. Refinement: the block output's top token equals the residual's
+    (the FFN input) only, the FFN output's only, both, or neither (fractions in ``REFINEMENT`` order).
+    """
+    value_top1_LF = value_top_tokens(params, cfg, 1, final_norm)[0][..., 0]
+    L = cfg.n_layers
+    state = {"n": jnp.zeros(L), "active": jnp.zeros(L), "zero_agreement": jnp.zeros(L), "refinement": jnp.zeros((L, 4))}
+    step = lambda s, tok, mask, off: _composition_step(s, params, value_top1_LF, threshold, tok, mask, off, cfg,  # noqa: E731
+                                                       final_norm)
+    sums = stream(step, state, tokens_NT, mask_NT, batch_size, progress)
+    n = np.maximum(sums["n"], 1)
+    return {"active_mean": (sums["active"] / n).tolist(), "active_fraction": (sums["active"] / n / cfg.width).tolist(),
+            "zero_agreement": (sums["zero_agreement"] / n).tolist(),
+            "refinement": {name: (sums["refinement"][:, i] / n).tolist() for i, name in enumerate(REFINEMENT)},
+            "n_positions": int(sums["n"][0])}
+
+
+# ---- removing a token from the trigger prefixes --------------------------------------------------------
+def removal_inputs(tokens_NT, index_LFk, protect: int = 0):
+    """Rows for "remove last" and "remove first" (the first after ``protect`` leading tokens) of each trigger.
+
+    Returns ``(last_MT, first_MT, pos_M, valid_M)``: prefixes left-aligned in ``[M, T]`` (M = L·F·k), the
+    position of the new last token, and whether both variants keep ≥ 1 unprotected token.
+    """
+    T = tokens_NT.shape[1]
+    flat = np.asarray(index_LFk).reshape(-1)
+    row, t = np.maximum(flat, 0) // T, np.maximum(flat, 0) % T
+    rows = np.asarray(tokens_NT[np.sort(np.unique(row))])
+    lookup = np.searchsorted(np.sort(np.unique(row)), row)
+    prefix_MT = rows[lookup]
+    cols = np.arange(T)[None, :]
+    keep = cols < t[:, None]
+    last_MT = np.where(keep, prefix_MT, 0).astype(np.int32)
+    shifted = np.concatenate([prefix_MT[:, 1:], np.zeros((len(flat), 1), prefix_MT.dtype)], 1)
+    first_MT = np.where(cols < protect, prefix_MT, shifted)
+    first_MT = np.where(keep, first_MT, 0).astype(np.int32)
+    valid = (flat >= 0) & (t - protect >= 1)
+    return last_MT, first_MT, np.maximum(t - 1, 0).astype(np.int32), valid
+
+
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def _coefficient_at(params, tokens_CT, layer_C, neuron_C, pos_C, cfg):
+    m_LCTF = forward(params, tokens_CT, cfg).acts.ffn.astype(jnp.float32)
+    return m_LCTF[layer_C, jnp.arange(tokens_CT.shape[0]), pos_C, neuron_C]
+
+
+def removal_effect(params, cfg, tokens_NT, triggers: dict, k: int = 5, protect: int = 0, chunk: int = 256):
+    """Relative coefficient change ``(m' - m) / |m|`` of each key on its top-``k`` triggers when the last or the
+    first token of the prefix is removed (§3.2), averaged per layer, plus the fraction that drop by > 50%."""
+    index_LFk = np.asarray(triggers["index"])[..., :k]
+    coef_M = np.asarray(triggers["coef"])[..., :k].reshape(-1)
+    L, F, kk = index_LFk.shape
+    layer_M = np.repeat(np.arange(L), F * kk).astype(np.int32)
+    neuron_M = np.tile(np.repeat(np.arange(F), kk), L).astype(np.int32)
+    last_MT, first_MT, pos_M, valid_M = removal_inputs(tokens_NT, index_LFk, protect)
+    valid_M &= np.abs(coef_M) > 1e-6
+    out = {}
+    for name, rows_MT in (("last", last_MT), ("first", first_MT)):
+        new = []
+        for s in range(0, len(rows_MT), chunk):
+            sl = slice(s, s + chunk)
+            pad = chunk - len(rows_MT[sl])
+            args = [np.pad(a[sl], [(0, pad)] + [(0, 0)] * (a.ndim - 1)) for a in (rows_MT, layer_M, neuron_M, pos_M)]
+            new.append(_coefficient_at(params, *args, cfg)[: chunk - pad])
+        rel_M = (np.concatenate([np.asarray(x) for x in new]) - coef_M) / np.where(valid_M, np.abs(coef_M), 1.0)
+        rel_LX = np.where(valid_M, rel_M, np.nan).reshape(L, F * kk)
+        out[name] = {"mean_relative_change": np.nanmean(rel_LX, 1).tolist(),
+                     "fraction_drop_over_half": np.nanmean(np.where(np.isnan(rel_LX), np.nan, rel_LX < -0.5), 1).tolist()}
+    out["n_valid"] = valid_M.reshape(L, -1).sum(1).tolist()
+    return out

@@ -1,0 +1,93 @@
+"""FFN updates as sums of token-promoting sub-updates (Geva et al. 2022).
+
+The FFN output is ``Σ_i m_i v_i`` (eq. 3); each term is a sub-update whose effect on the vocabulary is
+``m_i (v_i·E)``: it promotes the tokens at the top of ``v_i·E`` (§3). Sub-updates are ranked per position by
+``m_i ‖v_i‖`` (§4.1, signed, largest first). Implemented here:
+
+* ``top_sub_updates``: the top-n sub-updates at each position of a batch (which value, its score);
+* ``dominance``: over a streamed corpus, how often each value is among a position's top-n sub-updates;
+* ``promoted_tokens``: the top tokens of every value's projection (memories.value_top_tokens);
+* ``cluster_values``: spherical k-means on the values of a layer (cosine, Lloyd iterations in JAX), each
+  cluster described by its centroid's projection and its members' most common top tokens.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from analysis.memories import project, value_top_tokens, value_vectors
+from analysis.stream import stream
+from ffnkv.model import forward
+
+promoted_tokens = value_top_tokens
+
+
+def sub_update_scores(m_LBTF, V_LFD):
+    """``m_i ‖v_i‖`` for every sub-update (Geva et al. 2022, §4.1): ``[L, B, T, F]``."""
+    return m_LBTF * jnp.linalg.norm(V_LFD, axis=-1)[:, None, None, :]
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "n"))
+def top_sub_updates(params, cfg, tokens_BT, n: int = 10):
+    """The ``n`` highest-scoring sub-updates per position: values' indices and scores, ``[L, B, T, n]`` each."""
+    m_LBTF = forward(params, tokens_BT, cfg).acts.ffn.astype(jnp.float32)
+    scores, index = jax.lax.top_k(sub_update_scores(m_LBTF, value_vectors(params, cfg)), n)
+    return {"index": index, "score": scores}
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "n"), donate_argnums=(0,))
+def _dominance_step(count_LF, params, tokens_BT, mask_BT, offset, cfg, n):
+    top = top_sub_updates(params, cfg, tokens_BT, n)["index"]
+    hits_LF = jax.vmap(lambda idx: jnp.zeros(cfg.width).at[idx.reshape(-1)].add(
+        jnp.broadcast_to(mask_BT[..., None], idx.shape).reshape(-1).astype(jnp.float32)))(top)
+    return count_LF + hits_LF
+
+
+def dominance(params, cfg, tokens_NT, mask_NT=None, n: int = 10, batch_size: int = 32, progress=False):
+    """``[L, F]``: the fraction of positions at which each value is among the top-``n`` sub-updates."""
+    value_vectors(params, cfg)
+    step = lambda s, tok, mask, off: _dominance_step(s, params, tok, mask, off, cfg, n)  # noqa: E731
+    count = stream(step, jnp.zeros((cfg.n_layers, cfg.width)), tokens_NT, mask_NT, batch_size, progress)
+    n_pos = int(np.asarray(mask_NT).sum()) if mask_NT is not None else int(np.prod(tokens_NT.shape))
+    return np.asarray(count) / max(n_pos, 1)
+
+
+@functools.partial(jax.jit, static_argnames=("n_clusters", "iters"))
+def kmeans(x_ND, key, n_clusters: int, iters: int = 50):
+    """Spherical k-means (cosine): rows normalised, centroids the normalised member means; ``(assign_N, C_KD)``."""
+    x = x_ND / (jnp.linalg.norm(x_ND, axis=-1, keepdims=True) + 1e-9)
+    centroids = x[jax.random.choice(key, x.shape[0], (n_clusters,), replace=False)]
+
+    def lloyd(_, c_KD):
+        assign = jnp.argmax(x @ c_KD.T, -1)
+        one_hot = jax.nn.one_hot(assign, n_clusters, dtype=x.dtype)
+        sums = one_hot.T @ x
+        new = sums / (jnp.linalg.norm(sums, axis=-1, keepdims=True) + 1e-9)
+        return jnp.where(one_hot.sum(0)[:, None] > 0, new, c_KD)
+
+    centroids = jax.lax.fori_loop(0, iters, lloyd, centroids)
+    return jnp.argmax(x @ centroids.T, -1), centroids
+
+
+def cluster_values(params, cfg, layer: int, n_clusters: int, key, final_norm: bool = False, k: int = 10):
+    """Clusters of layer ``layer``'s values: sizes, and per cluster the centroid's top tokens and its members'
+    most common top-1 tokens (with counts)."""
+    V_FD = value_vectors(params, cfg)[layer]
+    n_clusters = min(n_clusters, V_FD.shape[0])
+    assign, centroids = kmeans(V_FD, key, n_clusters)
+    norms = jnp.linalg.norm(V_FD, axis=-1).mean()
+    centroid_top = np.asarray(jax.lax.top_k(project(params, cfg, centroids * norms, final_norm), k)[1])
+    member_top1 = np.asarray(jnp.argmax(project(params, cfg, V_FD, final_norm), -1))
+    assign = np.asarray(assign)
+    clusters = []
+    for c in range(n_clusters):
+        members = np.flatnonzero(assign == c)
+        tokens, counts = np.unique(member_top1[members], return_counts=True)
+        order = np.argsort(-counts)[:k]
+        clusters.append({"size": int(len(members)), "centroid_top_tokens": centroid_top[c].tolist(),
+                         "member_top1": tokens[order].tolist(), "member_top1_counts": counts[order].tolist(),
+                         "members": members.tolist()})
+    return clusters

@@ -1,0 +1,269 @@
+"""Real text: a byte-level BPE tokenizer (``tokenizers``), a token memmap, random-window batches.
+
+Sources (nothing is downloaded at run time):
+* local text files, including WikiText-103's raw files (``wiki.train.raw``: `` = Title = `` headings, one
+  paragraph per line, ``@-@``-style escapes undone with ``wikitext=True``);
+* a local array_record file of UTF-8 documents (``write_array_record`` builds one from text files);
+* a prepared tensorflow-datasets catalog dataset read through ``tfds.data_source`` (array_record, no
+  TensorFlow), e.g. ``tfds_name="wikipedia/20230601.en"`` with the text under ``text_key``.
+
+``prepare_corpus`` trains the tokenizer and writes ``tokenizer.json``, ``tokens.bin`` and ``meta.json`` into a
+cache directory (each written to a temporary name and renamed, so a failure leaves nothing half-written).
+``TextTask`` serves windows of ``seq_len + 1`` tokens: training windows start anywhere in the first
+``1 - eval_fraction`` of the corpus, evaluation windows lie in the held-out tail.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from ffnkv.errors import ConfigError, FfnkvError
+
+EOS = "<|endoftext|>"
+_WIKITEXT_ESCAPES = ((" @-@ ", "-"), (" @,@ ", ","), (" @.@ ", "."))
+
+
+class TextTokenizer:
+    """encode(str) -> ids, decode(ids) -> str over a trained ``tokenizers`` BPE model."""
+
+    def __init__(self, tokenizer: Tokenizer):
+        self.tokenizer = tokenizer
+
+    @classmethod
+    def load(cls, path) -> "TextTokenizer":
+        return cls(Tokenizer.from_file(str(path)))
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.get_vocab_size()
+
+    @property
+    def eos_id(self) -> int:
+        return self.tokenizer.token_to_id(EOS)
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids) -> str:
+        return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=False)
+
+    def token_names(self) -> list[str]:
+        return [self.decode([i]) for i in range(self.vocab_size)]
+
+
+def read_text_files(files: Iterable, wikitext: bool = False) -> Iterator[str]:
+    """Non-empty lines of each file, one document per line (WikiText escapes undone when ``wikitext``)."""
+    for name in files:
+        path = Path(name)
+        if not path.is_file():
+            raise FfnkvError(f"text file {str(path)!r} does not exist; check data.files.")
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                line = line.strip()
+                if not line:
+                    continue
+                if wikitext:
+                    for escaped, plain in _WIKITEXT_ESCAPES:
+                        line = line.replace(escaped, plain)
+                yield line
+
+
+def write_array_record(texts: Iterable[str], path) -> int:
+    """Write each text as one UTF-8 record of an array_record file; returns the number of records."""
+    from array_record.python.array_record_module import ArrayRecordWriter
+
+    tmp = f"{path}.tmp"
+    writer = ArrayRecordWriter(tmp, "group_size:1")
+    count = 0
+    for text in texts:
+        writer.write(text.encode("utf-8"))
+        count += 1
+    writer.close()
+    os.replace(tmp, path)
+    return count
+
+
+def read_array_record(path) -> Iterator[str]:
+    """The UTF-8 records of a local array_record file."""
+    from array_record.python.array_record_data_source import ArrayRecordDataSource
+
+    if not Path(path).is_file():
+        raise FfnkvError(f"array_record file {str(path)!r} does not exist; build it with write_array_record.")
+    source = ArrayRecordDataSource([str(path)])
+    for start in range(0, len(source), 1024):
+        for record in source.__getitems__(range(start, min(start + 1024, len(source)))):
+            yield record.decode("utf-8")
+
+
+def read_tfds(name: str, split: str = "train", data_dir=None, text_key: str = "text") -> Iterator[str]:
+    """Texts of a prepared tfds catalog dataset through ``tfds.data_source`` (array_record; no TensorFlow)."""
+    import tensorflow_datasets as tfds
+
+    try:
+        source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+    except Exception as error:  # tfds raises several types for a dataset that is not prepared
+        raise FfnkvError(f"tfds dataset {name!r} (split {split!r}) is not prepared under data_dir={data_dir!r}: "
+                         f"{str(error).splitlines()[0]}") from None
+    for i in range(len(source)):
+        value = source[i][text_key]
+        yield value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int) -> TextTokenizer:
+    """Byte-level BPE (Sennrich et al. 2016; GPT-2's byte alphabet) with an end-of-text token."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    return TextTokenizer(tokenizer)
+
+
+def encode_to_memmap(tokenizer: TextTokenizer, texts: Iterable[str], path, chunk: int = 4096) -> int:
+    """Append ``text + EOS`` token ids of every text to ``path`` (uint16 when the vocabulary fits, else uint32)."""
+    dtype = np.uint16 if tokenizer.vocab_size <= 2 ** 16 else np.uint32
+    tmp, total, buffer = f"{path}.tmp", 0, []
+    with open(tmp, "wb") as out:
+        def flush():
+            nonlocal total
+            for enc in tokenizer.tokenizer.encode_batch(buffer, add_special_tokens=False):
+                ids = np.asarray(enc.ids + [tokenizer.eos_id], dtype)
+                out.write(ids.tobytes())
+                total += len(ids)
+            buffer.clear()
+
+        for text in texts:
+            buffer.append(text)
+            if len(buffer) >= chunk:
+                flush()
+        flush()
+    os.replace(tmp, path)
+    return total
+
+
+def _texts(files=(), wikitext=False, array_record=None, tfds_name=None, tfds_split="train", tfds_data_dir=None,
+           text_key="text") -> Iterator[str]:
+    if sum(bool(x) for x in (files, array_record, tfds_name)) != 1:
+        raise ConfigError("give exactly one text source: data.files, data.array_record or data.tfds_name.")
+    if files:
+        return read_text_files([files] if isinstance(files, str) else files, wikitext)
+    if array_record:
+        return read_array_record(array_record)
+    return read_tfds(tfds_name, tfds_split, tfds_data_dir, text_key)
+
+
+def prepare_corpus(cache_dir, vocab_size: int = 4096, tokenizer_chars: int = 50_000_000, **source) -> Path:
+    """Train the tokenizer (on the first ``tokenizer_chars`` characters) and encode the source into ``cache_dir``.
+
+    ``source`` is one of ``files`` (+ ``wikitext``), ``array_record``, or ``tfds_name`` (+ split/dir/key).
+    Does nothing when ``cache_dir/meta.json`` exists.
+    """
+    cache = Path(cache_dir)
+    if (cache / "meta.json").is_file():
+        return cache
+    cache.mkdir(parents=True, exist_ok=True)
+
+    def sample():
+        seen = 0
+        for text in _texts(**source):
+            if seen >= tokenizer_chars:
+                return
+            seen += len(text)
+            yield text
+
+    tokenizer = train_tokenizer(sample(), vocab_size)
+    tokenizer.tokenizer.save(str(cache / "tokenizer.json.tmp"))
+    os.replace(cache / "tokenizer.json.tmp", cache / "tokenizer.json")
+    n_tokens = encode_to_memmap(tokenizer, _texts(**source), cache / "tokens.bin")
+    meta = {"n_tokens": n_tokens, "dtype": "uint16" if tokenizer.vocab_size <= 2 ** 16 else "uint32",
+            "vocab_size": tokenizer.vocab_size, "source": {k: v if isinstance(v, (str, int, bool, type(None))) else list(v)
+                                                           for k, v in source.items()}}
+    (cache / "meta.json.tmp").write_text(json.dumps(meta, indent=1))
+    os.replace(cache / "meta.json.tmp", cache / "meta.json")
+    return cache
+
+
+@dataclasses.dataclass(frozen=True)
+class TextTask:
+    """Language modelling on a token memmap in ``cache_dir`` (prepared from the given source if missing)."""
+
+    cache_dir: str = "data/text"
+    files: tuple[str, ...] = ()
+    wikitext: bool = False
+    array_record: str | None = None
+    tfds_name: str | None = None
+    tfds_split: str = "train"
+    tfds_data_dir: str | None = None
+    text_key: str = "text"
+    vocab_size_target: int = 4096
+    seq_len: int = 128
+    eval_fraction: float = 0.02
+    n_eval: int = 256
+
+    def __post_init__(self):
+        object.__setattr__(self, "files", (self.files,) if isinstance(self.files, str) else tuple(self.files))
+        if not (Path(self.cache_dir) / "meta.json").is_file():
+            prepare_corpus(self.cache_dir, self.vocab_size_target, files=self.files, wikitext=self.wikitext,
+                           array_record=self.array_record, tfds_name=self.tfds_name, tfds_split=self.tfds_split,
+                           tfds_data_dir=self.tfds_data_dir, text_key=self.text_key)
+        if not 0.0 < self.eval_fraction < 0.5:
+            raise ConfigError(f"data.eval_fraction={self.eval_fraction} is not allowed; use a value in (0, 0.5).")
+        if self._n_train < self.seq_len + 1 or self.meta["n_tokens"] - self._n_train < self.seq_len + 1:
+            raise FfnkvError(f"the corpus in {self.cache_dir} has {self.meta['n_tokens']} tokens, too few for "
+                             f"seq_len={self.seq_len} with eval_fraction={self.eval_fraction}; add text or shorten seq_len.")
+
+    @functools.cached_property
+    def meta(self) -> dict:
+        return json.loads((Path(self.cache_dir) / "meta.json").read_text())
+
+    @functools.cached_property
+    def tokenizer(self) -> TextTokenizer:
+        return TextTokenizer.load(Path(self.cache_dir) / "tokenizer.json")
+
+    @functools.cached_property
+    def tokens(self) -> np.memmap:
+        return np.memmap(Path(self.cache_dir) / "tokens.bin", dtype=self.meta["dtype"], mode="r")
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.meta["vocab_size"])
+
+    @property
+    def _n_train(self) -> int:
+        return int(self.meta["n_tokens"] * (1.0 - self.eval_fraction))
+
+    def _windows(self, starts) -> dict:
+        idx = np.asarray(starts)[:, None] + np.arange(self.seq_len + 1)
+        w = np.asarray(self.tokens[idx], np.int32)
+        return {"tokens": w[:, :-1], "targets": w[:, 1:], "weights": np.ones(w[:, 1:].shape, np.float32)}
+
+    def batch(self, seed: int, step: int, batch_size: int) -> dict:
+        """Random windows of the training region; a pure function of (seed, step)."""
+        rng = np.random.default_rng([seed, step, 0x7E47])
+        return self._windows(rng.integers(0, self._n_train - self.seq_len, batch_size))
+
+    def eval_set(self, seed: int = 0) -> dict:
+        """``n_eval`` random windows of the held-out tail."""
+        rng = np.random.default_rng([seed, 0xE7A1])
+        return self._windows(rng.integers(self._n_train, self.meta["n_tokens"] - self.seq_len, self.n_eval))
+
+    def windows(self, max_tokens: int | None = None, split: str = "train") -> dict:
+        """Contiguous non-overlapping windows (a zero-copy view of the memmap) for streaming analyses.
+
+        Returns ``tokens`` and ``targets`` as ``[N, seq_len]`` views; ``offset`` maps row n to corpus position.
+        """
+        lo, hi = (0, self._n_train) if split == "train" else (self._n_train, int(self.meta["n_tokens"]))
+        if max_tokens is not None:
+            hi = min(hi, lo + int(max_tokens) + 1)
+        n = (hi - lo - 1) // self.seq_len
+        flat = self.tokens[lo: lo + n * self.seq_len + 1]
+        return {"tokens": flat[:-1].reshape(n, self.seq_len), "targets": flat[1:].reshape(n, self.seq_len),
+                "offset": lo}
