@@ -171,3 +171,20 @@ def rome_sequential(params, cfg, layer: int, C_FF, reqs: EditRequest, hp: DeltaH
     """Apply E stacked requests one after another (``lax.scan``); returns the final params and per-edit info."""
     Cinv_FF = regularised_inverse(C_FF, hp.ridge)
     return jax.lax.scan(lambda p, r: rome_edit(p, cfg, layer, Cinv_FF, r, hp), params, reqs)
+
+
+@partial(jax.jit, static_argnames=("cfg", "n", "length", "top_k"))
+def sample_prefixes(params, cfg, key, start_token, n: int, length: int, top_k: int = 5):
+    """ROME's context prefixes: ``n`` texts of ``length`` tokens sampled from the model itself (top-k) after
+    ``start_token``; returns [n, 1 + length] tokens starting with ``start_token``."""
+    tokens = jnp.full((n, 1 + length), start_token, jnp.int32)
+
+    def step(t, carry):
+        tokens, key = carry
+        key, sub = jax.random.split(key)
+        logits_NV = forward(params, tokens, cfg).logits[:, t]
+        top_NK, idx_NK = jax.lax.top_k(logits_NV, top_k)
+        pick_N = jax.random.categorical(sub, top_NK, axis=-1)
+        return tokens.at[:, t + 1].set(jnp.take_along_axis(idx_NK, pick_N[:, None], -1)[:, 0]), key
+
+    return jax.lax.fori_loop(0, length, step, (tokens, key))[0]
