@@ -97,7 +97,7 @@ def agreement(value_top1_LF, trigger_index_LFk, targets_NT, key):
     ``baseline``: the same with values randomly re-paired to keys within the layer; ``uniform``: 1/V is
     left to the caller. Keys that never fired (no trigger) are excluded.
     """
-    flat = np.asarray(targets_NT).reshape(-1) if not isinstance(targets_NT, np.memmap) else targets_NT
+    flat = np.asarray(targets_NT).reshape(-1)
     top = np.asarray(trigger_index_LFk)[..., 0]
     valid = top >= 0
     next_LF = np.where(valid, np.asarray(flat[np.where(valid, top, 0).reshape(-1)]).reshape(top.shape), -1)
@@ -116,6 +116,18 @@ def _top1(params, cfg, x, final_norm):
     return jnp.argmax(project(params, cfg, x, final_norm), -1)
 
 
+def zero_agreement(active_XF, value_top1_XF, ffn_top1_X):
+    """True where the FFN output's top token is the top token of no active memory (Geva et al. 2021, §5.1)."""
+    return ~(active_XF & (value_top1_XF == ffn_top1_X[..., None])).any(-1)
+
+
+def refinement_categories(res_top1_X, ffn_top1_X, out_top1_X):
+    """One-hot ``[..., 4]`` in ``REFINEMENT`` order: the output's top token equals the residual's only, the
+    FFN's only, both, or neither (Geva et al. 2021, §5.2)."""
+    from_res, from_ffn = out_top1_X == res_top1_X, out_top1_X == ffn_top1_X
+    return jnp.stack([from_res & ~from_ffn, from_ffn & ~from_res, from_res & from_ffn, ~from_res & ~from_ffn], -1)
+
+
 @functools.partial(jax.jit, static_argnames=("cfg", "final_norm"), donate_argnums=(0,))
 def _composition_step(state, params, value_top1_LF, threshold, tokens_BT, mask_BT, offset, cfg, final_norm):
     acts = forward(params, tokens_BT, cfg).acts
@@ -124,10 +136,8 @@ def _composition_step(state, params, value_top1_LF, threshold, tokens_BT, mask_B
     res_LBT = _top1(params, cfg, acts.resid_mid, final_norm)
     ffn_LBT = _top1(params, cfg, acts.mlp_out, final_norm)
     out_LBT = _top1(params, cfg, acts.resid_post, final_norm)
-    agrees_LBTF = active_LBTF & (value_top1_LF[:, None, None, :] == ffn_LBT[..., None])
-    zero_LBT = ~agrees_LBTF.any(-1)
-    from_res, from_ffn = out_LBT == res_LBT, out_LBT == ffn_LBT
-    cat_LBT4 = jnp.stack([from_res & ~from_ffn, from_ffn & ~from_res, from_res & from_ffn, ~from_res & ~from_ffn], -1)
+    zero_LBT = zero_agreement(active_LBTF, value_top1_LF[:, None, None, :], ffn_LBT)
+    cat_LBT4 = refinement_categories(res_LBT, ffn_LBT, out_LBT)
     sums = {"n": w_1BT.sum() * jnp.ones(cfg.n_layers), "active": (active_LBTF.sum(-1) * w_1BT).sum((1, 2)),
             "zero_agreement": (zero_LBT * w_1BT).sum((1, 2)),
             "refinement": (cat_LBT4 * w_1BT[..., None]).sum((1, 2))}

@@ -9,6 +9,8 @@ from ffnkv.errors import FfnkvError
 
 COMMAND_MODULES = (
     "train",
+    "memories",
+    "knowledge",
 )
 
 

@@ -285,6 +285,14 @@ class FactsTask:
                 "template": template.astype(np.int32), "split": (template >= R["n_train"]).astype(np.int32),
                 "subject_start": R["subject_start"].reshape(-1) + 1, "subject_end": R["subject_end"].reshape(-1) + 1}
 
+    def windows(self, max_tokens: int | None = None, split: str = "train", seed: int = 1) -> dict:
+        """A corpus for streaming analyses: training packs drawn with ``seed``, about ``max_tokens`` tokens
+        (default 64 rows). ``mask`` marks the positions with a real next token; ``protect = 1`` (BOS)."""
+        rows = 64 if max_tokens is None else max(1, -(-int(max_tokens) // self.seq_len))
+        b = self.batch(seed, 0, rows)
+        return {"tokens": b["tokens"], "targets": b["targets"], "mask": (b["tokens"] != PAD) & (b["targets"] != PAD),
+                "protect": 1}
+
     def eval_metrics(self, pred_BT, eval_batch: dict) -> dict[str, float]:
         """Top-1 attribute accuracy on training-template prompts and on held-out paraphrases.
 

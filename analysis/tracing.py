@@ -1,0 +1,180 @@
+"""Causal tracing (Meng et al. 2022, §2.1): where does the model recall a fact?
+
+Three runs per fact (subject s, prompt x, answer o):
+
+* clean: P[o], caching every hidden state h_t^l (``resid_post``), MLP output and attention output;
+* corrupted: the embeddings of the subject tokens get Gaussian noise ε ~ N(0, ν²) (ν = 3 × the std of the
+  token embeddings by default), S samples with a fixed seed: P_*[o];
+* corrupted-with-restoration: the corrupted run with one state set back to its clean value: P_{*, clean h}[o].
+
+Total effect TE = P[o] − P_*[o]; indirect effect of a state IE = P_{*, clean h}[o] − P_*[o] (probabilities
+averaged over the S noise samples). MLP and attention outputs are restored over a window of layers
+[l − ⌊w/2⌋, l + ⌈w/2⌉) clipped to the model (Meng et al. use w = 10). The severed-path variant (§2.3, Fig. 3)
+restores h_t^l while freezing the MLP (or attention) outputs at token t, all layers, at their corrupted values.
+
+The whole grid (kind × token × layer × noise sample) is one jitted program: ``vmap`` over samples, ``lax.map``
+over cells in batches, ``lax.map`` over facts. Restorations are ``Hooks`` patch masks, so no value recompiles.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from analysis.attribution import check_prompts, gold_prob
+from ffnkv.errors import FfnkvError
+from ffnkv.hooks import Hooks
+from ffnkv.model import forward
+
+KINDS = ("resid", "mlp", "attn", "resid_sever_mlp", "resid_sever_attn")
+CATEGORIES = ("first_subject", "middle_subject", "last_subject", "first_subsequent", "further", "last")
+
+
+def embedding_noise(params, factor: float = 3.0) -> float:
+    """ν = ``factor`` × the standard deviation of the token-embedding entries (Meng et al. 2022, §2.1)."""
+    return float(factor * np.asarray(params["embed"]["tok"], np.float32).std())
+
+
+def window_L(layer, n_layers: int, window: int):
+    """Layers [l − ⌊w/2⌋, l + ⌈w/2⌉) ∩ [0, L), as a boolean ``[L]`` (traced ``layer`` allowed)."""
+    ls = jnp.arange(n_layers)
+    return (ls >= layer - window // 2) & (ls < layer - (-window // 2))
+
+
+def _cell_hooks(kind, t, layer, noise_TD, clean, corrupt, cfg, window, T):
+    """Hooks for grid cell (kind, t, layer) under one noise sample; ``clean``/``corrupt`` are Acts."""
+    L = cfg.n_layers
+    at_T = jnp.arange(T) == t
+    here_L = jnp.arange(L) == layer
+    win = window_L(layer, L, window)
+    resid = (kind == 0) | (kind == 3) | (kind == 4)
+    mlp_L = jnp.where(kind == 1, win, kind == 3)
+    attn_L = jnp.where(kind == 2, win, kind == 4)
+    mask = lambda rows_L: (rows_L[:, None] & at_T[None, :])[:, None, :, None]  # noqa: E731  [L,1,T,1]
+    return Hooks(
+        embed_add=noise_TD,
+        resid_post_patch_mask=mask(here_L & resid), resid_post_patch_value=clean.resid_post,
+        mlp_out_patch_mask=mask(mlp_L), mlp_out_patch_value=jnp.where(kind == 1, clean.mlp_out, corrupt.mlp_out),
+        attn_out_patch_mask=mask(attn_L), attn_out_patch_value=jnp.where(kind == 2, clean.attn_out, corrupt.attn_out))
+
+
+def _trace_fact(params, cfg, nu, kind_ids, window, samples, cell_batch, item):
+    tokens_T, pos, gold, s0, s1, key = item
+    T, L, D = tokens_T.shape[0], cfg.n_layers, cfg.d_model
+    subject_T = (jnp.arange(T) >= s0) & (jnp.arange(T) < s1)
+    noise_STD = nu * jax.random.normal(key, (samples, T, D)) * subject_T[None, :, None]
+
+    clean_out = forward(params, tokens_T[None], cfg)
+    p_clean = jax.nn.softmax(clean_out.logits[0, pos])[gold]
+
+    def corrupted(noise_TD):
+        out = forward(params, tokens_T[None], cfg, Hooks(embed_add=noise_TD))
+        return jax.nn.softmax(out.logits[0, pos])[gold], out.acts
+
+    p_corrupt_S, corrupt_acts = jax.vmap(corrupted)(noise_STD)
+
+    C = len(kind_ids)
+    kind_X = jnp.repeat(jnp.asarray(kind_ids), T * L)
+    t_X = jnp.tile(jnp.repeat(jnp.arange(T), L), C)
+    layer_X = jnp.tile(jnp.arange(L), C * T)
+
+    def cell(c):
+        kind, t, layer = c
+
+        def sample(noise_TD, corrupt):
+            hooks = _cell_hooks(kind, t, layer, noise_TD, clean_out.acts, corrupt, cfg, window, T)
+            return gold_prob(params, cfg, tokens_T, pos, gold, hooks)
+
+        return jax.vmap(sample)(noise_STD, corrupt_acts).mean()
+
+    restored_X = jax.lax.map(cell, (kind_X, t_X, layer_X), batch_size=cell_batch)
+    return p_clean, p_corrupt_S.mean(), restored_X.reshape(C, T, L)
+
+
+def trace_impl(params, tokens_NT, pos_N, gold_N, s0_N, s1_N, keys_N, nu, cfg, kind_ids, window, samples, cell_batch):
+    """Un-jitted core (tests wrap it in ``chex.assert_max_traces``); see :func:`causal_trace`."""
+    fn = functools.partial(_trace_fact, params, cfg, nu, kind_ids, window, samples, cell_batch)
+    return jax.lax.map(fn, (tokens_NT, pos_N, gold_N, s0_N, s1_N, keys_N))
+
+
+_trace_jit = jax.jit(trace_impl, static_argnames=("cfg", "kind_ids", "window", "samples", "cell_batch"))
+
+
+def causal_trace(params, cfg, enc, noise: float | None = None, samples: int = 10, window: int = 10,
+                 kinds=KINDS, seed: int = 0, cell_batch: int = 64) -> dict:
+    """Causal traces of every encoded prompt.
+
+    ``enc``: ``tokens`` [N, T], ``predict_pos`` [N], ``target`` [N], ``subject_start`` / ``subject_end`` [N]
+    (subject tokens are ``[start, end)``). ``noise`` is ν (default :func:`embedding_noise`). Fact n's noise
+    comes from ``fold_in(key(seed), n)``. Returns numpy ``p_clean`` [N], ``p_corrupt`` [N] and
+    ``restored`` [N, kinds, T, L] (mean restored P[o]); positions after ``predict_pos`` are padding.
+    """
+    check_prompts(enc, cfg, width_needed=False)
+    bad = [k for k in kinds if k not in KINDS]
+    if bad or samples < 1 or window < 1:
+        raise FfnkvError(f"tracing needs kinds from {KINDS}, samples ≥ 1 and window ≥ 1; got {bad or kinds}, {samples}, {window}.")
+    s0, s1 = np.asarray(enc["subject_start"]), np.asarray(enc["subject_end"])
+    if ((s0 < 0) | (s1 <= s0) | (s1 > np.asarray(enc["predict_pos"]) + 1)).any():
+        raise FfnkvError("every prompt needs a non-empty subject span [start, end) ending at or before predict_pos + 1.")
+    nu = embedding_noise(params) if noise is None else float(noise)
+    N = len(enc["tokens"])
+    keys = jax.vmap(lambda n: jax.random.fold_in(jax.random.key(seed), n))(jnp.arange(N))
+    kind_ids = tuple(KINDS.index(k) for k in kinds)
+    T, L = np.asarray(enc["tokens"]).shape[1], cfg.n_layers
+    p_clean, p_corrupt, restored = _trace_jit(
+        params, jnp.asarray(enc["tokens"], jnp.int32), jnp.asarray(enc["predict_pos"], jnp.int32),
+        jnp.asarray(enc["target"], jnp.int32), jnp.asarray(s0, jnp.int32), jnp.asarray(s1, jnp.int32), keys,
+        jnp.float32(nu), cfg, kind_ids, int(window), int(samples), int(min(cell_batch, len(kind_ids) * T * L)))
+    return {"p_clean": np.asarray(p_clean), "p_corrupt": np.asarray(p_corrupt), "restored": np.asarray(restored),
+            "kinds": list(kinds), "noise": nu, "samples": samples, "window": window, "seed": seed}
+
+
+def token_categories(subject_start: int, subject_end: int, predict_pos: int) -> dict[str, list[int]]:
+    """Positions of Meng et al.'s token categories for one prompt (empty lists where a category is absent).
+
+    first/last subject token; middle = subject tokens strictly between them; first subsequent = the token
+    after the subject (if it is not the last token); further = tokens after that and before the last; last =
+    the prediction position.
+    """
+    s0, s1, last = int(subject_start), int(subject_end), int(predict_pos)
+    after = [t for t in range(s1, last)]
+    return {"first_subject": [s0], "middle_subject": list(range(s0 + 1, s1 - 1)), "last_subject": [s1 - 1],
+            "first_subsequent": after[:1], "further": after[1:], "last": [last]}
+
+
+def mean_ci(values_N, z: float = 1.96):
+    """Mean and the half-width of the normal-approximation 95% confidence interval, along axis 0."""
+    v = np.asarray(values_N, np.float64)
+    n = v.shape[0]
+    sd = v.std(0, ddof=1) if n > 1 else np.zeros(v.shape[1:])
+    return v.mean(0), z * sd / np.sqrt(max(n, 1)), n
+
+
+def average_by_category(trace: dict, enc, facts_mask=None) -> dict:
+    """Indirect effects averaged over facts per token category and layer, with 95% CIs (Meng et al. Fig. 2).
+
+    Returns ``{kind: {category: {mean: [L], ci: [L], n}}}`` plus the average total effect and the
+    average clean / corrupted probabilities over the facts kept by ``facts_mask``.
+    """
+    keep = np.ones(len(trace["p_clean"]), bool) if facts_mask is None else np.asarray(facts_mask, bool)
+    ie = trace["restored"] - trace["p_corrupt"][:, None, None, None]
+    out = {"n_facts": int(keep.sum())}
+    for k, kind in enumerate(trace["kinds"]):
+        per_cat = {c: [] for c in CATEGORIES}
+        for n in np.flatnonzero(keep):
+            cats = token_categories(enc["subject_start"][n], enc["subject_end"][n], enc["predict_pos"][n])
+            for c, positions in cats.items():
+                if positions:
+                    per_cat[c].append(ie[n, k, positions].mean(0))
+        out[kind] = {}
+        for c, rows in per_cat.items():
+            if rows:
+                mean, ci, n = mean_ci(np.stack(rows))
+                out[kind][c] = {"mean": mean.tolist(), "ci": ci.tolist(), "n": n}
+    te = trace["p_clean"][keep] - trace["p_corrupt"][keep]
+    for name, v in (("total_effect", te), ("p_clean", trace["p_clean"][keep]), ("p_corrupt", trace["p_corrupt"][keep])):
+        mean, ci, n = mean_ci(v[:, None]) if len(v) else (np.zeros(1), np.zeros(1), 0)
+        out[name] = {"mean": float(mean[0]), "ci": float(ci[0]), "n": n}
+    return out
