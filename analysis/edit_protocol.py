@@ -29,6 +29,7 @@ class EditSettings:
     memit: object = MEMIT_HPARAMS
     memit_lambda: float = MEMIT_LAMBDA
     protocols: tuple = ("single", "sequential", "memit")
+    token: str = "subject_last"
 
 
 def memit_layers(layer: int, width: int) -> tuple[int, ...]:
@@ -48,9 +49,9 @@ def run_protocols(run_dir, params, cfg, task, layer: int, mem_layers: tuple, s: 
     C_LFF = cached_second_moment(run_dir, params, cfg, layers, task, seed=s.seed + 1000,
                                  n_batches=s.cov_batches, batch_size=s.cov_batch_size)
     C = {l: C_LFF[i] for i, l in enumerate(layers)}
-    out = {"layer": layer, "memit_layers": list(mem_layers), "n_known_facts": n_known, "n_facts": len(task.facts),
+    out = {"layer": layer, "token": s.token, "memit_layers": list(mem_layers), "n_known_facts": n_known, "n_facts": len(task.facts),
            "n_edits": len(edit), "edited": [f._asdict() for f in edit]}
-    reqs, probes = build_edits(task, edit, context_prefixes(params, cfg, s.seed, s.rome.prefixes))
+    reqs, probes = build_edits(task, edit, context_prefixes(params, cfg, s.seed, s.rome.prefixes), s.token)
     out["unedited"] = summarise(score_edited(params, cfg, probes, others))
     if "single" in s.protocols:
         t = time.time()
@@ -64,9 +65,40 @@ def run_protocols(run_dir, params, cfg, task, layer: int, mem_layers: tuple, s: 
         out["rome_sequential"] = summarise(score_edited(edited, cfg, probes, others)) | _stats(info) | {"seconds": time.time() - t}
     if "memit" in s.protocols:
         t = time.time()
-        m_reqs, _ = build_edits(task, edit, context_prefixes(params, cfg, s.seed, s.memit.prefixes))
+        m_reqs, _ = build_edits(task, edit, context_prefixes(params, cfg, s.seed, s.memit.prefixes), s.token)
         C_mem = np.stack([C[l] for l in mem_layers])
         edited, info = memit_edit(params, cfg, tuple(mem_layers), C_mem, m_reqs, s.memit, s.memit_lambda)
         out["memit"] = summarise(score_edited(edited, cfg, probes, others)) | _stats(info) | {"seconds": time.time() - t}
     jax.clear_caches()
     return out
+
+
+def _facts_enc(task, facts, all_templates: bool):
+    prompts, targets, fact_ids = [], [], []
+    for i, fact in enumerate(facts):
+        for prompt in task.prompts(fact, "train")[: None if all_templates else 1]:
+            prompts.append(prompt)
+            targets.append(task.attribute_id(fact.attribute))
+            fact_ids.append(i)
+    enc = task.encode_prompts(prompts)
+    return enc | {"target": np.asarray(targets, np.int32), "fact": np.asarray(fact_ids, np.int32)}
+
+
+def peak_mlp_layer(params, cfg, task, facts, samples: int = 5, seed: int = 0) -> tuple[int, list[float]]:
+    """Where facts localise: the layer of peak average MLP indirect effect at the subject's last token
+    (causal tracing, Meng et al. 2022 §2.1, window 10 clipped to the model)."""
+    from analysis.tracing import average_by_category, causal_trace
+
+    enc = _facts_enc(task, facts, all_templates=False)
+    avg = average_by_category(causal_trace(params, cfg, enc, samples=samples, kinds=("mlp",), seed=seed), enc)
+    ie_L = avg["mlp"]["last_subject"]["mean"]
+    return int(np.argmax(ie_L)), [float(x) for x in ie_L]
+
+
+def neurons_per_fact(params, cfg, task, facts, steps: int = 20) -> float:
+    """Mean number of knowledge neurons per fact (Dai et al. 2022: IG over every training template)."""
+    from analysis.attribution import integrated_gradients, knowledge_neurons
+
+    enc = _facts_enc(task, facts, all_templates=True)
+    found = knowledge_neurons(integrated_gradients(params, cfg, enc, steps=steps)["attr"], enc["fact"])
+    return float(np.mean([len(f["neurons"]) for f in found]))

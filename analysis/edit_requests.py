@@ -40,8 +40,14 @@ def _encoded(task, prompts):
     return [list(t[:n]) for t, n in zip(enc["tokens"], enc["lengths"])], enc["subject_end"] - 1, enc["predict_pos"]
 
 
-def build_edits(task, facts, prefixes) -> tuple[EditRequest, EditProbe]:
-    """Stacked requests and probes (leading axis E = len(facts)); ``prefixes`` from ``context_prefixes``."""
+def build_edits(task, facts, prefixes, token: str = "subject_last") -> tuple[EditRequest, EditProbe]:
+    """Stacked requests and probes (leading axis E = len(facts)); ``prefixes`` from ``context_prefixes``.
+
+    ``token`` is where the key is read and δ added: ``"subject_last"`` (the paper) or ``"last"`` (the last
+    prompt token, ROME's ``fact_token="last"`` option; the essence KL then sits at its last token too).
+    """
+    if token not in ("subject_last", "last"):
+        raise FfnkvError(f"edit token {token!r} is not allowed; use 'subject_last' or 'last'.")
     sep = task.tokenizer.vocab[SEPARATOR]
     per_fact = []
     for i, fact in enumerate(facts):
@@ -50,7 +56,9 @@ def build_edits(task, facts, prefixes) -> tuple[EditRequest, EditProbe]:
         body, s0, p0 = rows[0][1:], int(subj[0]) - 1, int(pred[0]) - 1
         rw_rows = [rows[0]] + [[BOS] + list(px) + [sep] + body for px in prefixes]
         shift = [1] + [2 + len(px) for px in prefixes]
-        ess_rows, ess_subj, _ = _encoded(task, [f"{fact.subject} is a"])
+        ess_rows, ess_subj, ess_last = _encoded(task, [f"{fact.subject} is a"])
+        if token == "last":
+            s0, ess_subj = p0, ess_last
         para_rows, _, para_pred = _encoded(task, task.prompts(fact, "paraphrase"))
         neigh = task.neighbourhood(fact)
         neigh_rows, _, neigh_pred = _encoded(task, [p for p, _ in neigh])
