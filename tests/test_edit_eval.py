@@ -40,3 +40,12 @@ def test_single_edit_protocol_with_identity_edit_equals_scoring_the_model():
         np.testing.assert_allclose(scores[key], direct[key], atol=1e-6)
     np.testing.assert_allclose(scores["unrelated_acc"], jnp.full(3, direct["unrelated_acc"]), atol=1e-6)
     np.testing.assert_array_equal(info["target"], reqs.target)
+
+
+def test_cli_edit_errors_are_clean(tmp_path, capsys):
+    from ffnkv.cli import main
+
+    assert main(["edit", str(tmp_path / "missing")]) == 2
+    assert "not a run dir" in capsys.readouterr().err
+    assert main(["edit", str(tmp_path), "--protocols", "rome"]) == 2
+    assert main(["editability", "--out", str(tmp_path / "s"), "--kinds", "none"]) == 2
