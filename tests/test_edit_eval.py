@@ -49,3 +49,24 @@ def test_cli_edit_errors_are_clean(tmp_path, capsys):
     assert "not a run dir" in capsys.readouterr().err
     assert main(["edit", str(tmp_path), "--protocols", "rome"]) == 2
     assert main(["editability", "--out", str(tmp_path / "s"), "--kinds", "none"]) == 2
+
+
+def test_requests_from_the_facts_corpus_point_at_the_subject_and_the_prediction():
+    from analysis.edit_requests import build_edits
+    from ffnkv.data.facts import FactsTask
+
+    task = FactsTask(n_entities=8, n_relations=2, n_attributes=4)
+    facts = task.facts[:3]
+    prefixes = [np.array([5, 6, 7]), np.array([8, 9])]
+    for token in ("subject_last", "last"):
+        reqs, probes = build_edits(task, facts, prefixes, token)
+        assert reqs.tokens_PT.shape[:2] == (3, 3) and probes.para_tokens_QT.shape[:2] == (3, 2)
+        for e, fact in enumerate(facts):
+            subject_last = task.tokenizer.encode(fact.subject)[-1]
+            rows, subj, pred = (np.asarray(x[e]) for x in (reqs.tokens_PT, reqs.subject_P, reqs.predict_P))
+            np.testing.assert_array_equal(rows[1, 1:4], prefixes[0])
+            expected = rows[np.arange(3), pred] if token == "last" else np.full(3, subject_last)
+            np.testing.assert_array_equal(rows[np.arange(3), subj], expected)
+            assert np.all(np.pad(rows, ((0, 0), (0, 1)))[np.arange(3), pred + 1] == 0)          # the prompt ends at predict_pos (then PAD)
+            assert int(reqs.target[e]) == task.attribute_id(fact.counterfactual) == int(probes.new[e])
+            assert int(probes.old[e]) == task.attribute_id(fact.attribute)
