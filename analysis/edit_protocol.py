@@ -84,13 +84,14 @@ def _facts_enc(task, facts, all_templates: bool):
     return enc | {"target": np.asarray(targets, np.int32), "fact": np.asarray(fact_ids, np.int32)}
 
 
-def peak_mlp_layer(params, cfg, task, facts, samples: int = 5, seed: int = 0) -> tuple[int, list[float]]:
+def peak_mlp_layer(params, cfg, task, facts, samples: int = 5, seed: int = 0, window: int = 1) -> tuple[int, list[float]]:
     """Where facts localise: the layer of peak average MLP indirect effect at the subject's last token
-    (causal tracing, Meng et al. 2022 §2.1, window 10 clipped to the model)."""
+    (causal tracing, Meng et al. 2022 §2.1). Meng et al.'s window of 10 layers would cover the whole of a
+    small model and make every layer tie, so single layers are restored by default."""
     from analysis.tracing import average_by_category, causal_trace
 
     enc = _facts_enc(task, facts, all_templates=False)
-    avg = average_by_category(causal_trace(params, cfg, enc, samples=samples, kinds=("mlp",), seed=seed), enc)
+    avg = average_by_category(causal_trace(params, cfg, enc, samples=samples, kinds=("mlp",), seed=seed, window=window), enc)
     ie_L = avg["mlp"]["last_subject"]["mean"]
     return int(np.argmax(ie_L)), [float(x) for x in ie_L]
 
