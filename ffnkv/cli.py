@@ -8,6 +8,8 @@ import sys
 from ffnkv.errors import FfnkvError
 
 COMMAND_MODULES = (
+    "edit",
+    "editability",
     "train",
     "compare",
     "memories",
