@@ -1,0 +1,59 @@
+"""Knowledge neurons (Dai et al. 2022) on a real model: integrated gradients over FFN coefficients.
+
+Attribution of neuron (l, i) for prompt x and gold token y (Dai et al. 2022, eq. 3), with a zero baseline
+and all layers' coefficients at the last position scaled together along one path:
+    Attr(l, i) = m̄_li · (1/n) Σ_{k=1..n} ∂p(y | α_k m̄) / ∂m_li,   α_k = (k − ½)/n   (midpoint Riemann rule).
+Completeness: Σ Attr ≈ p(y | m̄) − p(y | 0). Knowledge neurons: attribution > 0.2 × the prompt's maximum,
+at most ``max_neurons`` of them. Their effect: scale them by 0 (suppress) or 2 (amplify) at every position.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from ffnkv.hooks import Hooks
+from ffnkv.model import forward
+
+
+def _last_position_hooks(cfg, T, alpha, add_LF):
+    """Scale every layer's coefficients at the last position by ``alpha`` and add ``add_LF`` there."""
+    last_T = (jnp.arange(T) == T - 1)[:, None]
+    scale_LTF = jnp.where(last_T, alpha, 1.0) * jnp.ones((cfg.n_layers, T, cfg.width))
+    return Hooks(ffn_scale=scale_LTF, ffn_add=jnp.where(last_T, add_LF[:, None, :], 0.0))
+
+
+def integrated_gradients(params, cfg, tokens_T, target, steps: int = 20) -> dict:
+    """``[L, F]`` attributions of p(target) to the last position's coefficients, with the completeness check."""
+    T = tokens_T.shape[0]
+    m_LF = forward(params, tokens_T[None], cfg).acts.ffn[:, 0, -1]
+
+    def prob(alpha, add_LF):
+        logits = forward(params, tokens_T[None], cfg, _last_position_hooks(cfg, T, alpha, add_LF)).logits
+        return jax.nn.softmax(logits[0, -1])[target]
+
+    alphas = (jnp.arange(steps) + 0.5) / steps
+    zero_LF = jnp.zeros_like(m_LF)
+    grads_SLF = jax.lax.map(lambda a: jax.grad(prob, argnums=1)(a, zero_LF), alphas)
+    attr_LF = m_LF * grads_SLF.mean(0)
+    p1, p0 = prob(1.0, zero_LF), prob(0.0, zero_LF)
+    return {"attr_LF": attr_LF, "p_full": p1, "p_baseline": p0,
+            "completeness_error": jnp.abs(attr_LF.sum() - (p1 - p0)) / (jnp.abs(p1 - p0) + 1e-12)}
+
+
+def knowledge_neurons(attr_LF, threshold: float = 0.2, max_neurons: int = 5):
+    """(layer, neuron) pairs with attribution above ``threshold`` × max, the strongest first."""
+    flat = attr_LF.reshape(-1)
+    order = jnp.argsort(-flat)[:max_neurons]
+    keep = flat[order] > threshold * flat.max()
+    F = attr_LF.shape[-1]
+    return [(int(i) // F, int(i) % F) for i, k in zip(order.tolist(), keep.tolist()) if k]
+
+
+def scaled_probs(params, cfg, tokens_NT, lengths_N, targets_N, neurons, factor: float):
+    """p(target) of each (right-padded, causal) prompt with ``neurons`` scaled by ``factor`` at every position."""
+    scale_LF = jnp.ones((cfg.n_layers, cfg.width))
+    for layer, i in neurons:
+        scale_LF = scale_LF.at[layer, i].set(factor)
+    logits = forward(params, tokens_NT, cfg, Hooks(ffn_scale=scale_LF)).logits
+    last_NV = jnp.take_along_axis(logits, (lengths_N - 1)[:, None, None], axis=1)[:, 0]
+    return jnp.take_along_axis(jax.nn.softmax(last_NV, -1), targets_N[:, None], -1)[:, 0]
