@@ -3,8 +3,9 @@
 Attribution of neuron (l, i) for prompt x and gold token y (Dai et al. 2022, eq. 3), with a zero baseline
 and all layers' coefficients at the last position scaled together along one path:
     Attr(l, i) = m̄_li · (1/n) Σ_{k=1..n} ∂p(y | α_k m̄) / ∂m_li,   α_k = (k − ½)/n   (midpoint Riemann rule).
-Completeness: Σ Attr ≈ p(y | m̄) − p(y | 0). Knowledge neurons: attribution > 0.2 × the prompt's maximum,
-at most ``max_neurons`` of them. Their effect: scale them by 0 (suppress) or 2 (amplify) at every position.
+Completeness: Σ Attr ≈ p(y | m̄) − p(y | 0). Candidates: attribution > 0.2 × the prompt's maximum; knowledge
+neurons: the candidates that are not generic (see ``split_generic``), at most ``max_neurons``. Their effect:
+scale them by 0 (suppress) or 2 (amplify) at every position.
 """
 from __future__ import annotations
 
@@ -40,20 +41,39 @@ def integrated_gradients(params, cfg, tokens_T, target, steps: int = 20) -> dict
             "completeness_error": jnp.abs(attr_LF.sum() - (p1 - p0)) / (jnp.abs(p1 - p0) + 1e-12)}
 
 
-def knowledge_neurons(attr_LF, threshold: float = 0.2, max_neurons: int = 5):
-    """(layer, neuron) pairs with attribution above ``threshold`` × max, the strongest first."""
+def candidate_neurons(attr_LF, threshold: float = 0.2, limit: int = 20):
+    """(layer, neuron) pairs with attribution above ``threshold`` × max (Dai et al.'s coarse step), strongest first."""
     flat = attr_LF.reshape(-1)
-    order = jnp.argsort(-flat)[:max_neurons]
+    order = jnp.argsort(-flat)[:limit]
     keep = flat[order] > threshold * flat.max()
     F = attr_LF.shape[-1]
     return [(int(i) // F, int(i) % F) for i, k in zip(order.tolist(), keep.tolist()) if k]
 
 
-def scaled_probs(params, cfg, tokens_NT, lengths_N, targets_N, neurons, factor: float):
-    """p(target) of each (right-padded, causal) prompt with ``neurons`` scaled by ``factor`` at every position."""
+def split_generic(candidates, relations, min_relations: int = 3, max_neurons: int = 5):
+    """Knowledge neurons per fact, and the generic neurons that are candidates for facts of ≥ ``min_relations``
+    different relations (they express something other than the fact, e.g. the answer's position or format —
+    our stand-in for Dai et al.'s refinement across paraphrases, which needs several prompts per fact)."""
+    seen: dict[tuple, set] = {}
+    for cands, rel in zip(candidates, relations):
+        for n in cands:
+            seen.setdefault(n, set()).add(rel)
+    generic = sorted(n for n, rels in seen.items() if len(rels) >= min_relations)
+    specific = [[n for n in cands if n not in generic][:max_neurons] for cands in candidates]
+    return specific, generic
+
+
+def neuron_scale(cfg, neurons, factor: float):
+    """``[L, F]`` scale that multiplies the (layer, neuron) pairs in ``neurons`` by ``factor``."""
     scale_LF = jnp.ones((cfg.n_layers, cfg.width))
-    for layer, i in neurons:
-        scale_LF = scale_LF.at[layer, i].set(factor)
+    if neurons:
+        layers, idx = zip(*neurons)
+        scale_LF = scale_LF.at[jnp.asarray(layers), jnp.asarray(idx)].set(factor)
+    return scale_LF
+
+
+def scaled_probs(params, cfg, tokens_NT, lengths_N, targets_N, scale_LF):
+    """p(target) of each (right-padded, causal) prompt with the coefficients scaled by ``scale_LF`` everywhere."""
     logits = forward(params, tokens_NT, cfg, Hooks(ffn_scale=scale_LF)).logits
     last_NV = jnp.take_along_axis(logits, (lengths_N - 1)[:, None, None], axis=1)[:, 0]
     return jnp.take_along_axis(jax.nn.softmax(last_NV, -1), targets_N[:, None], -1)[:, 0]

@@ -92,7 +92,7 @@ def mlm_logits(head, E_CD, h_ND, cfg):
     return norm(head["norm"], x, cfg) @ E_CD.T + head["bias"]
 
 
-def fit_mlm_head(h_ND, target_N, E_CD, cfg, steps: int = 300, lr: float = 1e-3, seed: int = 0):
+def fit_mlm_head(h_ND, target_N, E_CD, cfg, steps: int = 150, lr: float = 1e-3, seed: int = 0):
     """Fit the MLM head on frozen final hidden states (the decoder stays tied to the word embeddings)."""
     D = h_ND.shape[-1]
     head = {"W": jnp.eye(D) + 0.01 * jax.random.normal(jax.random.key(seed), (D, D)), "b": jnp.zeros(D),

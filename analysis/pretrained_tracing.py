@@ -15,27 +15,29 @@ from ffnkv.hooks import Hooks
 from ffnkv.model import forward
 
 SITE = {"hidden": "resid_post", "mlp": "mlp_out", "attn": "attn_out"}
-CATEGORIES = ("first subject", "middle subject", "last subject", "first subsequent", "further", "last")
+CATEGORIES = ("before subject", "first subject", "middle subject", "last subject", "first subsequent", "further",
+              "last")
 
 
 def token_categories(subject_T, T: int):
-    """Meng et al.'s token category (index into CATEGORIES) of each prompt position."""
+    """Meng et al.'s token category (index into CATEGORIES) of each prompt position; a one-token subject is
+    its own last subject token, and the prompt's last position is always "last"."""
     idx = [t for t in range(T) if subject_T[t]]
     first, last = idx[0], idx[-1]
     cats = []
     for t in range(T):
         if t == T - 1:
-            cats.append(5)
-        elif t == first:
+            cats.append(6)
+        elif t < first:
             cats.append(0)
         elif t == last:
-            cats.append(2)
-        elif first < t < last:
-            cats.append(1)
-        elif t == last + 1:
             cats.append(3)
+        elif t == first:
+            cats.append(1)
+        elif t < last:
+            cats.append(2)
         else:
-            cats.append(4)
+            cats.append(4 if t == last + 1 else 5)
     return cats
 
 
