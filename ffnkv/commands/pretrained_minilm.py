@@ -206,10 +206,13 @@ def plot_minilm(result: dict, out_dir) -> list[str]:
     axes[1].legend()
     d = result["ablation"]["mean"]["delta_nll"]
     names = ["noun_set", "verb_set", "random_sets"]
-    axes[2].bar(np.arange(3) - 0.2, [d[n]["noun"] for n in names], 0.4, label="masked nouns")
-    axes[2].bar(np.arange(3) + 0.2, [d[n]["verb"] for n in names], 0.4, label="masked verbs")
+    rand = result["ablation"]["mean"]["random_sets"]
+    axes[2].bar(np.arange(3) - 0.2, [d[n]["noun"] for n in names], 0.4, label="masked nouns",
+                yerr=[0, 0, rand["nll_noun_std"]], capsize=4)
+    axes[2].bar(np.arange(3) + 0.2, [d[n]["verb"] for n in names], 0.4, label="masked verbs",
+                yerr=[0, 0, rand["nll_verb_std"]], capsize=4)
     axes[2].set_xticks(range(3), ["noun set", "verb set", "random"])
-    axes[2].set(ylabel="Δ NLL (mean-ablation)", title="ablation on masked-token prediction")
+    axes[2].set(ylabel="Δ NLL (mean-ablation)", title="ablation on masked-token prediction (random: mean ± sd)")
     axes[2].legend()
     fig.tight_layout()
     path = out_dir / "minilm_rahman.png"
