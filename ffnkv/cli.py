@@ -8,6 +8,7 @@ import sys
 from ffnkv.errors import FfnkvError
 
 COMMAND_MODULES = (
+    "train",
     "pretrained",
 )
 

@@ -7,6 +7,7 @@ training batches are redrawn wherever they hit it, so the two never overlap.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -78,12 +79,21 @@ class CondComp:
         for i, op in enumerate(self.ops):
             rows = op_B == i
             target[rows] = _apply(op, x_BN[rows], self.modulus)
-        return {"tokens": tokens, "target": target.astype(np.int32), "op": op_B.astype(np.int32)}
+        targets_BT = np.zeros_like(tokens)
+        targets_BT[:, :-1] = tokens[:, 1:]
+        targets_BT[:, -1] = target
+        weights_BT = np.zeros(tokens.shape, np.float32)
+        weights_BT[:, -1] = 1.0
+        return {"tokens": tokens, "targets": targets_BT, "weights": weights_BT,
+                "target": target.astype(np.int32), "op": op_B.astype(np.int32)}
 
     def _draw(self, rng, size):
         return rng.integers(0, len(self.ops), size), rng.integers(0, self.modulus, (size, self.n_operands))
 
     def _eval_ids(self, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return _eval_ids_cached(self, seed)
+
+    def _eval_ids_uncached(self, seed: int):
         rng = np.random.default_rng([seed, 0xE7A1])
         op_B, x_BN = self._draw(rng, 4 * self.n_eval)
         _, first = np.unique(self._ids(op_B, x_BN), return_index=True)
@@ -96,7 +106,8 @@ class CondComp:
         return self._render(op_B, x_BN)
 
     def batch(self, seed: int, step: int, batch_size: int) -> dict:
-        """Training batch ``step``: tokens ``[B, n+2]``, target ``[B]`` (the token after ``=``), op index ``[B]``."""
+        """Training batch ``step``: tokens ``[B, n+2]``; targets/weights ``[B, n+2]`` with the answer (the token
+        after ``=``) as the target of the last position and weight 1 only there; target ``[B]``; op index ``[B]``."""
         rng = np.random.default_rng([seed, step])
         op_B, x_BN = self._draw(rng, batch_size)
         eval_ids = self._eval_ids(seed)[2]
@@ -107,9 +118,25 @@ class CondComp:
             op_B[hit], x_BN[hit] = self._draw(rng, int(hit.sum()))
 
 
-def accuracy_per_op(logits_BV, target_B, op_B, ops) -> dict[str, float]:
-    """Top-1 accuracy of the answer per op name, plus ``all``."""
-    correct = np.asarray(logits_BV).argmax(-1) == np.asarray(target_B)
+    def eval_metrics(self, pred_BT, batch) -> dict[str, float]:
+        """Answer accuracy per op (keys ``acc/<OP>`` and ``acc/all``) from argmax predictions ``pred_BT``."""
+        acc = accuracy_per_op_from_pred(np.asarray(pred_BT)[:, -1], batch["target"], batch["op"], self.ops)
+        return {f"acc/{name}": value for name, value in acc.items()}
+
+
+@functools.lru_cache(maxsize=8)
+def _eval_ids_cached(task: CondComp, seed: int):
+    return task._eval_ids_uncached(seed)
+
+
+def accuracy_per_op_from_pred(pred_B, target_B, op_B, ops) -> dict[str, float]:
+    """Top-1 accuracy of the answer per op name, plus ``all``, from predicted tokens ``pred_B``."""
+    correct = np.asarray(pred_B) == np.asarray(target_B)
     op_B = np.asarray(op_B)
     out = {op: float(correct[op_B == i].mean()) for i, op in enumerate(ops) if (op_B == i).any()}
     return out | {"all": float(correct.mean())}
+
+
+def accuracy_per_op(logits_BV, target_B, op_B, ops) -> dict[str, float]:
+    """Top-1 accuracy of the answer per op name, plus ``all``."""
+    return accuracy_per_op_from_pred(np.asarray(logits_BV).argmax(-1), target_B, op_B, ops)

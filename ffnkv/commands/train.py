@@ -1,0 +1,44 @@
+"""Train a model from a config file: ``ffnkv train configs/condcomp.py --set model.ffn=gelu --run-dir runs/x``.
+
+The config file defines ``get_config()`` returning a ``train.config.TrainConfig``; ``--set key=value`` (dotted
+keys: ``steps``, ``model.d_ff``, ``optim.lr``, ``data.modulus``, ``mesh``) overrides it. The resolved config is
+saved as ``<run-dir>/config.json``; re-running the same command on the same run dir resumes from the newest
+good checkpoint. SIGTERM saves and exits 0. Multi-host: pass --coordinator/--num-processes/--process-id in
+every process (``jax.distributed.initialize``).
+"""
+from __future__ import annotations
+
+import json
+
+NAME = "train"
+HELP = "train a model from a config file (resumes if the run dir has checkpoints)"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("config", help="Python config file with get_config(), e.g. configs/condcomp.py")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config field (repeatable), e.g. --set model.ffn=gelu --set steps=500")
+    parser.add_argument("--run-dir", required=True, help="output dir: config.json, metrics.jsonl, checkpoints/")
+    parser.add_argument("--coordinator", default=None, help="multi-host: coordinator address host:port")
+    parser.add_argument("--num-processes", type=int, default=None, help="multi-host: number of processes")
+    parser.add_argument("--process-id", type=int, default=None, help="multi-host: this process's index")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    from train import sharding
+    from train.config import apply_overrides, load_config_file, resolve
+
+    cfg = apply_overrides(load_config_file(args.config), args.overrides)
+    if args.no_progress:
+        cfg = cfg.replace(progress=False)
+    resolve(cfg)  # config mistakes fail here, before anything touches the run dir
+    sharding.init_distributed(args.coordinator, args.num_processes, args.process_id)
+    from train.loop import train
+
+    result = train(cfg, args.run_dir)
+    import jax
+
+    if jax.process_index() == 0:
+        print(json.dumps(result))
+    return 0

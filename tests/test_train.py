@@ -1,0 +1,88 @@
+"""train(): learning, resume, NaN stop, corrupted checkpoint fallback, run loading."""
+import json
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from ffnkv.data import register_task
+from ffnkv.data.condcomp import CondComp
+from ffnkv.io.run import checkpoint_steps, load_init_params, load_metrics, load_run
+from ffnkv.model import init_params
+from tests._train_helpers import assert_trees_equal, tiny_config
+from train.config import DataConfig
+from train.loop import TrainingDiverged, train
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("full")
+    result = train(tiny_config(), run_dir)
+    return run_dir, result
+
+
+def test_run_dir_layout_and_learning(full_run):
+    run_dir, result = full_run
+    assert result["status"] == "done" and result["step"] == 20
+    cfg = json.loads((run_dir / "config.json").read_text())
+    assert cfg["model"]["vocab_size"] == 7 + 5 + 1 and cfg["steps"] == 20
+    records = load_metrics(run_dir)
+    losses = [r["loss"] for r in records if "loss" in r]
+    assert [r["step"] for r in records if "loss" in r] == list(range(1, 21))
+    assert np.mean(losses[-5:]) < np.mean(losses[:5])
+    evals = [r for r in records if "eval/loss" in r]
+    assert [r["step"] for r in evals] == [0, 10, 20] and "eval/acc/SUM" in evals[-1]
+    assert checkpoint_steps(run_dir) == [10, 15, 20]  # keep=3
+
+
+def test_load_run_and_init_params(full_run):
+    run_dir, _ = full_run
+    cfg, model_cfg, params = load_run(run_dir)
+    assert cfg["seed"] == 0 and model_cfg.vocab_size == 13
+    init = load_init_params(run_dir)
+    assert_trees_equal(init, jax.jit(init_params, static_argnums=1)(jax.random.key(0), model_cfg))
+    assert not np.array_equal(init["blocks"]["ffn"]["W_in"], params["blocks"]["ffn"]["W_in"])
+    earlier = load_run(run_dir, step=10)[2]
+    assert not np.array_equal(earlier["blocks"]["ffn"]["W_in"], params["blocks"]["ffn"]["W_in"])
+
+
+def test_resume_is_bitwise(full_run, tmp_path):
+    run_dir, _ = full_run
+    assert train(tiny_config(steps=20, ckpt_every=5), tmp_path)["step"] == 20
+    # Simulate a stop after step 12: drop later checkpoints and re-run the same config.
+    shutil.rmtree(tmp_path / "checkpoints" / "20")
+    shutil.rmtree(tmp_path / "checkpoints" / "15")
+    train(tiny_config(), tmp_path)
+    assert_trees_equal(load_run(tmp_path)[2], load_run(run_dir)[2])
+    assert load_metrics(tmp_path) == load_metrics(run_dir)
+
+
+def test_corrupted_latest_checkpoint_falls_back(full_run, tmp_path, capsys):
+    run_dir, _ = full_run
+    train(tiny_config(), tmp_path)
+    for f in (tmp_path / "checkpoints" / "20" / "params").rglob("*"):
+        if f.is_file() and f.stat().st_size > 0 and "metadata" not in f.name:
+            f.write_bytes(b"garbage")
+    train(tiny_config(), tmp_path)
+    assert "checkpoint step 20 is corrupted" in capsys.readouterr().err
+    assert (tmp_path / "corrupt_checkpoints" / "20").is_dir()
+    assert_trees_equal(load_run(tmp_path)[2], load_run(run_dir)[2])
+
+
+class _PoisonedCondComp(CondComp):
+    """condcomp whose batches from step 12 on have NaN weights (so the loss is NaN)."""
+
+    def batch(self, seed, step, batch_size):
+        b = super().batch(seed, step, batch_size)
+        return b | {"weights": b["weights"] * np.float32("nan")} if step >= 12 else b
+
+
+def test_nan_stops_with_last_good_checkpoint(tmp_path):
+    register_task("poisoned_condcomp", _PoisonedCondComp)
+    cfg = tiny_config(data=DataConfig("poisoned_condcomp", {"n_operands": 3, "modulus": 7, "n_eval": 64}))
+    with pytest.raises(TrainingDiverged, match="step 13.*last good checkpoint is step 10"):
+        train(cfg, tmp_path)
+    assert checkpoint_steps(tmp_path) == [5, 10]
+    params = load_run(tmp_path)[2]
+    assert all(np.isfinite(np.asarray(w)).all() for w in jax.tree.leaves(params))

@@ -1,0 +1,28 @@
+"""SIGKILL at an arbitrary step, re-run the same command: parameters bitwise equal to an uninterrupted run."""
+import signal
+
+import numpy as np
+import pytest
+
+from ffnkv.io.run import load_metrics, load_run
+from tests._train_helpers import assert_trees_equal, tiny_config
+from tests.test_cli_train import _start, wait_for_step
+from train.loop import train
+
+CHANGES = dict(steps=120, ckpt_every=7, eval_every=25, log_every=1)
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_is_bitwise_identical(tmp_path):
+    reference = tmp_path / "reference"
+    train(tiny_config(**CHANGES), reference)
+    kill_at = int(np.random.default_rng().integers(10, 100))
+    run_dir = tmp_path / "killed"
+    proc = _start(tmp_path, run_dir, ", ".join(f"{k}={v}" for k, v in CHANGES.items()))
+    wait_for_step(proc, run_dir, kill_at)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert max(r["step"] for r in load_metrics(run_dir)) < CHANGES["steps"], "killed too late to test anything"
+    train(tiny_config(**CHANGES), run_dir)  # the same command again: resumes
+    assert_trees_equal(load_run(run_dir)[2], load_run(reference)[2])
+    assert load_metrics(run_dir) == load_metrics(reference)

@@ -1,0 +1,150 @@
+"""TrainConfig: everything a run needs, as frozen dataclasses; ``--set key=value`` overrides on top."""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib.util
+import json
+from pathlib import Path
+
+from ffnkv.config import ModelConfig
+from ffnkv.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """A task for ``ffnkv.data.make_task(kind, **kwargs)``."""
+
+    kind: str = "condcomp"
+    kwargs: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """AdamW (Loshchilov & Hutter 2019) with linear warmup to ``lr`` then cosine decay to ``lr * end_lr_frac``;
+    gradients clipped to global norm ``clip_norm``; weight decay on weight matrices and embeddings only."""
+
+    lr: float = 3e-3
+    warmup_steps: int = 100
+    end_lr_frac: float = 0.1
+    weight_decay: float = 0.01
+    b1: float = 0.9
+    b2: float = 0.98
+    clip_norm: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """A training run. ``model.vocab_size`` is taken from the task; ``model.max_len`` is raised to its seq_len.
+
+    ``mesh`` is (data, model) device counts; -1 on the data axis means all devices left.
+    """
+
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    optim: OptimConfig = OptimConfig()
+    steps: int = 1000
+    batch_size: int = 128
+    eval_every: int = 100
+    ckpt_every: int = 200
+    keep: int = 3
+    log_every: int = 10
+    seed: int = 0
+    mesh: tuple[int, int] = (-1, 1)
+    progress: bool = True
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "eval_every", "ckpt_every", "keep", "log_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"TrainConfig.{name}={value!r} is not allowed; use a positive integer.")
+        mesh = tuple(self.mesh)
+        if len(mesh) != 2 or not all(isinstance(m, int) and (m > 0 or m == -1) for m in mesh) or mesh[1] == -1:
+            raise ConfigError(f"TrainConfig.mesh={self.mesh!r} is not allowed; use (data, model) like (-1, 1) or (8, 1).")
+        object.__setattr__(self, "mesh", mesh)
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """JSON-ready: tuples become lists."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        values = dict(values)
+        _check_known(cls, values, "TrainConfig")
+        if "model" in values:
+            values["model"] = ModelConfig.from_dict(values["model"])
+        if "data" in values:
+            _check_known(DataConfig, values["data"], "data")
+            values["data"] = DataConfig(**values["data"])
+        if "optim" in values:
+            _check_known(OptimConfig, values["optim"], "optim")
+            values["optim"] = OptimConfig(**values["optim"])
+        return cls(**values)
+
+
+def _check_known(cls, values: dict, where: str) -> None:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{where} has no field {unknown[0]!r}; known fields: {', '.join(sorted(known))}.")
+
+
+def parse_value(text: str):
+    """A Python literal (``3``, ``1e-3``, ``(2, 3)``, ``None``, ``True``), else the text as a string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
+    """Apply ``key=value`` overrides with dotted keys: ``steps=500``, ``model.ffn=gelu``, ``data.modulus=13``.
+
+    ``data.<name>`` other than ``data.kind`` sets a task argument (checked when the task is built).
+    """
+    values = cfg.to_dict()
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r} is malformed; write it as key=value, e.g. --set model.ffn=gelu.")
+        path, value = key.strip().split("."), parse_value(text.strip())
+        if len(path) == 2 and path[0] == "data" and path[1] != "kind":
+            path = ["data", "kwargs", path[1]]
+        node = values
+        for depth, part in enumerate(path[:-1]):
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(f"--set {item!r}: {'.'.join(path[:depth + 1])!r} is not a config section; "
+                                  "sections are model, data, optim.")
+            node = node[part]
+        if path[-1] not in node and path[:2] != ["data", "kwargs"]:
+            raise ConfigError(f"--set {item!r}: unknown key {key.strip()!r}; known here: {', '.join(sorted(node))}.")
+        node[path[-1]] = list(value) if isinstance(value, tuple) else value
+    return TrainConfig.from_dict(values)
+
+
+def load_config_file(path: str | Path) -> TrainConfig:
+    """Run ``get_config()`` of a Python config file (e.g. ``configs/condcomp.py``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist; pass a Python file with get_config().")
+    spec = importlib.util.spec_from_file_location(f"ffnkv_config_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"config file {str(path)!r} has no get_config() function.")
+    cfg = module.get_config()
+    if not isinstance(cfg, TrainConfig):
+        raise ConfigError(f"get_config() in {str(path)!r} must return a train.config.TrainConfig.")
+    return cfg
+
+
+def resolve(cfg: TrainConfig):
+    """Build the task and fit the model to it: returns (cfg with vocab_size/max_len set, task)."""
+    from ffnkv.data import make_task
+
+    task = make_task(cfg.data.kind, **cfg.data.kwargs)
+    model = cfg.model.replace(vocab_size=int(task.vocab_size), max_len=max(cfg.model.max_len, int(task.seq_len)))
+    return cfg.replace(model=model), task

@@ -1,0 +1,201 @@
+"""``train(cfg, run_dir)``: the whole run — resume, jitted donated step, step-late metrics, eval, checkpoints.
+
+Re-running on the same run dir resumes from the newest good checkpoint; batches are a pure function of
+(seed, step), so a resumed run replays exactly what an uninterrupted one would (bitwise). SIGTERM saves and
+returns; a NaN/inf loss or gradient norm raises ``TrainingDiverged`` before anything non-finite is saved.
+"""
+from __future__ import annotations
+
+import json
+import math
+import signal
+import threading
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from ffnkv.errors import ConfigError, FfnkvError
+from train import sharding
+from train.checkpoints import Checkpoints, log_stderr
+from train.config import TrainConfig, resolve
+from train.metrics import MetricsLog
+from train.state import TrainState, init_state, make_optimizer, schedule
+from train.step import make_eval_step, make_train_step
+
+DEVICE_FIELDS = ("tokens", "targets", "weights")
+
+
+class TrainingDiverged(FfnkvError):
+    """The loss or gradient norm became NaN or infinite."""
+
+
+def _write_config(run_dir: Path, cfg: TrainConfig) -> None:
+    """Save the resolved config; a run dir holding a different one is refused (nothing is overwritten)."""
+    path = run_dir / "config.json"
+    new = cfg.to_dict()
+    if path.exists():
+        old = json.loads(path.read_text())
+        old["progress"] = new["progress"]  # display only
+        if old != new:
+            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            raise ConfigError(f"run dir {str(run_dir)!r} holds a run with a different config (fields: {', '.join(diff)}); "
+                              "use another --run-dir or the same config to resume.")
+        return
+    if jax.process_index() == 0:
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(new, indent=2) + "\n")
+        tmp.replace(path)
+
+
+class _Stop:
+    """Set by SIGTERM; the loop checks it between steps."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __call__(self, signum, frame):
+        self.requested = True
+
+
+def _device_batch(batch: dict, mesh) -> dict:
+    return sharding.shard_batch({k: batch[k] for k in DEVICE_FIELDS}, mesh)
+
+
+def _evaluate(eval_fn, params, eval_set: dict, task, mesh, chunk: int) -> dict:
+    """Loss, token accuracy (weighted positions) and the task's own metrics on the whole eval set."""
+    n = len(eval_set["tokens"])
+    pad = -n % chunk
+    padded = {k: np.concatenate([eval_set[k], np.zeros((pad,) + eval_set[k].shape[1:], eval_set[k].dtype)])
+              for k in DEVICE_FIELDS}
+    loss_sum = acc_sum = weight_sum = 0.0
+    preds = []
+    for start in range(0, n + pad, chunk):
+        part = {k: v[start:start + chunk] for k, v in padded.items()}
+        loss, acc, pred_BT = jax.device_get(eval_fn(params, _device_batch(part, mesh)))
+        w = float(part["weights"].sum())
+        loss_sum, acc_sum, weight_sum = loss_sum + float(loss) * w, acc_sum + float(acc) * w, weight_sum + w
+        preds.append(np.asarray(pred_BT))
+    out = {"eval/loss": loss_sum / max(weight_sum, 1.0), "eval/token_acc": acc_sum / max(weight_sum, 1.0)}
+    if hasattr(task, "eval_metrics"):
+        pred_BT = np.concatenate(preds)[:n]
+        out |= {f"eval/{k}": v for k, v in task.eval_metrics(pred_BT, eval_set).items()}
+    return out
+
+
+_PROGRAMS: dict = {}
+
+
+def _programs(cfg: TrainConfig, mesh):
+    """The jitted init/step/eval functions and the abstract state, shared by runs of the same model, optimizer
+    and mesh in one process (so e.g. ``compare`` or a resume in the same process compiles once)."""
+    key = (json.dumps([cfg.model.to_dict(), cfg.to_dict()["optim"], cfg.steps, cfg.seed]), mesh)
+    if key not in _PROGRAMS:
+        rep = sharding.replicated(mesh)
+        abstract = jax.eval_shape(lambda: init_state(cfg))
+        state_sharding = jax.tree.map(lambda _: rep, abstract)
+        abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=rep), abstract)
+        init_fn = jax.jit(lambda: init_state(cfg), out_shardings=state_sharding)
+        step_fn = jax.jit(make_train_step(cfg, make_optimizer(cfg), schedule(cfg)), donate_argnums=0,
+                          in_shardings=(state_sharding, sharding.batch_sharding(mesh)), out_shardings=(state_sharding, rep))
+        eval_fn = jax.jit(make_eval_step(cfg), out_shardings=rep)
+        _PROGRAMS.clear()
+        _PROGRAMS[key] = (init_fn, step_fn, eval_fn, abstract)
+    return _PROGRAMS[key]
+
+
+def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
+    """Train (or resume) the run in ``run_dir``; returns ``{"status": "done"|"interrupted", "step": s, ...}``."""
+    cfg, task = resolve(cfg)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    mesh = sharding.make_mesh(cfg.mesh)
+    sharding.check_batch(mesh, cfg.batch_size)
+    _write_config(run_dir, cfg)
+    primary = jax.process_index() == 0
+    log = log_stderr if primary else (lambda message: None)
+
+    rep = sharding.replicated(mesh)
+    init_fn, step_fn, eval_fn, abstract = _programs(cfg, mesh)
+
+    ckpts = Checkpoints(run_dir, cfg.keep)
+    state = ckpts.restore_latest(abstract, log)
+    if state is None:
+        state = init_fn()
+    start = int(jax.device_get(state.step))
+    if start > 0:
+        log(f"resuming {run_dir} from step {start}")
+    metrics = MetricsLog(run_dir / "metrics.jsonl", start, enabled=primary)
+
+    eval_set = task.eval_set(cfg.seed)
+
+    def evaluate(state):
+        record = {"step": int(jax.device_get(state.step))}
+        record |= _evaluate(eval_fn, state.params, eval_set, task, mesh, cfg.batch_size)
+        metrics.write(record)
+        return record
+
+    def save(state, force=False):
+        ckpts.save(state, {"config": cfg.to_dict()}, force=force)
+
+    stop = _Stop()
+    handler_installed = threading.current_thread() is threading.main_thread()
+    previous_handler = signal.signal(signal.SIGTERM, stop) if handler_installed else None
+    bar = tqdm(total=cfg.steps, initial=start, disable=not (cfg.progress and primary), desc="train",
+               dynamic_ncols=True, leave=False)
+    pending = None  # (step, device metrics) of the last dispatched update, fetched one step late
+    last_eval = {}
+    t0 = time.perf_counter()
+
+    def flush(pending):
+        """Fetch the metrics of an earlier update, stop on NaN/inf, log them."""
+        if pending is None:
+            return
+        step, values = pending
+        values = {k: float(v) for k, v in jax.device_get(values).items()}
+        if not all(math.isfinite(v) for v in values.values()):
+            ckpts.wait()
+            good = ckpts.manager.latest_step()
+            raise TrainingDiverged(
+                f"loss={values['loss']} grad_norm={values['grad_norm']} at step {step}; stopped, last good checkpoint "
+                f"is step {good} in {run_dir / 'checkpoints'} (lower optim.lr or raise optim.warmup_steps).")
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            metrics.write({"step": step, **values})
+            bar.set_postfix(loss=f"{values['loss']:.4f}", refresh=False)
+
+    try:
+        if start == 0:
+            last_eval = evaluate(state)
+        for k in range(start, cfg.steps):
+            if stop.requested:
+                flush(pending)
+                save(state, force=True)
+                ckpts.wait()
+                log(f"SIGTERM: saved step {k} in {run_dir / 'checkpoints'}; re-run the same command to resume.")
+                return {"status": "interrupted", "step": k, "run_dir": str(run_dir)}
+            batch = _device_batch(task.batch(cfg.seed, k, cfg.batch_size), mesh)
+            state, values = step_fn(state, batch)
+            flush(pending)
+            pending = (k + 1, values)
+            bar.update(1)
+            at_end = k + 1 == cfg.steps
+            if (k + 1) % cfg.ckpt_every == 0 or (k + 1) % cfg.eval_every == 0 or at_end:
+                flush(pending)  # nothing non-finite is ever evaluated as good or saved
+                pending = None
+            if (k + 1) % cfg.eval_every == 0 or at_end:
+                last_eval = evaluate(state)
+            if (k + 1) % cfg.ckpt_every == 0 or at_end:
+                save(state, force=at_end)
+        flush(pending)
+        ckpts.wait()
+    finally:
+        bar.close()
+        ckpts.wait()
+        ckpts.close()
+        if handler_installed:
+            signal.signal(signal.SIGTERM, previous_handler)
+    seconds = time.perf_counter() - t0
+    return {"status": "done", "step": cfg.steps, "run_dir": str(run_dir), "seconds": seconds,
+            "processes": jax.process_count(), "devices": mesh.size, **last_eval}

@@ -1,0 +1,46 @@
+"""The jitted train step (weighted next-token cross-entropy) and the eval step."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from ffnkv.model import forward
+from train.state import TrainState
+
+
+def weighted_xent(logits_BTV, targets_BT, weights_BT):
+    """sum_{b,t} w_bt · (−log p(target_bt)) / sum w_bt: the loss of the shared data contract."""
+    nll_BT = optax.softmax_cross_entropy_with_integer_labels(logits_BTV, targets_BT)
+    return (nll_BT * weights_BT).sum() / jnp.maximum(weights_BT.sum(), 1.0)
+
+
+def loss_fn(params, batch, model_cfg):
+    logits_BTV = forward(params, batch["tokens"], model_cfg).logits
+    return weighted_xent(logits_BTV, batch["targets"], batch["weights"])
+
+
+def make_train_step(cfg, optimizer, lr_schedule):
+    """A function (state, batch) -> (state, metrics); the caller jits it with the state donated."""
+
+    def train_step(state: TrainState, batch):
+        loss, grads = jax.value_and_grad(loss_fn)(state.params, batch, cfg.model)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": lr_schedule(state.step)}
+        return TrainState(state.step + 1, params, opt_state), metrics
+
+    return train_step
+
+
+def make_eval_step(cfg):
+    """(params, batch) -> (weighted loss, weighted token accuracy, argmax predictions [B,T])."""
+
+    def eval_step(params, batch):
+        logits_BTV = forward(params, batch["tokens"], cfg.model).logits
+        pred_BT = logits_BTV.argmax(-1)
+        w_BT = batch["weights"]
+        acc = ((pred_BT == batch["targets"]) * w_BT).sum() / jnp.maximum(w_BT.sum(), 1.0)
+        return weighted_xent(logits_BTV, batch["targets"], w_BT), acc, pred_BT
+
+    return eval_step
