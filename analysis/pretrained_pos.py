@@ -77,7 +77,6 @@ def top_k_mask(score_LF, eligible_LF, k: int):
 def random_like_mask(key, mask_LF, n: int):
     """``n`` random masks with the same number of neurons per layer as ``mask_LF``."""
     counts_L = mask_LF.sum(-1)
-    F = mask_LF.shape[-1]
 
     def one(k):
         rank_LF = jnp.argsort(jnp.argsort(jax.random.uniform(k, mask_LF.shape), -1), -1)
