@@ -47,7 +47,7 @@ def encode_corpus(sentences, tokenizer, nlp, special_ids) -> dict:
                 t = span_to_pos[(w.idx, w.idx + len(w.text))]
                 words.append((s, t, LABELS.index(w.pos_), enc.ids[t]))
     content = real & ~np.isin(tokens, list(special_ids))
-    return {"tokens": tokens, "real": real, "content": content, "words": np.array(words, np.int64)}
+    return {"tokens": tokens, "real": real, "content": content, "words": np.array(words, np.int64).reshape(-1, 4)}
 
 
 def _ffn_acts(params, cfg, tokens, real, chunk=64):
