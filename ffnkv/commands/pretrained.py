@@ -43,7 +43,7 @@ def add_arguments(parser) -> None:
     dec.add_argument("--layer-stride", type=int, default=3, help="trace every k-th layer")
     dec.add_argument("--window", type=int, default=10, help="layers restored together for MLP/attention tracing")
     dec.add_argument("--trace-kinds", nargs="+", default=["hidden", "mlp"], choices=("hidden", "mlp", "attn"))
-    dec.add_argument("--ig-steps", type=int, default=10, help="integrated-gradient steps")
+    dec.add_argument("--ig-steps", type=int, default=30, help="integrated-gradient steps")
     dec.add_argument("--kn-threshold", type=float, default=0.2, help="knowledge neurons: attribution > t * max")
     dec.add_argument("--kn-max", type=int, default=5, help="at most this many knowledge neurons per fact")
     dec.add_argument("--vocab-neurons", type=int, default=4, help="random values projected per sampled layer")
