@@ -8,13 +8,14 @@ import sys
 from ffnkv.errors import FfnkvError
 
 COMMAND_MODULES = (
-    "edit",
-    "editability",
     "train",
     "compare",
-    "memories",
     "analyze",
+    "memories",
     "knowledge",
+    "edit",
+    "editability",
+    "pretrained",
 )
 
 

@@ -80,9 +80,13 @@ def embed(params, tokens_BT, cfg, hooks: Hooks | None = None):
 
 
 def unembed(params, x_BTD, cfg):
-    """Final norm (pre-norm models) and the output embedding; returns float32 logits."""
+    """Final norm (pre-norm models), the optional MLM ``head`` transform, the output embedding and the optional
+    ``unembed_bias``; returns float32 logits."""
     if cfg.prenorm:
         x_BTD = norm(params["final_norm"], x_BTD, cfg)
+    if "head" in params:  # BERT's MLM transform (Devlin et al. 2019): LayerNorm(gelu(x·W + b))
+        h = params["head"]
+        x_BTD = norm(h["norm"], jax.nn.gelu(x_BTD @ h["W"] + h["b"], approximate=cfg.gelu_approximate), cfg)
     W_DV = params["embed"]["tok"].T if cfg.tie_embeddings else params["unembed"]
     logits = ffn_lib.dense(x_BTD, W_DV)
     if "unembed_bias" in params:

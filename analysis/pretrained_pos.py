@@ -1,0 +1,151 @@
+"""Rahman et al. (2026)'s pretrained check: sparse FFN codes, noun- vs verb-specialised neurons, and the effect
+of ablating each set on masked-token prediction (a double dissociation).
+
+Definitions (Rahman et al. publish no exact protocol, so these are ours):
+* Gini sparsity of a token's coefficients ``m`` (F values): G = Σ_i (2i − F − 1)|m|_(i) / (F Σ|m|) with
+  |m|_(i) sorted ascending (Hurley & Rickard 2009); 0 for a constant vector, (F−1)/F for a one-hot.
+  Reported per layer as the mean over tokens; ``active_fraction`` is the share of m > 0.
+* Selectivity of neuron (l, i): Welch's t between its coefficients on NOUN and on VERB tokens, two-sided p
+  from the Student-t CDF with Welch–Satterthwaite degrees of freedom, corrected over all L·F neurons
+  (Bonferroni, and Benjamini–Hochberg as the lenient variant); effect size Cohen's d with the pooled sd.
+  Noun (verb) specialists: Bonferroni-significant with d ≥ d_min (d ≤ −d_min).
+* Ablation: every neuron of a set is zeroed (``m = 0``) or set to its mean over the probe tokens; the
+  score is the masked-token negative log-likelihood of the gold word, separately for nouns and verbs.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from ffnkv.hooks import neuron_mask_hooks
+from ffnkv.model import forward, norm
+
+
+def gini(x_NF):
+    """Gini coefficient of |x| along the last axis (0: all equal, (F−1)/F: one-hot)."""
+    s = jnp.sort(jnp.abs(x_NF), axis=-1)
+    F = s.shape[-1]
+    rank = jnp.arange(1, F + 1, dtype=s.dtype)
+    return ((2 * rank - F - 1) * s).sum(-1) / (F * s.sum(-1) + 1e-12)
+
+
+def sparsity_per_layer(m_LNF):
+    """Mean token Gini and active fraction (m > 0) per layer."""
+    return {"gini": gini(m_LNF).mean(-1), "active_fraction": (m_LNF > 0).mean((-1, -2))}
+
+
+def welch_t(a_NX, b_MX):
+    """Welch's t, its degrees of freedom and two-sided p-value per column (Welch 1947)."""
+    n, m = a_NX.shape[0], b_MX.shape[0]
+    va, vb = a_NX.var(0, ddof=1) / n, b_MX.var(0, ddof=1) / m
+    t = (a_NX.mean(0) - b_MX.mean(0)) / jnp.sqrt(va + vb + 1e-20)
+    df = (va + vb) ** 2 / (va ** 2 / (n - 1) + vb ** 2 / (m - 1) + 1e-30)
+    p = jax.scipy.special.betainc(df / 2, 0.5, df / (df + t * t))
+    return t, df, p
+
+
+def benjamini_hochberg(p_X, q: float):
+    """Reject mask of the Benjamini–Hochberg step-up procedure at false-discovery rate ``q``."""
+    flat = p_X.reshape(-1)
+    order = jnp.argsort(flat)
+    k = jnp.arange(1, flat.size + 1)
+    passed = flat[order] <= q * k / flat.size
+    cutoff = jnp.max(jnp.where(passed, k, 0))
+    reject = jnp.zeros(flat.size, bool).at[order].set(k <= cutoff)
+    return reject.reshape(p_X.shape)
+
+
+def selectivity(m_noun_NLF, m_verb_MLF, alpha: float = 0.05, d_min: float = 0.5) -> dict:
+    """Per-neuron noun-vs-verb test: t, p, Cohen's d, and the specialist masks (all ``[L, F]``)."""
+    t, df, p = welch_t(m_noun_NLF, m_verb_MLF)
+    n, m = m_noun_NLF.shape[0], m_verb_MLF.shape[0]
+    pooled = jnp.sqrt(((n - 1) * m_noun_NLF.var(0, ddof=1) + (m - 1) * m_verb_MLF.var(0, ddof=1)) / (n + m - 2))
+    d = (m_noun_NLF.mean(0) - m_verb_MLF.mean(0)) / (pooled + 1e-12)
+    bonferroni = p * p.size <= alpha
+    return {"t": t, "p": p, "d": d, "bonferroni": bonferroni, "bh": benjamini_hochberg(p, alpha),
+            "noun": bonferroni & (d >= d_min), "verb": bonferroni & (d <= -d_min)}
+
+
+def top_k_mask(score_LF, eligible_LF, k: int):
+    """The ``k`` eligible neurons with the largest score, as an ``[L, F]`` mask."""
+    flat = jnp.where(eligible_LF, score_LF, -jnp.inf).reshape(-1)
+    idx = jnp.argsort(-flat)[:k]
+    return jnp.zeros(flat.size, bool).at[idx].set(flat[idx] > -jnp.inf).reshape(score_LF.shape)
+
+
+def random_like_mask(key, mask_LF, n: int):
+    """``n`` random masks with the same number of neurons per layer as ``mask_LF``."""
+    counts_L = mask_LF.sum(-1)
+
+    def one(k):
+        rank_LF = jnp.argsort(jnp.argsort(jax.random.uniform(k, mask_LF.shape), -1), -1)
+        return rank_LF < counts_L[:, None]
+
+    return jax.vmap(one)(jax.random.split(key, n))
+
+
+def mlm_logits(head, E_CD, h_ND, cfg):
+    """BERT's MLM head (Devlin et al. 2019) over candidate tokens: LN(gelu(h·W + b)) · E_Cᵀ + bias_C."""
+    x = jax.nn.gelu(h_ND @ head["W"] + head["b"], approximate=cfg.gelu_approximate)
+    return norm(head["norm"], x, cfg) @ E_CD.T + head["bias"]
+
+
+def fit_mlm_head(h_ND, target_N, E_CD, cfg, steps: int = 150, lr: float = 1e-3, seed: int = 0, val_fraction=0.2):
+    """Fit the MLM head on frozen final hidden states (the decoder stays tied to the word embeddings).
+
+    Early stopping: a first fit on ``1 − val_fraction`` of the examples picks the step count with the lowest
+    validation loss; the head is then refitted on all examples for that many steps.
+    """
+    D, N = h_ND.shape[-1], h_ND.shape[0]
+    opt = optax.adamw(lr, weight_decay=0.01)
+    init = {"W": jnp.eye(D) + 0.01 * jax.random.normal(jax.random.key(seed), (D, D)), "b": jnp.zeros(D),
+            "norm": {"scale": jnp.ones(D), "bias": jnp.zeros(D)}, "bias": jnp.zeros(E_CD.shape[0])}
+
+    def loss(head, h, y):
+        return optax.softmax_cross_entropy_with_integer_labels(mlm_logits(head, E_CD, h, cfg), y).mean()
+
+    def val_curve(h, y, h_val, y_val):
+        def step(carry, _):
+            head, state = carry
+            updates, state = opt.update(jax.grad(loss)(head, h, y), state, head)
+            head = optax.apply_updates(head, updates)
+            return (head, state), loss(head, h_val, y_val)
+
+        return jax.lax.scan(step, (init, opt.init(init)), None, length=steps)[1]
+
+    order = jax.random.permutation(jax.random.key(seed + 1), N)
+    n_val = max(1, int(val_fraction * N))
+    val, fit = order[:n_val], order[n_val:]
+    val_loss = val_curve(h_ND[fit], target_N[fit], h_ND[val], target_N[val])
+    best = jnp.argmin(val_loss) + 1
+
+    def step(carry, i):
+        head, state = carry
+        grad = jax.grad(loss)(head, h_ND, target_N)
+        updates, state = opt.update(grad, state, head)
+        new = optax.apply_updates(head, updates)
+        return jax.tree.map(lambda a, b: jnp.where(i < best, a, b), (new, state), (head, state)), None
+
+    (head, _), _ = jax.lax.scan(step, (init, opt.init(init)), jnp.arange(steps))
+    return head, {"val_loss": val_loss, "best_steps": best}
+
+
+def masked_scores(params, cfg, head, E_CD, batch, mask_LF, mean_LF=None):
+    """NLL and top-1 correctness of each masked gold token with the neurons in ``mask_LF`` ablated.
+
+    ``batch``: tokens [N, T] with one [MASK] per row, ``real`` [N, T], ``pos`` [N], ``target`` [N] (candidate
+    index).
+    """
+    hooks = neuron_mask_hooks(mask_LF, mean_LF)
+    out = forward(params, batch["tokens"], cfg, hooks, mask_BT=batch["real"])
+    h_ND = jnp.take_along_axis(out.acts.resid_post[-1], batch["pos"][:, None, None], axis=1)[:, 0]
+    logp = jax.nn.log_softmax(mlm_logits(head, E_CD, h_ND, cfg), -1)
+    gold = jnp.take_along_axis(logp, batch["target"][:, None], -1)[:, 0]
+    return -gold, (logp.argmax(-1) == batch["target"])
+
+
+def ablation_sweep(params, cfg, head, E_CD, batch, masks_KLF, mean_LF=None, batch_size: int = 4):
+    """``masked_scores`` for K ablation masks as one compiled program (``lax.map`` bounds the memory)."""
+    return jax.lax.map(lambda m: masked_scores(params, cfg, head, E_CD, batch, m, mean_LF), masks_KLF,
+                       batch_size=batch_size)

