@@ -6,7 +6,7 @@ import pytest
 
 from analysis import ablation
 from analysis.probe import ffn_coefficients
-from tests.handbuilt import K, P, build, probe_set
+from handbuilt import K, P, build, probe_set
 
 OPS = ("SUM", "MAX", "MIN")[:K]
 

@@ -6,7 +6,7 @@ import pytest
 
 from ffnkv.cli import main
 from ffnkv.commands import analyze
-from tests._train_helpers import tiny_config
+from _train_helpers import tiny_config
 from train.loop import train
 
 RAHMAN_FILES = ("sparsity.json", "specialisation.json", "ablation.json", "hierarchy.json", "rahman_claims.json",

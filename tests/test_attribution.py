@@ -2,7 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tests.conftest import random_params, small_cfg
+from conftest import random_params, small_cfg
 
 import ffnkv
 from analysis import attribution as A

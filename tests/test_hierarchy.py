@@ -5,7 +5,7 @@ import pytest
 from analysis import hierarchy as hi
 from analysis import specialisation as sp
 from analysis.probe import ffn_coefficients
-from tests.handbuilt import K, P, build, probe_set
+from handbuilt import K, P, build, probe_set
 
 OPS = ("SUM", "MAX", "MIN")[:K]
 

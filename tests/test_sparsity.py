@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from analysis import sparsity
-from tests.handbuilt import build, probe_set
+from handbuilt import build, probe_set
 
 
 def test_gini_known_answers():

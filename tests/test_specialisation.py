@@ -5,7 +5,7 @@ import scipy.stats
 
 from analysis import specialisation as sp
 from analysis.probe import ffn_coefficients
-from tests.handbuilt import K, build, probe_set
+from handbuilt import K, build, probe_set
 
 OPS = ("SUM", "MAX", "MIN")
 
