@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "edit",
     "editability",
     "pretrained",
+    "reproduce",
 )
 
 

@@ -126,10 +126,16 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
 
 
 def load_config_file(path: str | Path) -> TrainConfig:
-    """Run ``get_config()`` of a Python config file (e.g. ``configs/condcomp.py``)."""
+    """Run ``get_config()`` of a Python config file (e.g. ``configs/condcomp.py``), or name a preset
+    (``condcomp``, ``facts``, ``text``: ``train/presets.py``)."""
+    from train.presets import PRESETS
+
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist; pass a Python file with get_config().")
+        if str(path) in PRESETS:
+            return PRESETS[str(path)]()
+        raise ConfigError(f"config file {str(path)!r} does not exist; pass a Python file with get_config() or "
+                          f"a preset name ({', '.join(PRESETS)}).")
     spec = importlib.util.spec_from_file_location(f"ffnkv_config_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -15,7 +15,7 @@ HELP = "train a model from a config file (resumes if the run dir has checkpoints
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("config", help="Python config file with get_config(), e.g. configs/condcomp.py")
+    parser.add_argument("config", help="Python config file with get_config() (e.g. configs/condcomp.py) or a preset: condcomp, facts, text")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field (repeatable), e.g. --set model.ffn=gelu --set steps=500")
     parser.add_argument("--run-dir", required=True, help="output dir: config.json, metrics.jsonl, checkpoints/")
