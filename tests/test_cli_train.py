@@ -35,9 +35,10 @@ def test_help(capsys):
     assert exit_info.value.code == 0 and "--run-dir" in capsys.readouterr().out
 
 
-def test_train_command_and_resume(tmp_path, capsys):
+def test_train_command_and_resume(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     run_dir = tmp_path / "run"
-    args = ["train", write_config(tmp_path), "--set", "steps=6", "--set", "optim.lr=1e-3", "--run-dir", str(run_dir)]
+    args = ["train", write_config(tmp_path), "--set", "steps=6", "--set", "optim.lr=1e-3", "--run-dir", "run"]
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out)["step"] == 6
     saved = json.loads((run_dir / "config.json").read_text())

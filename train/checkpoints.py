@@ -18,7 +18,7 @@ from train.state import TrainState
 
 class Checkpoints:
     def __init__(self, run_dir: Path, keep: int):
-        self.run_dir = Path(run_dir)
+        self.run_dir = Path(run_dir).absolute()  # orbax needs absolute paths
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
         self.manager = ocp.CheckpointManager(self.run_dir / "checkpoints", options=options,
                                              item_names=("params", "opt", "meta"))
