@@ -1,6 +1,81 @@
-"""report.md of ``ffnkv reproduce`` (placeholder while stages are measured)."""
+"""``report.md`` (and ``report.html``) of ``ffnkv reproduce``, written from the stages' JSON outputs.
+
+Every number in the report is read from a file the run wrote; a stage that did not finish is reported as such.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import time
 from pathlib import Path
+
+from ffnkv.commands import _reproduce_sections as S
+
+
+def _load(path: Path):
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _stage_table(out: Path, names) -> list[str]:
+    lines = ["| stage | status | seconds |", "|---|---|---|"]
+    total = 0.0
+    for name in names:
+        rec = _load(out / "stages" / f"{name}.json") or {"status": "not run"}
+        total += rec.get("seconds", 0.0)
+        status = rec["status"] + (f": {rec['why']}" if "why" in rec else "")
+        lines.append(f"| {name} | {status} | {rec.get('seconds', '—')} |")
+    lines.append(f"| **total** | | **{total:.0f}** |")
+    return lines
+
+
+def _claims_table(claims: list[dict]) -> list[str]:
+    lines = ["| source | claim | paper | ours | verdict |", "|---|---|---|---|---|"]
+    for c in claims:
+        lines.append(f"| {c['source']} | {c['claim']} | {c['paper']} | {c['ours']} | **{c['verdict']}** |")
+    return lines
+
+
+def build(out: Path, profile: str) -> tuple[str, list[dict]]:
+    """The report's markdown and its claims (each with the rule behind its verdict)."""
+    import jax
+
+    from ffnkv.commands._reproduce_stages import STAGES
+
+    sections, claims = [], []
+    for builder in S.SECTIONS:
+        text, found = builder(out)
+        sections.append(text)
+        claims += found
+    head = [f"# ffnkv reproduce: report ({profile} profile)", "",
+            f"Written {time.strftime('%Y-%m-%d %H:%M')} on {platform.node() or 'this machine'} "
+            f"({platform.processor() or platform.machine()}; JAX {jax.__version__}, backend "
+            f"{jax.default_backend()}, {jax.device_count()} device(s)). Every number below was computed by this "
+            "run; re-running `ffnkv reproduce` skips finished stages and rewrites this report.", "",
+            "## Stages", "", *_stage_table(out, STAGES), "",
+            "## Claims of the literature on our models", "",
+            "Paper figures are the published ones, on models 100–10,000× larger; the verdict asks whether the "
+            "qualitative claim holds here, by the rule in `claims.json` (also in `ffnkv/commands/_reproduce_claims.py`).",
+            "", *_claims_table(claims), ""]
+    return "\n".join(head + sections), claims
 
 
 def write_report(out: Path, profile: str) -> Path:
+    text, claims = build(out, profile)
+    for name, content in (("report.md", text), ("claims.json", json.dumps(claims, indent=1) + "\n"),
+                          ("report.html", _html(text))):
+        tmp = out / f".{name}.tmp"
+        tmp.write_text(content)
+        tmp.replace(out / name)
     return out / "report.md"
+
+
+def _html(markdown_text: str) -> str:
+    import markdown
+
+    body = markdown.markdown(markdown_text, extensions=["tables"])
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:auto;line-height:1.4}"
+             "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}"
+             "img{max-width:100%}")
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>ffnkv report</title><style>{style}</style>" \
+           f"</head><body>{body}</body></html>\n"
+

@@ -1,7 +1,8 @@
 """The stages of ``ffnkv reproduce``: each is a list of ffnkv command lines on run dirs under ``out``.
 
 The quick profile shrinks every stage to fit about 12 minutes on 2 CPU cores (fewer steps, facts, tokens and
-edits); the full profile runs every command at its own defaults.
+edits); the full profile runs every command at its own defaults; the smoke profile (for the tests) makes every
+stage take seconds and says nothing about the science.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-QUICK = "quick"
+PROFILES = ("full", "quick", "smoke")
 
 
 @dataclass(frozen=True)
@@ -21,12 +22,19 @@ class Stage:
     missing: Callable[[], str | None] = lambda: None
 
 
-def _q(profile: str, quick: list[str], full: list[str] | None = None) -> list[str]:
-    return quick if profile == QUICK else (full or [])
+def _q(profile: str, quick: list[str], smoke: list[str] | None = None) -> list[str]:
+    """Extra arguments of the quick or smoke profile (smoke adds its own to the quick ones)."""
+    return {"full": [], "quick": quick, "smoke": quick + (smoke or [])}[profile]
+
+
+_SMOKE_FACTS = ["--set", "steps=150", "--set", "model.n_layers=2", "--set", "model.d_model=32", "--set", "model.d_ff=64",
+                "--set", "data.n_entities=10", "--set", "eval_every=150"]
+_SMOKE_MEMORIES = ["--max-tokens", "2000", "--clusters", "4"]
 
 
 def _condcomp(out, p):
-    return [["compare", "--out", str(out / "condcomp"), "--no-progress"] + _q(p, ["--set", "steps=1000"])]
+    return [["compare", "--out", str(out / "condcomp"), "--no-progress"] + _q(p, [], ["--kinds", "relu,none", "--set", "steps=60", "--set", "model.d_model=32", "--set", "model.d_ff=64",
+                                "--set", "data.n_eval=128", "--set", "eval_every=30"])]
 
 
 def _specialise(out, p):
@@ -34,31 +42,36 @@ def _specialise(out, p):
 
 
 def _facts(out, p):
-    return [["train", "facts", "--run-dir", str(out / "facts"), "--no-progress"] + _q(p, ["--set", "steps=600"])]
+    return [["train", "facts", "--run-dir", str(out / "facts"), "--no-progress"] + _q(p, ["--set", "steps=600"],
+                                                                                    _SMOKE_FACTS)]
 
 
 def _memories(out, p):
-    return [["memories", str(out / "facts")] + _q(p, ["--max-tokens", "40000"])]
+    return [["memories", str(out / "facts")] + _q(p, ["--max-tokens", "40000"], _SMOKE_MEMORIES)]
 
 
 def _knowledge(out, p):
-    return [["knowledge", str(out / "facts")] + _q(p, ["--facts", "40", "--samples", "5"])]
+    return [["knowledge", str(out / "facts")] + _q(p, ["--facts", "40", "--samples", "5"], ["--facts", "3", "--steps", "4"])]
 
 
 def _edit(out, p):
-    return [["edit", str(out / "facts")] + _q(p, ["--n-edits", "40", "--n-unrelated", "60"])]
+    sizes = _q(p, ["--n-edits", "25", "--n-unrelated", "50"], ["--n-edits", "3", "--n-unrelated", "4"])
+    small_lambda = ["--protocols", "memit", "--memit-lambda", "1", "--out", str(out / "facts/analysis/edit_memit_lambda1")]
+    return [["edit", str(out / "facts")] + sizes, ["edit", str(out / "facts")] + small_lambda + sizes]
 
 
 def _editability(out, p):
     return [["editability", "--out", str(out / "editability")]
-            + _q(p, ["--steps", "300", "--n-edits", "30", "--n-unrelated", "40", "--trace-facts", "10",
-                     "--neuron-facts", "5"])]
+            + _q(p, ["--steps", "250", "--n-entities", "32", "--n-edits", "12", "--n-unrelated", "30",
+                     "--trace-facts", "8", "--neuron-facts", "4"],
+                    ["--kinds", "relu", "--steps", "100", "--n-entities", "8", "--n-edits", "3", "--n-unrelated", "4",
+                     "--trace-facts", "4", "--neuron-facts", "2", "--d-model", "32", "--n-layers", "2"])]
 
 
 def _text(out, p):
     run_dir = str(out / "text")
-    return [["train", "text", "--run-dir", run_dir, "--no-progress"] + _q(p, ["--set", "steps=300"]),
-            ["memories", run_dir] + _q(p, ["--max-tokens", "40000"])]
+    return [["train", "text", "--run-dir", run_dir, "--no-progress"] + _q(p, ["--set", "steps=300"], ["--set", "steps=20"]),
+            ["memories", run_dir] + _q(p, ["--max-tokens", "40000"], _SMOKE_MEMORIES)]
 
 
 def _minilm(out, p):

@@ -17,13 +17,18 @@ import json
 import time
 from pathlib import Path
 
+from ffnkv.commands._reproduce_stages import PROFILES
+
 NAME = "reproduce"
 HELP = "run every training and analysis of the study (--quick: ~12 min on 2 CPU cores) and write report.md"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--quick", action="store_true", help="the small profile (about 12 minutes on 2 CPU cores)")
-    parser.add_argument("--out", default=None, help="output dir (default runs/reproduce-quick or runs/reproduce)")
+    parser.add_argument("--quick", action="store_true", help="the small profile (about 12 minutes on 2 CPU cores); "
+                        "same as --profile quick")
+    parser.add_argument("--profile", default=None, choices=PROFILES,
+                        help="full (default: every command's own defaults), quick, or smoke (seconds; for tests)")
+    parser.add_argument("--out", default=None, help="output dir (default runs/reproduce-PROFILE)")
     parser.add_argument("--stages", default=None, help="comma list of stages to run (default: all); the report "
                         "always covers every finished stage")
     parser.add_argument("--redo", default="", help="comma list of finished stages to run again")
@@ -43,7 +48,7 @@ def _check_profile(out: Path, profile: str) -> None:
         previous = json.loads(marker.read_text())["profile"]
         if previous != profile:
             raise FfnkvError(f"{str(out)!r} holds a {previous!r} reproduction; pass --out with another dir to run "
-                             f"the {profile!r} profile (or add --quick to match).")
+                             f"the {profile!r} profile, or re-run with --profile {previous}.")
     else:
         out.mkdir(parents=True, exist_ok=True)
         _write_json(marker, {"profile": profile})
@@ -80,8 +85,12 @@ def run(args) -> int:
     from ffnkv.commands._reproduce_report import write_report
     from ffnkv.commands._reproduce_stages import STAGES
 
-    profile = "quick" if args.quick else "full"
-    out = Path(args.out or f"runs/reproduce{'-quick' if args.quick else ''}")
+    from ffnkv.errors import FfnkvError
+
+    if args.quick and args.profile not in (None, "quick"):
+        raise FfnkvError(f"--quick contradicts --profile {args.profile}; pass one of them.")
+    profile = "quick" if args.quick else args.profile or "full"
+    out = Path(args.out or f"runs/reproduce-{profile}")
     names = list(STAGES)
     chosen = _names(args.stages, names) or names
     redo = set(_names(args.redo, names))

@@ -1,0 +1,193 @@
+"""The sections of the reproduce report: each reads its stage's outputs and returns (markdown, claims)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ffnkv.commands import _reproduce_claims as C
+
+
+def _load(path: Path):
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _fig(out: Path, path: Path, caption: str) -> str:
+    return f"![{caption}]({path.relative_to(out).as_posix()})" if path.is_file() else f"*({caption}: missing)*"
+
+
+def _missing(title: str, stage: str) -> tuple[str, list]:
+    return f"## {title}\n\nNot run: stage `{stage}` has not finished (see the stage table).\n", []
+
+
+def _md_table(header: list[str], rows: list[list]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
+           ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+
+
+def condcomp(out: Path):
+    title = "Conditional computation: which FFN kinds learn SUM, MAX and MIN"
+    d = out / "condcomp"
+    compare, rahman = _load(d / "compare.json"), _load(d / "analysis" / "rahman_comparison.json")
+    if compare is None:
+        return _missing(title, "condcomp")
+    kinds = compare["kinds"]
+    ops = list(next(iter(kinds.values()))["accuracy"])
+    rows = [[k, r["d_ff"], f"{r['params']:,}", f"{r['final_eval_loss']:.3f}"]
+            + [f"{r['accuracy'][op]:.3f}" for op in ops] + [r["steps_to_95"]["all"] or "—"] for k, r in kinds.items()]
+    text = [f"## {title}", "", f"{next(iter(kinds.values()))['steps']} steps per kind, FFN parameters matched to "
+            "relu's (`matched_d_ff`); accuracy on the held-out set.", "",
+            *_md_table(["kind", "d_ff", "params", "eval loss"] + [f"acc {op}" for op in ops] + ["steps to 95%"], rows),
+            "", _fig(out, d / "compare.png", "eval accuracy per op vs step"), ""]
+    claims = [C.condcomp(compare)]
+    if rahman is not None:
+        summary = (d / "analysis" / "rahman_summary.md").read_text().split("\n", 2)[2]
+        text += ["### Functional specialisation (Rahman et al. 2026)", "", summary, "",
+                 _fig(out, d / "analysis" / "gini_by_kind.png", "token Gini per layer, trained vs initial"), "",
+                 _fig(out, d / "relu" / "analysis" / "dissociation.png", "relu: targeted vs random ablation"), ""]
+        claims += C.rahman(rahman)
+    return "\n".join(text), claims
+
+
+def facts(out: Path):
+    title = "The facts LM: memories, knowledge neurons, tracing, editing"
+    run = out / "facts"
+    if not (run / "metrics.jsonl").is_file():
+        return _missing(title, "facts")
+    from ffnkv.io.run import load_config, load_metrics
+
+    _, cfg = load_config(run)
+    last = [r for r in load_metrics(run) if "eval/train_fact_acc" in r][-1]
+    text = [f"## {title}", "", f"{cfg.n_layers} layers, d_model {cfg.d_model}, {cfg.ffn} FFN d_ff {cfg.d_ff}, "
+            f"{last['step']} steps: training-fact accuracy **{last['eval/train_fact_acc']:.3f}**, held-out "
+            f"paraphrase accuracy **{last['eval/paraphrase_acc']:.3f}**.", ""]
+    claims = []
+    body, found = memories(out, run / "analysis" / "memories", "facts LM", cfg.width)
+    text.append(body)
+    claims += found
+    attr, trace = _load(run / "analysis/knowledge/attribution.json"), _load(run / "analysis/knowledge/tracing.json")
+    k = run / "analysis" / "knowledge"
+    if attr:
+        s = attr["summary"]
+        text += ["### Knowledge neurons (Dai et al. 2022)", "",
+                 f"{s['n_facts']} facts, {s['n_prompts']} prompts; IG completeness error "
+                 f"{s['completeness']['relative_error']:.2%}; facts with neurons {s['facts_with_neurons']}, "
+                 f"{s['mean_neurons_per_fact']:.1f} per fact; per layer {s['layer_counts']}; relation overlap intra "
+                 f"{s['intra_relation_overlap']:.2f} vs inter {s['inter_relation_overlap']:.2f}.", "",
+                 _fig(out, k / "knowledge_neurons_effects.png", "suppress / amplify effects"), ""]
+        claims += C.dai(attr, cfg.n_layers)
+    if trace:
+        kf = trace["known_facts"]
+        text += ["### Causal tracing (Meng et al. 2022)", "",
+                 f"{kf['n_facts']} known facts; p(clean) {kf['p_clean']['mean']:.3f}, p(corrupted) "
+                 f"{kf['p_corrupt']['mean']:.3f}, total effect {kf['total_effect']['mean']:.3f} ± "
+                 f"{kf['total_effect']['ci']:.3f}.", "",
+                 _fig(out, k / "tracing_categories.png", "indirect effect by token category and layer"), ""]
+        claims.append(C.meng_tracing(trace))
+    edit, small = _load(run / "analysis/edit/edit.json"), _load(run / "analysis/edit_memit_lambda1/edit.json")
+    if edit:
+        table = (run / "analysis/edit/edit.md").read_text().split("\n", 2)[2]
+        text += ["### ROME and MEMIT (Meng et al. 2022, 2023)", "", table, "",
+                 _fig(out, run / "analysis/edit/edit.png", "edit scores"), ""]
+        if small:
+            m = small["memit"]
+            text += [f"MEMIT with λ = 1 instead of the paper's 15000 (λ weighs the preserved keys' second moment "
+                     f"against the edited keys; with {small['n_edits']} edits instead of 10,000 the paper's value leaves "
+                     f"the edits almost no weight): ES {m['ES']:.3f}, PS {m['PS']:.3f}, "
+                     f"NS {m['NS']:.3f}, S **{m['S']:.3f}**, unrelated accuracy {m['unrelated_acc']:.3f}.", ""]
+        claims += C.meng_edits(edit, small)
+    return "\n".join(text), claims
+
+
+def memories(out: Path, d: Path, label: str, width: int):
+    mem, promo = _load(d / "memories.json"), _load(d / "promotion.json")
+    if mem is None:
+        return f"### Key-value memories ({label})\n\nNot run.\n", []
+    a, comp = mem["agreement"], mem["composition"]
+    text = [f"### Key-value memories (Geva et al. 2021, 2022), {label}", "",
+            f"{mem['n_tokens']:,} tokens streamed. Per layer: value→trigger agreement {C._fmts(a['agreement'])} "
+            f"(baseline {C._fmts(a['baseline'])}); active memories {C._fmts(comp['active_fraction'])} of F; zero "
+            f"agreement {C._fmts(comp['zero_agreement'])}.", "",
+            _fig(out, d / "agreement.png", "agreement by layer"), _fig(out, d / "refinement.png", "refinement"), ""]
+    claims = C.geva_memories(mem, label)
+    if promo:
+        claims.append(C.geva_promotion(promo, width))
+    return "\n".join(text), claims
+
+
+def editability(out: Path):
+    title = "Which FFN kind stores facts most editably"
+    d = out / "editability"
+    if not (d / "editability.md").is_file():
+        return _missing(title, "editability")
+    table = (d / "editability.md").read_text().split("\n", 2)[2]
+    res = _load(d / "editability.json")["kinds"]
+    best = max(res, key=lambda k: res[k]["row"]["ROME S"])
+    claim = C.claim("ffnkv", "which FFN kind is most editable by ROME (same facts, matched parameters)", "—",
+                    ", ".join(f"{k} S {r['row']['ROME S']:.2f}" for k, r in res.items()), f"{best} most editable",
+                    "argmax of ROME S")
+    return "\n".join([f"## {title}", "", table, "", _fig(out, d / "editability.png", "edit scores per kind"), ""]), [claim]
+
+
+def text_lm(out: Path):
+    title = "An LM on real text"
+    run = out / "text"
+    if not (run / "metrics.jsonl").is_file():
+        return _missing(title, "text")
+    from ffnkv.io.run import load_config, load_metrics
+
+    _, cfg = load_config(run)
+    recs = load_metrics(run)
+    ev = [r for r in recs if "eval/loss" in r][-1]
+    tr = [r["loss"] for r in recs if "loss" in r][-5:]
+    body, claims = memories(out, run / "analysis" / "memories", "text LM", cfg.width)
+    return "\n".join([f"## {title}", "", f"Vocabulary {cfg.vocab_size} (byte-level BPE), {ev['step']} steps: train "
+                      f"loss {np.mean(tr):.2f}, eval loss {ev['eval/loss']:.2f}.", "", body]), claims
+
+
+def pretrained(out: Path):
+    title = "Real pretrained models"
+    mini, smol = _load(out / "pretrained/minilm/results.json"), _load(out / "pretrained/smollm2/results.json")
+    if mini is None and smol is None:
+        return _missing(title, "minilm/smollm2")
+    text, claims = [f"## {title}", ""], []
+    if mini:
+        g, g0 = mini["sparsity"]["pretrained"]["gini"], mini["sparsity"]["initial"]["gini"]
+        sel = mini["selectivity"]
+        dd = {m: mini["ablation"][m]["double_dissociation"] for m in ("zero", "mean")}
+        text += ["### all-MiniLM-L6-v2 (Rahman et al.'s pretrained check)", "",
+                 f"Gini per layer {C._fmts(g)} (random init {C._fmts(g0)}); noun specialists "
+                 f"{sel['noun_specialists_per_layer']}, verb specialists {sel['verb_specialists_per_layer']}; "
+                 f"double dissociation (zero / mean ablation): {dd['zero']} / {dd['mean']}.", "",
+                 _fig(out, out / "pretrained/minilm/minilm_rahman.png", "MiniLM sparsity and ablation"), ""]
+        claims += [C.claim("Rahman et al. 2026", "pretrained encoder: FFN activations sparse, above initialisation",
+                           "qualitative", f"Gini {C._fmts(g)} vs init {C._fmts(g0)}",
+                           "holds" if np.mean(g) > np.mean(g0) else "fails", "mean pretrained Gini > mean initial"),
+                   C.claim("Rahman et al. 2026", "pretrained encoder: noun vs verb specialists doubly dissociate",
+                           "qualitative", f"zero ablation {dd['zero']}, mean ablation {dd['mean']}",
+                           "holds" if all(dd.values()) else "partial" if any(dd.values()) else "fails",
+                           "double dissociation under both ablations")]
+    if smol:
+        kn, vp = smol["knowledge_neurons"], smol["value_projection"]
+        eff = kn["effects"]
+        text += ["### SmolLM2-135M (GGUF): tracing, knowledge neurons, value projection", "",
+                 f"{smol['facts']['correct']}/{smol['facts']['probed']} probe facts answered correctly; "
+                 f"{smol['facts']['analysed']} analysed. Knowledge neurons per layer {kn['layer_histogram']}; "
+                 f"IG completeness error {kn['completeness_error_mean']:.2f}.", "",
+                 *[_fig(out, Path(f) if Path(f).is_absolute() else out / "pretrained/smollm2" / Path(f).name,
+                        "SmolLM2 localisation") for f in smol["files"]], ""]
+        claims += [C.claim("Dai et al. 2022", "real decoder: suppressing / amplifying knowledge neurons moves p(answer)",
+                           "−29.0% / +31.2%", f"{eff['suppress']['own_mean']:+.1%} / {eff['amplify']['own_mean']:+.1%} "
+                           f"(unrelated {eff['suppress']['unrelated_mean']:+.1%} / {eff['amplify']['unrelated_mean']:+.1%})",
+                           "holds" if eff["suppress"]["own_mean"] < 0 < eff["amplify"]["own_mean"] else "fails",
+                           "suppress < 0 < amplify (own facts)"),
+                   C.claim("Geva et al. 2021", "real decoder: knowledge-neuron values promote the answer token",
+                           "values' top tokens match the predicted token", f"median gold rank {vp['gold_rank_median']:.0f} "
+                           f"vs {vp['random_neuron_gold_rank_median']:.0f} for random neurons",
+                           "holds" if vp["gold_rank_median"] < vp["random_neuron_gold_rank_median"] else "fails",
+                           "knowledge neurons' median gold rank below random neurons'")]
+    return "\n".join(text), claims
+
+
+SECTIONS = (condcomp, facts, editability, text_lm, pretrained)

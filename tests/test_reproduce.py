@@ -1,0 +1,82 @@
+"""ffnkv reproduce: the smoke profile end to end, resuming, bad input, and the claim rules on known numbers."""
+import json
+
+import pytest
+
+from ffnkv.cli import main
+from ffnkv.commands import _reproduce_claims as C
+from ffnkv.commands._reproduce_stages import Stage
+from ffnkv.commands.reproduce import run_stage
+
+STAGES = "condcomp,specialise,facts,memories,knowledge,edit"
+
+
+@pytest.mark.slow
+def test_smoke_profile_writes_a_report_from_its_outputs_and_resumes(tmp_path, capsys):
+    out = tmp_path / "repro"
+    assert main(["reproduce", "--profile", "smoke", "--out", str(out), "--stages", STAGES]) == 0
+    report = (out / "report.md").read_text()
+    assert (out / "report.html").read_text().startswith("<!doctype html>")
+    for name in STAGES.split(","):
+        assert json.loads((out / "stages" / f"{name}.json").read_text())["status"] == "done"
+        assert f"| {name} | done |" in report
+    assert "| editability | not run |" in report
+    compare = json.loads((out / "condcomp" / "compare.json").read_text())
+    sum_relu = compare["kinds"]["relu"]["accuracy"]["SUM"]
+    claims = json.loads((out / "claims.json").read_text())
+    first = claims[0]
+    assert first["source"] == "Rahman et al. 2026" and f"relu {sum_relu:.2f}" in first["ours"]
+    assert {c["source"] for c in claims} >= {"Rahman et al. 2026", "Geva et al. 2021", "Geva et al. 2022",
+                                             "Dai et al. 2022", "Meng et al. 2022", "Meng et al. 2023"}
+    assert all(c["verdict"] in ("holds", "partial", "fails") for c in claims)
+    assert "![eval accuracy per op vs step](condcomp/compare.png)" in report and (out / "condcomp/compare.png").is_file()
+
+    stamp = (out / "stages" / "facts.json").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["reproduce", "--profile", "smoke", "--out", str(out), "--stages", STAGES]) == 0
+    assert capsys.readouterr().out.count("done earlier, skipping") == len(STAGES.split(","))
+    assert (out / "stages" / "facts.json").stat().st_mtime_ns == stamp
+
+    report = (out / "report.md").read_text()
+    assert main(["reproduce", "--quick", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "holds a 'smoke' reproduction" in err and len(err.splitlines()) == 1
+    assert (out / "report.md").read_text() == report
+
+
+def test_bad_stage_and_contradicting_profile_are_one_line_errors(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["reproduce", "--profile", "smoke", "--out", str(out), "--stages", "condcomp,nope"]) == 2
+    assert "unknown stage 'nope'" in capsys.readouterr().err
+    assert main(["reproduce", "--quick", "--profile", "full", "--out", str(out)]) == 2
+    assert "contradicts" in capsys.readouterr().err
+    assert not (out / "stages").exists()
+
+
+def test_a_stage_whose_requirements_are_missing_is_skipped_with_the_reason(tmp_path):
+    stage = Stage("x", "X", lambda out, p: [["nonexistent"]], lambda: "not installed: y")
+    assert run_stage(stage, tmp_path, "quick") == {"status": "skipped", "why": "not installed: y"}
+
+
+def _compare(acc):
+    return {"kinds": {k: {"accuracy": {"SUM": s, "MAX": m, "all": (s + m) / 2}} for k, (s, m) in acc.items()}}
+
+
+def test_condcomp_claim_rule():
+    ffn = {"relu": (0.95, 1.0), "gelu": (0.97, 1.0), "swiglu": (0.93, 1.0)}
+    assert C.condcomp(_compare(ffn | {"none": (0.1, 0.2)}))["verdict"] == "holds"
+    assert C.condcomp(_compare(ffn | {"none": (0.1, 1.0)}))["verdict"] == "partial"
+    assert C.condcomp(_compare(ffn | {"relu": (0.5, 1.0), "none": (0.1, 1.0)}))["verdict"] == "fails"
+
+
+def test_edit_and_knowledge_neuron_rules():
+    score = lambda s: {"ES": s, "PS": s, "NS": s, "S": s}  # noqa: E731
+    edit = {"rome_single": score(0.9), "rome_sequential": score(0.2), "memit": score(0.5), "n_edits": 10,
+            "layer": 1, "memit_layers": [0, 1]}
+    assert [c["verdict"] for c in C.meng_edits(edit)] == ["holds", "partial", "holds"]
+    attr = {"summary": {"effects_mean": {"x0_own": -0.3, "x2_own": 0.3, "x0_unrelated": 0.01, "x2_unrelated": -0.01},
+                        "layer_counts": [1, 1, 4, 4], "mean_neurons_per_fact": 3.0}}
+    assert [c["verdict"] for c in C.dai(attr, 4)] == ["holds", "holds"]
+    attr["summary"]["effects_mean"]["x2_own"] = -0.1
+    attr["summary"]["layer_counts"] = [9, 1, 0, 0]
+    assert [c["verdict"] for c in C.dai(attr, 4)] == ["partial", "fails"]
