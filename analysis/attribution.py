@@ -11,9 +11,16 @@ Differentiating with respect to the scale ``s = α`` (a ``Hooks.ffn_scale`` row)
 sum over ``steps`` nodes (:func:`riemann_nodes`). Completeness (Sundararajan et al. 2017, prop. 1): per
 prompt and layer, ``Σ_i Attr_i = P(α=1) − P(α=0)`` up to the quadrature error, which every run reports.
 
+``path="joint"`` instead integrates along one straight path in the space of *all* layers' coefficients at the
+prediction position (Sundararajan et al. 2017, eq. 1, with the input x = (w^1, …, w^L) and a zero baseline):
+every layer's coefficient vector there is patched to α·w̄^l at once, so downstream layers do not recompute
+them. One path instead of L costs L times less, and completeness then holds for the sum over all layers,
+``Σ_{l,i} Attr = P(α=1) − P(α=0)``. The pretrained-model study (SmolLM2) uses it.
+
 All layers, all α and all prompts are one jitted program: ``vmap`` over α and layers, ``lax.map`` over
 prompts with ``batch_size`` prompts in flight to bound memory. Selection (§3.2) and the suppression /
-amplification experiment (§4.1) follow below; they work on any encoded prompts.
+amplification experiment (§4.1) follow below; they work on any encoded prompts (real-model prompts too:
+``tokens`` right-padded, ``predict_pos`` = length − 1).
 """
 from __future__ import annotations
 
@@ -28,6 +35,7 @@ from ffnkv.hooks import Hooks
 from ffnkv.model import forward
 
 RULES = ("left", "right", "midpoint", "trapezoid")
+PATHS = ("layer", "joint")
 
 
 def riemann_nodes(steps: int, rule: str = "midpoint") -> tuple[np.ndarray, np.ndarray]:
@@ -79,10 +87,26 @@ def _prompt_ig(params, cfg, alphas_K, weights_K, item):
     return attr_LF, p_zero_L, prob(0, jnp.ones((F,), jnp.float32))
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "steps", "rule", "batch_size"))
-def _ig_all(params, tokens_NT, pos_N, gold_N, mask_NT, cfg, steps, rule, batch_size):
+def _prompt_ig_joint(params, cfg, alphas_K, weights_K, item):
+    """``path="joint"``: every layer's coefficients at ``pos`` patched to ``s ⊙ w̄`` (one path, s = α·1)."""
+    tokens_T, pos, gold, mask_T = item
+    T = tokens_T.shape[0]
+    m_LF = forward(params, tokens_T[None], cfg, None, mask_T[None]).acts.ffn[:, 0, pos]
+    at_LT = jnp.broadcast_to(jnp.arange(T) == pos, (cfg.n_layers, T))
+
+    def prob(s_LF):
+        hooks = Hooks(ffn_patch_mask=at_LT[:, None, :, None], ffn_patch_value=(s_LF * m_LF)[:, None, None, :])
+        return gold_prob(params, cfg, tokens_T, pos, gold, hooks, mask_T)
+
+    grads_KLF = jax.vmap(lambda a: jax.grad(prob)(jnp.full_like(m_LF, a)))(alphas_K)
+    return jnp.tensordot(weights_K, grads_KLF, 1), prob(jnp.zeros_like(m_LF))[None], prob(jnp.ones_like(m_LF))
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "steps", "rule", "batch_size", "path"))
+def _ig_all(params, tokens_NT, pos_N, gold_N, mask_NT, cfg, steps, rule, batch_size, path="layer"):
     alphas_K, weights_K = (jnp.asarray(a) for a in riemann_nodes(steps, rule))
-    fn = functools.partial(_prompt_ig, params, cfg, alphas_K, weights_K)
+    one = _prompt_ig_joint if path == "joint" else _prompt_ig
+    fn = functools.partial(one, params, cfg, alphas_K, weights_K)
     return jax.lax.map(fn, (tokens_NT, pos_N, gold_N, mask_NT), batch_size=batch_size)
 
 
@@ -103,28 +127,33 @@ def check_prompts(enc, cfg, width_needed=True) -> None:
         raise FfnkvError("predict_pos must lie inside each prompt; re-encode the prompts.")
 
 
-def integrated_gradients(params, cfg, enc, steps: int = 20, rule: str = "midpoint", batch_size: int = 2) -> dict:
+def integrated_gradients(params, cfg, enc, steps: int = 20, rule: str = "midpoint", batch_size: int = 2,
+                         path: str = "layer") -> dict:
     """Attributions of every (layer, neuron) for every prompt, with the completeness check.
 
     ``enc``: ``tokens`` [N, T], ``predict_pos`` [N] (the position whose logits predict the gold token),
     ``target`` [N] (gold token ids), optionally ``lengths`` [N] (padding mask for bidirectional models).
-    Returns numpy arrays ``attr`` [N, L, F], ``prob`` [N] (= P(α=1)), ``prob_zero`` [N, L] (= P(α=0) per
-    layer) and ``completeness`` (see :func:`completeness`).
+    ``path``: ``"layer"`` (Dai et al.'s eq. 3, one path per layer) or ``"joint"`` (one path over all layers;
+    module docstring). Returns numpy arrays ``attr`` [N, L, F], ``prob`` [N] (= P(α=1)), ``prob_zero`` [N, P]
+    (= P(α=0) per path: P = L, or 1 for the joint path) and ``completeness`` (see :func:`completeness`).
     """
     check_prompts(enc, cfg)
+    if path not in PATHS:
+        raise FfnkvError(f"integration path {path!r} is not allowed; use one of {PATHS}.")
     attr, p_zero, prob = _ig_all(params, jnp.asarray(enc["tokens"], jnp.int32), jnp.asarray(enc["predict_pos"], jnp.int32),
                                  jnp.asarray(enc["target"], jnp.int32), jnp.asarray(_mask(enc, cfg)), cfg, steps, rule,
-                                 min(batch_size, len(enc["tokens"])))
+                                 min(batch_size, len(enc["tokens"])), path)
     attr, p_zero, prob = np.asarray(attr), np.asarray(p_zero), np.asarray(prob)
-    return {"attr": attr, "prob": prob, "prob_zero": p_zero, "steps": steps, "rule": rule,
-            "completeness": completeness(attr, prob, p_zero, cfg.has_ffn_L())}
+    per_path = (attr, cfg.has_ffn_L()) if path == "layer" else (attr.reshape(len(attr), 1, -1), [True])
+    return {"attr": attr, "prob": prob, "prob_zero": p_zero, "steps": steps, "rule": rule, "path": path,
+            "completeness": completeness(per_path[0], prob, p_zero, per_path[1])}
 
 
 def completeness(attr_NLF, prob_N, prob_zero_NL, has_ffn_L) -> dict:
     """Σ_i Attr_i against P(1) − P(0), per prompt and FFN layer.
 
     ``relative_error`` = Σ|Σ_i Attr_i − ΔP| / Σ|ΔP| over all (prompt, layer) pairs; also the largest
-    absolute error and the median per-pair relative error (pairs with |ΔP| > 1e-4).
+    absolute error and the median, mean and largest per-pair relative error (pairs with |ΔP| > 1e-4).
     """
     keep = np.asarray(has_ffn_L, bool)
     delta_NL = (prob_N[:, None] - prob_zero_NL)[:, keep]
@@ -134,6 +163,8 @@ def completeness(attr_NLF, prob_N, prob_zero_NL, has_ffn_L) -> dict:
     return {"relative_error": float(np.abs(err_NL).sum() / max(np.abs(delta_NL).sum(), 1e-30)),
             "max_abs_error": float(np.abs(err_NL).max(initial=0.0)),
             "median_pair_relative_error": float(np.median(per_pair)) if per_pair.size else 0.0,
+            "mean_pair_relative_error": float(per_pair.mean()) if per_pair.size else 0.0,
+            "max_pair_relative_error": float(per_pair.max()) if per_pair.size else 0.0,
             "mean_abs_delta": float(np.abs(delta_NL).mean()) if delta_NL.size else 0.0}
 
 
@@ -218,14 +249,15 @@ def relation_sharing(neurons_by_fact: list[list[list[int]]], relation_K, min_sha
 
 # ------------------------------------------------- suppression / amplification (Dai et al. 2022, §4.1)
 
-@functools.partial(jax.jit, static_argnames=("cfg", "batch_size"))
-def _scaled_probs(params, tokens_NT, pos_N, gold_N, mask_NT, masks_KLF, fact_P, prompt_P, factor, cfg, batch_size):
+@functools.partial(jax.jit, static_argnames=("cfg", "batch_size", "all_positions"))
+def _scaled_probs(params, tokens_NT, pos_N, gold_N, mask_NT, masks_KLF, fact_P, prompt_P, factor, cfg, batch_size,
+                  all_positions=False):
     T = tokens_NT.shape[1]
 
     def one(pair):
         k, n = pair
         pos = pos_N[n]
-        hit_T = jnp.arange(T) == pos
+        hit_T = (jnp.arange(T) == pos) | all_positions
         scale_LTF = jnp.where(hit_T[None, :, None] & masks_KLF[k][:, None, :], factor, 1.0)
         return gold_prob(params, cfg, tokens_NT[n], pos, gold_N[n], Hooks(ffn_scale=scale_LTF), mask_NT[n])
 
@@ -241,24 +273,28 @@ def neuron_mask(neurons_by_fact, cfg) -> np.ndarray:
     return masks
 
 
-def scaled_probs(params, cfg, enc, masks_KLF, fact_P, prompt_P, factor: float, batch_size: int = 32) -> np.ndarray:
+def scaled_probs(params, cfg, enc, masks_KLF, fact_P, prompt_P, factor: float, batch_size: int = 32,
+                 all_positions: bool = False) -> np.ndarray:
     """p(gold) of prompt ``prompt_P[j]`` with the neurons of fact ``fact_P[j]`` multiplied by ``factor``
-    at the prediction position. One compiled program for every (fact, prompt) pair and factor."""
+    at the prediction position (Dai et al. 2022, §4.1), or at every position with ``all_positions`` (the
+    pretrained-model study's choice: a fact's neurons may act on the subject tokens as well).
+    One compiled program for every (fact, prompt) pair and factor."""
     check_prompts(enc, cfg)
     probs = _scaled_probs(params, jnp.asarray(enc["tokens"], jnp.int32), jnp.asarray(enc["predict_pos"], jnp.int32),
                           jnp.asarray(enc["target"], jnp.int32), jnp.asarray(_mask(enc, cfg)), jnp.asarray(masks_KLF),
                           jnp.asarray(fact_P, jnp.int32), jnp.asarray(prompt_P, jnp.int32), jnp.float32(factor), cfg,
-                          max(1, min(batch_size, len(fact_P))))
+                          max(1, min(batch_size, len(fact_P))), bool(all_positions))
     return np.asarray(probs)
 
 
 def suppression_amplification(params, cfg, enc, neurons_by_fact, own_prompts, unrelated_prompts, prob_N,
-                              factors=(0.0, 2.0), batch_size: int = 32) -> dict:
+                              factors=(0.0, 2.0), batch_size: int = 32, all_positions: bool = False) -> dict:
     """Relative change of p(correct), ``(p' − p) / p``, when a fact's knowledge neurons are scaled.
 
     ``own_prompts[k]`` / ``unrelated_prompts[k]`` index the rows of ``enc`` for fact k's own prompts and for
     prompts of unrelated facts; ``prob_N`` is the clean p(gold). Returns per-fact means and overall means
     (facts with no knowledge neurons are skipped), for each factor (0 = suppress, 2 = amplify).
+    ``all_positions``: see :func:`scaled_probs`.
     """
     masks = neuron_mask(neurons_by_fact, cfg)
     result = {"factors": list(factors), "per_fact": []}
@@ -268,7 +304,7 @@ def suppression_amplification(params, cfg, enc, neurons_by_fact, own_prompts, un
     changes = {}
     for factor in factors:
         for g, (fact_P, prompt_P) in pairs.items():
-            p_new = scaled_probs(params, cfg, enc, masks, fact_P, prompt_P, factor, batch_size)
+            p_new = scaled_probs(params, cfg, enc, masks, fact_P, prompt_P, factor, batch_size, all_positions)
             rel = (p_new - prob_N[prompt_P]) / np.maximum(prob_N[prompt_P], 1e-12)
             changes[(factor, g)] = np.array([rel[fact_P == k].mean() if (fact_P == k).any() else np.nan
                                              for k in range(len(neurons_by_fact))])

@@ -60,7 +60,7 @@ def _cell_hooks(kind, t, layer, noise_TD, clean, corrupt, cfg, window, T):
         attn_out_patch_mask=mask(attn_L), attn_out_patch_value=jnp.where(kind == 2, clean.attn_out, corrupt.attn_out))
 
 
-def _trace_fact(params, cfg, nu, kind_ids, window, samples, cell_batch, item):
+def _trace_fact(params, cfg, nu, kind_ids, window, samples, cell_batch, layers, item):
     tokens_T, pos, gold, s0, s1, key = item
     T, L, D = tokens_T.shape[0], cfg.n_layers, cfg.d_model
     subject_T = (jnp.arange(T) >= s0) & (jnp.arange(T) < s1)
@@ -75,10 +75,10 @@ def _trace_fact(params, cfg, nu, kind_ids, window, samples, cell_batch, item):
 
     p_corrupt_S, corrupt_acts = jax.vmap(corrupted)(noise_STD)
 
-    C = len(kind_ids)
-    kind_X = jnp.repeat(jnp.asarray(kind_ids), T * L)
-    t_X = jnp.tile(jnp.repeat(jnp.arange(T), L), C)
-    layer_X = jnp.tile(jnp.arange(L), C * T)
+    C, K = len(kind_ids), len(layers)
+    kind_X = jnp.repeat(jnp.asarray(kind_ids), T * K)
+    t_X = jnp.tile(jnp.repeat(jnp.arange(T), K), C)
+    layer_X = jnp.tile(jnp.asarray(layers), C * T)
 
     def cell(c):
         kind, t, layer = c
@@ -90,26 +90,30 @@ def _trace_fact(params, cfg, nu, kind_ids, window, samples, cell_batch, item):
         return jax.vmap(sample)(noise_STD, corrupt_acts).mean()
 
     restored_X = jax.lax.map(cell, (kind_X, t_X, layer_X), batch_size=cell_batch)
-    return p_clean, p_corrupt_S.mean(), restored_X.reshape(C, T, L)
+    return p_clean, p_corrupt_S.mean(), restored_X.reshape(C, T, K)
 
 
-def trace_impl(params, tokens_NT, pos_N, gold_N, s0_N, s1_N, keys_N, nu, cfg, kind_ids, window, samples, cell_batch):
+def trace_impl(params, tokens_NT, pos_N, gold_N, s0_N, s1_N, keys_N, nu, cfg, kind_ids, window, samples, cell_batch,
+               layers=None):
     """Un-jitted core (tests wrap it in ``chex.assert_max_traces``); see :func:`causal_trace`."""
-    fn = functools.partial(_trace_fact, params, cfg, nu, kind_ids, window, samples, cell_batch)
+    layers = tuple(range(cfg.n_layers)) if layers is None else layers
+    fn = functools.partial(_trace_fact, params, cfg, nu, kind_ids, window, samples, cell_batch, layers)
     return jax.lax.map(fn, (tokens_NT, pos_N, gold_N, s0_N, s1_N, keys_N))
 
 
-_trace_jit = jax.jit(trace_impl, static_argnames=("cfg", "kind_ids", "window", "samples", "cell_batch"))
+_trace_jit = jax.jit(trace_impl, static_argnames=("cfg", "kind_ids", "window", "samples", "cell_batch", "layers"))
 
 
 def causal_trace(params, cfg, enc, noise: float | None = None, samples: int = 10, window: int = 10,
-                 kinds=KINDS, seed: int = 0, cell_batch: int = 8) -> dict:
+                 kinds=KINDS, seed: int = 0, cell_batch: int = 8, layers=None, keys=None) -> dict:
     """Causal traces of every encoded prompt.
 
     ``enc``: ``tokens`` [N, T], ``predict_pos`` [N], ``target`` [N], ``subject_start`` / ``subject_end`` [N]
     (subject tokens are ``[start, end)``). ``noise`` is ν (default :func:`embedding_noise`). Fact n's noise
-    comes from ``fold_in(key(seed), n)``. Returns numpy ``p_clean`` [N], ``p_corrupt`` [N] and
-    ``restored`` [N, kinds, T, L] (mean restored P[o]); positions after ``predict_pos`` are padding.
+    comes from ``keys[n]`` (typed PRNG keys [N]; default ``fold_in(key(seed), n)``). ``layers``: the layers
+    l whose states are restored (default all; a subset makes a deep model's grid cheaper). Returns numpy
+    ``p_clean`` [N], ``p_corrupt`` [N] and ``restored`` [N, kinds, T, K] (mean restored P[o] for the K
+    ``layers``); positions after ``predict_pos`` are padding.
     """
     check_prompts(enc, cfg, width_needed=False)
     bad = [k for k in kinds if k not in KINDS]
@@ -118,17 +122,23 @@ def causal_trace(params, cfg, enc, noise: float | None = None, samples: int = 10
     s0, s1 = np.asarray(enc["subject_start"]), np.asarray(enc["subject_end"])
     if ((s0 < 0) | (s1 <= s0) | (s1 > np.asarray(enc["predict_pos"]) + 1)).any():
         raise FfnkvError("every prompt needs a non-empty subject span [start, end) ending at or before predict_pos + 1.")
+    layers = tuple(range(cfg.n_layers)) if layers is None else tuple(int(l) for l in layers)
+    if not layers or min(layers) < 0 or max(layers) >= cfg.n_layers:
+        raise FfnkvError(f"tracing layers must be a non-empty subset of 0…{cfg.n_layers - 1}; got {list(layers)}.")
     nu = embedding_noise(params) if noise is None else float(noise)
     N = len(enc["tokens"])
-    keys = jax.vmap(lambda n: jax.random.fold_in(jax.random.key(seed), n))(jnp.arange(N))
+    if keys is None:
+        keys = jax.vmap(lambda n: jax.random.fold_in(jax.random.key(seed), n))(jnp.arange(N))
     kind_ids = tuple(KINDS.index(k) for k in kinds)
-    T, L = np.asarray(enc["tokens"]).shape[1], cfg.n_layers
+    T = np.asarray(enc["tokens"]).shape[1]
     p_clean, p_corrupt, restored = _trace_jit(
         params, jnp.asarray(enc["tokens"], jnp.int32), jnp.asarray(enc["predict_pos"], jnp.int32),
         jnp.asarray(enc["target"], jnp.int32), jnp.asarray(s0, jnp.int32), jnp.asarray(s1, jnp.int32), keys,
-        jnp.float32(nu), cfg, kind_ids, int(window), int(samples), int(min(cell_batch, len(kind_ids) * T * L)))
+        jnp.float32(nu), cfg, kind_ids, int(window), int(samples), int(min(cell_batch, len(kind_ids) * T * len(layers))),
+        layers)
     return {"p_clean": np.asarray(p_clean), "p_corrupt": np.asarray(p_corrupt), "restored": np.asarray(restored),
-            "kinds": list(kinds), "noise": nu, "samples": samples, "window": window, "seed": seed}
+            "kinds": list(kinds), "layers": list(layers), "noise": nu, "samples": samples, "window": window,
+            "seed": seed}
 
 
 def token_categories(subject_start: int, subject_end: int, predict_pos: int) -> dict[str, list[int]]:
@@ -155,7 +165,7 @@ def mean_ci(values_N, z: float = 1.96):
 def average_by_category(trace: dict, enc, facts_mask=None) -> dict:
     """Indirect effects averaged over facts per token category and layer, with 95% CIs (Meng et al. Fig. 2).
 
-    Returns ``{kind: {category: {mean: [L], ci: [L], n}}}`` plus the average total effect and the
+    Returns ``{kind: {category: {mean: [K], ci: [K], n}}}`` (K traced layers) plus the average total effect and the
     average clean / corrupted probabilities over the facts kept by ``facts_mask``.
     """
     keep = np.ones(len(trace["p_clean"]), bool) if facts_mask is None else np.asarray(facts_mask, bool)
