@@ -2,9 +2,8 @@
 of ablating each set on masked-token prediction (a double dissociation).
 
 Definitions (Rahman et al. publish no exact protocol, so these are ours):
-* Gini sparsity of a token's coefficients ``m`` (F values): G = Σ_i (2i − F − 1)|m|_(i) / (F Σ|m|) with
-  |m|_(i) sorted ascending (Hurley & Rickard 2009); 0 for a constant vector, (F−1)/F for a one-hot.
-  Reported per layer as the mean over tokens; ``active_fraction`` is the share of m > 0.
+* Sparsity: ``analysis.sparsity.layer_sparsity`` per layer (token Gini of |m|, Hurley & Rickard 2009), with
+  ``active_fraction`` the share of m > 0 (its ``relu`` rule, used for GELU too).
 * Selectivity of neuron (l, i): Welch's t between its coefficients on NOUN and on VERB tokens, two-sided p
   from the Student-t CDF with Welch–Satterthwaite degrees of freedom, corrected over all L·F neurons
   (Bonferroni, and Benjamini–Hochberg as the lenient variant); effect size Cohen's d with the pooled sd.
@@ -20,19 +19,6 @@ import optax
 
 from ffnkv.hooks import neuron_mask_hooks
 from ffnkv.model import forward, norm
-
-
-def gini(x_NF):
-    """Gini coefficient of |x| along the last axis (0: all equal, (F−1)/F: one-hot)."""
-    s = jnp.sort(jnp.abs(x_NF), axis=-1)
-    F = s.shape[-1]
-    rank = jnp.arange(1, F + 1, dtype=s.dtype)
-    return ((2 * rank - F - 1) * s).sum(-1) / (F * s.sum(-1) + 1e-12)
-
-
-def sparsity_per_layer(m_LNF):
-    """Mean token Gini and active fraction (m > 0) per layer."""
-    return {"gini": gini(m_LNF).mean(-1), "active_fraction": (m_LNF > 0).mean((-1, -2))}
 
 
 def welch_t(a_NX, b_MX):

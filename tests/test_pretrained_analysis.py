@@ -4,12 +4,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from analysis import attribution
 from analysis import pretrained_kn as kn
 from analysis import pretrained_pos as pos
-from analysis import pretrained_tracing as tracing
 from analysis import pretrained_vocab as vocab
+from analysis import tracing
 from ffnkv.cli import main
+from ffnkv.commands.pretrained_minilm import _sparsity
+from ffnkv.commands.pretrained_smollm2 import _encode
 from ffnkv.config import ModelConfig
+from ffnkv.errors import FfnkvError
+from ffnkv.hooks import Hooks
 from ffnkv.model import forward, init_params
 
 CFG = ModelConfig(vocab_size=31, d_model=16, n_layers=3, n_heads=2, d_ff=24, ffn="gelu", max_len=16)
@@ -20,11 +25,12 @@ def params():
     return init_params(jax.random.key(0), CFG)
 
 
-def test_gini_known_values():
+def test_sparsity_per_layer_known_values():
     n = 8
-    assert float(pos.gini(jnp.ones((1, n)))[0]) == pytest.approx(0.0, abs=1e-6)
-    assert float(pos.gini(jnp.eye(n)[:1])[0]) == pytest.approx((n - 1) / n, abs=1e-6)
-    assert float(pos.gini(-jnp.eye(n)[:1])[0]) == pytest.approx((n - 1) / n, abs=1e-6)
+    m_LNF = jnp.stack([jnp.ones((2, n)), jnp.eye(n)[:2], -jnp.eye(n)[:2]])
+    out = _sparsity(m_LNF)
+    np.testing.assert_allclose(out["gini"], [0.0, (n - 1) / n, (n - 1) / n], atol=1e-6)
+    np.testing.assert_allclose(out["active_fraction"], [1.0, 1 / n, 0.0], atol=1e-6)
 
 
 def test_welch_t_matches_scipy():
@@ -72,43 +78,64 @@ def test_ablation_sweep_identity_and_effect(params):
     assert np.abs(np.asarray(nll[1] - nll[0])).max() > 1e-4
 
 
-def test_token_categories():
-    subject = np.array([0, 0, 1, 1, 1, 0, 0, 0], bool)
-    assert tracing.token_categories(subject, 8) == [0, 0, 1, 2, 3, 4, 5, 6]
-    assert tracing.token_categories(np.array([0, 1, 0], bool), 3) == [0, 3, 6]
+def _facts_enc():
+    rows = [{"ids": np.array([3, 7, 9, 2, 5]), "subject_T": np.array([0, 1, 1, 0, 0], bool), "target": 4},
+            {"ids": np.array([1, 2, 6]), "subject_T": np.array([1, 0, 0], bool), "target": 6}]
+    return _encode(rows)
 
 
-def test_tracing_identities(params):
-    tokens = jnp.array([3, 7, 9, 2, 5])
-    subject = jnp.array([0, 1, 1, 0, 0], jnp.float32)
-    layers = jnp.arange(CFG.n_layers)
-    noisy = tracing.trace(params, CFG, tokens, subject, 4, layers, jax.random.key(0), samples=4, sigma=1.0)
-    # restoring the last layer's hidden state at the last token is the clean run at the output
-    np.testing.assert_allclose(float(noisy["p_restored_KT"][-1, -1]), float(noisy["p_clean"]), rtol=1e-5)
-    # tokens before the subject are unaffected by the noise, so restoring them does nothing
-    np.testing.assert_allclose(np.asarray(noisy["indirect_KT"][:, 0]), 0.0, atol=1e-6)
-    clean = tracing.trace(params, CFG, tokens, subject, 4, layers, jax.random.key(0), samples=2, sigma=0.0, kind="mlp",
-                          window=2)
-    np.testing.assert_allclose(np.asarray(clean["indirect_KT"]), 0.0, atol=1e-6)
+def test_encode_subject_span():
+    enc = _facts_enc()
+    assert enc["tokens"].shape == (2, 5) and enc["predict_pos"].tolist() == [4, 2]
+    assert enc["subject_start"].tolist() == [1, 0] and enc["subject_end"].tolist() == [3, 1]
 
 
-def test_integrated_gradients_completeness(params):
-    out = kn.integrated_gradients(params, CFG, jnp.array([3, 7, 9, 2]), 5, steps=16)
-    assert float(out["completeness_error"]) < 0.01
-    assert out["attr_LF"].shape == (CFG.n_layers, CFG.d_ff)
+def test_tracing_layer_subset_and_keys(params):
+    enc = _facts_enc()
+    keys = jax.vmap(lambda n: jax.random.fold_in(jax.random.key(0), n))(jnp.arange(2))
+    full = tracing.causal_trace(params, CFG, enc, noise=1.0, samples=4, window=2, kinds=("resid", "mlp"))
+    sub = tracing.causal_trace(params, CFG, enc, noise=1.0, samples=4, window=2, kinds=("resid", "mlp"),
+                               layers=(0, 2), keys=keys)
+    assert sub["restored"].shape == (2, 2, 5, 2) and sub["layers"] == [0, 2]
+    np.testing.assert_allclose(sub["restored"], full["restored"][..., [0, 2]], rtol=1e-5)
+    # restoring the last layer's hidden state at the prediction position is the clean run at the output
+    np.testing.assert_allclose(sub["restored"][0, 0, 4, -1], sub["p_clean"][0], rtol=1e-5)
+    avg = tracing.average_by_category(sub, enc)
+    assert len(avg["resid"]["last_subject"]["mean"]) == 2 and avg["resid"]["first_subject"]["n"] == 2
+
+
+def test_joint_path_integrated_gradients(params):
+    """The joint path: Attr = m̄ ⊙ Σ_k w_k ∂P/∂m(α_k m̄), every layer's last-position m patched; complete."""
+    enc = _facts_enc()
+    out = attribution.integrated_gradients(params, CFG, enc, steps=16, path="joint")
+    assert out["attr"].shape == (2, CFG.n_layers, CFG.d_ff) and out["prob_zero"].shape == (2, 1)
+    assert out["completeness"]["max_pair_relative_error"] < 0.01
+    tokens, T = jnp.asarray(enc["tokens"][1, :3]), 3
+    m_LF = forward(params, tokens[None], CFG).acts.ffn[:, 0, -1]
+    at = jnp.broadcast_to(jnp.arange(T) == T - 1, (CFG.n_layers, T))[:, None, :, None]
+    prob = lambda m: jax.nn.softmax(forward(params, tokens[None], CFG, Hooks(  # noqa: E731
+        ffn_patch_mask=at, ffn_patch_value=m[:, None, None, :])).logits[0, -1])[6]
+    alphas, weights = attribution.riemann_nodes(16, "midpoint")
+    grad = jax.jit(jax.grad(prob))
+    manual = m_LF * sum(w * grad(a * m_LF) for a, w in zip(alphas, weights))
+    np.testing.assert_allclose(out["attr"][1], manual, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(out["prob_zero"][1, 0], prob(jnp.zeros_like(m_LF)), rtol=1e-5)
+    with pytest.raises(FfnkvError, match="path"):
+        attribution.integrated_gradients(params, CFG, enc, path="diagonal")
 
 
 def test_candidates_generic_split_and_scaling(params):
     attr = jnp.zeros((3, 24)).at[1, 5].set(1.0).at[2, 0].set(0.5).at[0, 3].set(0.1)
     assert kn.candidate_neurons(attr, 0.2) == [(1, 5), (2, 0)]
+    assert kn.candidate_neurons(attr, 0.2, limit=1) == [(1, 5)]
     specific, generic = kn.split_generic([[(1, 5), (2, 0)], [(2, 0)], [(2, 0), (0, 1)]], ["a", "b", "c"])
     assert generic == [(2, 0)] and specific == [[(1, 5)], [], [(0, 1)]]
-    scale = kn.neuron_scale(CFG, [(1, 5)], 0.0)
-    assert float(scale.sum()) == 3 * 24 - 1
-    tokens, lengths, targets = jnp.array([[3, 7, 9, 0], [1, 2, 0, 0]]), jnp.array([3, 2]), jnp.array([4, 6])
-    p = kn.scaled_probs(params, CFG, tokens, lengths, targets, jnp.ones((3, 24)))
-    logits = forward(params, tokens[:1, :3], CFG).logits[0, -1]
-    np.testing.assert_allclose(float(p[0]), float(jax.nn.softmax(logits)[4]), rtol=1e-5)
+    enc = _facts_enc()
+    masks = attribution.neuron_mask([[(1, 5)]], CFG)
+    p = attribution.scaled_probs(params, CFG, enc, masks, np.zeros(2), np.arange(2), 0.0, all_positions=True)
+    scale_LF = jnp.ones((3, 24)).at[1, 5].set(0.0)
+    logits = forward(params, jnp.asarray(enc["tokens"][1:, :3]), CFG, Hooks(ffn_scale=scale_LF)).logits[0, -1]
+    np.testing.assert_allclose(p[1], float(jax.nn.softmax(logits)[6]), rtol=1e-5)
 
 
 def test_value_projection_ranks(params):

@@ -10,11 +10,14 @@ neurons were selected on.
 """
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import jax
 import jax.numpy as jnp
 
 from analysis import pretrained_pos as pos
+from analysis import sparsity as sparsity_lib
 from ffnkv.errors import FfnkvError
 from ffnkv.model import forward, init_params
 
@@ -54,6 +57,13 @@ def _ffn_acts(params, cfg, tokens, real, chunk=64):
     f = jax.jit(lambda p, t, m: forward(p, t, cfg, mask_BT=m).acts.ffn)
     return np.concatenate([np.asarray(f(params, tokens[i:i + chunk], real[i:i + chunk]))
                            for i in range(0, len(tokens), chunk)], axis=1)
+
+
+def _sparsity(m_LNF) -> dict:
+    """``sparsity.layer_sparsity`` of each layer; ``gini`` is its mean token Gini and ``active_fraction`` the
+    share of m > 0 (its ``relu`` rule, kept for GELU so that "active" means a positive coefficient)."""
+    stats = jax.vmap(partial(sparsity_lib.layer_sparsity, kind="relu"))(jnp.asarray(m_LNF))
+    return {"gini": np.asarray(stats.pop("token_gini_mean")).tolist()} | {k: np.asarray(v).tolist() for k, v in stats.items()}
 
 
 def _masked_batch(corpus, rows, positions, cand_index, mask_id):
@@ -98,8 +108,7 @@ def run_minilm(params, cfg, tokenizer, sentences, args) -> dict:
     init = init_params(jax.random.key(args.seed), cfg)
     m0_LSTF = _ffn_acts(init, cfg, corpus["tokens"], corpus["real"])
     content = corpus["content"]
-    sparsity = {k: np.asarray(v).tolist() for k, v in pos.sparsity_per_layer(jnp.asarray(m_LSTF[:, content])).items()}
-    sparsity_init = {k: np.asarray(v).tolist() for k, v in pos.sparsity_per_layer(jnp.asarray(m0_LSTF[:, content])).items()}
+    sparsity, sparsity_init = _sparsity(m_LSTF[:, content]), _sparsity(m0_LSTF[:, content])
     del m0_LSTF
 
     # 2. noun vs verb selectivity on the selection half

@@ -11,12 +11,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from analysis import attribution
 from analysis import pretrained_kn as kn
-from analysis import pretrained_tracing as tracing
 from analysis import pretrained_vocab as vocab
+from analysis import tracing
 from ffnkv.data.probes import WORLD_FACTS
 from ffnkv.errors import FfnkvError
 from ffnkv.model import forward
+
+TRACE_KINDS = {"hidden": "resid", "mlp": "mlp", "attn": "attn"}  # CLI name -> analysis.tracing kind
 
 
 def encode_facts(tokenizer, facts):
@@ -46,83 +49,76 @@ def _round_robin(rows, n):
     return out
 
 
-def _padded(rows):
+def _encode(rows):
+    """Right-padded prompts in the analyses' format: predict at the last token, subject tokens [start, end)."""
     T = max(len(r["ids"]) for r in rows)
     tokens = np.zeros((len(rows), T), np.int32)
     for i, r in enumerate(rows):
         tokens[i, : len(r["ids"])] = r["ids"]
-    return (jnp.asarray(tokens), jnp.asarray([len(r["ids"]) for r in rows], jnp.int32),
-            jnp.asarray([r["target"] for r in rows], jnp.int32))
+    span = [np.flatnonzero(r["subject_T"]) for r in rows]
+    return {"tokens": tokens, "predict_pos": np.array([len(r["ids"]) - 1 for r in rows], np.int32),
+            "target": np.array([r["target"] for r in rows], np.int32),
+            "subject_start": np.array([s[0] for s in span], np.int32),
+            "subject_end": np.array([s[-1] + 1 for s in span], np.int32)}
 
 
-def _aggregate(per_fact, key, layers):
-    """Mean and 95% CI of the indirect effect per (token category, layer) over facts."""
-    n_cat = len(tracing.CATEGORIES)
-    table = [[[] for _ in layers] for _ in range(n_cat)]
-    for f in per_fact:
-        ie_KT = np.asarray(f[key])
-        cats = np.array(f["categories"])
-        for c in range(n_cat):
-            if (cats == c).any():
-                for k in range(len(layers)):
-                    table[c][k].append(ie_KT[k, cats == c].mean())
-    mean = [[float(np.mean(v)) if v else None for v in row] for row in table]
-    ci = [[float(1.96 * np.std(v) / np.sqrt(len(v))) if len(v) > 1 else None for v in row] for row in table]
-    return {"categories": list(tracing.CATEGORIES), "layers": list(map(int, layers)), "mean": mean, "ci95": ci}
+def _trace_facts(params, cfg, rows, layers, args) -> dict:
+    """Causal traces of each fact on its own unpadded prompt with noise key ``key(seed + i)``, restored
+    probabilities NaN-padded to a common length so that ``tracing.average_by_category`` can pool them."""
+    kinds = tuple(TRACE_KINDS[k] for k in args.trace_kinds)
+    nu = tracing.embedding_noise(params)
+    traces = [tracing.causal_trace(params, cfg, _encode([r]), nu, args.samples, args.window, kinds, layers=layers,
+                                   keys=jax.random.key(args.seed + i)[None]) for i, r in enumerate(rows)]
+    T = max(len(r["ids"]) for r in rows)
+    pad = lambda x: np.pad(x, [(0, 0), (0, T - x.shape[1]), (0, 0)], constant_values=np.nan)  # noqa: E731
+    return traces[0] | {"p_clean": np.concatenate([t["p_clean"] for t in traces]),
+                        "p_corrupt": np.concatenate([t["p_corrupt"] for t in traces]),
+                        "restored": np.stack([pad(t["restored"][0]) for t in traces])}
 
 
 def run_smollm2(params, cfg, tokenizer, args) -> dict:
     params = jax.tree.map(jnp.asarray, params)
     rows = encode_facts(tokenizer, WORLD_FACTS)
-    tokens, lengths, targets = _padded(rows)
-    probs = np.asarray(jax.jit(kn.scaled_probs, static_argnames="cfg")(
-        params, cfg, tokens, lengths, targets, jnp.ones((cfg.n_layers, cfg.width))))
-    logits = forward(params, tokens, cfg).logits
-    top1 = np.asarray(jnp.take_along_axis(logits, (lengths - 1)[:, None, None], axis=1)[:, 0].argmax(-1))
+    enc = _encode(rows)
+    logits = forward(params, jnp.asarray(enc["tokens"]), cfg).logits
+    last_NV = jnp.take_along_axis(logits, jnp.asarray(enc["predict_pos"])[:, None, None], axis=1)[:, 0]
+    probs = np.asarray(jax.nn.softmax(last_NV, -1))[np.arange(len(rows)), enc["target"]]
+    top1 = np.asarray(last_NV.argmax(-1))
     correct = [i for i in range(len(rows)) if top1[i] == rows[i]["target"]]
     screening = [{"prompt": r["prompt"], "answer": r["answer"], "p_gold": float(probs[i]),
                   "top1": tokenizer.decode([int(top1[i])]), "correct": i in correct} for i, r in enumerate(rows)]
     kept = _round_robin([rows[i] for i in correct], args.facts)
     if len(kept) < 2:
         raise FfnkvError("the model answers fewer than 2 probe facts correctly; nothing to localise.")
+    k_enc = _encode(kept)
 
     # causal tracing
     layers = np.arange(0, cfg.n_layers, args.layer_stride)
-    sigma = 3.0 * float(jnp.std(params["embed"]["tok"]))
-    trace = jax.jit(tracing.trace, static_argnames=("cfg", "kind", "samples", "window", "batch_size"))
+    trace = _trace_facts(params, cfg, kept, tuple(layers.tolist()), args)
     per_fact = []
-    for i, r in enumerate(kept):
-        entry = {"prompt": r["prompt"], "answer": r["answer"],
-                 "categories": tracing.token_categories(r["subject_T"], len(r["ids"]))}
-        for kind in args.trace_kinds:
-            out = trace(params, cfg, jnp.asarray(r["ids"]), jnp.asarray(r["subject_T"], jnp.float32), r["target"],
-                        jnp.asarray(layers), jax.random.key(args.seed + i), kind=kind, samples=args.samples,
-                        sigma=sigma, window=args.window)
-            entry |= {"p_clean": float(out["p_clean"]), f"{kind}_p_corrupt": float(out["p_corrupt"]),
-                      f"{kind}_indirect_KT": np.asarray(out["indirect_KT"]).tolist()}
+    for n, r in enumerate(kept):
+        entry = {"prompt": r["prompt"], "answer": r["answer"], "p_clean": float(trace["p_clean"][n]),
+                 "p_corrupt": float(trace["p_corrupt"][n]),
+                 "categories": tracing.token_categories(k_enc["subject_start"][n], k_enc["subject_end"][n],
+                                                        k_enc["predict_pos"][n])}
+        for c, kind in enumerate(args.trace_kinds):
+            ie_TK = trace["restored"][n, c, : len(r["ids"])] - trace["p_corrupt"][n]
+            entry[f"{kind}_indirect_KT"] = ie_TK.T.tolist()
         per_fact.append(entry)
-    traced = {kind: _aggregate(per_fact, f"{kind}_indirect_KT", layers) for kind in args.trace_kinds}
+    averaged = tracing.average_by_category(trace, k_enc)
+    traced = {kind: averaged[TRACE_KINDS[kind]] for kind in args.trace_kinds}
 
-    # knowledge neurons
-    ig = jax.jit(kn.integrated_gradients, static_argnames=("cfg", "steps"))
-    candidates, completeness = [], []
-    for r in kept:
-        out = ig(params, cfg, jnp.asarray(r["ids"]), r["target"], steps=args.ig_steps)
-        candidates.append(kn.candidate_neurons(out["attr_LF"], args.kn_threshold))
-        completeness.append(float(out["completeness_error"]))
+    # knowledge neurons: one joint IG path over all layers, scaling at every position
+    ig = attribution.integrated_gradients(params, cfg, k_enc, args.ig_steps, "midpoint", batch_size=1, path="joint")
+    candidates = [kn.candidate_neurons(a_LF, args.kn_threshold) for a_LF in ig["attr"]]
     neurons, generic = kn.split_generic(candidates, [r["relation"] for r in kept], max_neurons=args.kn_max)
-    k_tokens, k_lengths, k_targets = _padded(kept)
-    scaled = jax.jit(lambda p, s: jax.lax.map(lambda x: kn.scaled_probs(p, cfg, k_tokens, k_lengths, k_targets, x),
-                                              s, batch_size=2))
-    base = np.asarray(kn.scaled_probs(params, cfg, k_tokens, k_lengths, k_targets, jnp.ones((cfg.n_layers, cfg.width))))
-    effects = {}
-    for name, factor in (("suppress", 0.0), ("amplify", 2.0)):
-        p_FN = np.asarray(scaled(params, jnp.stack([kn.neuron_scale(cfg, n, factor) for n in neurons])))
-        rel_FN = (p_FN - base[None]) / base[None]
-        own = np.diag(rel_FN)
-        others = (rel_FN.sum(1) - own) / (len(kept) - 1)
-        effects[name] = {"own_mean": float(own.mean()), "unrelated_mean": float(others.mean()),
-                         "own_per_fact": own.tolist()}
+    others = [np.delete(np.arange(len(kept)), k) for k in range(len(kept))]
+    scaled = attribution.suppression_amplification(params, cfg, k_enc, neurons,
+                                                   [[k] for k in range(len(kept))], others, ig["prob"],
+                                                   all_positions=True)
+    effects = {name: {"own_mean": scaled["mean"][f"x{f:g}_own"], "unrelated_mean": scaled["mean"][f"x{f:g}_unrelated"],
+                      "own_per_fact": [pf[f"x{f:g}_own"] for pf in scaled["per_fact"]]}
+               for name, f in (("suppress", 0.0), ("amplify", 2.0))}
     kn_layers = [l for ns in neurons for l, _ in ns]
 
     # value -> vocabulary projection
@@ -149,11 +145,11 @@ def run_smollm2(params, cfg, tokenizer, args) -> dict:
     return {
         "model": {"n_layers": cfg.n_layers, "d_ff": cfg.d_ff, "vocab_size": cfg.vocab_size},
         "facts": {"probed": len(rows), "correct": len(correct), "analysed": len(kept), "screening": screening},
-        "tracing": {"samples": args.samples, "sigma": sigma, "window": args.window, "layers": layers.tolist(),
+        "tracing": {"samples": args.samples, "sigma": trace["noise"], "window": args.window, "layers": layers.tolist(),
                     "summary": traced, "per_fact": per_fact},
         "knowledge_neurons": {"ig_steps": args.ig_steps, "threshold": args.kn_threshold,
-                              "completeness_error_mean": float(np.mean(completeness)),
-                              "completeness_error_max": float(np.max(completeness)),
+                              "completeness_error_mean": ig["completeness"]["mean_pair_relative_error"],
+                              "completeness_error_max": ig["completeness"]["max_pair_relative_error"],
                               "per_fact": [{"prompt": r["prompt"], "answer": r["answer"], "neurons": ns,
                                             "candidates": c} for r, ns, c in zip(kept, neurons, candidates)],
                               "generic_neurons": generic_values,
@@ -175,11 +171,12 @@ def plot_smollm2(result: dict, out_dir) -> list[str]:
     files = []
     summary = result["tracing"]["summary"]
     fig, axes = plt.subplots(1, len(summary) + 1, figsize=(6 * (len(summary) + 1), 4))
+    layers = result["tracing"]["layers"]
     for ax, (kind, table) in zip(axes, summary.items()):
-        grid = np.array([[np.nan if v is None else v for v in row] for row in table["mean"]])
+        grid = np.array([table[c]["mean"] if c in table else [np.nan] * len(layers) for c in tracing.CATEGORIES])
         im = ax.imshow(grid, aspect="auto", cmap="Purples" if kind == "hidden" else "Greens")
-        ax.set_yticks(range(len(table["categories"])), table["categories"])
-        ax.set_xticks(range(len(table["layers"])), table["layers"])
+        ax.set_yticks(range(len(tracing.CATEGORIES)), [c.replace("_", " ") for c in tracing.CATEGORIES])
+        ax.set_xticks(range(len(layers)), layers)
         ax.set(xlabel="layer", title=f"indirect effect, restoring {kind} (n={result['facts']['analysed']})")
         fig.colorbar(im, ax=ax)
     hist = result["knowledge_neurons"]["layer_histogram"]
