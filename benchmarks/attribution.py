@@ -32,7 +32,7 @@ def backward_flops_per_token(cfg, seq: int, layer: int) -> float:
     (each y = x·W needs dx = dy·Wᵀ) except attention scores, twice (QKᵀ and AV each need two products); and
     ``layer``'s own value matrix 2·D·F (the coefficients sit right before it).
     """
-    p, has_ffn = common.flops_parts(cfg, seq), cfg.has_ffn_L()
+    p, has_ffn = common.flops_parts(cfg, seq), [float(h) for h in cfg.has_ffn_L()]
     later = sum(p["proj"] + 2 * p["scores"] + has_ffn[j] * p["ffn"] for j in range(layer + 1, cfg.n_layers))
     return p["unembed"] + later + has_ffn[layer] * 2 * cfg.d_model * cfg.width
 

@@ -69,9 +69,10 @@ def row(name: str, what: str, units: float, secs: float, flops: float | None, pe
     ``peaks`` are matmul-peak measurements taken in the same process (before and after the timed work); the
     best is the reference, since a shared machine can only depress it. The ratio is model FLOP/s ÷ that peak.
     """
+    flops = None if flops is None else float(flops)
     model = None if flops is None else flops / secs
     peak = max(peaks)
-    return {"name": name, "what": what, "units": units, "seconds": secs, "throughput": units / secs,
+    return {"name": name, "what": what, "units": units, "seconds": float(secs), "throughput": units / secs,
             "unit": f"{what}/s", "model_flops": flops, "model_flops_per_s": model, "peak_flops_per_s": peak,
             "ratio_to_peak": None if model is None else model / peak, "peak_rss_mib": peak_rss_mib(),
             "device_peak_mib": device_peak_mib(),

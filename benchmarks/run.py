@@ -18,14 +18,16 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+if __name__ == "__main__":  # sys.path[0] is benchmarks/, whose train.py would shadow the train package
+    sys.path[0] = str(REPO)
 BENCHMARKS = ("forward", "train", "memories", "attribution", "tracing", "covariance")
 QUICK = {
-    "forward": {"batch": 4, "seq": 128},
-    "train": {"batch": 4, "seq": 128, "steps": 3},
-    "memories": {"tokens": 2**15, "batch": 16, "seq": 128},
-    "attribution": {"prompts": 2, "steps": 5},
-    "tracing": {"seq": 8, "samples": 3},
-    "covariance": {"batches": 4, "batch": 4, "seq": 128},
+    "forward": {"batch": 8, "seq": 128},
+    "train": {"batch": 8, "seq": 128, "steps": 4},
+    "memories": {"tokens": 2**16, "batch": 16, "seq": 128},
+    "attribution": {"prompts": 4, "steps": 10},
+    "tracing": {"seq": 12, "samples": 4},
+    "covariance": {"batches": 8, "batch": 8, "seq": 128},
 }
 MARK = "BENCHMARK_ROW "
 COLUMNS = (("benchmark", 16), ("throughput", 24), ("model GFLOP/s", 13), ("peak GFLOP/s", 12), ("ratio", 6),
@@ -46,11 +48,10 @@ def parse_only(text: str | None) -> list[str]:
 
 def worker(name: str, options: dict) -> None:
     """In the child: run one benchmark and print its row as one JSON line after ``MARK``."""
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
     load = os.getloadavg()[0]
     result = importlib.import_module(f"benchmarks.{name}").measure(**options)
-    print(MARK + json.dumps({"benchmark": name, "options": options, "load_average": load, **result}), flush=True)
+    row = {"benchmark": name, "options": options, "load_average": load, **result}
+    print(MARK + json.dumps(row, default=lambda x: x.item() if hasattr(x, "item") else str(x)), flush=True)
 
 
 def run_one(name: str, options: dict) -> dict:
