@@ -13,16 +13,80 @@ import sys
 import time
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+if __name__ == "__main__":  # run as a script, sys.path[0] is benchmarks/: import from the repository root instead
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import common  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 
 import ffnkv  # noqa: E402
 from analysis import attribution as A  # noqa: E402
+from benchmarks import common  # noqa: E402
+
+
+def backward_flops_per_token(cfg, seq: int, layer: int) -> float:
+    """Matmul FLOPs per token of the gradient of the output with respect to ``layer``'s FFN coefficients.
+
+    Activations only (no weight gradients): the unembedding 2·D·V; every later layer j once more its forward
+    (each y = x·W needs dx = dy·Wᵀ) except attention scores, twice (QKᵀ and AV each need two products); and
+    ``layer``'s own value matrix 2·D·F (the coefficients sit right before it).
+    """
+    p, has_ffn = common.flops_parts(cfg, seq), [float(h) for h in cfg.has_ffn_L()]
+    later = sum(p["proj"] + 2 * p["scores"] + has_ffn[j] * p["ffn"] for j in range(layer + 1, cfg.n_layers))
+    return p["unembed"] + later + has_ffn[layer] * 2 * cfg.d_model * cfg.width
+
+
+def prompt_flops(cfg, seq: int, steps: int, rule: str) -> float:
+    """Model FLOPs of one prompt's attributions: T·Σ_l [K·(f + b_l) + f] + T·f.
+
+    f = ``common.forward_flops_per_token``, b_l = :func:`backward_flops_per_token`; for each of the L layers
+    K gradient evaluations (K = m nodes, m + 1 for the trapezoid rule) and one forward for P(α=0); plus one
+    forward for P(α=1).
+    """
+    nodes, f = len(A.riemann_nodes(steps, rule)[0]), common.forward_flops_per_token(cfg, seq)
+    return seq * (sum(nodes * (f + backward_flops_per_token(cfg, seq, l)) + f for l in range(cfg.n_layers)) + f)
+
+
+def _loop_seconds(params, cfg, enc, steps, rule, seq) -> float:
+    """The reference-code pattern: one jitted call per (prompt, layer), its m scaled activations as a batch."""
+    alphas, weights = (jnp.asarray(a) for a in A.riemann_nodes(steps, rule))
+
+    @jax.jit
+    def layer_call(tokens_T, pos, gold, layer):
+        grad = jax.grad(lambda s: A.gold_prob(params, cfg, tokens_T, pos, gold,
+                                              ffnkv.Hooks(ffn_scale=A._scale_at(layer, pos, s, cfg.n_layers, seq))))
+        return weights @ jax.vmap(lambda a: grad(jnp.full((cfg.width,), a)))(alphas)
+
+    def loop():
+        items = zip(enc["tokens"], enc["predict_pos"], enc["target"])
+        return [layer_call(jnp.asarray(t), p, g, layer) for t, p, g in items for layer in range(cfg.n_layers)]
+    return common.seconds(loop, repeats=3)
+
+
+def measure(ffn: str = "relu", prompts: int = 8, seq: int = 16, steps: int = 20, rule: str = "midpoint",
+            batch: int = 2, compare: bool = False) -> dict:
+    """Prompts/s of ``analysis.attribution.integrated_gradients`` (all layers) on random prompts; FLOPs per
+    prompt: :func:`prompt_flops`. ``compare`` adds the per-(prompt, layer) loop's prompts/s."""
+    cfg = ffnkv.ModelConfig(vocab_size=4096, d_model=256, n_layers=4, n_heads=4, d_ff=1024, ffn=ffn, max_len=seq)
+    params = ffnkv.init_params(jax.random.key(0), cfg)
+    rng = np.random.default_rng(0)
+    enc = {"tokens": rng.integers(0, cfg.vocab_size, (prompts, seq)).astype(np.int32),
+           "predict_pos": np.full(prompts, seq - 1, np.int32),
+           "target": rng.integers(0, cfg.vocab_size, prompts).astype(np.int32)}
+    start = time.perf_counter()
+    result = A.integrated_gradients(params, cfg, enc, steps, rule, batch)
+    first = time.perf_counter() - start
+    peaks = [common.matmul_peak_flops()]
+    secs = common.timed(lambda: A.integrated_gradients(params, cfg, enc, steps, rule, batch)["attr"], repeats=3)
+    peaks.append(common.matmul_peak_flops())
+    extras = {}
+    if compare:
+        loop_s = _loop_seconds(params, cfg, enc, steps, rule, seq)
+        extras = {"loop_prompts_per_s": prompts / loop_s, "speedup_vs_loop": loop_s / secs}
+    return common.row("attribution", "prompts", prompts, secs, prompts * prompt_flops(cfg, seq, steps, rule), peaks,
+                      ffn=ffn, seq=seq, steps=steps, rule=rule, batch=batch, first_call_s=first,
+                      completeness_relative_error=result["completeness"]["relative_error"], **extras)
 
 
 def main() -> None:
@@ -34,40 +98,18 @@ def main() -> None:
     parser.add_argument("--rule", default="midpoint", choices=A.RULES)
     parser.add_argument("--batch", type=int, default=2, help="prompts in flight (lax.map batch_size)")
     parser.add_argument("--compare", action="store_true")
-    args = parser.parse_args()
-    cfg = ffnkv.ModelConfig(vocab_size=4096, d_model=256, n_layers=4, n_heads=4, d_ff=1024, ffn=args.ffn,
-                            max_len=args.seq)
-    params = ffnkv.init_params(jax.random.key(0), cfg)
-    rng = np.random.default_rng(0)
-    enc = {"tokens": rng.integers(0, cfg.vocab_size, (args.prompts, args.seq)).astype(np.int32),
-           "predict_pos": np.full(args.prompts, args.seq - 1, np.int32),
-           "target": rng.integers(0, cfg.vocab_size, args.prompts).astype(np.int32)}
-    start = time.perf_counter()
-    result = A.integrated_gradients(params, cfg, enc, args.steps, args.rule, args.batch)
-    first = time.perf_counter() - start
-    secs = common.seconds(lambda: A.integrated_gradients(params, cfg, enc, args.steps, args.rule, args.batch)["attr"],
-                          repeats=3)
-    print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}  ffn={args.ffn}  prompts={args.prompts} "
-          f"seq={args.seq} steps={args.steps} rule={args.rule}")
-    print(f"integrated gradients, all {cfg.n_layers} layers: {secs / args.prompts * 1e3:.1f} ms/prompt "
-          f"({secs:.2f} s for {args.prompts} prompts; first call incl. compile {first:.1f} s)")
-    print(f"completeness: {result['completeness']}")
-    if args.compare:
-        alphas, weights = (jnp.asarray(a) for a in A.riemann_nodes(args.steps, args.rule))
-
-        @jax.jit
-        def layer_call(tokens_T, pos, gold, layer):
-            grad = jax.grad(lambda s: A.gold_prob(params, cfg, tokens_T, pos, gold,
-                                                  ffnkv.Hooks(ffn_scale=A._scale_at(layer, pos, s, cfg.n_layers, args.seq))))
-            return weights @ jax.vmap(lambda a: grad(jnp.full((cfg.width,), a)))(alphas)
-
-        def loop():
-            return [layer_call(jnp.asarray(t), p, g, layer) for t, p, g in zip(enc["tokens"], enc["predict_pos"], enc["target"])
-                    for layer in range(cfg.n_layers)]
-        loop_secs = common.seconds(loop, repeats=3)
-        print(f"per-(prompt, layer) calls: {loop_secs / args.prompts * 1e3:.1f} ms/prompt "
-              f"(batched program is {loop_secs / secs:.2f}x faster)")
-    print(f"peak host memory: {common.peak_rss_mib():.0f} MiB")
+    r = measure(**vars(parser.parse_args()))
+    secs, n = r["seconds"], r["units"]
+    print(f"device: {r['device']}  ffn={r['ffn']}  prompts={n} seq={r['seq']} steps={r['steps']} rule={r['rule']}")
+    print(f"integrated gradients, all 4 layers: {secs / n * 1e3:.1f} ms/prompt "
+          f"({secs:.2f} s for {n} prompts; first call incl. compile {r['first_call_s']:.1f} s)")
+    print(f"model {r['model_flops_per_s'] / 1e9:.1f} GFLOP/s / matmul peak {r['peak_flops_per_s'] / 1e9:.1f} GFLOP/s "
+          f"= {r['ratio_to_peak']:.1%}")
+    print(f"completeness relative error: {r['completeness_relative_error']:.2e}")
+    if "loop_prompts_per_s" in r:
+        print(f"per-(prompt, layer) calls: {1e3 / r['loop_prompts_per_s']:.1f} ms/prompt "
+              f"(batched program is {r['speedup_vs_loop']:.2f}x faster)")
+    print(f"peak host memory: {r['peak_rss_mib']:.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Shared benchmark helpers: timing, the machine's jit f32 matmul peak, model FLOP counts, peak memory."""
+"""Shared benchmark helpers: timing, the machine's jit f32 matmul peak, model FLOP counts, memory, result rows."""
 from __future__ import annotations
 
 import resource
@@ -11,6 +11,11 @@ import jax.numpy as jnp
 def seconds(fn, *args, repeats: int = 5) -> float:
     """Median wall time of ``fn(*args)`` after one warm-up (compilation) call, blocking on the result."""
     jax.block_until_ready(fn(*args))
+    return timed(fn, *args, repeats=repeats)
+
+
+def timed(fn, *args, repeats: int = 1) -> float:
+    """Median wall time of ``fn(*args)`` over ``repeats`` calls (no warm-up: the caller compiled already)."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -26,19 +31,50 @@ def matmul_peak_flops(n: int = 2048, dtype=jnp.float32) -> float:
     return 2 * n**3 / seconds(jax.jit(jnp.matmul), a, b)
 
 
-def forward_flops_per_token(cfg, seq_len: int) -> float:
-    """Matmul FLOPs of one token's forward pass: 2 × (weights touched) + attention scores and mixing.
+def flops_parts(cfg, seq_len: int) -> dict:
+    """Matmul FLOPs per token (a multiply-add counts 2) of the pieces of the forward pass.
 
-    Per layer: Q, K, V, O projections 2·D·(H + 2G + H)·d_head; FFN 2·D·F·(3 if swiglu else 2) in layers that
-    have one; attention 2·2·T·D (QKᵀ and AV over all T keys — the causal half is computed too). Plus the
-    unembedding 2·D·V. Norms, softmaxes and activations are not counted.
+    ``proj``: one layer's Q, K, V, O projections 2·D·(H + 2G + H)·d_head; ``scores``: one layer's QKᵀ and AV
+    over all T keys, 2·2·T·D (the causal half is computed too); ``ffn``: one FFN layer 2·D·F·(3 if swiglu
+    else 2); ``unembed``: 2·D·V. Norms, softmaxes and activations are not counted.
     """
-    D, dh = cfg.d_model, cfg.head_dim
-    attn = 2 * D * dh * (2 * cfg.n_heads + 2 * cfg.kv_heads) + 4 * seq_len * D
-    ffn = 2 * D * cfg.width * (3 if cfg.ffn == "swiglu" else 2)
-    return cfg.n_layers * attn + float(cfg.has_ffn_L().sum()) * ffn + 2 * D * cfg.vocab_size
+    D = cfg.d_model
+    return {"proj": 2 * D * cfg.head_dim * (2 * cfg.n_heads + 2 * cfg.kv_heads), "scores": 4 * seq_len * D,
+            "ffn": 2 * D * cfg.width * (3 if cfg.ffn == "swiglu" else 2), "unembed": 2 * D * cfg.vocab_size}
+
+
+def forward_flops_per_token(cfg, seq_len: int, logits: bool = True) -> float:
+    """Matmul FLOPs of one token's forward pass: L·(proj + scores) + (FFN layers)·ffn + unembed
+    (:func:`flops_parts`). ``logits=False`` leaves out the unembedding, for programs that only read
+    activations (XLA drops the unused logits as dead code)."""
+    p = flops_parts(cfg, seq_len)
+    return (cfg.n_layers * (p["proj"] + p["scores"]) + float(cfg.has_ffn_L().sum()) * p["ffn"]
+            + (p["unembed"] if logits else 0))
 
 
 def peak_rss_mib() -> float:
     """Peak resident memory of this process so far (host memory; on CPU this includes device buffers)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def device_peak_mib() -> float | None:
+    """Peak bytes in use on the default device, where the backend reports it (GPU/TPU; None on CPU)."""
+    stats = jax.devices()[0].memory_stats() or {}
+    return stats["peak_bytes_in_use"] / 2**20 if "peak_bytes_in_use" in stats else None
+
+
+def row(name: str, what: str, units: float, secs: float, flops: float | None, peaks: list[float], **extras) -> dict:
+    """One benchmark result: ``units`` of ``what`` done in ``secs`` timed seconds, costing ``flops`` model FLOPs.
+
+    ``peaks`` are matmul-peak measurements taken in the same process (before and after the timed work); the
+    best is the reference, since a shared machine can only depress it. The ratio is model FLOP/s ÷ that peak.
+    """
+    flops = None if flops is None else float(flops)
+    model = None if flops is None else flops / secs
+    peak = max(peaks)
+    return {"name": name, "what": what, "units": units, "seconds": float(secs), "throughput": units / secs,
+            "unit": f"{what}/s", "model_flops": flops, "model_flops_per_s": model, "peak_flops_per_s": peak,
+            "ratio_to_peak": None if model is None else model / peak, "peak_rss_mib": peak_rss_mib(),
+            "device_peak_mib": device_peak_mib(),
+            "device": f"{jax.devices()[0].device_kind} x{jax.device_count()}", **extras}
+

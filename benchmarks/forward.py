@@ -9,12 +9,30 @@ import argparse
 import sys
 from pathlib import Path
 
-import jax
+if __name__ == "__main__":  # run as a script, sys.path[0] is benchmarks/: import from the repository root instead
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+import jax  # noqa: E402
 
 import ffnkv  # noqa: E402
+from benchmarks import common  # noqa: E402
+
+
+def measure(ffn: str = "relu", batch: int = 16, seq: int = 256, repeats: int = 5) -> dict:
+    """Tokens/s of the jitted forward pass (logits) on a ``batch`` × ``seq`` batch of random tokens.
+
+    Model FLOPs = ``common.forward_flops_per_token(cfg, seq)`` × batch · seq (matmuls only).
+    """
+    cfg = ffnkv.ModelConfig(vocab_size=4096, d_model=256, n_layers=4, n_heads=4, d_ff=1024, ffn=ffn, max_len=seq)
+    params = ffnkv.init_params(jax.random.key(0), cfg)
+    tokens = jax.random.randint(jax.random.key(1), (batch, seq), 0, cfg.vocab_size)
+    run = jax.jit(lambda p, t: ffnkv.forward(p, t, cfg).logits)
+    peaks = [common.matmul_peak_flops()]
+    secs = common.seconds(run, params, tokens, repeats=repeats)
+    peaks.append(common.matmul_peak_flops())
+    n_tokens = batch * seq
+    return common.row("forward", "tokens", n_tokens, secs, common.forward_flops_per_token(cfg, seq) * n_tokens, peaks,
+                      ffn=ffn, batch=batch, seq=seq)
 
 
 def main() -> None:
@@ -22,20 +40,12 @@ def main() -> None:
     parser.add_argument("--ffn", default="relu", choices=ffnkv.FFN_KINDS)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seq", type=int, default=256)
-    args = parser.parse_args()
-    cfg = ffnkv.ModelConfig(vocab_size=4096, d_model=256, n_layers=4, n_heads=4, d_ff=1024, ffn=args.ffn,
-                            max_len=args.seq)
-    params = ffnkv.init_params(jax.random.key(0), cfg)
-    tokens = jax.random.randint(jax.random.key(1), (args.batch, args.seq), 0, cfg.vocab_size)
-    run = jax.jit(lambda p, t: ffnkv.forward(p, t, cfg).logits)
-    secs = common.seconds(run, params, tokens)
-    n_tokens = args.batch * args.seq
-    achieved = common.forward_flops_per_token(cfg, args.seq) * n_tokens / secs
-    peak = common.matmul_peak_flops()
-    print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}  ffn={args.ffn}  batch={args.batch} seq={args.seq}")
-    print(f"forward: {n_tokens / secs:,.0f} tokens/s  ({secs * 1e3:.1f} ms/batch)")
-    print(f"achieved {achieved / 1e9:.1f} GFLOP/s / matmul peak {peak / 1e9:.1f} GFLOP/s = {achieved / peak:.1%}")
-    print(f"peak host memory: {common.peak_rss_mib():.0f} MiB")
+    r = measure(**vars(parser.parse_args()))
+    print(f"device: {r['device']}  ffn={r['ffn']}  batch={r['batch']} seq={r['seq']}")
+    print(f"forward: {r['throughput']:,.0f} tokens/s  ({r['seconds'] * 1e3:.1f} ms/batch)")
+    print(f"achieved {r['model_flops_per_s'] / 1e9:.1f} GFLOP/s / matmul peak {r['peak_flops_per_s'] / 1e9:.1f} "
+          f"GFLOP/s = {r['ratio_to_peak']:.1%}")
+    print(f"peak host memory: {r['peak_rss_mib']:.0f} MiB")
 
 
 if __name__ == "__main__":

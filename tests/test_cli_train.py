@@ -84,3 +84,12 @@ def test_compare_two_kinds(tmp_path, capsys):
     assert main(args) == 0  # resumes: both runs are complete, the summary is rebuilt
     assert json.loads((out / "compare.json").read_text())["kinds"]["none"] == rows["none"]
     assert main(["compare", "--kinds", "relu,maxout", "--out", str(out)]) == 2
+
+
+def test_presets_by_name_and_a_missing_config_names_them():
+    from ffnkv.errors import ConfigError
+    from train.config import load_config_file
+
+    assert load_config_file("facts").data.kind == "facts" and load_config_file("condcomp").model.n_layers == 2
+    with pytest.raises(ConfigError, match="preset name \\(condcomp, facts, text\\)"):
+        load_config_file("no_such_config.py")

@@ -63,7 +63,7 @@ def _edit(out, p):
 def _editability(out, p):
     return [["editability", "--out", str(out / "editability")]
             + _q(p, ["--steps", "250", "--n-entities", "32", "--n-edits", "12", "--n-unrelated", "30",
-                     "--trace-facts", "8", "--neuron-facts", "4"],
+                     "--trace-facts", "20", "--neuron-facts", "4"],
                     ["--kinds", "relu", "--steps", "100", "--n-entities", "8", "--n-edits", "3", "--n-unrelated", "4",
                      "--trace-facts", "4", "--neuron-facts", "2", "--d-model", "32", "--n-layers", "2"])]
 
