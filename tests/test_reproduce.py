@@ -5,6 +5,7 @@ import pytest
 
 from ffnkv.cli import main
 from ffnkv.commands import _reproduce_claims as C
+from ffnkv.commands._reproduce_stages import STAGES as STAGE_DEFS
 from ffnkv.commands._reproduce_stages import Stage
 from ffnkv.commands.reproduce import run_stage
 
@@ -19,8 +20,8 @@ def test_smoke_profile_writes_a_report_from_its_outputs_and_resumes(tmp_path, ca
     assert (out / "report.html").read_text().startswith("<!doctype html>")
     for name in STAGES.split(","):
         assert json.loads((out / "stages" / f"{name}.json").read_text())["status"] == "done"
-        assert f"| {name} | done |" in report
-    assert "| editability | not run |" in report
+        assert f"| {name} | {STAGE_DEFS[name].title} | done |" in report
+    assert "| not run |" in report.split("| editability |")[1].split("\n")[0]
     compare = json.loads((out / "condcomp" / "compare.json").read_text())
     sum_relu = compare["kinds"]["relu"]["accuracy"]["SUM"]
     claims = json.loads((out / "claims.json").read_text())
@@ -80,3 +81,11 @@ def test_edit_and_knowledge_neuron_rules():
     attr["summary"]["effects_mean"]["x2_own"] = -0.1
     attr["summary"]["layer_counts"] = [9, 1, 0, 0]
     assert [c["verdict"] for c in C.dai(attr, 4)] == ["partial", "fails"]
+
+
+def test_value_projection_claim_with_and_without_knowledge_neurons():
+    from ffnkv.commands._reproduce_sections import _value_claim
+
+    assert _value_claim({"gold_rank_median": 10.0, "random_neuron_gold_rank_median": 500.0})["verdict"] == "holds"
+    assert _value_claim({"gold_rank_median": 900.0, "random_neuron_gold_rank_median": 500.0})["verdict"] == "fails"
+    assert _value_claim({"gold_rank_median": None, "random_neuron_gold_rank_median": 500.0})["verdict"] == "n/a"

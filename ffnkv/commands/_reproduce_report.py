@@ -16,15 +16,15 @@ def _load(path: Path):
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _stage_table(out: Path, names) -> list[str]:
-    lines = ["| stage | status | seconds |", "|---|---|---|"]
+def _stage_table(out: Path, stages: dict) -> list[str]:
+    lines = ["| stage | what | status | seconds |", "|---|---|---|---|"]
     total = 0.0
-    for name in names:
+    for name, stage in stages.items():
         rec = _load(out / "stages" / f"{name}.json") or {"status": "not run"}
         total += rec.get("seconds", 0.0)
         status = rec["status"] + (f": {rec['why']}" if "why" in rec else "")
-        lines.append(f"| {name} | {status} | {rec.get('seconds', '—')} |")
-    lines.append(f"| **total** | | **{total:.0f}** |")
+        lines.append(f"| {name} | {stage.title} | {status} | {rec.get('seconds', '—')} |")
+    lines.append(f"| **total** | | | **{total:.0f}** |")
     return lines
 
 

@@ -33,8 +33,9 @@ _SMOKE_MEMORIES = ["--max-tokens", "2000", "--clusters", "4"]
 
 
 def _condcomp(out, p):
-    return [["compare", "--out", str(out / "condcomp"), "--no-progress"] + _q(p, [], ["--kinds", "relu,none", "--set", "steps=60", "--set", "model.d_model=32", "--set", "model.d_ff=64",
-                                "--set", "data.n_eval=128", "--set", "eval_every=30"])]
+    smoke = ["--kinds", "relu,none", "--set", "steps=60", "--set", "model.d_model=32", "--set", "model.d_ff=64",
+             "--set", "data.n_eval=128", "--set", "eval_every=30"]
+    return [["compare", "--out", str(out / "condcomp"), "--no-progress"] + _q(p, [], smoke)]
 
 
 def _specialise(out, p):

@@ -1,4 +1,4 @@
-"""Reproduce the whole study with one command: ``ffnkv reproduce [--quick] [--out runs/reproduce]``.
+"""Reproduce the whole study with one command: ``ffnkv reproduce [--quick] [--out DIR]``.
 
 Stages, in order (each one is an ordinary ffnkv command on a run dir under ``--out``):
 ``condcomp`` (train every FFN kind on conditional computation: ``ffnkv compare``), ``specialise``
@@ -6,7 +6,7 @@ Stages, in order (each one is an ordinary ffnkv command on a run dir under ``--o
 2021/2022 on it), ``knowledge`` (knowledge neurons and causal tracing), ``edit`` (ROME and MEMIT on it),
 ``editability`` (facts LMs for relu/gelu/swiglu/softmax, traced, attributed and edited: one table), ``text``
 (an LM on local text and Geva's analyses on it), ``minilm`` and ``smollm2`` (the real pretrained models, when
-the ``all`` extra is installed). A finished stage leaves ``stages/<name>.json``; re-running skips it, and an
+the ``models`` or ``all`` extra is installed). A finished stage leaves ``stages/<name>.json``; re-running skips it, and an
 interrupted stage resumes its training from the last checkpoint. ``report.md`` (and ``report.html``) is
 rewritten at the end from the stages' JSON outputs: every section with its figures and numbers, and the
 claims table.
@@ -82,9 +82,10 @@ def run_stage(stage, out: Path, profile: str) -> dict:
 
 
 def run(args) -> int:
+    import sys
+
     from ffnkv.commands._reproduce_report import write_report
     from ffnkv.commands._reproduce_stages import STAGES
-
     from ffnkv.errors import FfnkvError
 
     if args.quick and args.profile not in (None, "quick"):
@@ -106,7 +107,7 @@ def run(args) -> int:
         record = run_stage(STAGES[name], out, profile)
         if record["status"] == "failed":
             print(f"ffnkv reproduce: stage {name!r} failed (exit code {record['exit_code']}); fix the error above "
-                  "and re-run the same command to resume.")
+                  "and re-run the same command to resume.", file=sys.stderr)
             return 1
         _write_json(marker, record)
         if record["status"] == "skipped":
