@@ -1,7 +1,7 @@
 """The claims table of ``ffnkv reproduce``: each claim of the literature, the paper's figure, ours, a verdict.
 
-Every verdict is a rule over numbers the run computed (stated in ``rule``); a claim whose stage did not run
-is reported as "not run". Paper figures are the published ones (GPT-2 XL / GPT-J / BERT scale models), so
+Every verdict is a rule over numbers the run computed (stated in ``rule``); the claims of a stage that did
+not finish are absent, and the report's stage table says why. Paper figures are the published ones (GPT-2 XL / GPT-J / BERT scale models), so
 "ours" differs in scale by design: the verdict asks whether the *qualitative* claim holds on our models.
 """
 from __future__ import annotations
