@@ -1,6 +1,6 @@
 """The stages of ``ffnkv reproduce``: each is a list of ffnkv command lines on run dirs under ``out``.
 
-The quick profile shrinks every stage to fit about 12 minutes on 2 CPU cores (fewer steps, facts, tokens and
+The quick profile shrinks every stage to fit about 13 minutes on 2 CPU cores (fewer steps, facts, tokens and
 edits); the full profile runs every command at its own defaults; the smoke profile (for the tests) makes every
 stage take seconds and says nothing about the science.
 """

@@ -20,11 +20,11 @@ from pathlib import Path
 from ffnkv.commands._reproduce_stages import PROFILES
 
 NAME = "reproduce"
-HELP = "run every training and analysis of the study (--quick: ~12 min on 2 CPU cores) and write report.md"
+HELP = "run every training and analysis of the study (--quick: ~13 min on 2 CPU cores) and write report.md"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--quick", action="store_true", help="the small profile (about 12 minutes on 2 CPU cores); "
+    parser.add_argument("--quick", action="store_true", help="the small profile (about 13 minutes on 2 CPU cores); "
                         "same as --profile quick")
     parser.add_argument("--profile", default=None, choices=PROFILES,
                         help="full (default: every command's own defaults), quick, or smoke (seconds; for tests)")
