@@ -21,6 +21,13 @@ def _missing(title: str, stage: str) -> tuple[str, list]:
     return f"## {title}\n\nNot run: stage `{stage}` has not finished (see the stage table).\n", []
 
 
+def _run(run: Path):
+    """A run dir's ModelConfig and metrics records."""
+    from ffnkv.io.run import load_config, load_metrics
+
+    return load_config(run)[1], load_metrics(run)
+
+
 def _md_table(header: list[str], rows: list[list]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
            ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -55,10 +62,8 @@ def facts(out: Path):
     run = out / "facts"
     if not (run / "metrics.jsonl").is_file():
         return _missing(title, "facts")
-    from ffnkv.io.run import load_config, load_metrics
-
-    _, cfg = load_config(run)
-    last = [r for r in load_metrics(run) if "eval/train_fact_acc" in r][-1]
+    cfg, recs = _run(run)
+    last = [r for r in recs if "eval/train_fact_acc" in r][-1]
     text = [f"## {title}", "", f"{cfg.n_layers} layers, d_model {cfg.d_model}, {cfg.ffn} FFN d_ff {cfg.d_ff}, "
             f"{last['step']} steps: training-fact accuracy **{last['eval/train_fact_acc']:.3f}**, held-out "
             f"paraphrase accuracy **{last['eval/paraphrase_acc']:.3f}**.", ""]
@@ -135,10 +140,7 @@ def text_lm(out: Path):
     run = out / "text"
     if not (run / "metrics.jsonl").is_file():
         return _missing(title, "text")
-    from ffnkv.io.run import load_config, load_metrics
-
-    _, cfg = load_config(run)
-    recs = load_metrics(run)
+    cfg, recs = _run(run)
     ev = [r for r in recs if "eval/loss" in r][-1]
     tr = [r["loss"] for r in recs if "loss" in r][-5:]
     body, claims = memories(out, run / "analysis" / "memories", "text LM", cfg.width)
