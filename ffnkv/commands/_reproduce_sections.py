@@ -177,8 +177,8 @@ def pretrained(out: Path):
                  f"{smol['facts']['correct']}/{smol['facts']['probed']} probe facts answered correctly; "
                  f"{smol['facts']['analysed']} analysed. Knowledge neurons per layer {kn['layer_histogram']}; "
                  f"IG completeness error {_num(kn['completeness_error_mean'], '.2f')}.", "",
-                 *[_fig(out, Path(f) if Path(f).is_absolute() else out / "pretrained/smollm2" / Path(f).name,
-                        "SmolLM2 localisation") for f in smol["files"]], ""]
+                 *[_fig(out, out / "pretrained/smollm2" / Path(f).name, "SmolLM2 localisation") for f in smol["files"]],
+                 ""]
         claims += [C.claim("Dai et al. 2022", "real decoder: suppressing / amplifying knowledge neurons moves p(answer)",
                            "−29.0% / +31.2%", f"{eff['suppress']['own_mean']:+.1%} / {eff['amplify']['own_mean']:+.1%} "
                            f"(unrelated {eff['suppress']['unrelated_mean']:+.1%} / {eff['amplify']['unrelated_mean']:+.1%})",
