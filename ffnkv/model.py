@@ -55,10 +55,11 @@ def init_params(key, cfg) -> dict:
     return params
 
 
-def block(p, x_BTD, has_ffn, hooks: Hooks, cfg, mask_BT=None):
-    """One transformer block (pre- or post-norm); returns the block output and its Acts row."""
+def block(p, x_BTD, has_ffn, hooks: Hooks, cfg, mask_BT=None, kv_cache=None):
+    """One transformer block (pre- or post-norm); returns the block output and its Acts row.
+    ``kv_cache``: see ffnkv.attention.attention (a suffix of positions after a cached prefix)."""
     h_BTD = norm(p["ln1"], x_BTD, cfg) if cfg.prenorm else x_BTD
-    attn_BTD = apply_site(attention(p["attn"], h_BTD, cfg, mask_BT), hooks, "attn_out")
+    attn_BTD = apply_site(attention(p["attn"], h_BTD, cfg, mask_BT, kv_cache), hooks, "attn_out")
     mid_BTD = x_BTD + attn_BTD if cfg.prenorm else norm(p["ln1"], x_BTD + attn_BTD, cfg)
     h_BTD = norm(p["ln2"], mid_BTD, cfg) if cfg.prenorm else mid_BTD
     m_BTF = apply_site(ffn_lib.coefficients(p["ffn"], h_BTD, cfg) * has_ffn, hooks, "ffn")

@@ -1,0 +1,91 @@
+"""forward_from over a cached prefix equals the full forward with the same intervention."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import random_params, small_cfg
+
+import ffnkv
+from ffnkv.model import embed, unembed
+from ffnkv.prefix import forward_from, prefix_cache, suffix
+
+CFGS = {
+    "relu-learned": dict(ffn="relu"),
+    "swiglu-rope-gqa-rms": dict(ffn="swiglu", positional="rope", n_kv_heads=2, norm="rmsnorm", bias=False),
+    "gelu-some-layers": dict(ffn="gelu", ffn_layers=(0, 2)),
+}
+
+
+@pytest.mark.parametrize("name", CFGS)
+def test_from_start_is_forward(name, tokens):
+    cfg = small_cfg(**CFGS[name])
+    params = random_params(cfg)
+    out, cache = prefix_cache(params, tokens, cfg)
+    x = jax.jit(lambda: forward_from(params, cache, cfg, 0, 0, embed(params, tokens, cfg)))()
+    np.testing.assert_allclose(unembed(params, x, cfg), out.logits, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", CFGS)
+def test_patched_suffix_matches_full_forward(name, tokens):
+    """Replace the residual entering block l at position t (the full run: a resid_post patch of block l − 1, or
+    noise on the embedding for l = 0); recomputing only positions ≥ t in blocks ≥ l gives the same logits,
+    with l static (blocks < l left out) or traced (skipped by lax.cond)."""
+    cfg = small_cfg(**CFGS[name])
+    params = random_params(cfg)
+    B, T = tokens.shape
+    S = T - 4
+    _, cache = prefix_cache(params, tokens, cfg)
+    new_BD = jax.random.normal(jax.random.key(3), (B, cfg.d_model))
+
+    def fast(layer, t):
+        return unembed(params, forward_from(params, cache, cfg, layer, t, suffix(cache, layer, t, S).at[:, 0].set(new_BD)), cfg)
+
+    @jax.jit
+    def full(layer, t):
+        at_T = jnp.arange(T) == t
+        noise = at_T[None, :, None] * (new_BD[:, None] - cache.resid[0]) * (layer == 0)
+        rows = (jnp.arange(cfg.n_layers) == layer - 1)[:, None] & at_T[None, :]
+        value = jnp.broadcast_to(new_BD[None, :, None], (cfg.n_layers, B, T, cfg.d_model))
+        hooks = ffnkv.Hooks(embed_add=noise, resid_post_patch_mask=rows[:, None, :, None], resid_post_patch_value=value)
+        return jax.lax.dynamic_slice_in_dim(ffnkv.forward(params, tokens, cfg, hooks).logits, t, S, 1)
+
+    cells = [(layer, t) for layer in range(cfg.n_layers + 1) for t in (0, 2, 4)]
+    got = jax.jit(lambda c: jax.lax.map(lambda lt: fast(lt[0], lt[1]), c))(jnp.asarray(cells, jnp.int32))
+    want = jnp.stack([full(layer, t) for layer, t in cells])
+    np.testing.assert_allclose(got, want, atol=2e-5, rtol=1e-5)
+    for layer, t in ((0, 4), (2, 2), (cfg.n_layers, 0)):
+        np.testing.assert_allclose(jax.jit(fast, static_argnums=0)(layer, t), full(layer, t), atol=2e-5, rtol=1e-5)
+
+
+def test_hooks_on_suffix_and_gradient(tokens):
+    """An FFN scale at (layer, position) on the suffix: value and gradient equal the full forward's."""
+    cfg = small_cfg(ffn="gelu", positional="rope")
+    params = random_params(cfg)
+    B, T = tokens.shape
+    _, cache = prefix_cache(params, tokens, cfg)
+    layer, pos = 1, T - 1
+
+    def full(s_F):
+        scale = jnp.ones((cfg.n_layers, T, cfg.width)).at[layer, pos].set(s_F)
+        return ffnkv.forward(params, tokens, cfg, ffnkv.Hooks(ffn_scale=scale)).logits[:, pos, 0].sum()
+
+    def fast(s_F):
+        scale = jnp.ones((cfg.n_layers, 1, cfg.width)).at[layer, 0].set(s_F)
+        x = forward_from(params, cache, cfg, jnp.int32(layer), pos, suffix(cache, layer, pos, 1),
+                         ffnkv.Hooks(ffn_scale=scale))
+        return unembed(params, x, cfg)[:, 0, 0].sum()
+
+    s = jnp.linspace(0.0, 1.0, cfg.width)
+    fast, full = jax.jit(jax.value_and_grad(fast)), jax.jit(jax.value_and_grad(full))
+    for a, b in zip(fast(s), full(s)):
+        np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_bidirectional_needs_whole_sequence(tokens):
+    cfg = small_cfg(causal=False)
+    params = random_params(cfg)
+    out, cache = prefix_cache(params, tokens, cfg)
+    x = jax.jit(lambda: forward_from(params, cache, cfg, 1, 0, suffix(cache, 1, 0, tokens.shape[1])))()
+    np.testing.assert_allclose(unembed(params, x, cfg), out.logits, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ffnkv.FfnkvError, match="whole sequence"):
+        forward_from(params, cache, cfg, 1, 2, suffix(cache, 1, 2, 3))
