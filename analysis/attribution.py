@@ -17,8 +17,13 @@ every layer's coefficient vector there is patched to α·w̄^l at once, so downs
 them. One path instead of L costs L times less, and completeness then holds for the sum over all layers,
 ``Σ_{l,i} Attr = P(α=1) − P(α=0)``. The pretrained-model study (SmolLM2) uses it.
 
-All layers, all α and all prompts are one jitted program: ``vmap`` over α and layers, ``lax.map`` over
-prompts with ``batch_size`` prompts in flight to bound memory. Selection (§3.2) and the suppression /
+All layers, all α and all prompts are one jitted program: ``vmap`` over α, ``lax.map`` over prompts with
+``batch_size`` prompts in flight to bound memory, the prompts split over the "data" axis of ``mesh``
+(ffnkv.sharding). Only the prediction position's coefficients are scaled, so positions before it and layers
+below l keep their clean values: ``recompute="prefix"`` (default) caches the clean run once per prompt and
+recomputes only the prediction position in layers ≥ l (ffnkv.prefix; bidirectional models recompute every
+position, still only layers ≥ l); ``recompute="full"`` reruns the whole forward for every α, as the reference
+code does (same numbers, kept as the benchmark's baseline). Selection (§3.2) and the suppression /
 amplification experiment (§4.1) follow below; they work on any encoded prompts (real-model prompts too:
 ``tokens`` right-padded, ``predict_pos`` = length − 1).
 """
@@ -30,12 +35,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ffnkv import sharding
 from ffnkv.errors import FfnkvError
 from ffnkv.hooks import Hooks
 from ffnkv.model import forward
+from ffnkv.prefix import forward_from, logits_at, prefix_cache, suffix
 
 RULES = ("left", "right", "midpoint", "trapezoid")
 PATHS = ("layer", "joint")
+RECOMPUTE = ("prefix", "full")
 
 
 def riemann_nodes(steps: int, rule: str = "midpoint") -> tuple[np.ndarray, np.ndarray]:
@@ -102,12 +110,70 @@ def _prompt_ig_joint(params, cfg, alphas_K, weights_K, item):
     return jnp.tensordot(weights_K, grads_KLF, 1), prob(jnp.zeros_like(m_LF))[None], prob(jnp.ones_like(m_LF))
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "steps", "rule", "batch_size", "path"))
-def _ig_all(params, tokens_NT, pos_N, gold_N, mask_NT, cfg, steps, rule, batch_size, path="layer"):
+def _suffix_prob(params, cfg, item):
+    """The prompt's clean cache and ``prob(first_layer, hooks_fn)``: p(gold) recomputing the prediction position
+    (every position for bidirectional models) in layers ≥ ``first_layer``, with ``hooks_fn(S, at)`` giving the
+    hooks on those S positions (``at`` = the prediction position's index among them)."""
+    tokens_T, pos, gold, mask_T = item
+    out, cache = prefix_cache(params, tokens_T[None], cfg, None, mask_T[None])
+    start, S, at = (pos, 1, 0) if cfg.causal else (0, tokens_T.shape[0], pos)
+
+    def prob(first_layer, hooks):
+        x_BSD = forward_from(params, cache, cfg, first_layer, start, suffix(cache, first_layer, start, S), hooks)
+        return jax.nn.softmax(logits_at(params, x_BSD, cfg, at)[0])[gold]
+
+    return prob, S, at, out, cache
+
+
+def _prompt_ig_prefix(params, cfg, alphas_K, weights_K, item):
+    """:func:`_prompt_ig` over the cached clean prefix (module docstring); layers one after another so that
+    each skips the blocks below it."""
+    L, F = cfg.n_layers, cfg.width
+    prob_at, S, at, out, _ = _suffix_prob(params, cfg, item)
+
+    def prob(layer, s_F):
+        scale_LSF = jnp.where(((jnp.arange(L)[:, None] == layer) & (jnp.arange(S) == at))[:, :, None], s_F, 1.0)
+        return prob_at(layer, Hooks(ffn_scale=scale_LSF))
+
+    def layer_ig(layer):
+        grads_KF = jax.vmap(lambda a: jax.grad(prob, argnums=1)(layer, jnp.full((F,), a, jnp.float32)))(alphas_K)
+        return weights_K @ grads_KF, prob(layer, jnp.zeros((F,), jnp.float32))
+
+    attr_LF, p_zero_L = jax.lax.map(layer_ig, jnp.arange(L))
+    tokens_T, pos, gold, _ = item
+    return attr_LF, p_zero_L, jax.nn.softmax(out.logits[0, pos])[gold]
+
+
+def _prompt_ig_joint_prefix(params, cfg, alphas_K, weights_K, item):
+    """:func:`_prompt_ig_joint` over the cached clean prefix: the prediction position only, all layers."""
+    L = cfg.n_layers
+    prob_at, S, at, out, _ = _suffix_prob(params, cfg, item)
+    pos = item[1]
+    m_LF = out.acts.ffn[:, 0, pos]
+    at_LS = jnp.broadcast_to(jnp.arange(S) == at, (L, S))
+
+    def prob(s_LF):
+        return prob_at(0, Hooks(ffn_patch_mask=at_LS[:, None, :, None], ffn_patch_value=(s_LF * m_LF)[:, None, None, :]))
+
+    grads_KLF = jax.vmap(lambda a: jax.grad(prob)(jnp.full_like(m_LF, a)))(alphas_K)
+    p_one = jax.nn.softmax(out.logits[0, pos])[item[2]]
+    return jnp.tensordot(weights_K, grads_KLF, 1), prob(jnp.zeros_like(m_LF))[None], p_one
+
+
+_PROMPT_IG = {("layer", "full"): _prompt_ig, ("joint", "full"): _prompt_ig_joint,
+              ("layer", "prefix"): _prompt_ig_prefix, ("joint", "prefix"): _prompt_ig_joint_prefix}
+
+
+def ig_impl(params, tokens_NT, pos_N, gold_N, mask_NT, cfg, steps, rule, batch_size, path="layer",
+            recompute="prefix", mesh=None):
+    """Un-jitted core of :func:`integrated_gradients` (tests wrap it in ``chex.assert_max_traces``)."""
     alphas_K, weights_K = (jnp.asarray(a) for a in riemann_nodes(steps, rule))
-    one = _prompt_ig_joint if path == "joint" else _prompt_ig
-    fn = functools.partial(one, params, cfg, alphas_K, weights_K)
-    return jax.lax.map(fn, (tokens_NT, pos_N, gold_N, mask_NT), batch_size=batch_size)
+    one = _PROMPT_IG[(path, recompute)]
+    return sharding.sweep(lambda p, item: one(p, cfg, alphas_K, weights_K, item), (tokens_NT, pos_N, gold_N, mask_NT),
+                          mesh, batch_size, (params,))
+
+
+_ig_all = jax.jit(ig_impl, static_argnames=("cfg", "steps", "rule", "batch_size", "path", "recompute", "mesh"))
 
 
 def _mask(enc, cfg):
@@ -128,22 +194,25 @@ def check_prompts(enc, cfg, width_needed=True) -> None:
 
 
 def integrated_gradients(params, cfg, enc, steps: int = 20, rule: str = "midpoint", batch_size: int = 2,
-                         path: str = "layer") -> dict:
+                         path: str = "layer", recompute: str = "prefix", mesh=None) -> dict:
     """Attributions of every (layer, neuron) for every prompt, with the completeness check.
 
     ``enc``: ``tokens`` [N, T], ``predict_pos`` [N] (the position whose logits predict the gold token),
     ``target`` [N] (gold token ids), optionally ``lengths`` [N] (padding mask for bidirectional models).
     ``path``: ``"layer"`` (Dai et al.'s eq. 3, one path per layer) or ``"joint"`` (one path over all layers;
-    module docstring). Returns numpy arrays ``attr`` [N, L, F], ``prob`` [N] (= P(α=1)), ``prob_zero`` [N, P]
-    (= P(α=0) per path: P = L, or 1 for the joint path) and ``completeness`` (see :func:`completeness`).
+    module docstring). ``recompute``: ``"prefix"`` or ``"full"`` (module docstring). ``mesh``: a
+    ffnkv.sharding mesh whose "data" axis splits the prompts (parameters FSDP-split on "model" when it has
+    several devices); ``None`` runs on the default device. Returns numpy arrays ``attr`` [N, L, F], ``prob``
+    [N] (= P(α=1)), ``prob_zero`` [N, P] (= P(α=0) per path: P = L, or 1 for the joint path) and
+    ``completeness`` (see :func:`completeness`).
     """
     check_prompts(enc, cfg)
-    if path not in PATHS:
-        raise FfnkvError(f"integration path {path!r} is not allowed; use one of {PATHS}.")
-    attr, p_zero, prob = _ig_all(params, jnp.asarray(enc["tokens"], jnp.int32), jnp.asarray(enc["predict_pos"], jnp.int32),
-                                 jnp.asarray(enc["target"], jnp.int32), jnp.asarray(_mask(enc, cfg)), cfg, steps, rule,
-                                 min(batch_size, len(enc["tokens"])), path)
-    attr, p_zero, prob = np.asarray(attr), np.asarray(p_zero), np.asarray(prob)
+    if path not in PATHS or recompute not in RECOMPUTE:
+        raise FfnkvError(f"integration path {path!r} / recompute {recompute!r} is not allowed; use one of {PATHS} / {RECOMPUTE}.")
+    arrays = sharding.put_inputs((enc["tokens"], enc["predict_pos"], enc["target"], _mask(enc, cfg)), mesh)
+    attr, p_zero, prob = _ig_all(sharding.put_params(params, mesh), *arrays, cfg, steps, rule,
+                                 min(batch_size, len(enc["tokens"])), path, recompute, mesh)
+    attr, p_zero, prob = sharding.fetch(attr), sharding.fetch(p_zero), sharding.fetch(prob)
     per_path = (attr, cfg.has_ffn_L()) if path == "layer" else (attr.reshape(len(attr), 1, -1), [True])
     return {"attr": attr, "prob": prob, "prob_zero": p_zero, "steps": steps, "rule": rule, "path": path,
             "completeness": completeness(per_path[0], prob, p_zero, per_path[1])}

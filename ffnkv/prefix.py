@@ -20,7 +20,7 @@ from flax import struct
 from ffnkv.attention import keys_values
 from ffnkv.errors import FfnkvError
 from ffnkv.hooks import Acts, Hooks
-from ffnkv.model import Output, block, forward, norm
+from ffnkv.model import Output, block, forward, norm, unembed
 
 
 @struct.dataclass
@@ -94,3 +94,8 @@ def forward_from(params, cache: Cache, cfg, layer, start, x_BSD, hooks: Hooks | 
         def step(x, row):
             return jax.lax.cond(row[0] >= layer, lambda y: apply(*row[1:], y), lambda y: y, x), None
     return jax.lax.scan(step, x_BSD.astype(dtype), xs)[0]
+
+
+def logits_at(params, x_BSD, cfg, index):
+    """Float32 logits ``[B, V]`` of suffix position ``index`` (traced allowed) of ``forward_from``'s output."""
+    return unembed(_cast(params, cfg), jax.lax.dynamic_index_in_dim(x_BSD, index, 1, keepdims=True), cfg)[:, 0]
