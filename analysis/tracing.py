@@ -13,7 +13,15 @@ averaged over the S noise samples). MLP and attention outputs are restored over 
 restores h_t^l while freezing the MLP (or attention) outputs at token t, all layers, at their corrupted values.
 
 The whole grid (kind × token × layer × noise sample) is one jitted program: ``vmap`` over samples, ``lax.map``
-over cells in batches, ``lax.map`` over facts. Restorations are ``Hooks`` patch masks, so no value recompiles.
+over cells, ``lax.map`` over facts split over the "data" axis of ``mesh`` (ffnkv.sharding). Restorations are
+``Hooks`` patch masks, so no value recompiles.
+
+A restoration at token t from layer l on leaves positions < t and layers < l as in the corrupted run, so
+``recompute="prefix"`` (default) caches each corrupted run once and recomputes only positions ≥ t in layers
+≥ l (ffnkv.prefix): a restored state h_t^l enters block l + 1; a restored MLP/attention window starts at its
+lowest layer. Cells are grouped by suffix length (``position_buckets`` lengths, static shapes) and mapped one
+at a time so that the skipped layers are real branches. ``recompute="full"`` reruns the whole corrupted
+forward for every cell and sample (same numbers; the benchmark's baseline).
 """
 from __future__ import annotations
 
@@ -24,9 +32,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from analysis.attribution import check_prompts, gold_prob
+from ffnkv import sharding
 from ffnkv.errors import FfnkvError
 from ffnkv.hooks import Hooks
 from ffnkv.model import forward
+from ffnkv.prefix import forward_from, logits_at, prefix_cache
 
 KINDS = ("resid", "mlp", "attn", "resid_sever_mlp", "resid_sever_attn")
 CATEGORIES = ("first_subject", "middle_subject", "last_subject", "first_subsequent", "further", "last")
@@ -60,7 +70,7 @@ def _cell_hooks(kind, t, layer, noise_TD, clean, corrupt, cfg, window, T):
         attn_out_patch_mask=mask(attn_L), attn_out_patch_value=jnp.where(kind == 2, clean.attn_out, corrupt.attn_out))
 
 
-def _trace_fact(params, cfg, nu, kind_ids, window, samples, cell_batch, layers, item):
+def _trace_fact(params, item, cfg, nu, kind_ids, window, samples, cell_batch, layers):
     tokens_T, pos, gold, s0, s1, key = item
     T, L, D = tokens_T.shape[0], cfg.n_layers, cfg.d_model
     subject_T = (jnp.arange(T) >= s0) & (jnp.arange(T) < s1)
@@ -93,19 +103,88 @@ def _trace_fact(params, cfg, nu, kind_ids, window, samples, cell_batch, layers, 
     return p_clean, p_corrupt_S.mean(), restored_X.reshape(C, T, K)
 
 
+def suffix_groups(T: int, causal: bool, buckets: int) -> dict[int, list[int]]:
+    """Suffix length -> the tokens t whose cells recompute positions [T − length, T): lengths are multiples of
+    ⌈T / buckets⌉ (bidirectional models: the whole sequence)."""
+    if not causal:
+        return {T: list(range(T))}
+    q = -(-T // max(1, buckets))
+    groups: dict[int, list[int]] = {}
+    for t in range(T):
+        groups.setdefault(min(T, -(-(T - t) // q) * q), []).append(t)
+    return groups
+
+
+def _trace_fact_prefix(params, cfg, nu, kind_ids, window, samples, buckets, layers, item):
+    """:func:`_trace_fact` over cached prefixes (module docstring)."""
+    tokens_T, pos, gold, s0, s1, key = item
+    T, L, D = tokens_T.shape[0], cfg.n_layers, cfg.d_model
+    subject_T = (jnp.arange(T) >= s0) & (jnp.arange(T) < s1)
+    noise_STD = nu * jax.random.normal(key, (samples, T, D)) * subject_T[None, :, None]
+    clean_out, clean = prefix_cache(params, tokens_T[None], cfg)
+    p_clean = jax.nn.softmax(clean_out.logits[0, pos])[gold]
+    corrupt_out, corrupt = jax.vmap(lambda z: prefix_cache(params, tokens_T[None], cfg, Hooks(embed_add=z)))(noise_STD)
+    p_corrupt_S = jax.nn.softmax(corrupt_out.logits[:, 0, pos], -1)[:, gold]
+
+    C, K = len(kind_ids), len(layers)
+    restored = jnp.zeros(C * T * K, jnp.float32)
+    for n, ts in suffix_groups(T, cfg.causal, buckets).items():
+        start = T - n
+        cells = np.array([(c, kind, t, l) for c, kind in enumerate(kind_ids) for t in ts for l in layers])
+        index_X = (cells[:, 0] * T + cells[:, 2]) * K + np.searchsorted(np.asarray(layers), cells[:, 3])
+
+        def cell(c, start=start, n=n):
+            kind, t, layer = c
+            resid = (kind == 0) | (kind == 3) | (kind == 4)
+            first = jnp.where(resid, layer + 1, jnp.maximum(layer - window // 2, 0))
+            at_S = jnp.arange(start, T) == t
+            win = window_L(layer, L, window)
+            mlp_L = jnp.where(kind == 1, win, (kind == 3) & (jnp.arange(L) > layer))
+            attn_L = jnp.where(kind == 2, win, (kind == 4) & (jnp.arange(L) > layer))
+            mask = lambda rows_L: (rows_L[:, None] & at_S[None, :])[:, None, :, None]  # noqa: E731  [L,1,S,1]
+            part = lambda a: a[:, :, start:]  # noqa: E731  [L,1,T,D] -> suffix
+
+            def sample(cache, acts, p_corrupt):
+                x_BSD = jax.lax.dynamic_index_in_dim(cache.resid, first, 0, keepdims=False)[:, start:]
+                clean_BSD = jax.lax.dynamic_index_in_dim(clean.resid, first, 0, keepdims=False)[:, start:]
+                x_BSD = jnp.where(resid & at_S[None, :, None], clean_BSD, x_BSD)
+                hooks = Hooks(
+                    mlp_out_patch_mask=mask(mlp_L),
+                    mlp_out_patch_value=jnp.where(kind == 1, part(clean_out.acts.mlp_out), part(acts.mlp_out)),
+                    attn_out_patch_mask=mask(attn_L),
+                    attn_out_patch_value=jnp.where(kind == 2, part(clean_out.acts.attn_out), part(acts.attn_out)))
+                x_BSD = forward_from(params, cache, cfg, first, start, x_BSD, hooks)
+                p = jax.nn.softmax(logits_at(params, x_BSD, cfg, pos - start)[0])[gold]
+                return jnp.where(pos >= start, p, p_corrupt)
+
+            return jax.vmap(sample)(corrupt, corrupt_out.acts, p_corrupt_S).mean()
+
+        values = jax.lax.map(cell, tuple(jnp.asarray(cells[:, i]) for i in (1, 2, 3)))
+        restored = restored.at[index_X].set(values)
+    return p_clean, p_corrupt_S.mean(), restored.reshape(C, T, K)
+
+
 def trace_impl(params, tokens_NT, pos_N, gold_N, s0_N, s1_N, keys_N, nu, cfg, kind_ids, window, samples, cell_batch,
-               layers=None):
+               layers=None, recompute="prefix", mesh=None, position_buckets=8):
     """Un-jitted core (tests wrap it in ``chex.assert_max_traces``); see :func:`causal_trace`."""
     layers = tuple(range(cfg.n_layers)) if layers is None else layers
-    fn = functools.partial(_trace_fact, params, cfg, nu, kind_ids, window, samples, cell_batch, layers)
-    return jax.lax.map(fn, (tokens_NT, pos_N, gold_N, s0_N, s1_N, keys_N))
+    if recompute == "full":
+        fn = functools.partial(_trace_fact, cfg=cfg, nu=nu, kind_ids=kind_ids, window=window, samples=samples,
+                               cell_batch=cell_batch, layers=layers)
+    else:
+        fn = functools.partial(_trace_fact_prefix, cfg=cfg, nu=nu, kind_ids=kind_ids, window=window, samples=samples,
+                               buckets=position_buckets, layers=layers)
+    return sharding.sweep(lambda p, item: fn(p, item=item), (tokens_NT, pos_N, gold_N, s0_N, s1_N, keys_N), mesh,
+                          None, (params,))
 
 
-_trace_jit = jax.jit(trace_impl, static_argnames=("cfg", "kind_ids", "window", "samples", "cell_batch", "layers"))
+_trace_jit = jax.jit(trace_impl, static_argnames=("cfg", "kind_ids", "window", "samples", "cell_batch", "layers",
+                                                  "recompute", "mesh", "position_buckets"))
 
 
 def causal_trace(params, cfg, enc, noise: float | None = None, samples: int = 10, window: int = 10,
-                 kinds=KINDS, seed: int = 0, cell_batch: int = 8, layers=None, keys=None) -> dict:
+                 kinds=KINDS, seed: int = 0, cell_batch: int = 8, layers=None, keys=None, recompute: str = "prefix",
+                 mesh=None) -> dict:
     """Causal traces of every encoded prompt.
 
     ``enc``: ``tokens`` [N, T], ``predict_pos`` [N], ``target`` [N], ``subject_start`` / ``subject_end`` [N]
@@ -113,11 +192,13 @@ def causal_trace(params, cfg, enc, noise: float | None = None, samples: int = 10
     comes from ``keys[n]`` (typed PRNG keys [N]; default ``fold_in(key(seed), n)``). ``layers``: the layers
     l whose states are restored (default all; a subset makes a deep model's grid cheaper). Returns numpy
     ``p_clean`` [N], ``p_corrupt`` [N] and ``restored`` [N, kinds, T, K] (mean restored P[o] for the K
-    ``layers``); positions after ``predict_pos`` are padding.
+    ``layers``); positions after ``predict_pos`` are padding. ``recompute``: ``"prefix"`` or ``"full"`` (module
+    docstring; ``cell_batch`` cells in flight applies to ``"full"``). ``mesh``: a ffnkv.sharding mesh whose
+    "data" axis splits the facts.
     """
     check_prompts(enc, cfg, width_needed=False)
     bad = [k for k in kinds if k not in KINDS]
-    if bad or samples < 1 or window < 1:
+    if bad or samples < 1 or window < 1 or recompute not in ("prefix", "full"):
         raise FfnkvError(f"tracing needs kinds from {KINDS}, samples ≥ 1 and window ≥ 1; got {bad or kinds}, {samples}, {window}.")
     s0, s1 = np.asarray(enc["subject_start"]), np.asarray(enc["subject_end"])
     if ((s0 < 0) | (s1 <= s0) | (s1 > np.asarray(enc["predict_pos"]) + 1)).any():
@@ -131,12 +212,12 @@ def causal_trace(params, cfg, enc, noise: float | None = None, samples: int = 10
         keys = jax.vmap(lambda n: jax.random.fold_in(jax.random.key(seed), n))(jnp.arange(N))
     kind_ids = tuple(KINDS.index(k) for k in kinds)
     T = np.asarray(enc["tokens"]).shape[1]
-    p_clean, p_corrupt, restored = _trace_jit(
-        params, jnp.asarray(enc["tokens"], jnp.int32), jnp.asarray(enc["predict_pos"], jnp.int32),
-        jnp.asarray(enc["target"], jnp.int32), jnp.asarray(s0, jnp.int32), jnp.asarray(s1, jnp.int32), keys,
-        jnp.float32(nu), cfg, kind_ids, int(window), int(samples), int(min(cell_batch, len(kind_ids) * T * len(layers))),
-        layers)
-    return {"p_clean": np.asarray(p_clean), "p_corrupt": np.asarray(p_corrupt), "restored": np.asarray(restored),
+    arrays = sharding.put_inputs((enc["tokens"], enc["predict_pos"], enc["target"], s0, s1), mesh)
+    keys = keys if mesh is None else sharding.put(keys, sharding.replicated(mesh))
+    out = _trace_jit(sharding.put_params(params, mesh), *arrays, keys, jnp.float32(nu), cfg, kind_ids, int(window),
+                     int(samples), int(min(cell_batch, len(kind_ids) * T * len(layers))), layers, recompute, mesh)
+    p_clean, p_corrupt, restored = (sharding.fetch(a) for a in out)
+    return {"p_clean": p_clean, "p_corrupt": p_corrupt, "restored": restored,
             "kinds": list(kinds), "layers": list(layers), "noise": nu, "samples": samples, "window": window,
             "seed": seed}
 
