@@ -73,14 +73,14 @@ def test_flop_formulas_match_xla_count():
 
     pos_N, gold_N = jnp.full((1,), 15, jnp.int32), jnp.zeros((1,), jnp.int32)
     ig = _xla_flops(A._ig_all, params, tokens_NT, pos_N, gold_N, jnp.ones((1, 16), bool), cfg=cfg, steps=5,
-                    rule="midpoint", batch_size=1)
+                    rule="midpoint", batch_size=1, recompute="full")
     _close(attribution.prompt_flops(cfg, 16, 5, "midpoint"), ig)
 
     cells = len(TR.KINDS) * 16
     key_N = jax.random.split(jax.random.key(2), 1)
     trace = _xla_flops(TR._trace_jit, params, tokens_NT, pos_N, gold_N, pos_N - 10, pos_N - 8, key_N,
                        jnp.float32(1.0), cfg=cfg, kind_ids=tuple(range(len(TR.KINDS))), window=1, samples=3,
-                       cell_batch=cells)
+                       cell_batch=cells, recompute="full")
     _close(tracing.grid_flops(cfg, 16, 3), trace)
 
     cfg2 = dataclasses.replace(cfg, n_layers=2)
