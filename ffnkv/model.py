@@ -86,7 +86,7 @@ def unembed(params, x_BTD, cfg):
         x_BTD = norm(params["final_norm"], x_BTD, cfg)
     if "head" in params:  # BERT's MLM transform (Devlin et al. 2019): LayerNorm(gelu(x·W + b))
         h = params["head"]
-        x_BTD = norm(h["norm"], jax.nn.gelu(x_BTD @ h["W"] + h["b"], approximate=cfg.gelu_approximate), cfg)
+        x_BTD = norm(h["norm"], ffn_lib.gelu(x_BTD @ h["W"] + h["b"], cfg.gelu_approximate), cfg)
     W_DV = params["embed"]["tok"].T if cfg.tie_embeddings else params["unembed"]
     logits = ffn_lib.dense(x_BTD, W_DV)
     if "unembed_bias" in params:
@@ -94,11 +94,14 @@ def unembed(params, x_BTD, cfg):
     return logits.astype(jnp.float32)
 
 
-def forward(params, tokens_BT, cfg, hooks: Hooks | None = None, mask_BT=None) -> Output:
+def forward(params, tokens_BT, cfg, hooks: Hooks | None = None, mask_BT=None, *, unroll: bool = False) -> Output:
     """Logits ``[B, T, V]`` and every block's activations; pure, so jit/vmap/grad apply.
 
     ``hooks`` holds interventions as arrays (see ffnkv.hooks); ``mask_BT`` marks real tokens for padded
     bidirectional batches. With ``hooks=None`` and identity hooks the logits are identical.
+    ``unroll=True`` applies the blocks as straight-line code instead of a ``lax.scan`` (same numbers): XLA then
+    keeps no stacked per-layer buffers and drops the Acts nobody reads, which makes training steps much faster
+    on CPU; the scan (the default) compiles faster for deep models and big vmapped analyses.
     """
     if tokens_BT.ndim != 2:
         raise FfnkvError(f"tokens must have shape [batch, time], got shape {tokens_BT.shape}.")
@@ -108,11 +111,19 @@ def forward(params, tokens_BT, cfg, hooks: Hooks | None = None, mask_BT=None) ->
     params = jax.tree.map(lambda w: w.astype(dtype), params)
     hooks = Hooks() if hooks is None else hooks
     x_BTD = embed(params, tokens_BT, cfg, hooks)
-
-    def step(x_BTD, xs):
-        p, has_ffn, layer_hooks = xs
-        return block(p, x_BTD, has_ffn.astype(dtype), layer_hooks, cfg, mask_BT)
-
     layer_hooks = hooks.replace(embed_add=None)
-    x_BTD, acts = jax.lax.scan(step, x_BTD, (params["blocks"], jnp.asarray(cfg.has_ffn_L()), layer_hooks))
+    if unroll:
+        rows = []
+        for layer, has_ffn in enumerate(cfg.has_ffn_L()):
+            at = lambda tree: jax.tree.map(lambda a: a[layer], tree)  # noqa: E731
+            x_BTD, acts = block(at(params["blocks"]), x_BTD, dtype.type(has_ffn), at(layer_hooks), cfg, mask_BT)
+            rows.append(acts)
+        acts = jax.tree.map(lambda *xs: jnp.stack(xs), *rows)
+    else:
+        def step(x_BTD, xs):
+            p, has_ffn, layer_hooks = xs
+            return block(p, x_BTD, has_ffn.astype(dtype), layer_hooks, cfg, mask_BT)
+
+        has_ffn_L = jnp.asarray(cfg.has_ffn_L())
+        x_BTD, acts = jax.lax.scan(step, x_BTD, (params["blocks"], has_ffn_L, layer_hooks))
     return Output(unembed(params, x_BTD, cfg), acts)
