@@ -118,3 +118,12 @@ def load_gguf(path, with_tokenizer: bool = True):
     except KeyError as missing:
         raise FfnkvError(f"{path} lacks the tensor {missing.args[0]!r} that a llama model needs.") from None
     return cfg, params, tokenizer_from_gguf(reader) if with_tokenizer else None
+
+
+def special_tokens(path) -> dict:
+    """``bos_id``, ``eos_id`` (None when absent) and ``add_bos`` from the ``tokenizer.ggml.*`` metadata."""
+    reader = _reader(path)
+    ids = {name: reader.fields.get(f"tokenizer.ggml.{name}_token_id") for name in ("bos", "eos")}
+    add_bos = reader.fields.get("tokenizer.ggml.add_bos_token")
+    return {f"{name}_id": None if f is None else int(f.contents()) for name, f in ids.items()} | \
+        {"add_bos": bool(add_bos.contents()) if add_bos is not None else False}
