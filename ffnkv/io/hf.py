@@ -143,7 +143,10 @@ def llama_from_tensors(hf: dict, tensors: dict) -> tuple[ModelConfig, dict]:
     """Map Llama tensors (``model.layers.{i}...``; ``lm_head.weight`` unless ``tie_word_embeddings``) to ffnkv parameters."""
     t = _strip_prefix(tensors, ("model.",))
     D, H, L = hf["hidden_size"], hf["num_attention_heads"], hf["num_hidden_layers"]
-    if hf.get("hidden_act", "silu") != "silu" or hf.get("rope_scaling") or hf.get("head_dim", D // H) != D // H \
+    rope = hf.get("rope_parameters") or {"rope_theta": hf.get("rope_theta", 10000.0)}  # transformers ≥ 5 | < 5
+    scaled = bool(hf.get("rope_scaling")) or rope.get("rope_type", "default") != "default"
+    if hf.get("hidden_act", "silu") != "silu" or scaled \
+            or hf.get("head_dim", D // H) != D // H \
             or hf.get("attention_bias") or hf.get("mlp_bias"):
         raise FfnkvError("only Llama checkpoints with SiLU, unscaled rope, head_dim = hidden/heads and no biases are supported.")
     tied = bool(hf.get("tie_word_embeddings", False))
@@ -151,7 +154,7 @@ def llama_from_tensors(hf: dict, tensors: dict) -> tuple[ModelConfig, dict]:
                       n_kv_heads=hf.get("num_key_value_heads", H), d_ff=hf["intermediate_size"], ffn="swiglu",
                       max_len=hf.get("max_position_embeddings", 2048), causal=True, positional="rope", norm="rmsnorm",
                       tie_embeddings=tied, bias=False, norm_eps=hf.get("rms_norm_eps", 1e-6),
-                      rope_theta=float(hf.get("rope_theta", 10000.0)))
+                      rope_theta=float(rope.get("rope_theta", 10000.0)))
     W = lambda p: _f32(t[f"{p}.weight"]).T  # noqa: E731  nn.Linear stores [out, in]
     blocks = []
     for i in range(L):
