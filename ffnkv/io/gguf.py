@@ -22,10 +22,14 @@ def _reader(path):
 
     if not Path(path).is_file():
         raise FfnkvError(f"GGUF file {path} does not exist.")
+    with open(path, "rb") as handle:
+        if handle.read(4) != b"GGUF":
+            raise FfnkvError(f"{path} is not a GGUF file (it does not start with 'GGUF'); pass a .gguf model file.")
     try:
         return gguf.GGUFReader(str(path))
-    except (ValueError, OSError) as error:
-        raise FfnkvError(f"{path} is not a readable GGUF file ({error}).") from None
+    except Exception as error:  # gguf raises ValueError/IndexError/OSError for a cut or damaged file
+        detail = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
+        raise FfnkvError(f"{path} is truncated or damaged ({detail}); download or convert it again.") from None
 
 
 def _field(reader, key, default=None):
