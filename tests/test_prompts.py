@@ -44,3 +44,23 @@ def test_bad_records_name_the_prompt():
         encode_prompts(tok, ["a b"], ["a"], [" "])
     with pytest.raises(FfnkvError, match="no BOS"):
         encode_prompts(tok, ["a b"], ["a"], bos=True)
+
+
+def test_attribution_and_tracing_read_the_contract():
+    """Prompts from the loader's tokenizer drive integrated gradients and causal tracing unchanged."""
+    import jax
+
+    from analysis import attribution, tracing
+    from ffnkv import ModelConfig, init_params
+
+    names = ("x", "y", "Ann", "Lee", "lives", "in", "Rome", "Oslo")
+    tok = Tokenizer(names=names)
+    enc = encode_prompts(tok, ["x Ann Lee lives in", "y Lee lives in"], ["Ann Lee", "Lee"], ["Rome", "Oslo"])
+    assert enc.target.tolist() == [6, 7] and enc.subject_start.tolist() == [1, 1]
+    cfg = ModelConfig(vocab_size=len(names), d_model=16, n_layers=2, n_heads=2, d_ff=16, max_len=8)
+    params = init_params(jax.random.key(0), cfg)
+    ig = attribution.integrated_gradients(params, cfg, enc, steps=4)
+    assert ig["attr"].shape == (2, 2, 16) and ig["completeness"]["relative_error"] < 0.05
+    trace = tracing.causal_trace(params, cfg, enc, noise=1.0, samples=2, window=1, kinds=("resid",))
+    assert trace["restored"].shape == (2, 1, 5, 2)
+    np.testing.assert_allclose(trace["p_clean"], ig["prob"], rtol=1e-5)
