@@ -33,36 +33,46 @@ MIN_DROP = 0.2
 MODES = ("zero", "mean")
 
 
-def _intervene(params, tokens_NT, target_N, onehot_KN, mean_LTF, mask_LF, use_mean, cfg):
-    hooks = neuron_mask_hooks(mask_LF[:, None, :], use_mean * mean_LTF)
-    out = forward(params, tokens_NT, cfg, hooks)
+def mask_sweep_impl(params, tokens_NT, masks_SLF, means_LXF, use_mean_S, aux, cfg, score, batch_size, mask_NT=None):
+    """``score(out, aux, cfg)`` of the forward pass with the neurons of each ``masks_SLF[s]`` ablated at every
+    position: zeroed, or set to ``means_LXF`` (X = T per position, or 1) where ``use_mean_S[s]`` = 1.
+
+    The one ablation sweep of the project: every intervention is a row of an array, so the sweep is one
+    compiled program (``lax.map`` in chunks of ``batch_size``); ``score`` (static) reads what a study needs from
+    the ``Output`` and the arrays in ``aux``, e.g. :func:`answer_accuracy` or a masked-token NLL.
+    """
+    def one(xs):
+        mask_LF, use_mean = xs
+        hooks = neuron_mask_hooks(mask_LF[:, None, :], use_mean * means_LXF)
+        return score(forward(params, tokens_NT, cfg, hooks, mask_NT), aux, cfg)
+
+    return jax.lax.map(one, (masks_SLF, use_mean_S.astype(jnp.float32)), batch_size=batch_size)
+
+
+mask_sweep = jax.jit(mask_sweep_impl, static_argnames=("cfg", "score", "batch_size"))
+
+
+def answer_accuracy(out, aux, cfg):
+    """Score for :func:`mask_sweep`: top-1 accuracy at the last position per op ``[K]`` and the mean |m| there per
+    op ``[K, L, F]``; ``aux = (target_N, onehot_KN)``."""
+    target_N, onehot_KN = aux
     correct_N = (out.logits[:, -1].argmax(-1) == target_N).astype(jnp.float32)
     n_K = onehot_KN.sum(1)
-    acc_K = onehot_KN @ correct_N / n_K
     mabs_KLF = jnp.einsum("kn,lnf->klf", onehot_KN, jnp.abs(out.acts.ffn[:, :, -1])) / n_K[:, None, None]
-    return acc_K, mabs_KLF
-
-
-def sweep_impl(params, tokens_NT, target_N, onehot_KN, mean_LTF, mask_SLF, use_mean_S, cfg, batch_size):
-    """Per intervention s (``mask_SLF[s]`` ablated, with means where ``use_mean_S[s]`` = 1, else zeros):
-    accuracy per op ``[S, K]`` and the mean |m| at the answer position per op ``[S, K, L, F]``."""
-    run = lambda xs: _intervene(params, tokens_NT, target_N, onehot_KN, mean_LTF, xs[0], xs[1], cfg)  # noqa: E731
-    return jax.lax.map(run, (mask_SLF, use_mean_S.astype(jnp.float32)), batch_size=batch_size)
-
-
-sweep = jax.jit(sweep_impl, static_argnames=("cfg", "batch_size"))
+    return onehot_KN @ correct_N / n_K, mabs_KLF
 
 
 def padded_sweep(params, tokens_NT, target_N, onehot_KN, mean_LTF, mask_SLF, use_mean_S, cfg, batch_size,
                  multiple: int = 64):
-    """``sweep`` with the interventions padded (no-op rows) to a multiple of ``multiple``, so sweeps of similar
-    size (the dissociation and the hierarchy of one model) share one compiled program."""
+    """Answer accuracy per op ``[S, K]`` and mean |m| ``[S, K, L, F]`` for each intervention, with the interventions
+    padded (no-op rows) to a multiple of ``multiple`` so sweeps of similar size (the dissociation and the
+    hierarchy of one model) share one compiled program."""
     S = mask_SLF.shape[0]
     pad = -S % multiple
     mask_SLF = np.concatenate([np.asarray(mask_SLF, bool), np.zeros((pad,) + mask_SLF.shape[1:], bool)])
     use_mean_S = np.concatenate([np.asarray(use_mean_S, np.float32), np.zeros(pad, np.float32)])
-    acc_SK, mabs_SKLF = sweep(params, tokens_NT, target_N, onehot_KN, jnp.asarray(mean_LTF, jnp.float32),
-                              jnp.asarray(mask_SLF), jnp.asarray(use_mean_S), cfg, batch_size)
+    acc_SK, mabs_SKLF = mask_sweep(params, tokens_NT, jnp.asarray(mask_SLF), jnp.asarray(mean_LTF, jnp.float32),
+                                   jnp.asarray(use_mean_S), (target_N, onehot_KN), cfg, answer_accuracy, batch_size)
     return np.asarray(acc_SK)[:S], np.asarray(mabs_SKLF)[:S]
 
 

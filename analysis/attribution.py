@@ -265,19 +265,22 @@ def refine_neurons(coarse_PLF, share: float = 0.7, target: tuple[int, int] = (2,
 
 
 def knowledge_neurons(attr_NLF, fact_N, threshold: float = 0.2, share: float = 0.7,
-                      target: tuple[int, int] = (2, 5), threshold_step: float = 0.05) -> list[dict]:
+                      target: tuple[int, int] = (2, 5), threshold_step: float = 0.05, exclude_LF=None) -> list[dict]:
     """The knowledge neurons of each fact (prompts grouped by ``fact_N``): ``[{fact, neurons, share, threshold}]``.
 
     Coarse neurons per prompt (:func:`coarse_neurons`), then :func:`refine_neurons`. Where even p = 1 leaves
     more than ``target[1]`` neurons, the coarse threshold rises in ``threshold_step``s (up to 0.95) — our
     extension of Dai et al.'s p adjustment for models whose prompts share many high-attribution neurons.
+    With one prompt per fact the refinement keeps every coarse neuron and only the threshold rule trims.
+    ``exclude_LF`` (e.g. :func:`generic_neurons`) marks neurons that are never selected.
     """
+    keep_LF = True if exclude_LF is None else ~np.asarray(exclude_LF, bool)
     out = []
     for fact in np.unique(fact_N):
         rows = np.flatnonzero(fact_N == fact)
         t = threshold
         while True:
-            coarse = coarse_neurons(attr_NLF[rows], t)
+            coarse = coarse_neurons(attr_NLF[rows], t) & keep_LF
             mask_LF, p = refine_neurons(coarse, share, target)
             if mask_LF.sum() <= target[1] or t + threshold_step > 0.95 + 1e-6:
                 break
@@ -288,6 +291,18 @@ def knowledge_neurons(attr_NLF, fact_N, threshold: float = 0.2, share: float = 0
                     "n_coarse_mean": float(coarse_neurons(attr_NLF[rows], threshold).sum((1, 2)).mean()),
                     "neurons": [[int(layers[i]), int(units[i])] for i in order]})
     return out
+
+
+def generic_neurons(attr_NLF, relation_N, threshold: float = 0.2, min_relations: int = 3) -> np.ndarray:
+    """``[L, F]`` mask of neurons that are coarse neurons for prompts of ≥ ``min_relations`` different relations.
+
+    They express something other than a fact (the answer's position or format); setting them aside is our
+    stand-in for Dai et al.'s refinement across paraphrases where a fact has a single prompt.
+    """
+    coarse_NLF = coarse_neurons(attr_NLF, threshold)
+    relation_N = np.asarray(relation_N)
+    per_relation = np.stack([coarse_NLF[relation_N == r].any(0) for r in np.unique(relation_N)])
+    return per_relation.sum(0) >= min_relations
 
 
 def relation_sharing(neurons_by_fact: list[list[list[int]]], relation_K, min_share: float = 0.5) -> dict:

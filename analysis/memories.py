@@ -1,9 +1,9 @@
 """Feed-forward layers as key-value memories (Geva et al. 2021).
 
 ``FF(x) = f(x·K)·V`` (eq. 2): key k_i (column i of W_in) fires on input patterns, value v_i (row i of W_out)
-is read as a distribution over the next token, ``p_i = softmax(v_i·E)`` (§4), E the output embedding.
-Projections are raw ``x·E`` by default, as in the paper; ``final_norm=True`` applies the model's final
-norm first (the "logit lens" reading). Implemented here:
+is read as a distribution over the next token, ``p_i = softmax(v_i·E)`` (§4), E the output embedding
+(``ffnkv.readout``). Projections are raw ``x·E`` by default, as in the paper; ``final_norm=True`` applies
+the model's final norm first (the logit-lens reading of Geva et al. 2022). Implemented here:
 
 * trigger examples (§3): the top-k prefixes of every key by its coefficient m_i at the prefix's last
   position, as a running top-k merged chunk by chunk (bounded memory, never all coefficients at once);
@@ -26,7 +26,8 @@ import numpy as np
 
 from analysis.stream import stream
 from ffnkv.errors import FfnkvError
-from ffnkv.model import forward, norm
+from ffnkv.model import forward
+from ffnkv.readout import logit_lens
 
 REFINEMENT = ("residual", "ffn", "both", "neither")
 
@@ -38,20 +39,24 @@ def value_vectors(params, cfg):
     return params["blocks"]["ffn"]["W_out"]
 
 
-def project(params, cfg, x_ND, final_norm: bool = False):
-    """Vocabulary logits ``x·E`` (``final_norm``: through the final norm first) for any ``[..., D]``."""
-    if final_norm and cfg.prenorm:
-        x_ND = norm(params["final_norm"], x_ND, cfg)
-    W_DV = params["embed"]["tok"].T if cfg.tie_embeddings else params["unembed"]
-    return (x_ND @ W_DV).astype(jnp.float32)
-
-
 @functools.partial(jax.jit, static_argnames=("cfg", "k", "final_norm"))
 def value_top_tokens(params, cfg, k: int = 10, final_norm: bool = False):
     """Top-k tokens (ids ``[L,F,k]``, logits ``[L,F,k]``) of every value's projection ``v_i·E`` (§4), layer by layer."""
     V_LFD = value_vectors(params, cfg)
-    logits_LFk, ids_LFk = jax.lax.map(lambda v_FD: jax.lax.top_k(project(params, cfg, v_FD, final_norm), k), V_LFD)
+    logits_LFk, ids_LFk = jax.lax.map(lambda v_FD: jax.lax.top_k(logit_lens(params, v_FD, cfg, final_norm), k), V_LFD)
     return ids_LFk, logits_LFk
+
+
+def value_logits(params, cfg, layer: int, neurons, final_norm: bool = True):
+    """``[N, V]`` vocabulary logits of the values ``neurons`` of ``layer`` (Geva et al. 2022, §3: the
+    sub-update's direction read through ``ffnkv.readout.logit_lens``)."""
+    return logit_lens(params, value_vectors(params, cfg)[layer][jnp.asarray(neurons)], cfg, final_norm)
+
+
+def token_rank(params, cfg, layer: int, neurons, token: int, final_norm: bool = True):
+    """Rank (0 = top) of ``token`` in each value's projection ``[N]``: does the value promote it?"""
+    scores_NV = value_logits(params, cfg, layer, neurons, final_norm)
+    return (scores_NV > scores_NV[:, token][:, None]).sum(-1)
 
 
 # ---- trigger examples ----------------------------------------------------------------------------------
@@ -135,7 +140,7 @@ def agreement(value_top1_LF, trigger_index_LFk, targets_NT, key):
 # ---- active memories, zero agreement, refinement -------------------------------------------------------
 def _top1(params, cfg, x_LBTD, final_norm):
     """Top token of each layer's ``[B,T,D]`` slice, one layer at a time (bounds the ``[B,T,V]`` logits)."""
-    return jax.lax.map(lambda x: jnp.argmax(project(params, cfg, x, final_norm), -1), x_LBTD)
+    return jax.lax.map(lambda x: jnp.argmax(logit_lens(params, x, cfg, final_norm), -1), x_LBTD)
 
 
 def zero_agreement(active_XF, value_top1_XF, ffn_top1_X):

@@ -4,9 +4,9 @@ of ablating each set on masked-token prediction (a double dissociation).
 Definitions (Rahman et al. publish no exact protocol, so these are ours):
 * Sparsity: ``analysis.sparsity.layer_sparsity`` per layer (token Gini of |m|, Hurley & Rickard 2009), with
   ``active_fraction`` the share of m > 0 (its ``relu`` rule, used for GELU too).
-* Selectivity of neuron (l, i): Welch's t between its coefficients on NOUN and on VERB tokens, two-sided p
-  from the Student-t CDF with Welch–Satterthwaite degrees of freedom, corrected over all L·F neurons
-  (Bonferroni, and Benjamini–Hochberg as the lenient variant); effect size Cohen's d with the pooled sd.
+* Selectivity of neuron (l, i): Welch's t between its coefficients on NOUN and on VERB tokens, two-sided
+  (``analysis.stats``), corrected over all L·F neurons (Bonferroni, and Benjamini–Hochberg as the lenient
+  variant); effect size Cohen's d with the pooled sd.
   Noun (verb) specialists: Bonferroni-significant with d ≥ d_min (d ≤ −d_min).
 * Ablation: every neuron of a set is zeroed (``m = 0``) or set to its mean over the probe tokens; the
   score is the masked-token negative log-likelihood of the gold word, separately for nouns and verbs.
@@ -15,42 +15,21 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from ffnkv.hooks import neuron_mask_hooks
-from ffnkv.model import forward, norm
-
-
-def welch_t(a_NX, b_MX):
-    """Welch's t, its degrees of freedom and two-sided p-value per column (Welch 1947)."""
-    n, m = a_NX.shape[0], b_MX.shape[0]
-    va, vb = a_NX.var(0, ddof=1) / n, b_MX.var(0, ddof=1) / m
-    t = (a_NX.mean(0) - b_MX.mean(0)) / jnp.sqrt(va + vb + 1e-20)
-    df = (va + vb) ** 2 / (va ** 2 / (n - 1) + vb ** 2 / (m - 1) + 1e-30)
-    p = jax.scipy.special.betainc(df / 2, 0.5, df / (df + t * t))
-    return t, df, p
-
-
-def benjamini_hochberg(p_X, q: float):
-    """Reject mask of the Benjamini–Hochberg step-up procedure at false-discovery rate ``q``."""
-    flat = p_X.reshape(-1)
-    order = jnp.argsort(flat)
-    k = jnp.arange(1, flat.size + 1)
-    passed = flat[order] <= q * k / flat.size
-    cutoff = jnp.max(jnp.where(passed, k, 0))
-    reject = jnp.zeros(flat.size, bool).at[order].set(k <= cutoff)
-    return reject.reshape(p_X.shape)
+from analysis.ablation import mask_sweep
+from analysis.stats import benjamini_hochberg, bonferroni, cohens_d, welch_t
+from ffnkv.norm import norm
 
 
 def selectivity(m_noun_NLF, m_verb_MLF, alpha: float = 0.05, d_min: float = 0.5) -> dict:
     """Per-neuron noun-vs-verb test: t, p, Cohen's d, and the specialist masks (all ``[L, F]``)."""
-    t, df, p = welch_t(m_noun_NLF, m_verb_MLF)
-    n, m = m_noun_NLF.shape[0], m_verb_MLF.shape[0]
-    pooled = jnp.sqrt(((n - 1) * m_noun_NLF.var(0, ddof=1) + (m - 1) * m_verb_MLF.var(0, ddof=1)) / (n + m - 2))
-    d = (m_noun_NLF.mean(0) - m_verb_MLF.mean(0)) / (pooled + 1e-12)
-    bonferroni = p * p.size <= alpha
-    return {"t": t, "p": p, "d": d, "bonferroni": bonferroni, "bh": benjamini_hochberg(p, alpha),
-            "noun": bonferroni & (d >= d_min), "verb": bonferroni & (d <= -d_min)}
+    t, _, p = welch_t(m_noun_NLF, m_verb_MLF)
+    d = cohens_d(m_noun_NLF, m_verb_MLF)
+    strict = bonferroni(p, alpha)
+    return {"t": t, "p": p, "d": d, "bonferroni": strict, "bh": benjamini_hochberg(p, alpha),
+            "noun": strict & (np.asarray(d) >= d_min), "verb": strict & (np.asarray(d) <= -d_min)}
 
 
 def top_k_mask(score_LF, eligible_LF, k: int):
@@ -117,21 +96,26 @@ def fit_mlm_head(h_ND, target_N, E_CD, cfg, steps: int = 150, lr: float = 1e-3, 
     return head, {"val_loss": val_loss, "best_steps": best}
 
 
-def masked_scores(params, cfg, head, E_CD, batch, mask_LF, mean_LF=None):
-    """NLL and top-1 correctness of each masked gold token with the neurons in ``mask_LF`` ablated.
+def masked_token_nll(out, aux, cfg):
+    """Score for ``analysis.ablation.mask_sweep``: NLL and top-1 correctness of each masked gold token.
 
-    ``batch``: tokens [N, T] with one [MASK] per row, ``real`` [N, T], ``pos`` [N], ``target`` [N] (candidate
-    index).
+    ``aux = (head, E_CD, pos_N, target_N)``: one [MASK] per row at ``pos_N``, ``target_N`` a candidate index.
     """
-    hooks = neuron_mask_hooks(mask_LF, mean_LF)
-    out = forward(params, batch["tokens"], cfg, hooks, mask_BT=batch["real"])
-    h_ND = jnp.take_along_axis(out.acts.resid_post[-1], batch["pos"][:, None, None], axis=1)[:, 0]
+    head, E_CD, pos_N, target_N = aux
+    h_ND = jnp.take_along_axis(out.acts.resid_post[-1], pos_N[:, None, None], axis=1)[:, 0]
     logp = jax.nn.log_softmax(mlm_logits(head, E_CD, h_ND, cfg), -1)
-    gold = jnp.take_along_axis(logp, batch["target"][:, None], -1)[:, 0]
-    return -gold, (logp.argmax(-1) == batch["target"])
+    gold = jnp.take_along_axis(logp, target_N[:, None], -1)[:, 0]
+    return -gold, (logp.argmax(-1) == target_N)
 
 
 def ablation_sweep(params, cfg, head, E_CD, batch, masks_KLF, mean_LF=None, batch_size: int = 4):
-    """``masked_scores`` for K ablation masks as one compiled program (``lax.map`` bounds the memory)."""
-    return jax.lax.map(lambda m: masked_scores(params, cfg, head, E_CD, batch, m, mean_LF), masks_KLF,
-                       batch_size=batch_size)
+    """``masked_token_nll`` with each of K masks ablated (zero, or the mean ``mean_LF``): one compiled sweep.
+
+    ``batch``: tokens [N, T] with one [MASK] per row, ``real`` [N, T], ``pos`` [N], ``target`` [N].
+    """
+    K, L, F = masks_KLF.shape
+    means = jnp.zeros((L, 1, F)) if mean_LF is None else jnp.asarray(mean_LF)[:, None, :]
+    use_mean = jnp.full(K, 0.0 if mean_LF is None else 1.0)
+    aux = (head, E_CD, batch["pos"], batch["target"])
+    return mask_sweep(params, batch["tokens"], masks_KLF, means, use_mean, aux, cfg, masked_token_nll, batch_size,
+                      batch["real"])

@@ -18,7 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from analysis.memories import project, value_top_tokens, value_vectors
+from analysis.memories import value_top_tokens, value_vectors
+from ffnkv.readout import logit_lens
 from analysis.stream import stream
 from ffnkv.model import forward
 
@@ -90,8 +91,8 @@ def cluster_values(params, cfg, layer: int, n_clusters: int, key, final_norm: bo
     n_clusters = min(n_clusters, V_FD.shape[0])
     assign, centroids = kmeans(V_FD, key, n_clusters)
     norms = jnp.linalg.norm(V_FD, axis=-1).mean()
-    centroid_top = np.asarray(jax.lax.top_k(project(params, cfg, centroids * norms, final_norm), k)[1])
-    member_top1 = np.asarray(jnp.argmax(project(params, cfg, V_FD, final_norm), -1))
+    centroid_top = np.asarray(jax.lax.top_k(logit_lens(params, centroids * norms, cfg, final_norm), k)[1])
+    member_top1 = np.asarray(jnp.argmax(logit_lens(params, V_FD, cfg, final_norm), -1))
     assign = np.asarray(assign)
     clusters = []
     for c in range(n_clusters):

@@ -8,8 +8,8 @@ other ops pooled.
 * **Per-op statistics**: mean ``μ_k``, standard deviation ``s_k`` and active fraction of ``m`` on op k's probes
   (active as in ``analysis.sparsity.active_mask``).
 * **Selectivity index**: ``SI_k = (μ_k − μ_rest) / (μ_k + μ_rest)`` ∈ [−1, 1] (0 when both are 0).
-* **Significance**: one-sided Welch t-test of ``μ_k > μ_rest`` (Welch 1947; Welch–Satterthwaite degrees of
-  freedom), with the Benjamini–Hochberg correction (1995) over all K · L_ffn · F tests at FDR ``q``.
+* **Significance**: one-sided Welch t-test of ``μ_k > μ_rest`` (``analysis.stats.welch``), with the
+  Benjamini–Hochberg correction (1995) over all K · L_ffn · F tests at FDR ``q``.
 * **Specialist of op k**: significant after correction and ``SI_k ≥ si_min``. A neuron may specialise in more
   than one op (then the ops' sets overlap).
 * **Generalist**: active on at least ``generalist_min_active`` of the probes of *every* op and a specialist
@@ -23,38 +23,13 @@ import itertools
 
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import betainc
 
 from analysis.sparsity import active_mask
+from analysis.stats import benjamini_hochberg, welch
 
 Q_FDR = 0.01
 SI_MIN = 0.3
 GENERALIST_MIN_ACTIVE = 0.5
-
-
-def welch_greater(mean_a, var_a, n_a, mean_b, var_b, n_b):
-    """One-sided p-value of the Welch t-test for ``mean_a > mean_b`` (elementwise)."""
-    se2_a, se2_b = var_a / n_a, var_b / n_b
-    se2 = se2_a + se2_b
-    safe = jnp.where(se2 > 0, se2, 1.0)
-    t = (mean_a - mean_b) / jnp.sqrt(safe)
-    df = safe ** 2 / jnp.maximum(se2_a ** 2 / max(n_a - 1, 1) + se2_b ** 2 / max(n_b - 1, 1), 1e-30)
-    tail = 0.5 * betainc(df / 2, 0.5, df / (df + t ** 2))
-    p = jnp.where(t >= 0, tail, 1.0 - tail)
-    return jnp.where(se2 > 0, p, jnp.where(mean_a > mean_b, 0.0, 1.0))
-
-
-def benjamini_hochberg(p, q: float = Q_FDR) -> np.ndarray:
-    """Boolean rejections of the Benjamini–Hochberg (1995) step-up procedure at FDR ``q`` over all of ``p``."""
-    p = np.asarray(p, np.float64)
-    flat = p.ravel()
-    order = np.argsort(flat)
-    m = flat.size
-    passed = flat[order] <= q * np.arange(1, m + 1) / m
-    reject = np.zeros(m, bool)
-    if passed.any():
-        reject[order[: np.flatnonzero(passed).max() + 1]] = True
-    return reject.reshape(p.shape)
 
 
 def op_statistics(m_LNF, op_N, n_ops: int, kind: str) -> dict:
@@ -102,8 +77,8 @@ def specialisation(m_LNF, op_N, ops, kind: str, layers, q: float = Q_FDR, si_min
     n_K, n_rest_K = stats["n"], stats["n_rest"]
     if (n_K < 2).any():
         raise ValueError("every op needs at least two probes")
-    p = np.stack([np.asarray(welch_greater(stats["mean"][k], stats["var"][k], n_K[k], stats["mean_rest"][k],
-                                           stats["var_rest"][k], n_rest_K[k])) for k in range(n_ops)])
+    p = np.stack([np.asarray(welch(stats["mean"][k], stats["var"][k], n_K[k], stats["mean_rest"][k],
+                                   stats["var_rest"][k], n_rest_K[k], "greater")[2]) for k in range(n_ops)])
     si = np.asarray(selectivity(stats["mean"], stats["mean_rest"]))
     layer_L = np.zeros(p.shape[1], bool)
     layer_L[list(layers)] = True

@@ -7,3 +7,13 @@ class FfnkvError(Exception):
 
 class ConfigError(FfnkvError):
     """An invalid configuration value."""
+
+
+class Interrupted(FfnkvError):
+    """Work stopped by SIGTERM or SIGINT after saving what resumes it; the CLI exits with ``128 + signum``
+    (143 for SIGTERM, 130 for SIGINT) and prints the message as its one line."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = int(signum)
+        self.exit_code = 128 + self.signum

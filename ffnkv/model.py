@@ -10,25 +10,13 @@ from ffnkv import ffn as ffn_lib
 from ffnkv.attention import attention, init_attention
 from ffnkv.errors import FfnkvError
 from ffnkv.hooks import Acts, Hooks, apply_site
+from ffnkv.norm import init_norm, norm
+from ffnkv.readout import unembed
 
 
 class Output(NamedTuple):
     logits: jax.Array  # [B, T, V], float32
     acts: Acts
-
-
-def _init_norm(cfg):
-    params = {"scale": jnp.ones(cfg.d_model)}
-    return params | ({"bias": jnp.zeros(cfg.d_model)} if cfg.norm == "layernorm" else {})
-
-
-def norm(params, x_BTD, cfg):
-    """LayerNorm (Ba et al. 2016) or RMSNorm (Zhang & Sennrich 2019), computed in float32."""
-    x = x_BTD.astype(jnp.float32)
-    if cfg.norm == "layernorm":
-        x = x - x.mean(-1, keepdims=True)
-    x = x * jax.lax.rsqrt((x * x).mean(-1, keepdims=True) + cfg.norm_eps) * params["scale"]
-    return (x + params["bias"] if "bias" in params else x).astype(x_BTD.dtype)
 
 
 def init_params(key, cfg) -> dict:
@@ -37,7 +25,7 @@ def init_params(key, cfg) -> dict:
 
     def init_block(k):
         k_attn, k_ffn = jax.random.split(k)
-        return {"ln1": _init_norm(cfg), "attn": init_attention(k_attn, cfg), "ln2": _init_norm(cfg),
+        return {"ln1": init_norm(cfg), "attn": init_attention(k_attn, cfg), "ln2": init_norm(cfg),
                 "ffn": ffn_lib.init_ffn(k_ffn, cfg)}
 
     blocks = jax.vmap(init_block)(jax.random.split(k_blocks, cfg.n_layers))
@@ -47,9 +35,9 @@ def init_params(key, cfg) -> dict:
     if cfg.positional == "learned":
         params["embed"]["pos"] = 0.02 * jax.random.normal(k_pos, (cfg.max_len, cfg.d_model))
     if cfg.embed_norm:
-        params["embed_norm"] = _init_norm(cfg)
+        params["embed_norm"] = init_norm(cfg)
     if cfg.prenorm:
-        params["final_norm"] = _init_norm(cfg)
+        params["final_norm"] = init_norm(cfg)
     if not cfg.tie_embeddings:
         params["unembed"] = jax.nn.initializers.lecun_normal()(k_out, (cfg.d_model, cfg.vocab_size))
     return params
@@ -80,26 +68,14 @@ def embed(params, tokens_BT, cfg, hooks: Hooks | None = None):
     return norm(params["embed_norm"], x_BTD, cfg) if cfg.embed_norm else x_BTD
 
 
-def unembed(params, x_BTD, cfg):
-    """Final norm (pre-norm models), the optional MLM ``head`` transform, the output embedding and the optional
-    ``unembed_bias``; returns float32 logits."""
-    if cfg.prenorm:
-        x_BTD = norm(params["final_norm"], x_BTD, cfg)
-    if "head" in params:  # BERT's MLM transform (Devlin et al. 2019): LayerNorm(gelu(x·W + b))
-        h = params["head"]
-        x_BTD = norm(h["norm"], jax.nn.gelu(x_BTD @ h["W"] + h["b"], approximate=cfg.gelu_approximate), cfg)
-    W_DV = params["embed"]["tok"].T if cfg.tie_embeddings else params["unembed"]
-    logits = ffn_lib.dense(x_BTD, W_DV)
-    if "unembed_bias" in params:
-        logits = logits + params["unembed_bias"]
-    return logits.astype(jnp.float32)
-
-
-def forward(params, tokens_BT, cfg, hooks: Hooks | None = None, mask_BT=None) -> Output:
+def forward(params, tokens_BT, cfg, hooks: Hooks | None = None, mask_BT=None, *, unroll: bool = False) -> Output:
     """Logits ``[B, T, V]`` and every block's activations; pure, so jit/vmap/grad apply.
 
     ``hooks`` holds interventions as arrays (see ffnkv.hooks); ``mask_BT`` marks real tokens for padded
     bidirectional batches. With ``hooks=None`` and identity hooks the logits are identical.
+    ``unroll=True`` applies the blocks as straight-line code instead of a ``lax.scan`` (same numbers): XLA then
+    keeps no stacked per-layer buffers and drops the Acts nobody reads, which makes training steps much faster
+    on CPU; the scan (the default) compiles faster for deep models and big vmapped analyses.
     """
     if tokens_BT.ndim != 2:
         raise FfnkvError(f"tokens must have shape [batch, time], got shape {tokens_BT.shape}.")
@@ -109,11 +85,19 @@ def forward(params, tokens_BT, cfg, hooks: Hooks | None = None, mask_BT=None) ->
     params = jax.tree.map(lambda w: w.astype(dtype), params)
     hooks = Hooks() if hooks is None else hooks
     x_BTD = embed(params, tokens_BT, cfg, hooks)
-
-    def step(x_BTD, xs):
-        p, has_ffn, layer_hooks = xs
-        return block(p, x_BTD, has_ffn.astype(dtype), layer_hooks, cfg, mask_BT)
-
     layer_hooks = hooks.replace(embed_add=None)
-    x_BTD, acts = jax.lax.scan(step, x_BTD, (params["blocks"], jnp.asarray(cfg.has_ffn_L()), layer_hooks))
+    if unroll:
+        rows = []
+        for layer, has_ffn in enumerate(cfg.has_ffn_L()):
+            at = lambda tree: jax.tree.map(lambda a: a[layer], tree)  # noqa: E731
+            x_BTD, acts = block(at(params["blocks"]), x_BTD, dtype.type(has_ffn), at(layer_hooks), cfg, mask_BT)
+            rows.append(acts)
+        acts = jax.tree.map(lambda *xs: jnp.stack(xs), *rows)
+    else:
+        def step(x_BTD, xs):
+            p, has_ffn, layer_hooks = xs
+            return block(p, x_BTD, has_ffn.astype(dtype), layer_hooks, cfg, mask_BT)
+
+        has_ffn_L = jnp.asarray(cfg.has_ffn_L())
+        x_BTD, acts = jax.lax.scan(step, x_BTD, (params["blocks"], has_ffn_L, layer_hooks))
     return Output(unembed(params, x_BTD, cfg), acts)

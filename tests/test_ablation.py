@@ -50,17 +50,19 @@ def test_no_dissociation_when_sets_are_swapped_or_empty(model):
 
 def test_sweep_compiles_once(model):
     params, cfg, specialist, probe, mean_LTF = model
-    traced = jax.jit(chex.assert_max_traces(ablation.sweep_impl, n=1), static_argnames=("cfg", "batch_size"))
-    args = ablation.probe_arrays(probe, K)
+    traced = jax.jit(chex.assert_max_traces(ablation.mask_sweep_impl, n=1),
+                     static_argnames=("cfg", "score", "batch_size"))
+    tokens, target, onehot = ablation.probe_arrays(probe, K)
     rng = np.random.default_rng(0)
     for _ in range(3):
         masks = jnp.asarray(rng.uniform(size=(10,) + specialist.shape[1:]) < 0.2)
-        acc, _ = traced(params, *args, jnp.asarray(mean_LTF), masks, jnp.asarray(rng.integers(0, 2, 10)), cfg, 4)
+        acc, _ = traced(params, tokens, masks, jnp.asarray(mean_LTF), jnp.asarray(rng.integers(0, 2, 10)),
+                        (target, onehot), cfg, ablation.answer_accuracy, 4)
         assert acc.shape == (10, K)
-    before = ablation.sweep._cache_size()
+    before = ablation.mask_sweep._cache_size()
     ablation.dissociation(params, cfg, probe, OPS, specialist, mean_LTF, n_random=20, seed=1)
     ablation.dissociation(params, cfg, probe, OPS, specialist[::-1], mean_LTF, n_random=20, seed=2)
-    assert ablation.sweep._cache_size() - before <= 1
+    assert ablation.mask_sweep._cache_size() - before <= 1
 
 
 def test_sweep_matches_single_forward(model):
@@ -70,8 +72,8 @@ def test_sweep_matches_single_forward(model):
     hooks = ffnkv.neuron_mask_hooks(jnp.asarray(mask_LF)[:, None, :], jnp.asarray(mean_LTF))
     logits = ffnkv.forward(params, jnp.asarray(probe["tokens"]), cfg, hooks).logits[:, -1]
     correct = np.asarray(logits.argmax(-1)) == probe["target"]
-    acc, _ = ablation.sweep(params, *ablation.probe_arrays(probe, K), jnp.asarray(mean_LTF),
-                            jnp.asarray(mask_LF[None]), jnp.ones(1), cfg, 1)
+    acc, _ = ablation.padded_sweep(params, *ablation.probe_arrays(probe, K), mean_LTF, mask_LF[None], np.ones(1),
+                                   cfg, 1)
     np.testing.assert_allclose(acc[0], [correct[probe["op"] == k].mean() for k in range(K)], atol=1e-6)
 
 

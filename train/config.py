@@ -5,10 +5,19 @@ import ast
 import dataclasses
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 from ffnkv.config import ModelConfig
 from ffnkv.errors import ConfigError
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +40,22 @@ class OptimConfig:
     b1: float = 0.9
     b2: float = 0.98
     clip_norm: float = 1.0
+
+    def __post_init__(self):
+        rules = {"lr": (0, None, "a positive finite number, e.g. 3e-3"),
+                 "end_lr_frac": (0, 1, "a number in [0, 1]"),
+                 "weight_decay": (0, None, "a finite number >= 0"),
+                 "b1": (0, 1, "a number in [0, 1)"), "b2": (0, 1, "a number in [0, 1)"),
+                 "clip_norm": (0, None, "a positive finite number")}
+        for name, (lo, hi, what) in rules.items():
+            value = getattr(self, name)
+            ok = _is_number(value) and math.isfinite(value) and value >= lo and (hi is None or value <= hi)
+            strict_lo = name in ("lr", "clip_norm") and ok and value == 0
+            strict_hi = name in ("b1", "b2") and ok and value == 1
+            if not ok or strict_lo or strict_hi:
+                raise ConfigError(f"optim.{name}={value!r} is not allowed; use {what}.")
+        if not _is_int(self.warmup_steps) or self.warmup_steps < 0:
+            raise ConfigError(f"optim.warmup_steps={self.warmup_steps!r} is not allowed; use an integer >= 0.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +83,8 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"TrainConfig.{name}={value!r} is not allowed; use a positive integer.")
+        if not _is_int(self.seed) or not 0 <= self.seed < 2 ** 32:
+            raise ConfigError(f"TrainConfig.seed={self.seed!r} is not allowed; use an integer in [0, 2**32).")
         mesh = tuple(self.mesh)
         if len(mesh) != 2 or not all(isinstance(m, int) and (m > 0 or m == -1) for m in mesh) or mesh[1] == -1:
             raise ConfigError(f"TrainConfig.mesh={self.mesh!r} is not allowed; use (data, model) like (-1, 1) or (8, 1).")
@@ -137,14 +164,29 @@ def load_config_file(path: str | Path) -> TrainConfig:
         raise ConfigError(f"config file {str(path)!r} does not exist; pass a Python file with get_config() or "
                           f"a preset name ({', '.join(PRESETS)}).")
     spec = importlib.util.spec_from_file_location(f"ffnkv_config_{path.stem}", path)
+    if spec is None:
+        raise ConfigError(f"config file {str(path)!r} is not a Python file; pass a .py file with get_config().")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, "get_config"):
-        raise ConfigError(f"config file {str(path)!r} has no get_config() function.")
-    cfg = module.get_config()
+    try:
+        spec.loader.exec_module(module)
+        if not hasattr(module, "get_config"):
+            raise ConfigError(f"config file {str(path)!r} has no get_config() function.")
+        cfg = module.get_config()
+    except ConfigError:
+        raise
+    except Exception as error:  # a config file is user code: any failure in it is a user mistake
+        raise ConfigError(f"config file {str(path)!r} failed to load: {_describe(error)}; fix the file.") from None
     if not isinstance(cfg, TrainConfig):
         raise ConfigError(f"get_config() in {str(path)!r} must return a train.config.TrainConfig.")
     return cfg
+
+
+def _describe(error: Exception) -> str:
+    """``SyntaxError at line 3: invalid syntax`` / ``ModuleNotFoundError: No module named 'x'``."""
+    if isinstance(error, SyntaxError):
+        return f"{type(error).__name__} at line {error.lineno}: {error.msg}"
+    text = str(error).splitlines()[0][:200] if str(error) else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def resolve(cfg: TrainConfig):

@@ -1,11 +1,14 @@
 """``train(cfg, run_dir)``: the whole run — resume, jitted donated step, step-late metrics, eval, checkpoints.
 
 Re-running on the same run dir resumes from the newest good checkpoint; batches are a pure function of
-(seed, step), so a resumed run replays exactly what an uninterrupted one would (bitwise). SIGTERM saves and
-returns; a NaN/inf loss or gradient norm raises ``TrainingDiverged`` before anything non-finite is saved.
+(seed, step), so a resumed run replays exactly what an uninterrupted one would (bitwise). SIGTERM or SIGINT
+saves the current step and raises ``TrainingInterrupted`` (so no caller mistakes a half-trained model for a
+finished one); a NaN/inf loss or gradient norm raises ``TrainingDiverged`` before anything non-finite is saved.
+One process writes a run dir at a time (``train.lock``); checkpoints without a config.json are refused.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import signal
@@ -17,10 +20,11 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from ffnkv.errors import ConfigError, FfnkvError
+from ffnkv.errors import ConfigError, FfnkvError, Interrupted
 from train import sharding
 from train.checkpoints import Checkpoints, log_stderr
 from train.config import TrainConfig, resolve
+from train.lock import RunLock
 from train.metrics import MetricsLog
 from train.state import init_state, make_optimizer, schedule
 from train.step import make_eval_step, make_train_step
@@ -32,12 +36,34 @@ class TrainingDiverged(FfnkvError):
     """The loss or gradient norm became NaN or infinite."""
 
 
+class TrainingInterrupted(Interrupted):
+    """SIGTERM/SIGINT stopped training after step ``step`` of ``steps`` was saved; re-running resumes."""
+
+    def __init__(self, step: int | None, steps: int, signum: int):
+        where = "before training started" if step is None else f"at step {step} of {steps}"
+        super().__init__(f"interrupted {where}; re-run the same command to resume.", signum)
+        self.step, self.steps = step, steps
+
+
+def _check_run_dir(run_dir: Path) -> None:
+    """A file is not a run dir; checkpoints without the config.json that made them are never resumed."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"run dir {str(run_dir)!r} is a file, not a directory; pass a directory path.")
+    ckpt = run_dir / "checkpoints"
+    if not (run_dir / "config.json").exists() and ckpt.is_dir() and any(ckpt.iterdir()):
+        raise ConfigError(f"run dir {str(run_dir)!r} has checkpoints but no config.json, so its config is unknown; "
+                          "restore its config.json or use another --run-dir.")
+
+
 def _write_config(run_dir: Path, cfg: TrainConfig) -> None:
     """Save the resolved config; a run dir holding a different one is refused (nothing is overwritten)."""
     path = run_dir / "config.json"
     new = cfg.to_dict()
     if path.exists():
-        old = json.loads(path.read_text())
+        try:
+            old = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            raise ConfigError(f"{str(path)!r} is not valid JSON; restore it or use another --run-dir.") from None
         old["progress"] = new["progress"]  # display only
         if old != new:
             diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
@@ -51,13 +77,25 @@ def _write_config(run_dir: Path, cfg: TrainConfig) -> None:
 
 
 class _Stop:
-    """Set by SIGTERM; the loop checks it between steps."""
+    """Installed for SIGTERM and SIGINT while training; the loop checks ``signum`` between steps."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self):
-        self.requested = False
+        self.signum = None
+        self.previous = {}
 
     def __call__(self, signum, frame):
-        self.requested = True
+        self.signum = self.signum or signum
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {s: signal.signal(s, self) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
 
 
 def _device_batch(batch: dict, mesh) -> dict:
@@ -107,17 +145,31 @@ def _programs(cfg: TrainConfig, mesh):
 
 
 def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
-    """Train (or resume) the run in ``run_dir``; returns ``{"status": "done"|"interrupted", "step": s, ...}``."""
-    cfg, task = resolve(cfg)
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    mesh = sharding.make_mesh(cfg.mesh)
-    sharding.check_batch(mesh, cfg.batch_size)
-    _write_config(run_dir, cfg)
+    """Train (or resume) the run in ``run_dir``; returns ``{"status": "done", "step": steps, ...}``.
+
+    Raises ``TrainingInterrupted`` after saving when SIGTERM/SIGINT arrives, ``RunDirBusy`` when another
+    process trains in ``run_dir``, ``TrainingDiverged`` on a non-finite loss. Every config mistake is raised
+    before ``run_dir`` is created or touched.
+    """
+    with _Stop() as stop:
+        cfg, task = resolve(cfg)
+        run_dir = Path(run_dir)
+        mesh = sharding.make_mesh(cfg.mesh)
+        sharding.check_batch(mesh, cfg.batch_size)
+        _check_run_dir(run_dir)
+        if stop.signum is not None:
+            raise TrainingInterrupted(None, cfg.steps, stop.signum)
+        primary = jax.process_index() == 0
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with RunLock(run_dir) if primary else contextlib.nullcontext():
+            _check_run_dir(run_dir)
+            _write_config(run_dir, cfg)
+            return _train(cfg, task, run_dir, mesh, stop)
+
+
+def _train(cfg: TrainConfig, task, run_dir: Path, mesh, stop: _Stop) -> dict:
     primary = jax.process_index() == 0
     log = log_stderr if primary else (lambda message: None)
-
-    rep = sharding.replicated(mesh)
     init_fn, step_fn, eval_fn, abstract = _programs(cfg, mesh)
 
     ckpts = Checkpoints(run_dir, cfg.keep)
@@ -140,9 +192,6 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
     def save(state, force=False):
         ckpts.save(state, {"config": cfg.to_dict()}, force=force)
 
-    stop = _Stop()
-    handler_installed = threading.current_thread() is threading.main_thread()
-    previous_handler = signal.signal(signal.SIGTERM, stop) if handler_installed else None
     bar = tqdm(total=cfg.steps, initial=start, disable=not (cfg.progress and primary), desc="train",
                dynamic_ncols=True, leave=False)
     pending = None  # (step, device metrics) of the last dispatched update, fetched one step late
@@ -158,9 +207,12 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
         if not all(math.isfinite(v) for v in values.values()):
             ckpts.wait()
             good = ckpts.manager.latest_step()
+            kept = (f"the last good checkpoint is step {good} in {run_dir / 'checkpoints'}" if good is not None
+                    else "no checkpoint was saved before it")
             raise TrainingDiverged(
-                f"loss={values['loss']} grad_norm={values['grad_norm']} at step {step}; stopped, last good checkpoint "
-                f"is step {good} in {run_dir / 'checkpoints'} (lower optim.lr or raise optim.warmup_steps).")
+                f"loss={values['loss']} grad_norm={values['grad_norm']} at step {step} "
+                f"(learning rate {float(schedule(cfg)(step - 1)):.3g}); stopped, {kept} "
+                "(lower optim.lr or raise optim.warmup_steps).")
         if step % cfg.log_every == 0 or step == cfg.steps:
             metrics.write({"step": step, **values})
             bar.set_postfix(loss=f"{values['loss']:.4f}", refresh=False)
@@ -169,12 +221,11 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
         if start == 0:
             last_eval = evaluate(state)
         for k in range(start, cfg.steps):
-            if stop.requested:
+            if stop.signum is not None:
                 flush(pending)
                 save(state, force=True)
                 ckpts.wait()
-                log(f"SIGTERM: saved step {k} in {run_dir / 'checkpoints'}; re-run the same command to resume.")
-                return {"status": "interrupted", "step": k, "run_dir": str(run_dir)}
+                raise TrainingInterrupted(k, cfg.steps, stop.signum)
             batch = _device_batch(task.batch(cfg.seed, k, cfg.batch_size), mesh)
             state, values = step_fn(state, batch)
             flush(pending)
@@ -194,8 +245,6 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
         bar.close()
         ckpts.wait()
         ckpts.close()
-        if handler_installed:
-            signal.signal(signal.SIGTERM, previous_handler)
     seconds = time.perf_counter() - t0
     return {"status": "done", "step": cfg.steps, "run_dir": str(run_dir), "seconds": seconds,
             "processes": jax.process_count(), "devices": mesh.size, **last_eval}

@@ -6,6 +6,7 @@ import glob
 import os
 
 from ffnkv.config import ModelConfig
+from ffnkv.errors import ConfigError
 from train.config import DataConfig, OptimConfig, TrainConfig
 
 
@@ -44,9 +45,14 @@ def text_files() -> list[str]:
 
 def text() -> TrainConfig:
     """A small LM on local text (``text_files()``): byte-level BPE, 4 layers, d_model 64, 64-token windows."""
+    files = text_files()
+    if not files and "FFNKV_TEXT_FILES" in os.environ:
+        pattern = os.environ["FFNKV_TEXT_FILES"]
+        raise ConfigError(f"FFNKV_TEXT_FILES={pattern!r} matches no regular file; set FFNKV_TEXT_FILES to a text "
+                          "file or a glob of them, e.g. 'corpus/*.txt'.")
     return TrainConfig(
         model=ModelConfig(d_model=64, n_layers=4, n_heads=4, d_ff=256, ffn="relu"),
-        data=DataConfig("text", {"files": text_files(), "vocab_size_target": 1024, "seq_len": 64,
+        data=DataConfig("text", {"files": files, "vocab_size_target": 1024, "seq_len": 64,
                                  "eval_fraction": 0.05, "n_eval": 128}),
         optim=OptimConfig(lr=3e-3, warmup_steps=50, weight_decay=0.01),
         steps=500, batch_size=32, eval_every=250, ckpt_every=250, keep=1, log_every=50, seed=0,

@@ -16,7 +16,8 @@ def weighted_xent(logits_BTV, targets_BT, weights_BT):
 
 
 def loss_fn(params, batch, model_cfg):
-    logits_BTV = forward(params, batch["tokens"], model_cfg).logits
+    """The training loss; the blocks are unrolled (see ``ffnkv.model.forward``) and the unused Acts dropped by XLA."""
+    logits_BTV = forward(params, batch["tokens"], model_cfg, unroll=True).logits
     return weighted_xent(logits_BTV, batch["targets"], batch["weights"])
 
 
@@ -31,6 +32,11 @@ def make_train_step(cfg, optimizer, lr_schedule):
         return TrainState(state.step + 1, params, opt_state), metrics
 
     return train_step
+
+
+def jit_train_step(cfg, optimizer, lr_schedule, **jit_kwargs):
+    """``make_train_step`` jitted with the state donated (``jit_kwargs`` go to ``jax.jit``, e.g. shardings)."""
+    return jax.jit(make_train_step(cfg, optimizer, lr_schedule), donate_argnums=0, **jit_kwargs)
 
 
 def make_eval_step(cfg):

@@ -49,6 +49,8 @@ class CondComp:
             raise ConfigError(f"data.ops={self.ops!r} is not allowed; use distinct names from {', '.join(ALL_OPS)}.")
         if self.n_operands < 1 or self.modulus < 2:
             raise ConfigError("data.n_operands must be ≥ 1 and data.modulus ≥ 2.")
+        if not isinstance(self.n_eval, int) or isinstance(self.n_eval, bool) or self.n_eval < 1:
+            raise ConfigError(f"data.n_eval={self.n_eval!r} is not allowed; use a positive integer.")
         if self.n_eval > len(self.ops) * self.modulus ** self.n_operands // 4:
             raise ConfigError(f"data.n_eval={self.n_eval} is over a quarter of all sequences; lower it.")
 

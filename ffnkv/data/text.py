@@ -28,7 +28,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from ffnkv.errors import ConfigError, FfnkvError
 
 EOS = "<|endoftext|>"
-CACHE_FORMAT = 2  # bump when the reading or encoding of a source changes
+CACHE_FORMAT = 3  # bump when the reading or encoding of a source changes
 _WIKITEXT_ESCAPES = ((" @-@ ", "-"), (" @,@ ", ","), (" @.@ ", "."))
 
 
@@ -60,6 +60,27 @@ class TextTokenizer:
         return [self.decode([i]) for i in range(self.vocab_size)]
 
 
+_HASHES: dict = {}
+
+
+def content_hash(path) -> str:
+    """sha256 of a file's bytes (memoised per process on path, size, mtime and inode)."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError:
+        raise FfnkvError(f"text source {str(path)!r} does not exist; check data.files, data.array_record "
+                         "or FFNKV_TEXT_FILES.") from None
+    if not path.is_file():
+        raise FfnkvError(f"text source {str(path)!r} is not a regular file; check data.files, data.array_record "
+                         "or FFNKV_TEXT_FILES.")
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    if key not in _HASHES:
+        with open(path, "rb") as handle:
+            _HASHES[key] = hashlib.file_digest(handle, "sha256").hexdigest()
+    return _HASHES[key]
+
+
 def read_text_files(files: Iterable, wikitext: bool = False) -> Iterator[str]:
     """Paragraphs (runs of non-blank lines, joined by newlines) of each file, one document each.
 
@@ -69,7 +90,7 @@ def read_text_files(files: Iterable, wikitext: bool = False) -> Iterator[str]:
     for name in files:
         path = Path(name)
         if not path.is_file():
-            raise FfnkvError(f"text file {str(path)!r} does not exist; check data.files.")
+            raise FfnkvError(f"text file {str(path)!r} does not exist; check data.files (or FFNKV_TEXT_FILES).")
         paragraph = []
         with open(path, encoding="utf-8", errors="replace") as handle:
             for line in handle:
@@ -168,12 +189,24 @@ def encode_to_memmap(tokenizer: TextTokenizer, texts: Iterable[str], path, chunk
 def _texts(files=(), wikitext=False, array_record=None, tfds_name=None, tfds_split="train", tfds_data_dir=None,
            text_key="text") -> Iterator[str]:
     if sum(bool(x) for x in (files, array_record, tfds_name)) != 1:
-        raise ConfigError("give exactly one text source: data.files, data.array_record or data.tfds_name.")
+        raise ConfigError("give exactly one text source: data.files (the text preset takes FFNKV_TEXT_FILES), "
+                          "data.array_record or data.tfds_name.")
     if files:
         return read_text_files([files] if isinstance(files, str) else files, wikitext)
     if array_record:
         return read_array_record(array_record)
     return read_tfds(tfds_name, tfds_split, tfds_data_dir, text_key)
+
+
+def source_record(files=(), wikitext=False, array_record=None, tfds_name=None, tfds_split="train",
+                  tfds_data_dir=None, text_key="text") -> dict:
+    """What a cache is built from (JSON-ready); local files enter by their sha256, so a replaced or grown file
+    is a different source."""
+    files = [files] if isinstance(files, str) else [str(f) for f in files]
+    local = files + ([array_record] if array_record else [])
+    return {"files": files, "wikitext": wikitext, "array_record": array_record, "tfds_name": tfds_name,
+            "tfds_split": tfds_split, "tfds_data_dir": tfds_data_dir, "text_key": text_key,
+            "sha256": [content_hash(f) for f in local]}
 
 
 def prepare_corpus(cache_dir, vocab_size: int = 4096, tokenizer_chars: int = 50_000_000, **source) -> Path:
@@ -200,8 +233,7 @@ def prepare_corpus(cache_dir, vocab_size: int = 4096, tokenizer_chars: int = 50_
     os.replace(cache / "tokenizer.json.tmp", cache / "tokenizer.json")
     n_tokens = encode_to_memmap(tokenizer, _texts(**source), cache / "tokens.bin")
     meta = {"n_tokens": n_tokens, "dtype": "uint16" if tokenizer.vocab_size <= 2 ** 16 else "uint32",
-            "vocab_size": tokenizer.vocab_size, "source": {k: v if isinstance(v, (str, int, bool, type(None))) else list(v)
-                                                           for k, v in source.items()}}
+            "vocab_size": tokenizer.vocab_size, "source": source_record(**source)}
     (cache / "meta.json.tmp").write_text(json.dumps(meta, indent=1))
     os.replace(cache / "meta.json.tmp", cache / "meta.json")
     return cache
@@ -212,7 +244,9 @@ class TextTask:
     """Language modelling on a token memmap in ``cache_dir`` (prepared from the given source if missing).
 
     ``cache_dir=None`` picks ``$FFNKV_DATA/text/<hash of the source and vocabulary size>`` (``FFNKV_DATA``
-    defaults to ``data``); a cache built from a different source is refused rather than silently reused.
+    defaults to ``data``); local files and array_record files enter the key by their sha256, so a replaced or
+    grown file builds a new cache. A given ``cache_dir`` built from a different source is refused rather than
+    silently reused.
     """
 
     cache_dir: str | None = None
@@ -230,6 +264,8 @@ class TextTask:
 
     def __post_init__(self):
         object.__setattr__(self, "files", (self.files,) if isinstance(self.files, str) else tuple(self.files))
+        if not isinstance(self.n_eval, int) or isinstance(self.n_eval, bool) or self.n_eval < 1:
+            raise ConfigError(f"data.n_eval={self.n_eval!r} is not allowed; use a positive integer.")
         if self.cache_dir is None:
             key = json.dumps([self._source(), self.vocab_size_target, CACHE_FORMAT], sort_keys=True)
             digest = hashlib.sha1(key.encode()).hexdigest()[:12]
@@ -248,9 +284,9 @@ class TextTask:
                              f"seq_len={self.seq_len} with eval_fraction={self.eval_fraction}; add text or shorten seq_len.")
 
     def _source(self) -> dict:
-        return {"files": list(self.files), "wikitext": self.wikitext, "array_record": self.array_record,
-                "tfds_name": self.tfds_name, "tfds_split": self.tfds_split, "tfds_data_dir": self.tfds_data_dir,
-                "text_key": self.text_key}
+        return source_record(files=self.files, wikitext=self.wikitext, array_record=self.array_record,
+                             tfds_name=self.tfds_name, tfds_split=self.tfds_split, tfds_data_dir=self.tfds_data_dir,
+                             text_key=self.text_key)
 
     @functools.cached_property
     def meta(self) -> dict:

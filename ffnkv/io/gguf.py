@@ -22,10 +22,14 @@ def _reader(path):
 
     if not Path(path).is_file():
         raise FfnkvError(f"GGUF file {path} does not exist.")
+    with open(path, "rb") as handle:
+        if handle.read(4) != b"GGUF":
+            raise FfnkvError(f"{path} is not a GGUF file (it does not start with 'GGUF'); pass a .gguf model file.")
     try:
         return gguf.GGUFReader(str(path))
-    except (ValueError, OSError) as error:
-        raise FfnkvError(f"{path} is not a readable GGUF file ({error}).") from None
+    except Exception as error:  # gguf raises ValueError/IndexError/OSError for a cut or damaged file
+        detail = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
+        raise FfnkvError(f"{path} is truncated or damaged ({detail}); download or convert it again.") from None
 
 
 def _field(reader, key, default=None):
@@ -118,3 +122,12 @@ def load_gguf(path, with_tokenizer: bool = True):
     except KeyError as missing:
         raise FfnkvError(f"{path} lacks the tensor {missing.args[0]!r} that a llama model needs.") from None
     return cfg, params, tokenizer_from_gguf(reader) if with_tokenizer else None
+
+
+def special_tokens(path) -> dict:
+    """``bos_id``, ``eos_id`` (None when absent) and ``add_bos`` from the ``tokenizer.ggml.*`` metadata."""
+    reader = _reader(path)
+    ids = {name: reader.fields.get(f"tokenizer.ggml.{name}_token_id") for name in ("bos", "eos")}
+    add_bos = reader.fields.get("tokenizer.ggml.add_bos_token")
+    return {f"{name}_id": None if f is None else int(f.contents()) for name, f in ids.items()} | \
+        {"add_bos": bool(add_bos.contents()) if add_bos is not None else False}

@@ -1,4 +1,4 @@
-"""Hugging Face safetensors checkpoints (GPT-2; BERT-family encoders with an optional MLM head) -> ffnkv.
+"""Hugging Face safetensors checkpoints (GPT-2; BERT-family encoders with an optional MLM head; Llama) -> ffnkv.
 
 ``load_hf(path)`` reads ``config.json`` and ``model.safetensors`` from a checkpoint directory and returns
 ``(ModelConfig, params)`` such that ``ffnkv.forward(params, tokens, cfg)`` reproduces the reference model:
@@ -11,6 +11,9 @@
   The MLM head (transform dense + GELU + LayerNorm, decoder tied to the word embeddings, decoder bias)
   becomes ``params["head"]`` and ``params["unembed_bias"]``; without a head the logits are the final hidden
   states against the word embeddings.
+
+* Llama (``LlamaForCausalLM``, SmolLM2, TinyLlama …): RMSNorm, rotate-half RoPE (ffnkv's own layout, so Q/K
+  need no permutation), SwiGLU, grouped-query attention, no biases; ``lm_head`` absent when tied.
 
 ``load_tokenizer(path)`` returns a ``tokenizers.Tokenizer`` from ``tokenizer.json`` (or ``vocab.txt`` /
 ``vocab.json`` + ``merges.txt``).
@@ -136,7 +139,41 @@ def bert_from_tensors(hf: dict, tensors: dict) -> tuple[ModelConfig, dict]:
     return cfg, params
 
 
-IMPORTERS = {"gpt2": gpt2_from_tensors, "bert": bert_from_tensors}
+def llama_from_tensors(hf: dict, tensors: dict) -> tuple[ModelConfig, dict]:
+    """Map Llama tensors (``model.layers.{i}...``; ``lm_head.weight`` unless ``tie_word_embeddings``) to ffnkv parameters."""
+    t = _strip_prefix(tensors, ("model.",))
+    D, H, L = hf["hidden_size"], hf["num_attention_heads"], hf["num_hidden_layers"]
+    rope = hf.get("rope_parameters") or {"rope_theta": hf.get("rope_theta", 10000.0)}  # transformers ≥ 5 | < 5
+    scaled = bool(hf.get("rope_scaling")) or rope.get("rope_type", "default") != "default"
+    if hf.get("hidden_act", "silu") != "silu" or scaled \
+            or hf.get("head_dim", D // H) != D // H \
+            or hf.get("attention_bias") or hf.get("mlp_bias"):
+        raise FfnkvError("only Llama checkpoints with SiLU, unscaled rope, head_dim = hidden/heads and no biases are supported.")
+    tied = bool(hf.get("tie_word_embeddings", False))
+    cfg = ModelConfig(vocab_size=hf["vocab_size"], d_model=D, n_layers=L, n_heads=H,
+                      n_kv_heads=hf.get("num_key_value_heads", H), d_ff=hf["intermediate_size"], ffn="swiglu",
+                      max_len=hf.get("max_position_embeddings", 2048), causal=True, positional="rope", norm="rmsnorm",
+                      tie_embeddings=tied, bias=False, norm_eps=hf.get("rms_norm_eps", 1e-6),
+                      rope_theta=float(rope.get("rope_theta", 10000.0)))
+    W = lambda p: _f32(t[f"{p}.weight"]).T  # noqa: E731  nn.Linear stores [out, in]
+    blocks = []
+    for i in range(L):
+        p = f"layers.{i}"
+        blocks.append({
+            "ln1": {"scale": _f32(t[f"{p}.input_layernorm.weight"])},
+            "ln2": {"scale": _f32(t[f"{p}.post_attention_layernorm.weight"])},
+            "attn": {"W_q": W(f"{p}.self_attn.q_proj"), "W_k": W(f"{p}.self_attn.k_proj"),
+                     "W_v": W(f"{p}.self_attn.v_proj"), "W_o": W(f"{p}.self_attn.o_proj")},
+            "ffn": {"W_gate": W(f"{p}.mlp.gate_proj"), "W_in": W(f"{p}.mlp.up_proj"), "W_out": W(f"{p}.mlp.down_proj")},
+        })
+    params = {"embed": {"tok": _f32(t["embed_tokens.weight"])}, "blocks": _stack(blocks),
+              "final_norm": {"scale": _f32(t["norm.weight"])}}
+    if not tied:
+        params["unembed"] = W("lm_head")
+    return cfg, params
+
+
+IMPORTERS = {"gpt2": gpt2_from_tensors, "bert": bert_from_tensors, "llama": llama_from_tensors}
 
 
 def load_hf(path) -> tuple[ModelConfig, dict]:

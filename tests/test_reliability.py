@@ -1,0 +1,166 @@
+"""Reliability promises (docs/reliability.md): every bad input is one line and touches nothing; an interrupted
+training is saved, reported as unfinished and resumes bitwise; one writer per run dir; the text cache follows
+file contents."""
+import hashlib
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from _train_helpers import tiny_config, write_config
+from ffnkv.cli import main
+from ffnkv.data import register_task
+from ffnkv.data.condcomp import CondComp
+from ffnkv.io.run import checkpoint_steps, load_metrics
+from train.config import DataConfig
+from train.lock import RunDirBusy, RunLock
+from train.loop import TrainingDiverged, TrainingInterrupted, train
+
+
+def _snapshot(root: Path) -> dict:
+    """Every path under ``root`` with a digest of its bytes (directories as None)."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None
+            for p in sorted(root.rglob("*"))}
+
+
+def _world(tmp: Path) -> dict:
+    """The files the bad-input table refers to as {name}."""
+    (tmp / "syntax.py").write_text("def get_config(:\n    pass\n")
+    (tmp / "imports.py").write_text("import no_such_module_ffnkv\n")
+    (tmp / "a_file").write_text("not a directory\n")
+    orphan = tmp / "orphan"
+    (orphan / "checkpoints" / "5").mkdir(parents=True)
+    (orphan / "checkpoints" / "5" / "params").write_bytes(b"weights")
+    (orphan / "metrics.jsonl").write_text('{"step": 5, "loss": 1.0}\n')
+    import test_import_gguf as g
+
+    g._write(tmp / "m.gguf", g._weights())
+    (tmp / "cut.gguf").write_bytes((tmp / "m.gguf").read_bytes()[:200])
+    (tmp / "m.gguf").unlink()
+    return {"cfg": write_config(tmp), "run": str(tmp / "run"), "syntax": str(tmp / "syntax.py"),
+            "imports": str(tmp / "imports.py"), "file": str(tmp / "a_file"), "orphan": str(orphan),
+            "cut_gguf": str(tmp / "cut.gguf"), "tmp": str(tmp)}
+
+
+T = ["train", "{cfg}", "--run-dir", "{run}"]
+BAD_INPUT = [  # (argv, env, exit code, the one line on stderr)
+    (T + ["--set", "optim.lr=nan"], {}, 2, "ffnkv train: error: optim.lr='nan' is not allowed"),
+    (T + ["--set", "optim.lr=inf"], {}, 2, "ffnkv train: error: optim.lr='inf' is not allowed"),
+    (T + ["--set", "optim.lr=1e999"], {}, 2, "ffnkv train: error: optim.lr=inf is not allowed"),
+    (T + ["--set", "optim.lr=abc"], {}, 2, "ffnkv train: error: optim.lr='abc' is not allowed"),
+    (T + ["--set", "optim.lr=-1"], {}, 2, "ffnkv train: error: optim.lr=-1 is not allowed"),
+    (T + ["--set", "optim.end_lr_frac=nan"], {}, 2, "ffnkv train: error: optim.end_lr_frac='nan' is not allowed"),
+    (T + ["--set", "optim.b1=2"], {}, 2, "ffnkv train: error: optim.b1=2 is not allowed"),
+    (T + ["--set", "optim.warmup_steps=-10"], {}, 2, "ffnkv train: error: optim.warmup_steps=-10 is not allowed"),
+    (T + ["--set", "seed=-1"], {}, 2, "ffnkv train: error: TrainConfig.seed=-1 is not allowed"),
+    (T + ["--set", "data.n_eval=0"], {}, 2, "ffnkv train: error: data.n_eval=0 is not allowed"),
+    (T + ["--set", "mesh=(3,1)"], {}, 2, "ffnkv train: error: mesh=(3, 1) does not fit 1 devices"),
+    (["train", "{syntax}", "--run-dir", "{run}"], {}, 2,
+     "ffnkv train: error: config file '{syntax}' failed to load: SyntaxError at line 1"),
+    (["train", "{imports}", "--run-dir", "{run}"], {}, 2,
+     "ffnkv train: error: config file '{imports}' failed to load: ModuleNotFoundError: No module named"),
+    (["train", "{cfg}", "--run-dir", "{file}"], {}, 2, "ffnkv train: error: run dir '{file}' is a file"),
+    (["train", "{cfg}", "--run-dir", "{orphan}"], {}, 2,
+     "ffnkv train: error: run dir '{orphan}' has checkpoints but no config.json"),
+    (T + ["--num-processes", "2"], {}, 2, "ffnkv train: error: --num-processes=2 needs --coordinator"),
+    (["train", "text", "--run-dir", "{run}"], {"FFNKV_TEXT_FILES": "{tmp}/missing.txt"}, 2,
+     "ffnkv train: error: FFNKV_TEXT_FILES='{tmp}/missing.txt' matches no regular file"),
+    (["train", "text", "--run-dir", "{run}", "--set", "data.files=['{tmp}/gone.txt']"], {}, 2,
+     "ffnkv train: error: text source '{tmp}/gone.txt' does not exist"),
+    (["pretrained", "smollm2", "--path", "{cut_gguf}", "--out", "{run}"], {}, 2,
+     "ffnkv pretrained: error: {cut_gguf} is truncated or damaged"),
+]
+
+
+@pytest.mark.parametrize("argv, env, code, line", BAD_INPUT, ids=lambda v: None)
+def test_bad_input_is_one_line_and_touches_nothing(tmp_path, capsys, monkeypatch, argv, env, code, line):
+    names = _world(tmp_path)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value.format(**names))
+    before = _snapshot(tmp_path)
+    assert main([a.format(**names) for a in argv]) == code
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(line.format(**names)), err
+    assert _snapshot(tmp_path) == before
+
+
+class _SignalsItself(CondComp):
+    """condcomp that sends this process SIGINT while building the batch of step 7 (after step 7's update
+    the loop sees it: the state saved is that of step 8)."""
+
+    def batch(self, seed, step, batch_size):
+        if step == 7:
+            os.kill(os.getpid(), signal.SIGINT)
+        return super().batch(seed, step, batch_size)
+
+
+def test_interrupted_training_is_saved_unfinished_and_resumes(tmp_path):
+    register_task("signals_itself", _SignalsItself)
+    data = DataConfig("signals_itself", {"n_operands": 3, "modulus": 7, "n_eval": 64})
+    with pytest.raises(TrainingInterrupted) as info:
+        train(tiny_config(data=data), tmp_path / "run")
+    assert (info.value.step, info.value.steps, info.value.exit_code) == (8, 20, 130)
+    assert str(info.value) == "interrupted at step 8 of 20; re-run the same command to resume."
+    assert checkpoint_steps(tmp_path / "run")[-1] == 8
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    register_task("signals_itself", CondComp)  # the same batches, no signal: the re-run resumes at 8
+    assert train(tiny_config(data=data), tmp_path / "run")["status"] == "done"
+    steps = [r["step"] for r in load_metrics(tmp_path / "run") if "loss" in r]
+    assert steps == list(range(1, 21))  # each step logged once (bitwise resume: tests/test_train_kill.py)
+
+
+class _NanFromStart(CondComp):
+    def batch(self, seed, step, batch_size):
+        b = super().batch(seed, step, batch_size)
+        return b | {"weights": b["weights"] * np.float32("nan")}
+
+
+def test_divergence_before_any_checkpoint_names_no_step_none(tmp_path):
+    register_task("nan_from_start", _NanFromStart)
+    data = DataConfig("nan_from_start", {"n_operands": 3, "modulus": 7, "n_eval": 64})
+    with pytest.raises(TrainingDiverged) as info:
+        train(tiny_config(data=data), tmp_path / "run")
+    assert str(info.value).startswith("loss=nan grad_norm=nan at step 1 (learning rate 0); stopped, no checkpoint "
+                                      "was saved before it (lower optim.lr or raise optim.warmup_steps).")
+
+
+def test_second_writer_is_refused(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    cfg = write_config(tmp_path)
+    with RunLock(run):
+        before = _snapshot(tmp_path)
+        assert main(["train", cfg, "--run-dir", str(run)]) == 2
+        assert _snapshot(tmp_path) == before
+    err = capsys.readouterr().err
+    assert err.startswith(f"ffnkv train: error: run dir '{run}' is in use by another process (pid {os.getpid()})")
+    assert len(err.splitlines()) == 1
+    with RunLock(run), pytest.raises(RunDirBusy):
+        RunLock(run).__enter__()
+    with RunLock(run):  # released on exit
+        pass
+
+
+def test_text_cache_follows_file_contents(tmp_path, monkeypatch):
+    from ffnkv.data import make_task
+
+    monkeypatch.setenv("FFNKV_DATA", str(tmp_path / "data"))
+    corpus = tmp_path / "c.txt"
+    words = "the cat dog sat on a mat and ran to house garden tree river stone bird".split()
+    rng = np.random.default_rng(0)
+    corpus.write_text("\n\n".join(" ".join(rng.choice(words, 12)) for _ in range(200)) + "\n")
+    kwargs = dict(files=[str(corpus)], vocab_size_target=300, seq_len=16, eval_fraction=0.1, n_eval=4)
+    first = make_task("text", **kwargs)
+    with open(corpus, "a") as handle:  # grown
+        handle.write("\n\n".join(" ".join(rng.choice(words, 12)) for _ in range(200)) + "\n")
+    grown = make_task("text", **kwargs)
+    assert grown.cache_dir != first.cache_dir and grown.meta["n_tokens"] > 1.8 * first.meta["n_tokens"]
+    replaced = tmp_path / "new.txt"
+    replaced.write_text(corpus.read_text().replace("cat", "zebra"))
+    os.replace(replaced, corpus)  # same name, same size class, other contents
+    again = make_task("text", **kwargs)
+    assert again.cache_dir not in (first.cache_dir, grown.cache_dir)
+    assert "zebra" in again.tokenizer.decode(again.tokens[:4000])
