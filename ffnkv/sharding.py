@@ -125,7 +125,14 @@ def sweep(fn, xs, mesh=None, batch_size: int | None = None, consts=()):
 
 def init_distributed(coordinator: str | None, num_processes: int | None, process_id: int | None) -> None:
     """``jax.distributed.initialize`` (CPU collectives through gloo); no-op when ``num_processes`` is None/1."""
+    if num_processes is not None and num_processes < 1:
+        raise ConfigError(f"--num-processes={num_processes} is not allowed; use a positive integer.")
     if not num_processes or num_processes == 1:
         return
+    if not coordinator or process_id is None:
+        raise ConfigError(f"--num-processes={num_processes} needs --coordinator HOST:PORT and --process-id in "
+                          "every process.")
+    if not 0 <= process_id < num_processes:
+        raise ConfigError(f"--process-id={process_id} is not allowed; use 0 .. {num_processes - 1}.")
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)

@@ -72,3 +72,34 @@ def test_two_processes_match_one(tmp_path, one_device_losses):
     assert '"status"' not in outs[1][0].decode()  # only process 0 reports and writes metrics
     multi = [r["loss"] for r in load_metrics(tmp_path / "multi") if "loss" in r]
     np.testing.assert_allclose(multi, one_device_losses, atol=1e-5, rtol=0)
+
+
+FSDP = """
+import json, sys, math, jax
+from tests._train_helpers import tiny_config
+from train.loop import train
+from train.state import init_state
+from train import sharding
+from ffnkv.io.run import load_metrics
+cfg = tiny_config(mesh=(2, 4), ckpt_every=20, eval_every=20)
+result = train(cfg, sys.argv[1])
+mesh = sharding.make_mesh((2, 4))
+abstract = jax.eval_shape(lambda: init_state(cfg))
+shards = sharding.state_shardings(abstract, mesh)
+def nbytes(shape_of):
+    return sum(math.prod(shape_of(a, s)) * a.dtype.itemsize for a, s in zip(jax.tree.leaves(abstract), jax.tree.leaves(shards)))
+print(json.dumps([result["devices"], [r["loss"] for r in load_metrics(sys.argv[1]) if "loss" in r],
+                  nbytes(lambda a, s: a.shape), nbytes(lambda a, s: s.shard_shape(a.shape))]))
+"""
+
+
+@pytest.mark.slow
+def test_fsdp_matches_one_device(tmp_path, one_device_losses):
+    """Parameters and AdamW moments split 4 ways on "model" of a (2, 4) mesh: the same losses, a quarter of the bytes."""
+    out = subprocess.run([sys.executable, "-c", FSDP, str(tmp_path)], cwd=ROOT, capture_output=True, timeout=600,
+                         env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu"))
+    assert out.returncode == 0, out.stderr.decode()[-3000:]
+    devices, losses, total, per_device = json.loads(out.stdout.decode().strip().splitlines()[-1])
+    assert devices == 8
+    np.testing.assert_allclose(losses, one_device_losses, atol=1e-5, rtol=0)
+    assert per_device < 0.3 * total

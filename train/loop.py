@@ -133,8 +133,8 @@ def _programs(cfg: TrainConfig, mesh):
     if key not in _PROGRAMS:
         rep = sharding.replicated(mesh)
         abstract = jax.eval_shape(lambda: init_state(cfg))
-        state_sharding = jax.tree.map(lambda _: rep, abstract)
-        abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=rep), abstract)
+        state_sharding = sharding.state_shardings(abstract, mesh)
+        abstract = jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh), abstract, state_sharding)
         init_fn = jax.jit(lambda: init_state(cfg), out_shardings=state_sharding)
         step_fn = jax.jit(make_train_step(cfg, make_optimizer(cfg), schedule(cfg)), donate_argnums=0,
                           in_shardings=(state_sharding, sharding.batch_sharding(mesh)), out_shardings=(state_sharding, rep))
