@@ -5,7 +5,7 @@ import argparse
 import importlib
 import sys
 
-from ffnkv.errors import FfnkvError
+from ffnkv.errors import FfnkvError, Interrupted
 
 COMMAND_MODULES = (
     "train",
@@ -42,4 +42,4 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except FfnkvError as error:
         print(f"ffnkv {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        return error.exit_code if isinstance(error, Interrupted) else 2

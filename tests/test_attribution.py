@@ -125,7 +125,8 @@ def test_cli_rejects_non_facts_run(tmp_path, capsys):
     import json
 
     from ffnkv.cli import main
-    (tmp_path / "config.json").write_text(json.dumps({"model": {}, "data": {"kind": "condcomp", "kwargs": {}}}))
+    (tmp_path / "config.json").write_text(json.dumps({"model": {}, "data": {"kind": "condcomp", "kwargs": {}},
+                                                               "seed": 0, "steps": 1, "batch_size": 1}))
     assert main(["knowledge", str(tmp_path), "attribution"]) == 2
     assert "facts run" in capsys.readouterr().err
     assert main(["knowledge", str(tmp_path / "missing")]) == 2
