@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from ffnkv.cli import main
-from ffnkv.commands import analyze
+from cli import main
+from cli import analyze
 from _train_helpers import tiny_config
 from train.loop import train
 

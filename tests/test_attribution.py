@@ -124,7 +124,7 @@ def test_errors():
 def test_cli_rejects_non_facts_run(tmp_path, capsys):
     import json
 
-    from ffnkv.cli import main
+    from cli import main
     (tmp_path / "config.json").write_text(json.dumps({"model": {}, "data": {"kind": "condcomp", "kwargs": {}},
                                                                "seed": 0, "steps": 1, "batch_size": 1}))
     assert main(["knowledge", str(tmp_path), "attribution"]) == 2

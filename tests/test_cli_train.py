@@ -5,7 +5,7 @@ import signal
 
 import pytest
 
-from ffnkv.cli import main
+from cli import main
 from ffnkv.io.run import checkpoint_steps, load_metrics
 from _train_helpers import start_training, wait_for_step, write_config
 

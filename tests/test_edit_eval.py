@@ -43,7 +43,7 @@ def test_single_edit_protocol_with_identity_edit_equals_scoring_the_model():
 
 
 def test_cli_edit_errors_are_clean(tmp_path, capsys):
-    from ffnkv.cli import main
+    from cli import main
 
     assert main(["edit", str(tmp_path / "missing")]) == 2
     assert "not a run dir" in capsys.readouterr().err

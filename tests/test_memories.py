@@ -116,7 +116,7 @@ def test_no_ffn_model_is_a_clear_error(params):
 def test_cli_writes_json_pngs_and_dumps(tmp_path):
     import json
 
-    from ffnkv.cli import main
+    from cli import main
     from train.config import DataConfig, TrainConfig
     from train.loop import train
 

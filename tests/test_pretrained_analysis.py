@@ -9,9 +9,9 @@ from analysis import pretrained_kn as kn
 from analysis import pretrained_pos as pos
 from analysis import pretrained_vocab as vocab
 from analysis import tracing
-from ffnkv.cli import main
-from ffnkv.commands.pretrained_minilm import _sparsity
-from ffnkv.commands.pretrained_smollm2 import _encode
+from cli import main
+from cli.pretrained_minilm import _sparsity
+from cli.pretrained_smollm2 import _encode
 from ffnkv.config import ModelConfig
 from ffnkv.errors import FfnkvError
 from ffnkv.hooks import Hooks

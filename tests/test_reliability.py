@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from _train_helpers import tiny_config, write_config
-from ffnkv.cli import main
+from cli import main
 from ffnkv.data import register_task
 from ffnkv.data.condcomp import CondComp
 from ffnkv.io.run import checkpoint_steps, load_metrics

@@ -7,7 +7,7 @@ import signal
 import pytest
 
 from _train_helpers import start_training, wait_for_step, write_config
-from ffnkv.cli import main
+from cli import main
 from train.lock import RunLock
 
 

@@ -3,11 +3,11 @@ import json
 
 import pytest
 
-from ffnkv.cli import main
-from ffnkv.commands import _reproduce_claims as C
-from ffnkv.commands._reproduce_stages import STAGES as STAGE_DEFS
-from ffnkv.commands._reproduce_stages import Stage
-from ffnkv.commands.reproduce import run_stage
+from cli import main
+from studies import verdicts as C
+from cli._reproduce_stages import STAGES as STAGE_DEFS
+from cli._reproduce_stages import Stage
+from cli.reproduce import run_stage
 
 STAGES = "condcomp,specialise,facts,memories,knowledge,edit"
 
@@ -84,7 +84,7 @@ def test_edit_and_knowledge_neuron_rules():
 
 
 def test_value_projection_claim_with_and_without_knowledge_neurons():
-    from ffnkv.commands._reproduce_sections import _value_claim
+    from cli._reproduce_sections import _value_claim
 
     assert _value_claim({"gold_rank_median": 10.0, "random_neuron_gold_rank_median": 500.0})["verdict"] == "holds"
     assert _value_claim({"gold_rank_median": 900.0, "random_neuron_gold_rank_median": 500.0})["verdict"] == "fails"

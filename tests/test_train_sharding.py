@@ -58,7 +58,7 @@ def test_two_processes_match_one(tmp_path, one_device_losses):
     config = tmp_path / "cfg.py"
     config.write_text("from tests._train_helpers import tiny_config\n"
                       "def get_config():\n    return tiny_config(ckpt_every=20, eval_every=20)\n")
-    train_cmd = [sys.executable, "-m", "ffnkv", "train", str(config)]
+    train_cmd = [sys.executable, "-m", "cli", "train", str(config)]
     port = _free_port()
     procs = [subprocess.Popen(train_cmd + ["--run-dir", str(tmp_path / "multi"), "--coordinator", f"localhost:{port}",
                                            "--num-processes", "2", "--process-id", str(i)],

@@ -9,7 +9,7 @@ import platform
 import time
 from pathlib import Path
 
-from ffnkv.commands import _reproduce_sections as S
+from cli import _reproduce_sections as S
 
 
 def _load(path: Path):
@@ -39,7 +39,7 @@ def build(out: Path, profile: str) -> tuple[str, list[dict]]:
     """The report's markdown and its claims (each with the rule behind its verdict)."""
     import jax
 
-    from ffnkv.commands._reproduce_stages import STAGES
+    from cli._reproduce_stages import STAGES
 
     sections, claims = [], []
     for builder in S.SECTIONS:
@@ -54,7 +54,7 @@ def build(out: Path, profile: str) -> tuple[str, list[dict]]:
             "## Stages", "", *_stage_table(out, STAGES), "",
             "## Claims of the literature on our models", "",
             "Paper figures are the published ones, on models 100–10,000× larger; the verdict asks whether the "
-            "qualitative claim holds here, by the rule in `claims.json` (also in `ffnkv/commands/_reproduce_claims.py`).",
+            "qualitative claim holds here, by the rule in `claims.json` (also in `studies/verdicts.py`).",
             "", *_claims_table(claims), ""]
     return "\n".join(head + sections), claims
 

@@ -1,4 +1,4 @@
-"""The ``ffnkv`` command. Each subcommand is a module in ffnkv/commands with NAME, HELP, add_arguments, run."""
+"""The ``ffnkv`` command. Each subcommand is a module in cli/ with NAME, HELP, add_arguments, run."""
 from __future__ import annotations
 
 import argparse
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ffnkv", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name in COMMAND_MODULES:
-        module = importlib.import_module(f"ffnkv.commands.{name}")
+        module = importlib.import_module(f"cli.{name}")
         command = sub.add_parser(module.NAME, help=module.HELP, description=module.__doc__)
         module.add_arguments(command)
         command.set_defaults(run=module.run)

@@ -41,7 +41,7 @@ def run(args) -> int:
     import json
     from pathlib import Path
 
-    from ffnkv.commands._knowledge_report import attribution_report, load_facts_run, tracing_report
+    from cli._knowledge_report import attribution_report, load_facts_run, tracing_report
 
     task, model_cfg, params = load_facts_run(args.run_dir, args.step)
     out = Path(args.out or Path(args.run_dir) / "analysis" / "knowledge")

@@ -17,7 +17,7 @@ import json
 import time
 from pathlib import Path
 
-from ffnkv.commands._reproduce_stages import PROFILES
+from cli._reproduce_stages import PROFILES
 
 NAME = "reproduce"
 HELP = "run every training and analysis of the study (--quick: ~13 min on 2 CPU cores) and write report.md"
@@ -66,7 +66,7 @@ def _names(text: str | None, allowed) -> list[str]:
 
 def run_stage(stage, out: Path, profile: str) -> dict:
     """Run one stage's commands in this process; returns its record (status, seconds, commands)."""
-    from ffnkv.cli import main
+    from cli import main
 
     missing = stage.missing()
     if missing:
@@ -84,8 +84,8 @@ def run_stage(stage, out: Path, profile: str) -> dict:
 def run(args) -> int:
     import sys
 
-    from ffnkv.commands._reproduce_report import write_report
-    from ffnkv.commands._reproduce_stages import STAGES
+    from cli._reproduce_report import write_report
+    from cli._reproduce_stages import STAGES
     from ffnkv.errors import FfnkvError
 
     if args.quick and args.profile not in (None, "quick"):

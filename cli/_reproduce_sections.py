@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ffnkv.commands import _reproduce_claims as C
+from studies import verdicts as C
 
 
 def _load(path: Path):

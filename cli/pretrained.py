@@ -79,7 +79,7 @@ def run(args) -> int:
     start = time.time()
     cfg, params, tokenizer = load_checkpoint(args.model, args.path)
     if args.model == "minilm":
-        from ffnkv.commands.pretrained_minilm import plot_minilm, run_minilm
+        from cli.pretrained_minilm import plot_minilm, run_minilm
         from ffnkv.data.probes import english_sentences
 
         if cfg.causal:
@@ -87,7 +87,7 @@ def run(args) -> int:
         result = run_minilm(params, cfg, tokenizer, english_sentences(args.sentences, args.seed), args)
         plot = plot_minilm
     else:
-        from ffnkv.commands.pretrained_smollm2 import plot_smollm2, run_smollm2
+        from cli.pretrained_smollm2 import plot_smollm2, run_smollm2
 
         if not cfg.causal:
             raise FfnkvError("the smollm2 study needs a causal LM (GGUF llama or GPT-2); --path is an encoder.")

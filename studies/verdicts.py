@@ -1,4 +1,4 @@
-"""The claims table of ``ffnkv reproduce``: each claim of the literature, the paper's figure, ours, a verdict.
+"""Every verdict rule of the study: each claim of the literature, the paper's figure, ours, a verdict.
 
 Every verdict is a rule over numbers the run computed (stated in ``rule``); the claims of a stage that did
 not finish are absent, and the report's stage table says why. Paper figures are the published ones (GPT-2 XL / GPT-J / BERT scale models), so

@@ -49,7 +49,7 @@ def study_config(kind: str, args):
 
 def one_kind(kind: str, args) -> dict:
     from analysis.edit_protocol import EditSettings, known_facts, neurons_per_fact, peak_mlp_layer
-    from ffnkv.commands.edit import edit_run
+    from cli.edit import edit_run
     from ffnkv.data import make_task
     from ffnkv.io.run import load_run
     from train.loop import train
@@ -74,7 +74,7 @@ def one_kind(kind: str, args) -> dict:
 
 def run(args) -> int:
     from analysis.edit_plots import markdown_table, plot_scores
-    from ffnkv.commands.edit import write_atomic
+    from cli.edit import write_atomic
     from ffnkv.config import FFN_KINDS
     from ffnkv.errors import FfnkvError
 

@@ -36,7 +36,7 @@ def run(args) -> int:
     import jax
 
     from analysis.plots_memories import plot_all
-    from ffnkv.commands._memories_report import analyse, write_dumps
+    from cli._memories_report import analyse, write_dumps
     from ffnkv.data import make_task
     from ffnkv.errors import FfnkvError
     from ffnkv.io.run import load_config, load_params

@@ -1,0 +1,2 @@
+"""The ``ffnkv`` command line: argparse → settings → study → report. One module per subcommand."""
+from cli.main import main  # noqa: F401

@@ -1,3 +1,0 @@
-from ffnkv.cli import main
-
-raise SystemExit(main())

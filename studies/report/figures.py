@@ -1,0 +1,14 @@
+"""matplotlib for files: the Agg backend is chosen here once, so no plotting module picks a backend itself."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from studies.report.write import save_figure  # noqa: E402,F401
+
+
+def subplots(*args, **kwargs):
+    """``plt.subplots`` on the Agg backend."""
+    return plt.subplots(*args, **kwargs)
