@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from cli._reproduce_stages import PROFILES
+from cli.args import output_dir
 
 NAME = "reproduce"
 HELP = "run every training and analysis of the study (--quick: ~13 min on 2 CPU cores) and write report.md"
@@ -28,7 +29,7 @@ def add_arguments(parser) -> None:
                         "same as --profile quick")
     parser.add_argument("--profile", default=None, choices=PROFILES,
                         help="full (default: every command's own defaults), quick, or smoke (seconds; for tests)")
-    parser.add_argument("--out", default=None, help="output dir (default runs/reproduce-PROFILE)")
+    parser.add_argument("--out", type=output_dir, default=None, help="output dir (default runs/reproduce-PROFILE)")
     parser.add_argument("--stages", default=None, help="comma list of stages to run (default: all); the report "
                         "always covers every finished stage")
     parser.add_argument("--redo", default="", help="comma list of finished stages to run again")
