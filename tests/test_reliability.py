@@ -184,7 +184,7 @@ def test_text_cache_follows_file_contents(tmp_path, monkeypatch):
 
 def test_an_interrupted_study_stage_stays_unfinished_and_the_command_exits_128_plus_signum(tmp_path, monkeypatch,
                                                                                              capsys):
-    from cli import _reproduce_stages
+    from studies import reproduce_stages as _reproduce_stages
 
     register_task("signals_itself", _SignalsItself)
     config = tmp_path / "signals.py"
