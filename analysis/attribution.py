@@ -18,7 +18,7 @@ them. One path instead of L costs L times less, and completeness then holds for 
 ``Σ_{l,i} Attr = P(α=1) − P(α=0)``. The pretrained-model study (SmolLM2) uses it.
 
 All layers, all α and all prompts are one jitted program: a sweep over prompts (their clean contexts), then
-a sweep over (prompt, layer, block of α nodes) items with the block's α ``vmap``-ped, both split over the
+per layer a sweep over (prompt, block of α nodes) items with the block's α ``vmap``-ped, all split over the
 "data" axis of ``mesh`` (ffnkv.sharding). Only the prediction position's coefficients are scaled, so positions
 before it and layers below l keep their clean values: ``recompute="prefix"`` (default) caches the clean run
 once per prompt and recomputes only the prediction position in layers ≥ l (ffnkv.prefix; bidirectional models
@@ -151,26 +151,26 @@ def ig_impl(params, tokens_NT, pos_N, gold_N, mask_NT, cfg, steps, rule, batch_s
             recompute="prefix", mesh=None, alpha_blocks=1):
     """Un-jitted core of :func:`integrated_gradients` (tests wrap it in ``chex.assert_max_traces``).
 
-    Two sweeps: per prompt its context (P(α=1), coefficients, clean cache); then per item (prompt n, path l,
-    block b of α nodes) the weighted gradient sum of block b. Both split over the "data" axis of ``mesh``.
-    A prefix item runs alone (its traced first layer stays a real branch); full items go ``batch_size`` × L
-    at a time, as the whole-prompt program did."""
+    A sweep over prompts (P(α=1), coefficients, clean cache); then per layer (static, so a prefix program
+    holds only blocks ≥ l) a sweep over (prompt n, block b of α nodes) items, each the weighted gradient sum
+    of its block, ``batch_size`` in flight. All split over the "data" axis of ``mesh``."""
     alphas_BK, weights_BK = (jnp.asarray(a) for a in node_blocks(steps, rule, alpha_blocks))
     prompts = (tokens_NT, pos_N, gold_N, mask_NT)
     ctx = sharding.sweep(lambda p, item: _prompt_context(p, cfg, recompute, item), prompts, mesh, batch_size, (params,))
     N, Bk = tokens_NT.shape[0], alpha_blocks
-    P_ = cfg.n_layers if path == "layer" else 1
-    n_X, l_X, b_X = (jnp.asarray(a.reshape(-1), jnp.int32) for a in np.indices((N, P_, Bk)))
+    n_X, b_X = (jnp.asarray(a.reshape(-1), jnp.int32) for a in np.indices((N, Bk)))
     one = _layer_ig if path == "layer" else _joint_ig
+    attr, p_zero = [], []
+    for layer in range(cfg.n_layers) if path == "layer" else (0,):
+        def item(p, ctx, prompts, x, layer=layer):
+            n, b = x
+            return one(p, cfg, recompute, alphas_BK[b], weights_BK[b], take(ctx, n), take(prompts, n), layer)
 
-    def item(p, ctx, prompts, x):
-        n, layer, b = x
-        return one(p, cfg, recompute, alphas_BK[b], weights_BK[b], take(ctx, n), take(prompts, n), layer)
-
-    batch = None if recompute == "prefix" and path == "layer" else batch_size * P_
-    attr_X, p_zero_X = sharding.sweep(item, (n_X, l_X, b_X), mesh, batch, (params, ctx, prompts))
-    attr = attr_X.reshape((N, P_, Bk) + attr_X.shape[1:]).sum(2)
-    return attr.reshape(N, cfg.n_layers, cfg.width), p_zero_X.reshape(N, P_, Bk)[..., 0], ctx["p_one"]
+        attr_X, p_zero_X = sharding.sweep(item, (n_X, b_X), mesh, batch_size, (params, ctx, prompts))
+        attr.append(attr_X.reshape((N, Bk) + attr_X.shape[1:]).sum(1))
+        p_zero.append(p_zero_X.reshape(N, Bk)[:, 0])
+    attr_NLF = jnp.stack(attr, 1).reshape(N, cfg.n_layers, cfg.width)
+    return attr_NLF, jnp.stack(p_zero, 1), ctx["p_one"]
 
 
 _ig_all = jax.jit(ig_impl, static_argnames=("cfg", "steps", "rule", "batch_size", "path", "recompute", "mesh",

@@ -20,8 +20,8 @@ patch masks, so no value recompiles.
 A restoration at token t from layer l on leaves positions < t and layers < l as in the corrupted run, so
 ``recompute="prefix"`` (default) caches each corrupted run once and recomputes only positions ≥ t in layers
 ≥ l (ffnkv.prefix): a restored state h_t^l enters block l + 1; a restored MLP/attention window starts at its
-lowest layer. Cells are grouped by suffix length (``position_buckets`` lengths, static shapes) and mapped one
-at a time so that the skipped layers are real branches. ``recompute="full"`` reruns the whole corrupted
+lowest layer. Cells are grouped by suffix length (``position_buckets`` lengths) and first changed block, both
+static, so each group's program holds only the work its cells need. ``recompute="full"`` reruns the whole corrupted
 forward for every cell and sample (same numbers; the benchmark's baseline).
 """
 from __future__ import annotations
@@ -103,25 +103,29 @@ def _cell_full(params, cfg, window, ctx, fact, cell, samples_S):
     return jax.vmap(sample)(samples_S).sum()
 
 
-def _cell_prefix(params, cfg, window, start, ctx, fact, cell, samples_S):
-    """:func:`_cell_full` over the cached corrupted prefix: positions ≥ ``start`` in the layers from the cell's
-    first intervention on."""
+def first_layer(kind: int, layer: int, window: int) -> int:
+    """The first block a cell changes: l + 1 for a restored state h_t^l, the window's lowest layer otherwise."""
+    return layer + 1 if kind in (0, 3, 4) else max(layer - window // 2, 0)
+
+
+def _cell_prefix(params, cfg, window, start, first, ctx, fact, cell, samples_S):
+    """:func:`_cell_full` over the cached corrupted prefix: positions ≥ ``start`` in blocks ≥ ``first`` (static:
+    the blocks below are not in the program, so cells batch)."""
     tokens_T, pos, gold = fact[:3]
     kind, t, layer = cell
     T, L = tokens_T.shape[0], cfg.n_layers
     resid = (kind == 0) | (kind == 3) | (kind == 4)
-    first = jnp.where(resid, layer + 1, jnp.maximum(layer - window // 2, 0))
     at_S = jnp.arange(start, T) == t
     win = window_L(layer, L, window)
     mlp_L = jnp.where(kind == 1, win, (kind == 3) & (jnp.arange(L) > layer))
     attn_L = jnp.where(kind == 2, win, (kind == 4) & (jnp.arange(L) > layer))
     mask = lambda rows_L: (rows_L[:, None] & at_S[None, :])[:, None, :, None]  # noqa: E731  [L,1,S,1]
     part = lambda a: a[:, :, start:]  # noqa: E731  [L,1,T,D] -> suffix
-    clean_BSD = jax.lax.dynamic_index_in_dim(ctx["clean_cache"].resid, first, 0, keepdims=False)[:, start:]
+    clean_BSD = ctx["clean_cache"].resid[first][:, start:]
 
     def sample(s):
         cache, acts = take(ctx["corrupt_cache"], s), take(ctx["corrupt"], s)
-        x_BSD = jax.lax.dynamic_index_in_dim(cache.resid, first, 0, keepdims=False)[:, start:]
+        x_BSD = cache.resid[first][:, start:]
         x_BSD = jnp.where(resid & at_S[None, :, None], clean_BSD, x_BSD)
         hooks = Hooks(
             mlp_out_patch_mask=mask(mlp_L),
@@ -144,32 +148,35 @@ def trace_impl(params, tokens_NT, pos_N, gold_N, s0_N, s1_N, keys_N, nu, cfg, ki
                layers=None, recompute="prefix", mesh=None, position_buckets=8, sample_blocks=1):
     """Un-jitted core (tests wrap it in ``chex.assert_max_traces``); see :func:`causal_trace`.
 
-    A sweep over facts (contexts), then sweeps over (fact, cell, block of samples) items — one sweep per
-    suffix length for ``"prefix"`` (static shapes; items one at a time so skipped layers are real branches),
-    one sweep with ``cell_batch`` items in flight for ``"full"`` — all split over the "data" axis of ``mesh``."""
+    A sweep over facts (contexts), then sweeps over (fact, cell, block of samples) items, ``cell_batch`` in
+    flight — for ``"prefix"`` one sweep per (suffix length, first changed block), both static, so the blocks
+    below are not in its program; one sweep for ``"full"`` — all split over the "data" axis of ``mesh``."""
     layers = tuple(range(cfg.n_layers)) if layers is None else layers
     facts = (tokens_NT, pos_N, gold_N, s0_N, s1_N, keys_N)
     ctx = sharding.sweep(lambda p, f: _fact_context(p, cfg, nu, samples, recompute, f), facts, mesh, None, (params,))
     N, T, C, K = tokens_NT.shape[0], tokens_NT.shape[1], len(kind_ids), len(layers)
     samples_BS = jnp.arange(samples).reshape(sample_blocks, -1)
-    groups = {T: list(range(T))} if recompute == "full" else suffix_groups(T, cfg.causal, position_buckets)
+    cells = [(c, kind, t, li, l) for c, kind in enumerate(kind_ids) for t in range(T) for li, l in enumerate(layers)]
+    length = {t: n for n, ts in suffix_groups(T, cfg.causal, position_buckets).items() for t in ts}
+    groups: dict[tuple, list] = {}
+    for cell in cells:
+        key = (T, 0) if recompute == "full" else (length[cell[2]], first_layer(cell[1], cell[4], window))
+        groups.setdefault(key, []).append(cell)
     total = jnp.zeros((N, C, T, K, sample_blocks), jnp.float32)
-    for n_suffix, ts in groups.items():
-        cells = np.array([(c, kind, t, li, l) for c, kind in enumerate(kind_ids) for t in ts
-                          for li, l in enumerate(layers)], np.int32)
-        n_X, x_X, b_X = (a.reshape(-1) for a in np.indices((N, len(cells), sample_blocks)))
-        cell_X = cells[x_X]
+    for (n_suffix, first), group in groups.items():
+        n_X, x_X, b_X = (a.reshape(-1) for a in np.indices((N, len(group), sample_blocks)))
+        cell_X = np.asarray(group, np.int32)[x_X]
         if recompute == "full":
-            one, batch = functools.partial(_cell_full, cfg=cfg, window=window), cell_batch
+            one = functools.partial(_cell_full, cfg=cfg, window=window)
         else:
-            one, batch = functools.partial(_cell_prefix, cfg=cfg, window=window, start=T - n_suffix), None
+            one = functools.partial(_cell_prefix, cfg=cfg, window=window, start=T - n_suffix, first=first)
 
         def item(p, ctx, facts, x, one=one):
             n, kind, t, layer, b = x
             return one(params=p, ctx=take(ctx, n), fact=take(facts, n), cell=(kind, t, layer), samples_S=samples_BS[b])
 
         xs = tuple(jnp.asarray(a, jnp.int32) for a in (n_X, cell_X[:, 1], cell_X[:, 2], cell_X[:, 4], b_X))
-        values_X = sharding.sweep(item, xs, mesh, batch, (params, ctx, facts))
+        values_X = sharding.sweep(item, xs, mesh, cell_batch, (params, ctx, facts))
         total = total.at[n_X, cell_X[:, 0], cell_X[:, 2], cell_X[:, 3], b_X].set(values_X)
     return ctx["p_clean"], ctx["p_corrupt"].mean(-1), total.sum(-1) / samples
 
@@ -180,7 +187,7 @@ _trace_jit = jax.jit(trace_impl, static_argnames=("cfg", "kind_ids", "window", "
 
 def causal_trace(params, cfg, enc, noise: float | None = None, samples: int = 10, window: int = 10,
                  kinds=KINDS, seed: int = 0, cell_batch: int = 8, layers=None, keys=None, recompute: str = "prefix",
-                 mesh=None, sample_blocks: int = 1) -> dict:
+                 mesh=None, sample_blocks: int = 1, position_buckets: int = 8) -> dict:
     """Causal traces of every encoded prompt.
 
     ``enc``: ``tokens`` [N, T], ``predict_pos`` [N], ``target`` [N], ``subject_start`` / ``subject_end`` [N]
@@ -189,9 +196,10 @@ def causal_trace(params, cfg, enc, noise: float | None = None, samples: int = 10
     l whose states are restored (default all; a subset makes a deep model's grid cheaper). Returns numpy
     ``p_clean`` [N], ``p_corrupt`` [N] and ``restored`` [N, kinds, T, K] (mean restored P[o] for the K
     ``layers``); positions after ``predict_pos`` are padding. ``recompute``: ``"prefix"`` or ``"full"`` (module
-    docstring; ``cell_batch`` cells in flight applies to ``"full"``). ``mesh``: a ffnkv.sharding mesh whose
+    docstring; ``cell_batch`` cells in flight). ``mesh``: a ffnkv.sharding mesh whose
     "data" axis splits the (fact, cell, sample block) items; ``sample_blocks`` (dividing ``samples``) cuts
-    each cell's samples into that many items (more to split over the mesh; same numbers).
+    each cell's samples into that many items (more to split over the mesh; same numbers). ``position_buckets``:
+    suffix lengths are multiples of ⌈T / buckets⌉ (fewer programs, a little more recompute).
     """
     check_prompts(enc, cfg, width_needed=False)
     bad = [k for k in kinds if k not in KINDS]
@@ -215,7 +223,7 @@ def causal_trace(params, cfg, enc, noise: float | None = None, samples: int = 10
     keys = keys if mesh is None else sharding.put(keys, sharding.replicated(mesh))
     out = _trace_jit(sharding.put_params(params, mesh), *arrays, keys, jnp.float32(nu), cfg, kind_ids, int(window),
                      int(samples), int(min(cell_batch, len(kind_ids) * T * len(layers))), layers, recompute, mesh,
-                     8, int(sample_blocks))
+                     max(1, int(position_buckets)), int(sample_blocks))
     p_clean, p_corrupt, restored = (sharding.fetch(a) for a in out)
     return {"p_clean": p_clean, "p_corrupt": p_corrupt, "restored": restored,
             "kinds": list(kinds), "layers": list(layers), "noise": nu, "samples": samples, "window": window,

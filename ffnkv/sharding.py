@@ -105,9 +105,9 @@ def sweep(fn, xs, mesh=None, batch_size: int | None = None, consts=()):
     """``lax.map(lambda x: fn(*consts, x), xs, batch_size=...)`` with the items (leading axis of every leaf of
     ``xs``) split over the "data" axis of ``mesh``: each device maps over its share (padded to equal shares by
     repeating the last item; the padding is dropped). ``consts`` (e.g. parameters) keep their own placement:
-    replicated on "data", and left to XLA on "model" (FSDP). Inside, a traced index that is not batched keeps
+    replicated on "data", and left to XLA on "model" (FSDP; with one "data" device no shard_map at all). Inside, a traced index that is not batched keeps
     ``lax.cond``/``switch`` as real branches. Call it inside ``jax.jit``; ``mesh=None`` is plain ``lax.map``."""
-    if mesh is None or mesh.shape["data"] == 1 and mesh.shape["model"] == 1:
+    if mesh is None or mesh.shape["data"] == 1:  # one data shard: XLA partitions FSDP weights itself
         return jax.lax.map(lambda x: fn(*consts, x), xs, batch_size=batch_size)
     n = jax.tree.leaves(xs)[0].shape[0]
     d = mesh.shape["data"]
@@ -128,7 +128,7 @@ def split_sum(fn, rows, mesh=None, consts=()):
     axis of every leaf) split over the "data" axis of ``mesh``: each device sums its own rows, then one psum.
     ``fn`` also gets the index of its first row (``fn(*consts, rows, first)``) for global positions. The row
     count must divide by the "data" size (pad with masked rows). Call it inside ``jax.jit``."""
-    if mesh is None or mesh.shape["data"] == 1 and mesh.shape["model"] == 1:
+    if mesh is None or mesh.shape["data"] == 1:  # one data shard: XLA partitions FSDP weights itself
         return fn(*consts, rows, jnp.int32(0))
     n = jax.tree.leaves(rows)[0].shape[0]
     d = mesh.shape["data"]
@@ -146,7 +146,7 @@ def split_sum(fn, rows, mesh=None, consts=()):
 def split_gather(fn, rows, mesh=None, consts=()):
     """Like :func:`split_sum`, but each device's result is gathered: leaves ``[d, ...]`` (d = "data" size;
     ``[1, ...]`` without a mesh), for merges that are not sums (a top-k)."""
-    if mesh is None or mesh.shape["data"] == 1 and mesh.shape["model"] == 1:
+    if mesh is None or mesh.shape["data"] == 1:  # one data shard: XLA partitions FSDP weights itself
         return jax.tree.map(lambda a: a[None], fn(*consts, rows, jnp.int32(0)))
     n = jax.tree.leaves(rows)[0].shape[0]
     d = mesh.shape["data"]
