@@ -32,7 +32,8 @@ def _accumulate(params, tokens_BT, mask_BT, sum_LFF, count, cfg, layers, mesh=No
     """One batch added to the running sums; its rows split over the "data" axis of ``mesh`` (one psum)."""
     fn = lambda p, rows, first: _moment_sums(p, rows, first, cfg, layers)  # noqa: E731
     s_LFF, n = sharding.split_sum(fn, (tokens_BT, mask_BT), mesh, (params,))
-    return sum_LFF + s_LFF, count + n
+    out = (sum_LFF + s_LFF, count + n)
+    return out if mesh is None else jax.lax.with_sharding_constraint(out, sharding.replicated(mesh))
 
 
 _accumulate_jit = jax.jit(_accumulate, static_argnames=("cfg", "layers", "mesh"), donate_argnums=(3, 4))

@@ -116,7 +116,8 @@ def _trigger_step(state, params, tokens_BT, mask_BT, offset, cfg, k, mesh=None):
     best_LFk, where_LFk = state
     top, pick = jax.lax.top_k(jnp.concatenate([best_LFk, flat(top_dLFk)], -1), k)
     idx = jnp.take_along_axis(jnp.concatenate([where_LFk, flat(idx_dLFk)], -1), pick, -1)
-    return top, jnp.where(top > -jnp.inf, idx, -1)
+    out = (top, jnp.where(top > -jnp.inf, idx, -1))
+    return out if mesh is None else jax.lax.with_sharding_constraint(out, sharding.replicated(mesh))
 
 
 def trigger_search(params, cfg, tokens_NT, mask_NT=None, k: int = 25, batch_size: int = 32, progress=False,
