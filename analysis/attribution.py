@@ -17,12 +17,12 @@ every layer's coefficient vector there is patched to α·w̄^l at once, so downs
 them. One path instead of L costs L times less, and completeness then holds for the sum over all layers,
 ``Σ_{l,i} Attr = P(α=1) − P(α=0)``. The pretrained-model study (SmolLM2) uses it.
 
-All layers, all α and all prompts are one jitted program: ``vmap`` over α, ``lax.map`` over prompts with
-``batch_size`` prompts in flight to bound memory, the prompts split over the "data" axis of ``mesh``
-(ffnkv.sharding). Only the prediction position's coefficients are scaled, so positions before it and layers
-below l keep their clean values: ``recompute="prefix"`` (default) caches the clean run once per prompt and
-recomputes only the prediction position in layers ≥ l (ffnkv.prefix; bidirectional models recompute every
-position, still only layers ≥ l); ``recompute="full"`` reruns the whole forward for every α, as the reference
+All layers, all α and all prompts are one jitted program: a sweep over prompts (their clean contexts), then
+per layer a sweep over (prompt, block of α nodes) items with the block's α ``vmap``-ped, all split over the
+"data" axis of ``mesh`` (ffnkv.sharding). Only the prediction position's coefficients are scaled, so positions
+before it and layers below l keep their clean values: ``recompute="prefix"`` (default) caches the clean run
+once per prompt and recomputes only the prediction position in layers ≥ l (ffnkv.prefix; bidirectional models
+recompute every position, still only layers ≥ l); ``recompute="full"`` reruns the whole forward for every α, as the reference
 code does (same numbers, kept as the benchmark's baseline). Selection (§3.2) and the suppression /
 amplification experiment (§4.1) follow below; they work on any encoded prompts (real-model prompts too:
 ``tokens`` right-padded, ``predict_pos`` = length − 1).
@@ -39,7 +39,7 @@ from ffnkv import sharding
 from ffnkv.errors import FfnkvError
 from ffnkv.hooks import Hooks
 from ffnkv.model import forward
-from ffnkv.prefix import forward_from, logits_at, prefix_cache, suffix
+from ffnkv.prefix import forward_from, logits_at, prefix_cache, suffix, take
 
 RULES = ("left", "right", "midpoint", "trapezoid")
 PATHS = ("layer", "joint")
@@ -77,103 +77,104 @@ def _scale_at(layer, pos, s_F, n_layers, seq_len):
     return jnp.where(hit_LT[:, :, None], s_F, 1.0)
 
 
-def _prompt_ig(params, cfg, alphas_K, weights_K, item):
-    tokens_T, pos, gold, mask_T = item
-    L, T, F = cfg.n_layers, tokens_T.shape[0], cfg.width
-
-    def prob(layer, s_F):
-        hooks = Hooks(ffn_scale=_scale_at(layer, pos, s_F, L, T))
-        return gold_prob(params, cfg, tokens_T, pos, gold, hooks, mask_T)
-
-    grad_s = jax.grad(prob, argnums=1)
-
-    def layer_ig(layer):
-        grads_KF = jax.vmap(lambda a: grad_s(layer, jnp.full((F,), a, jnp.float32)))(alphas_K)
-        return weights_K @ grads_KF, prob(layer, jnp.zeros((F,), jnp.float32))
-
-    attr_LF, p_zero_L = jax.vmap(layer_ig)(jnp.arange(L))
-    return attr_LF, p_zero_L, prob(0, jnp.ones((F,), jnp.float32))
+def _prompt_context(params, cfg, recompute, prompt):
+    """Per prompt, once: P(α=1), the clean coefficients at the prediction position ``m_LF`` and (prefix) the
+    clean run's cache."""
+    tokens_T, pos, gold, mask_T = prompt
+    if recompute == "prefix":
+        out, cache = prefix_cache(params, tokens_T[None], cfg, None, mask_T[None])
+    else:
+        out, cache = forward(params, tokens_T[None], cfg, None, mask_T[None]), None
+    return {"cache": cache, "p_one": jax.nn.softmax(out.logits[0, pos])[gold], "m_LF": out.acts.ffn[:, 0, pos]}
 
 
-def _prompt_ig_joint(params, cfg, alphas_K, weights_K, item):
-    """``path="joint"``: every layer's coefficients at ``pos`` patched to ``s ⊙ w̄`` (one path, s = α·1)."""
-    tokens_T, pos, gold, mask_T = item
+def _prob_fn(params, cfg, recompute, ctx, prompt):
+    """``prob(first_layer, hooks_fn)``: p(gold) under hooks ``hooks_fn(S, at)`` on S positions (``at`` = the
+    prediction position among them). ``"full"``: the whole forward (S = T). ``"prefix"``: over the cached
+    clean prefix, the prediction position only (every position for bidirectional models) in layers ≥
+    ``first_layer``."""
+    tokens_T, pos, gold, mask_T = prompt
     T = tokens_T.shape[0]
-    m_LF = forward(params, tokens_T[None], cfg, None, mask_T[None]).acts.ffn[:, 0, pos]
-    at_LT = jnp.broadcast_to(jnp.arange(T) == pos, (cfg.n_layers, T))
+    if recompute == "full":
+        return lambda first_layer, hooks_fn: gold_prob(params, cfg, tokens_T, pos, gold, hooks_fn(T, pos), mask_T)
+    cache = ctx["cache"]
+    start, S, at = (pos, 1, 0) if cfg.causal else (0, T, pos)
 
-    def prob(s_LF):
-        hooks = Hooks(ffn_patch_mask=at_LT[:, None, :, None], ffn_patch_value=(s_LF * m_LF)[:, None, None, :])
-        return gold_prob(params, cfg, tokens_T, pos, gold, hooks, mask_T)
-
-    grads_KLF = jax.vmap(lambda a: jax.grad(prob)(jnp.full_like(m_LF, a)))(alphas_K)
-    return jnp.tensordot(weights_K, grads_KLF, 1), prob(jnp.zeros_like(m_LF))[None], prob(jnp.ones_like(m_LF))
-
-
-def _suffix_prob(params, cfg, item):
-    """The prompt's clean cache and ``prob(first_layer, hooks_fn)``: p(gold) recomputing the prediction position
-    (every position for bidirectional models) in layers ≥ ``first_layer``, with ``hooks_fn(S, at)`` giving the
-    hooks on those S positions (``at`` = the prediction position's index among them)."""
-    tokens_T, pos, gold, mask_T = item
-    out, cache = prefix_cache(params, tokens_T[None], cfg, None, mask_T[None])
-    start, S, at = (pos, 1, 0) if cfg.causal else (0, tokens_T.shape[0], pos)
-
-    def prob(first_layer, hooks):
-        x_BSD = forward_from(params, cache, cfg, first_layer, start, suffix(cache, first_layer, start, S), hooks)
+    def prob(first_layer, hooks_fn):
+        x_BSD = forward_from(params, cache, cfg, first_layer, start, suffix(cache, first_layer, start, S),
+                             hooks_fn(S, at))
         return jax.nn.softmax(logits_at(params, x_BSD, cfg, at)[0])[gold]
 
-    return prob, S, at, out, cache
+    return prob
 
 
-def _prompt_ig_prefix(params, cfg, alphas_K, weights_K, item):
-    """:func:`_prompt_ig` over the cached clean prefix (module docstring); layers one after another so that
-    each skips the blocks below it."""
+def _layer_ig(params, cfg, recompute, alphas_K, weights_K, ctx, prompt, layer):
+    """Dai et al. eq. 3–4 for one layer over the nodes ``alphas_K``: ``(Σ_k w_k ∂P/∂s(α_k) [F], P(α=0))``."""
     L, F = cfg.n_layers, cfg.width
-    prob_at, S, at, out, _ = _suffix_prob(params, cfg, item)
+    prob_at = _prob_fn(params, cfg, recompute, ctx, prompt)
 
-    def prob(layer, s_F):
-        scale_LSF = jnp.where(((jnp.arange(L)[:, None] == layer) & (jnp.arange(S) == at))[:, :, None], s_F, 1.0)
-        return prob_at(layer, Hooks(ffn_scale=scale_LSF))
+    def prob(s_F):
+        def hooks(S, at):
+            hit_LS = (jnp.arange(L)[:, None] == layer) & (jnp.arange(S)[None, :] == at)
+            return Hooks(ffn_scale=jnp.where(hit_LS[:, :, None], s_F, 1.0))
+        return prob_at(layer, hooks)
 
-    def layer_ig(layer):
-        grads_KF = jax.vmap(lambda a: jax.grad(prob, argnums=1)(layer, jnp.full((F,), a, jnp.float32)))(alphas_K)
-        return weights_K @ grads_KF, prob(layer, jnp.zeros((F,), jnp.float32))
-
-    attr_LF, p_zero_L = jax.lax.map(layer_ig, jnp.arange(L))
-    tokens_T, pos, gold, _ = item
-    return attr_LF, p_zero_L, jax.nn.softmax(out.logits[0, pos])[gold]
+    grads_KF = jax.vmap(lambda a: jax.grad(prob)(jnp.full((F,), a, jnp.float32)))(alphas_K)
+    return weights_K @ grads_KF, prob(jnp.zeros((F,), jnp.float32))
 
 
-def _prompt_ig_joint_prefix(params, cfg, alphas_K, weights_K, item):
-    """:func:`_prompt_ig_joint` over the cached clean prefix: the prediction position only, all layers."""
-    L = cfg.n_layers
-    prob_at, S, at, out, _ = _suffix_prob(params, cfg, item)
-    pos = item[1]
-    m_LF = out.acts.ffn[:, 0, pos]
-    at_LS = jnp.broadcast_to(jnp.arange(S) == at, (L, S))
+def _joint_ig(params, cfg, recompute, alphas_K, weights_K, ctx, prompt, layer):
+    """``path="joint"``: every layer's coefficients at the prediction position patched to ``s ⊙ w̄`` (one path)."""
+    m_LF = ctx["m_LF"]
+    prob_at = _prob_fn(params, cfg, recompute, ctx, prompt)
 
     def prob(s_LF):
-        return prob_at(0, Hooks(ffn_patch_mask=at_LS[:, None, :, None], ffn_patch_value=(s_LF * m_LF)[:, None, None, :]))
+        def hooks(S, at):
+            at_LS = jnp.broadcast_to(jnp.arange(S) == at, (cfg.n_layers, S))
+            return Hooks(ffn_patch_mask=at_LS[:, None, :, None], ffn_patch_value=(s_LF * m_LF)[:, None, None, :])
+        return prob_at(0, hooks)
 
     grads_KLF = jax.vmap(lambda a: jax.grad(prob)(jnp.full_like(m_LF, a)))(alphas_K)
-    p_one = jax.nn.softmax(out.logits[0, pos])[item[2]]
-    return jnp.tensordot(weights_K, grads_KLF, 1), prob(jnp.zeros_like(m_LF))[None], p_one
+    return jnp.tensordot(weights_K, grads_KLF, 1), prob(jnp.zeros_like(m_LF))
 
 
-_PROMPT_IG = {("layer", "full"): _prompt_ig, ("joint", "full"): _prompt_ig_joint,
-              ("layer", "prefix"): _prompt_ig_prefix, ("joint", "prefix"): _prompt_ig_joint_prefix}
+def node_blocks(steps: int, rule: str, blocks: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`riemann_nodes` cut into ``blocks`` equal rows ``[blocks, K']``, padded with weight-0 nodes."""
+    alphas, weights = riemann_nodes(steps, rule)
+    pad = -len(alphas) % blocks
+    alphas = np.concatenate([alphas, np.full(pad, 0.5, np.float32)])
+    weights = np.concatenate([weights, np.zeros(pad, np.float32)])
+    return alphas.reshape(blocks, -1), weights.reshape(blocks, -1)
 
 
 def ig_impl(params, tokens_NT, pos_N, gold_N, mask_NT, cfg, steps, rule, batch_size, path="layer",
-            recompute="prefix", mesh=None):
-    """Un-jitted core of :func:`integrated_gradients` (tests wrap it in ``chex.assert_max_traces``)."""
-    alphas_K, weights_K = (jnp.asarray(a) for a in riemann_nodes(steps, rule))
-    one = _PROMPT_IG[(path, recompute)]
-    return sharding.sweep(lambda p, item: one(p, cfg, alphas_K, weights_K, item), (tokens_NT, pos_N, gold_N, mask_NT),
-                          mesh, batch_size, (params,))
+            recompute="prefix", mesh=None, alpha_blocks=1):
+    """Un-jitted core of :func:`integrated_gradients` (tests wrap it in ``chex.assert_max_traces``).
+
+    A sweep over prompts (P(α=1), coefficients, clean cache); then per layer (static, so a prefix program
+    holds only blocks ≥ l) a sweep over (prompt n, block b of α nodes) items, each the weighted gradient sum
+    of its block, ``batch_size`` in flight. All split over the "data" axis of ``mesh``."""
+    alphas_BK, weights_BK = (jnp.asarray(a) for a in node_blocks(steps, rule, alpha_blocks))
+    prompts = (tokens_NT, pos_N, gold_N, mask_NT)
+    ctx = sharding.sweep(lambda p, item: _prompt_context(p, cfg, recompute, item), prompts, mesh, batch_size, (params,))
+    N, Bk = tokens_NT.shape[0], alpha_blocks
+    n_X, b_X = (jnp.asarray(a.reshape(-1), jnp.int32) for a in np.indices((N, Bk)))
+    one = _layer_ig if path == "layer" else _joint_ig
+    attr, p_zero = [], []
+    for layer in range(cfg.n_layers) if path == "layer" else (0,):
+        def item(p, ctx, prompts, x, layer=layer):
+            n, b = x
+            return one(p, cfg, recompute, alphas_BK[b], weights_BK[b], take(ctx, n), take(prompts, n), layer)
+
+        attr_X, p_zero_X = sharding.sweep(item, (n_X, b_X), mesh, batch_size, (params, ctx, prompts))
+        attr.append(attr_X.reshape((N, Bk) + attr_X.shape[1:]).sum(1))
+        p_zero.append(p_zero_X.reshape(N, Bk)[:, 0])
+    attr_NLF = jnp.stack(attr, 1).reshape(N, cfg.n_layers, cfg.width)
+    return attr_NLF, jnp.stack(p_zero, 1), ctx["p_one"]
 
 
-_ig_all = jax.jit(ig_impl, static_argnames=("cfg", "steps", "rule", "batch_size", "path", "recompute", "mesh"))
+_ig_all = jax.jit(ig_impl, static_argnames=("cfg", "steps", "rule", "batch_size", "path", "recompute", "mesh",
+                                            "alpha_blocks"))
 
 
 def _mask(enc, cfg):
@@ -194,7 +195,7 @@ def check_prompts(enc, cfg, width_needed=True) -> None:
 
 
 def integrated_gradients(params, cfg, enc, steps: int = 20, rule: str = "midpoint", batch_size: int = 2,
-                         path: str = "layer", recompute: str = "prefix", mesh=None) -> dict:
+                         path: str = "layer", recompute: str = "prefix", mesh=None, alpha_blocks: int = 1) -> dict:
     """Attributions of every (layer, neuron) for every prompt, with the completeness check.
 
     ``enc``: ``tokens`` [N, T], ``predict_pos`` [N] (the position whose logits predict the gold token),
@@ -202,7 +203,8 @@ def integrated_gradients(params, cfg, enc, steps: int = 20, rule: str = "midpoin
     ``path``: ``"layer"`` (Dai et al.'s eq. 3, one path per layer) or ``"joint"`` (one path over all layers;
     module docstring). ``recompute``: ``"prefix"`` or ``"full"`` (module docstring). ``mesh``: a
     ffnkv.sharding mesh whose "data" axis splits the prompts (parameters FSDP-split on "model" when it has
-    several devices); ``None`` runs on the default device. Returns numpy arrays ``attr`` [N, L, F], ``prob``
+    several devices); ``None`` runs on the default device. ``alpha_blocks``: the α nodes of each path are cut
+    into this many blocks, each its own sweep item (more items to split over the mesh; same numbers). Returns numpy arrays ``attr`` [N, L, F], ``prob``
     [N] (= P(α=1)), ``prob_zero`` [N, P] (= P(α=0) per path: P = L, or 1 for the joint path) and
     ``completeness`` (see :func:`completeness`).
     """
@@ -210,8 +212,10 @@ def integrated_gradients(params, cfg, enc, steps: int = 20, rule: str = "midpoin
     if path not in PATHS or recompute not in RECOMPUTE:
         raise FfnkvError(f"integration path {path!r} / recompute {recompute!r} is not allowed; use one of {PATHS} / {RECOMPUTE}.")
     arrays = sharding.put_inputs((enc["tokens"], enc["predict_pos"], enc["target"], _mask(enc, cfg)), mesh)
+    if alpha_blocks < 1:
+        raise FfnkvError(f"alpha_blocks={alpha_blocks} is not allowed; use a positive integer.")
     attr, p_zero, prob = _ig_all(sharding.put_params(params, mesh), *arrays, cfg, steps, rule,
-                                 min(batch_size, len(enc["tokens"])), path, recompute, mesh)
+                                 min(batch_size, len(enc["tokens"])), path, recompute, mesh, int(alpha_blocks))
     attr, p_zero, prob = sharding.fetch(attr), sharding.fetch(p_zero), sharding.fetch(prob)
     per_path = (attr, cfg.has_ffn_L()) if path == "layer" else (attr.reshape(len(attr), 1, -1), [True])
     return {"attr": attr, "prob": prob, "prob_zero": p_zero, "steps": steps, "rule": rule, "path": path,

@@ -16,34 +16,52 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ffnkv import sharding
 from ffnkv.errors import FfnkvError
 from ffnkv.model import forward
 
 
-def _accumulate(params, tokens_BT, mask_BT, sum_LFF, count, cfg, layers):
+def _moment_sums(params, rows, first, cfg, layers):
+    tokens_BT, mask_BT = rows
     m_LBTF = forward(params, tokens_BT, cfg).acts.ffn[jnp.asarray(layers)]
     m_LNF = (m_LBTF * mask_BT[None, :, :, None]).reshape(len(layers), -1, m_LBTF.shape[-1])
-    return sum_LFF + jnp.einsum("lnf,lng->lfg", m_LNF, m_LNF), count + mask_BT.sum()
+    return jnp.einsum("lnf,lng->lfg", m_LNF, m_LNF), mask_BT.sum()
 
 
-_accumulate_jit = jax.jit(_accumulate, static_argnames=("cfg", "layers"), donate_argnums=(3, 4))
+def _accumulate(params, tokens_BT, mask_BT, sum_LFF, count, cfg, layers, mesh=None):
+    """One batch added to the running sums; its rows split over the "data" axis of ``mesh`` (one psum)."""
+    fn = lambda p, rows, first: _moment_sums(p, rows, first, cfg, layers)  # noqa: E731
+    s_LFF, n = sharding.split_sum(fn, (tokens_BT, mask_BT), mesh, (params,))
+    out = (sum_LFF + s_LFF, count + n)
+    return out if mesh is None else jax.lax.with_sharding_constraint(out, sharding.replicated(mesh))
 
 
-def key_second_moment(params, cfg, layers, batches: Iterable[tuple]) -> tuple[np.ndarray, int]:
+_accumulate_jit = jax.jit(_accumulate, static_argnames=("cfg", "layers", "mesh"), donate_argnums=(3, 4))
+
+
+def key_second_moment(params, cfg, layers, batches: Iterable[tuple], mesh=None) -> tuple[np.ndarray, int]:
     """C_l = E[k kᵀ] over the masked positions of ``batches`` (pairs ``(tokens_BT, mask_BT)``), for each layer.
 
     Returns ``(C_LFF, n_positions)``; the sum stays on device between batches (no per-batch host sync).
+    ``mesh``: a ffnkv.sharding mesh; each batch's rows (tokens) are split over its "data" axis (padded with
+    masked rows to a multiple of it), parameters replicated or FSDP-split on "model".
     """
     layers = tuple(int(l) for l in layers)
-    sum_LFF = jnp.zeros((len(layers), cfg.width, cfg.width), jnp.float32)
-    count = jnp.zeros((), jnp.float32)
+    placed = sharding.put_params(params, mesh)
+    sum_LFF, count = sharding.put_inputs((np.zeros((len(layers), cfg.width, cfg.width), np.float32),
+                                          np.zeros((), np.float32)), mesh)
     for tokens_BT, mask_BT in batches:
-        sum_LFF, count = _accumulate_jit(params, jnp.asarray(tokens_BT), jnp.asarray(mask_BT, jnp.float32),
-                                         sum_LFF, count, cfg, layers)
+        tokens_BT, mask_BT = np.asarray(tokens_BT, np.int32), np.asarray(mask_BT, np.float32)
+        pad = sharding.round_up_rows(len(tokens_BT), mesh) - len(tokens_BT)
+        tokens_BT, mask_BT = (np.pad(a, ((0, pad), (0, 0))) for a in (tokens_BT, mask_BT))
+        rows = sharding.rows_sharding(mesh)
+        tokens_BT, mask_BT = ((jnp.asarray(a) if rows is None else sharding.put(a, rows)) for a in (tokens_BT, mask_BT))
+        sum_LFF, count = _accumulate_jit(placed, tokens_BT, mask_BT, sum_LFF, count, cfg, layers, mesh)
+    sum_LFF, count = sharding.fetch(sum_LFF), sharding.fetch(count)
     n = int(count)
     if n == 0:
         raise FfnkvError("the corpus for the key second moment has no unmasked positions; give it real tokens.")
-    return np.asarray(sum_LFF / n), n
+    return sum_LFF / n, n
 
 
 def task_batches(task, seed: int, n_batches: int, batch_size: int):
@@ -55,7 +73,7 @@ def task_batches(task, seed: int, n_batches: int, batch_size: int):
 
 
 def cached_second_moment(run_dir, params, cfg, layers, task, seed: int = 1234, n_batches: int = 50,
-                         batch_size: int = 64) -> np.ndarray:
+                         batch_size: int = 64, mesh=None) -> np.ndarray:
     """C for ``layers`` from ``n_batches`` task batches, read from / written to ``run_dir/analysis/edit/``.
 
     The cache file names the layers, seed and corpus size; it is written atomically so a failure leaves
@@ -68,7 +86,7 @@ def cached_second_moment(run_dir, params, cfg, layers, task, seed: int = 1234, n
     if path.exists():
         with np.load(path) as data:
             return data["C_LFF"]
-    C_LFF, n = key_second_moment(params, cfg, layers, task_batches(task, seed, n_batches, batch_size))
+    C_LFF, n = key_second_moment(params, cfg, layers, task_batches(task, seed, n_batches, batch_size), mesh)
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / f".{tag}.tmp.npz"
     np.savez(tmp, C_LFF=C_LFF, layers=np.asarray(layers), n_positions=n,

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from analysis.stream import stream
+from ffnkv import sharding
 from ffnkv.errors import FfnkvError
 from ffnkv.model import forward
 from ffnkv.readout import logit_lens
@@ -95,24 +96,48 @@ def merge_topk(state, m_LNF, index_N, k: int):
     return top, jnp.where(top > -jnp.inf, jnp.take_along_axis(idx, pick, -1), -1)
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "k"), donate_argnums=(0,))
-def _trigger_step(state, params, tokens_BT, mask_BT, offset, cfg, k):
+def _local_topk(params, offset, rows, first, cfg, k):
+    """Top-k coefficients of one device's rows, with flat corpus indices ``offset + row·T + t``."""
+    tokens_BT, mask_BT = rows
     m_LBTF = forward(params, tokens_BT, cfg).acts.ffn.astype(jnp.float32)
     L, B, T, F = m_LBTF.shape
     m_LNF = jnp.where(mask_BT.reshape(1, B * T, 1), m_LBTF.reshape(L, B * T, F), -jnp.inf)
-    return merge_topk(state, m_LNF, offset + jnp.arange(B * T, dtype=jnp.int32), k)
+    top_LFk, pos_LFk = chunk_topk(m_LNF, k)
+    return top_LFk, offset + first * T + pos_LFk.astype(jnp.int32)
 
 
-def trigger_search(params, cfg, tokens_NT, mask_NT=None, k: int = 25, batch_size: int = 32, progress=False):
+@functools.partial(jax.jit, static_argnames=("cfg", "k", "mesh"), donate_argnums=(0,))
+def _trigger_step(state, params, tokens_BT, mask_BT, offset, cfg, k, mesh=None):
+    """Merge one chunk into the running top-k; its rows split over the "data" axis of ``mesh``, each device's
+    top-k gathered and merged (the top-k of a union is the top-k of the parts' top-ks)."""
+    fn = lambda p, off, rows, first: _local_topk(p, off, rows, first, cfg, k)  # noqa: E731
+    top_dLFk, idx_dLFk = sharding.split_gather(fn, (tokens_BT, mask_BT), mesh, (params, offset))
+    flat = lambda a: jnp.moveaxis(a, 0, -2).reshape(a.shape[1:3] + (-1,))  # noqa: E731  [d,L,F,k] -> [L,F,d·k]
+    best_LFk, where_LFk = state
+    top, pick = jax.lax.top_k(jnp.concatenate([best_LFk, flat(top_dLFk)], -1), k)
+    idx = jnp.take_along_axis(jnp.concatenate([where_LFk, flat(idx_dLFk)], -1), pick, -1)
+    out = (top, jnp.where(top > -jnp.inf, idx, -1))
+    return out if mesh is None else jax.lax.with_sharding_constraint(out, sharding.replicated(mesh))
+
+
+def trigger_search(params, cfg, tokens_NT, mask_NT=None, k: int = 25, batch_size: int = 32, progress=False,
+                   mesh=None):
     """Top-k trigger prefixes of every key (§3): ``coef [L,F,k]`` and flat indices ``n = row·T + t`` ``[L,F,k]``.
 
     The prefix of index n is ``tokens_NT[row, :t+1]``. Only positions where ``mask_NT`` is true compete.
+    ``mesh``: each chunk's rows (tokens) are split over its "data" axis (``batch_size`` rounded up to a
+    multiple of it), parameters replicated or FSDP-split on "model".
     """
     value_vectors(params, cfg)
-    if batch_size * tokens_NT.shape[1] < k:
-        raise FfnkvError(f"k={k} trigger prefixes need chunks of at least k tokens; raise batch_size or lower k.")
-    step = lambda s, tok, mask, off: _trigger_step(s, params, tok, mask, off, cfg, k)  # noqa: E731
-    coef, index = stream(step, init_topk(cfg, k), tokens_NT, mask_NT, batch_size, progress)
+    batch_size = sharding.round_up_rows(batch_size, mesh)
+    per_device = batch_size // (1 if mesh is None else mesh.shape["data"])
+    if per_device * tokens_NT.shape[1] < k:
+        raise FfnkvError(f"k={k} trigger prefixes need chunks of at least k tokens per device; raise batch_size or "
+                         "lower k.")
+    placed = sharding.put_params(params, mesh)
+    state = sharding.put_inputs(init_topk(cfg, k), mesh)
+    step = lambda s, tok, mask, off: _trigger_step(s, placed, tok, mask, off, cfg, k, mesh)  # noqa: E731
+    coef, index = stream(step, state, tokens_NT, mask_NT, batch_size, progress, mesh)
     return {"coef": coef, "index": index}
 
 

@@ -12,6 +12,8 @@ from typing import Callable
 import jax
 import numpy as np
 
+from ffnkv import sharding
+
 
 def chunks(tokens_NT, mask_NT=None, batch_size: int = 32):
     """Yields ``(tokens_BT int32, mask_BT bool, offset)`` where ``offset`` is the flat index of the chunk's first token."""
@@ -25,13 +27,16 @@ def chunks(tokens_NT, mask_NT=None, batch_size: int = 32):
         yield tok, mask, np.int32(start * T)
 
 
-def stream(step: Callable, state, tokens_NT, mask_NT=None, batch_size: int = 32, progress: bool = False):
-    """``state = step(state, tokens_BT, mask_BT, offset)`` over all chunks; ``step`` should be jitted with donation."""
+def stream(step: Callable, state, tokens_NT, mask_NT=None, batch_size: int = 32, progress: bool = False, mesh=None):
+    """``state = step(state, tokens_BT, mask_BT, offset)`` over all chunks; ``step`` should be jitted with donation.
+    ``mesh``: each chunk's rows are placed split over its "data" axis (``batch_size`` a multiple of it)."""
+    rows = sharding.rows_sharding(mesh)
+    put = jax.device_put if rows is None else (lambda x: sharding.put(x, rows))  # noqa: E731
     items = chunks(tokens_NT, mask_NT, batch_size)
     if progress:
         from tqdm import tqdm
 
         items = tqdm(items, total=-(-len(tokens_NT) // batch_size), leave=False)
     for tok, mask, offset in items:
-        state = step(state, jax.device_put(tok), jax.device_put(mask), offset)
-    return jax.device_get(state)
+        state = step(state, put(tok), put(mask), offset)
+    return jax.tree.map(sharding.fetch, state)

@@ -12,20 +12,22 @@ averaged over the S noise samples). MLP and attention outputs are restored over 
 [l − ⌊w/2⌋, l + ⌈w/2⌉) clipped to the model (Meng et al. use w = 10). The severed-path variant (§2.3, Fig. 3)
 restores h_t^l while freezing the MLP (or attention) outputs at token t, all layers, at their corrupted values.
 
-The whole grid (kind × token × layer × noise sample) is one jitted program: ``vmap`` over samples, ``lax.map``
-over cells, ``lax.map`` over facts split over the "data" axis of ``mesh`` (ffnkv.sharding). Restorations are
-``Hooks`` patch masks, so no value recompiles.
+The whole grid (kind × token × layer × noise sample) of every fact is one jitted program: a sweep over facts
+(noise, clean and corrupted runs), then sweeps over (fact, cell, block of samples) items with the block's
+samples ``vmap``-ped, all split over the "data" axis of ``mesh`` (ffnkv.sharding). Restorations are ``Hooks``
+patch masks, so no value recompiles.
 
 A restoration at token t from layer l on leaves positions < t and layers < l as in the corrupted run, so
 ``recompute="prefix"`` (default) caches each corrupted run once and recomputes only positions ≥ t in layers
 ≥ l (ffnkv.prefix): a restored state h_t^l enters block l + 1; a restored MLP/attention window starts at its
-lowest layer. Cells are grouped by suffix length (``position_buckets`` lengths, static shapes) and mapped one
-at a time so that the skipped layers are real branches. ``recompute="full"`` reruns the whole corrupted
+lowest layer. Cells are grouped by suffix length (``position_buckets`` lengths) and first changed block, both
+static, so each group's program holds only the work its cells need. ``recompute="full"`` reruns the whole corrupted
 forward for every cell and sample (same numbers; the benchmark's baseline).
 """
 from __future__ import annotations
 
 import functools
+from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -36,7 +38,7 @@ from ffnkv import sharding
 from ffnkv.errors import FfnkvError
 from ffnkv.hooks import Hooks
 from ffnkv.model import forward
-from ffnkv.prefix import forward_from, logits_at, prefix_cache
+from ffnkv.prefix import forward_from, logits_at, prefix_cache, suffix_groups, take
 
 KINDS = ("resid", "mlp", "attn", "resid_sever_mlp", "resid_sever_attn")
 CATEGORIES = ("first_subject", "middle_subject", "last_subject", "first_subsequent", "further", "last")
@@ -70,121 +72,122 @@ def _cell_hooks(kind, t, layer, noise_TD, clean, corrupt, cfg, window, T):
         attn_out_patch_mask=mask(attn_L), attn_out_patch_value=jnp.where(kind == 2, clean.attn_out, corrupt.attn_out))
 
 
-def _trace_fact(params, item, cfg, nu, kind_ids, window, samples, cell_batch, layers):
+def _fact_context(params, cfg, nu, samples, recompute, item):
+    """Per fact, once: the noise, P[o] clean and per sample corrupted, the clean and corrupted activations
+    (patch values) and, for ``"prefix"``, the clean and corrupted caches."""
     tokens_T, pos, gold, s0, s1, key = item
-    T, L, D = tokens_T.shape[0], cfg.n_layers, cfg.d_model
-    subject_T = (jnp.arange(T) >= s0) & (jnp.arange(T) < s1)
-    noise_STD = nu * jax.random.normal(key, (samples, T, D)) * subject_T[None, :, None]
-
-    clean_out = forward(params, tokens_T[None], cfg)
-    p_clean = jax.nn.softmax(clean_out.logits[0, pos])[gold]
-
-    def corrupted(noise_TD):
-        out = forward(params, tokens_T[None], cfg, Hooks(embed_add=noise_TD))
-        return jax.nn.softmax(out.logits[0, pos])[gold], out.acts
-
-    p_corrupt_S, corrupt_acts = jax.vmap(corrupted)(noise_STD)
-
-    C, K = len(kind_ids), len(layers)
-    kind_X = jnp.repeat(jnp.asarray(kind_ids), T * K)
-    t_X = jnp.tile(jnp.repeat(jnp.arange(T), K), C)
-    layer_X = jnp.tile(jnp.asarray(layers), C * T)
-
-    def cell(c):
-        kind, t, layer = c
-
-        def sample(noise_TD, corrupt):
-            hooks = _cell_hooks(kind, t, layer, noise_TD, clean_out.acts, corrupt, cfg, window, T)
-            return gold_prob(params, cfg, tokens_T, pos, gold, hooks)
-
-        return jax.vmap(sample)(noise_STD, corrupt_acts).mean()
-
-    restored_X = jax.lax.map(cell, (kind_X, t_X, layer_X), batch_size=cell_batch)
-    return p_clean, p_corrupt_S.mean(), restored_X.reshape(C, T, K)
-
-
-def suffix_groups(T: int, causal: bool, buckets: int) -> dict[int, list[int]]:
-    """Suffix length -> the tokens t whose cells recompute positions [T − length, T): lengths are multiples of
-    ⌈T / buckets⌉ (bidirectional models: the whole sequence)."""
-    if not causal:
-        return {T: list(range(T))}
-    q = -(-T // max(1, buckets))
-    groups: dict[int, list[int]] = {}
-    for t in range(T):
-        groups.setdefault(min(T, -(-(T - t) // q) * q), []).append(t)
-    return groups
-
-
-def _trace_fact_prefix(params, cfg, nu, kind_ids, window, samples, buckets, layers, item):
-    """:func:`_trace_fact` over cached prefixes (module docstring)."""
-    tokens_T, pos, gold, s0, s1, key = item
-    T, L, D = tokens_T.shape[0], cfg.n_layers, cfg.d_model
+    T, D = tokens_T.shape[0], cfg.d_model
     subject_T = (jnp.arange(T) >= s0) & (jnp.arange(T) < s1)
     noise_STD = nu * jax.random.normal(key, (samples, T, D)) * subject_T[None, :, None]
     clean_out, clean = prefix_cache(params, tokens_T[None], cfg)
-    p_clean = jax.nn.softmax(clean_out.logits[0, pos])[gold]
     corrupt_out, corrupt = jax.vmap(lambda z: prefix_cache(params, tokens_T[None], cfg, Hooks(embed_add=z)))(noise_STD)
-    p_corrupt_S = jax.nn.softmax(corrupt_out.logits[:, 0, pos], -1)[:, gold]
+    keep = lambda acts: {"resid_post": acts.resid_post, "mlp_out": acts.mlp_out, "attn_out": acts.attn_out}  # noqa: E731
+    ctx = {"noise": noise_STD, "p_clean": jax.nn.softmax(clean_out.logits[0, pos])[gold],
+           "p_corrupt": jax.nn.softmax(corrupt_out.logits[:, 0, pos], -1)[:, gold],
+           "clean": keep(clean_out.acts), "corrupt": keep(corrupt_out.acts)}
+    return ctx | ({"clean_cache": clean, "corrupt_cache": corrupt} if recompute == "prefix" else {})
 
-    C, K = len(kind_ids), len(layers)
-    restored = jnp.zeros(C * T * K, jnp.float32)
-    for n, ts in suffix_groups(T, cfg.causal, buckets).items():
-        start = T - n
-        cells = np.array([(c, kind, t, l) for c, kind in enumerate(kind_ids) for t in ts for l in layers])
-        index_X = (cells[:, 0] * T + cells[:, 2]) * K + np.searchsorted(np.asarray(layers), cells[:, 3])
 
-        def cell(c, start=start, n=n):
-            kind, t, layer = c
-            resid = (kind == 0) | (kind == 3) | (kind == 4)
-            first = jnp.where(resid, layer + 1, jnp.maximum(layer - window // 2, 0))
-            at_S = jnp.arange(start, T) == t
-            win = window_L(layer, L, window)
-            mlp_L = jnp.where(kind == 1, win, (kind == 3) & (jnp.arange(L) > layer))
-            attn_L = jnp.where(kind == 2, win, (kind == 4) & (jnp.arange(L) > layer))
-            mask = lambda rows_L: (rows_L[:, None] & at_S[None, :])[:, None, :, None]  # noqa: E731  [L,1,S,1]
-            part = lambda a: a[:, :, start:]  # noqa: E731  [L,1,T,D] -> suffix
+def _cell_full(params, cfg, window, ctx, fact, cell, samples_S):
+    """Σ over the samples ``samples_S`` of the restored P[o] of one cell, rerunning the whole corrupted forward."""
+    tokens_T, pos, gold = fact[:3]
+    kind, t, layer = cell
+    T = tokens_T.shape[0]
+    clean = struct_acts(ctx["clean"])
 
-            def sample(cache, acts, p_corrupt):
-                x_BSD = jax.lax.dynamic_index_in_dim(cache.resid, first, 0, keepdims=False)[:, start:]
-                clean_BSD = jax.lax.dynamic_index_in_dim(clean.resid, first, 0, keepdims=False)[:, start:]
-                x_BSD = jnp.where(resid & at_S[None, :, None], clean_BSD, x_BSD)
-                hooks = Hooks(
-                    mlp_out_patch_mask=mask(mlp_L),
-                    mlp_out_patch_value=jnp.where(kind == 1, part(clean_out.acts.mlp_out), part(acts.mlp_out)),
-                    attn_out_patch_mask=mask(attn_L),
-                    attn_out_patch_value=jnp.where(kind == 2, part(clean_out.acts.attn_out), part(acts.attn_out)))
-                x_BSD = forward_from(params, cache, cfg, first, start, x_BSD, hooks)
-                p = jax.nn.softmax(logits_at(params, x_BSD, cfg, pos - start)[0])[gold]
-                return jnp.where(pos >= start, p, p_corrupt)
+    def sample(s):
+        corrupt = struct_acts(take(ctx["corrupt"], s))
+        hooks = _cell_hooks(kind, t, layer, ctx["noise"][s], clean, corrupt, cfg, window, T)
+        return gold_prob(params, cfg, tokens_T, pos, gold, hooks)
 
-            return jax.vmap(sample)(corrupt, corrupt_out.acts, p_corrupt_S).mean()
+    return jax.vmap(sample)(samples_S).sum()
 
-        values = jax.lax.map(cell, tuple(jnp.asarray(cells[:, i]) for i in (1, 2, 3)))
-        restored = restored.at[index_X].set(values)
-    return p_clean, p_corrupt_S.mean(), restored.reshape(C, T, K)
+
+def first_layer(kind: int, layer: int, window: int) -> int:
+    """The first block a cell changes: l + 1 for a restored state h_t^l, the window's lowest layer otherwise."""
+    return layer + 1 if kind in (0, 3, 4) else max(layer - window // 2, 0)
+
+
+def _cell_prefix(params, cfg, window, start, first, ctx, fact, cell, samples_S):
+    """:func:`_cell_full` over the cached corrupted prefix: positions ≥ ``start`` in blocks ≥ ``first`` (static:
+    the blocks below are not in the program, so cells batch)."""
+    tokens_T, pos, gold = fact[:3]
+    kind, t, layer = cell
+    T, L = tokens_T.shape[0], cfg.n_layers
+    resid = (kind == 0) | (kind == 3) | (kind == 4)
+    at_S = jnp.arange(start, T) == t
+    win = window_L(layer, L, window)
+    mlp_L = jnp.where(kind == 1, win, (kind == 3) & (jnp.arange(L) > layer))
+    attn_L = jnp.where(kind == 2, win, (kind == 4) & (jnp.arange(L) > layer))
+    mask = lambda rows_L: (rows_L[:, None] & at_S[None, :])[:, None, :, None]  # noqa: E731  [L,1,S,1]
+    part = lambda a: a[:, :, start:]  # noqa: E731  [L,1,T,D] -> suffix
+    clean_BSD = ctx["clean_cache"].resid[first][:, start:]
+
+    def sample(s):
+        cache, acts = take(ctx["corrupt_cache"], s), take(ctx["corrupt"], s)
+        x_BSD = cache.resid[first][:, start:]
+        x_BSD = jnp.where(resid & at_S[None, :, None], clean_BSD, x_BSD)
+        hooks = Hooks(
+            mlp_out_patch_mask=mask(mlp_L),
+            mlp_out_patch_value=jnp.where(kind == 1, part(ctx["clean"]["mlp_out"]), part(acts["mlp_out"])),
+            attn_out_patch_mask=mask(attn_L),
+            attn_out_patch_value=jnp.where(kind == 2, part(ctx["clean"]["attn_out"]), part(acts["attn_out"])))
+        x_BSD = forward_from(params, cache, cfg, first, start, x_BSD, hooks)
+        p = jax.nn.softmax(logits_at(params, x_BSD, cfg, pos - start)[0])[gold]
+        return jnp.where(pos >= start, p, ctx["p_corrupt"][s])
+
+    return jax.vmap(sample)(samples_S).sum()
+
+
+def struct_acts(d):
+    """The three patched Acts fields of a context as an object with attributes (what ``_cell_hooks`` reads)."""
+    return SimpleNamespace(**d)
 
 
 def trace_impl(params, tokens_NT, pos_N, gold_N, s0_N, s1_N, keys_N, nu, cfg, kind_ids, window, samples, cell_batch,
-               layers=None, recompute="prefix", mesh=None, position_buckets=8):
-    """Un-jitted core (tests wrap it in ``chex.assert_max_traces``); see :func:`causal_trace`."""
+               layers=None, recompute="prefix", mesh=None, position_buckets=8, sample_blocks=1):
+    """Un-jitted core (tests wrap it in ``chex.assert_max_traces``); see :func:`causal_trace`.
+
+    A sweep over facts (contexts), then sweeps over (fact, cell, block of samples) items, ``cell_batch`` in
+    flight — for ``"prefix"`` one sweep per (suffix length, first changed block), both static, so the blocks
+    below are not in its program; one sweep for ``"full"`` — all split over the "data" axis of ``mesh``."""
     layers = tuple(range(cfg.n_layers)) if layers is None else layers
-    if recompute == "full":
-        fn = functools.partial(_trace_fact, cfg=cfg, nu=nu, kind_ids=kind_ids, window=window, samples=samples,
-                               cell_batch=cell_batch, layers=layers)
-    else:
-        fn = functools.partial(_trace_fact_prefix, cfg=cfg, nu=nu, kind_ids=kind_ids, window=window, samples=samples,
-                               buckets=position_buckets, layers=layers)
-    return sharding.sweep(lambda p, item: fn(p, item=item), (tokens_NT, pos_N, gold_N, s0_N, s1_N, keys_N), mesh,
-                          None, (params,))
+    facts = (tokens_NT, pos_N, gold_N, s0_N, s1_N, keys_N)
+    ctx = sharding.sweep(lambda p, f: _fact_context(p, cfg, nu, samples, recompute, f), facts, mesh, None, (params,))
+    N, T, C, K = tokens_NT.shape[0], tokens_NT.shape[1], len(kind_ids), len(layers)
+    samples_BS = jnp.arange(samples).reshape(sample_blocks, -1)
+    cells = [(c, kind, t, li, l) for c, kind in enumerate(kind_ids) for t in range(T) for li, l in enumerate(layers)]
+    length = {t: n for n, ts in suffix_groups(T, cfg.causal, position_buckets).items() for t in ts}
+    groups: dict[tuple, list] = {}
+    for cell in cells:
+        key = (T, 0) if recompute == "full" else (length[cell[2]], first_layer(cell[1], cell[4], window))
+        groups.setdefault(key, []).append(cell)
+    total = jnp.zeros((N, C, T, K, sample_blocks), jnp.float32)
+    for (n_suffix, first), group in groups.items():
+        n_X, x_X, b_X = (a.reshape(-1) for a in np.indices((N, len(group), sample_blocks)))
+        cell_X = np.asarray(group, np.int32)[x_X]
+        if recompute == "full":
+            one = functools.partial(_cell_full, cfg=cfg, window=window)
+        else:
+            one = functools.partial(_cell_prefix, cfg=cfg, window=window, start=T - n_suffix, first=first)
+
+        def item(p, ctx, facts, x, one=one):
+            n, kind, t, layer, b = x
+            return one(params=p, ctx=take(ctx, n), fact=take(facts, n), cell=(kind, t, layer), samples_S=samples_BS[b])
+
+        xs = tuple(jnp.asarray(a, jnp.int32) for a in (n_X, cell_X[:, 1], cell_X[:, 2], cell_X[:, 4], b_X))
+        values_X = sharding.sweep(item, xs, mesh, cell_batch, (params, ctx, facts))
+        total = total.at[n_X, cell_X[:, 0], cell_X[:, 2], cell_X[:, 3], b_X].set(values_X)
+    return ctx["p_clean"], ctx["p_corrupt"].mean(-1), total.sum(-1) / samples
 
 
 _trace_jit = jax.jit(trace_impl, static_argnames=("cfg", "kind_ids", "window", "samples", "cell_batch", "layers",
-                                                  "recompute", "mesh", "position_buckets"))
+                                                  "recompute", "mesh", "position_buckets", "sample_blocks"))
 
 
 def causal_trace(params, cfg, enc, noise: float | None = None, samples: int = 10, window: int = 10,
                  kinds=KINDS, seed: int = 0, cell_batch: int = 8, layers=None, keys=None, recompute: str = "prefix",
-                 mesh=None) -> dict:
+                 mesh=None, sample_blocks: int = 1, position_buckets: int = 8) -> dict:
     """Causal traces of every encoded prompt.
 
     ``enc``: ``tokens`` [N, T], ``predict_pos`` [N], ``target`` [N], ``subject_start`` / ``subject_end`` [N]
@@ -193,13 +196,17 @@ def causal_trace(params, cfg, enc, noise: float | None = None, samples: int = 10
     l whose states are restored (default all; a subset makes a deep model's grid cheaper). Returns numpy
     ``p_clean`` [N], ``p_corrupt`` [N] and ``restored`` [N, kinds, T, K] (mean restored P[o] for the K
     ``layers``); positions after ``predict_pos`` are padding. ``recompute``: ``"prefix"`` or ``"full"`` (module
-    docstring; ``cell_batch`` cells in flight applies to ``"full"``). ``mesh``: a ffnkv.sharding mesh whose
-    "data" axis splits the facts.
+    docstring; ``cell_batch`` cells in flight). ``mesh``: a ffnkv.sharding mesh whose
+    "data" axis splits the (fact, cell, sample block) items; ``sample_blocks`` (dividing ``samples``) cuts
+    each cell's samples into that many items (more to split over the mesh; same numbers). ``position_buckets``:
+    suffix lengths are multiples of ⌈T / buckets⌉ (fewer programs, a little more recompute).
     """
     check_prompts(enc, cfg, width_needed=False)
     bad = [k for k in kinds if k not in KINDS]
-    if bad or samples < 1 or window < 1 or recompute not in ("prefix", "full"):
-        raise FfnkvError(f"tracing needs kinds from {KINDS}, samples ≥ 1 and window ≥ 1; got {bad or kinds}, {samples}, {window}.")
+    if bad or samples < 1 or window < 1 or recompute not in ("prefix", "full") or sample_blocks < 1 \
+            or samples % sample_blocks:
+        raise FfnkvError(f"tracing needs kinds from {KINDS}, samples ≥ 1 divisible by sample_blocks ≥ 1 and window ≥ 1; "
+                         f"got {bad or kinds}, {samples}, {sample_blocks}, {window}.")
     s0, s1 = np.asarray(enc["subject_start"]), np.asarray(enc["subject_end"])
     if ((s0 < 0) | (s1 <= s0) | (s1 > np.asarray(enc["predict_pos"]) + 1)).any():
         raise FfnkvError("every prompt needs a non-empty subject span [start, end) ending at or before predict_pos + 1.")
@@ -215,7 +222,8 @@ def causal_trace(params, cfg, enc, noise: float | None = None, samples: int = 10
     arrays = sharding.put_inputs((enc["tokens"], enc["predict_pos"], enc["target"], s0, s1), mesh)
     keys = keys if mesh is None else sharding.put(keys, sharding.replicated(mesh))
     out = _trace_jit(sharding.put_params(params, mesh), *arrays, keys, jnp.float32(nu), cfg, kind_ids, int(window),
-                     int(samples), int(min(cell_batch, len(kind_ids) * T * len(layers))), layers, recompute, mesh)
+                     int(samples), int(min(cell_batch, len(kind_ids) * T * len(layers))), layers, recompute, mesh,
+                     max(1, int(position_buckets)), int(sample_blocks))
     p_clean, p_corrupt, restored = (sharding.fetch(a) for a in out)
     return {"p_clean": p_clean, "p_corrupt": p_corrupt, "restored": restored,
             "kinds": list(kinds), "layers": list(layers), "noise": nu, "samples": samples, "window": window,

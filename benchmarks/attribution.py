@@ -1,10 +1,9 @@
-"""Integrated-gradient attribution (knowledge neurons) for the reference shape: seconds per prompt.
+"""Integrated-gradient attribution (knowledge neurons): cached prefix vs full recompute, same run.
 
-Reference shape (issue #2): 4 layers, d_model 256, 4 heads, d_ff 1024, vocab 4096; 16-token prompts; all
-layers, m = 20 steps, every α and layer of a prompt in one vmapped program, ``--batch`` prompts in flight.
-``--compare`` also times the reference-code pattern (one jitted call per prompt and layer, the m scaled
-activations as one batch) on the same prompts.
-Run: ``python benchmarks/attribution.py [--prompts 8] [--steps 20] [--rule midpoint] [--compare]``.
+Reference shape (issue #15): 4 layers, d_model 256, 4 heads, d_ff 1024, vocab 4096; one 16-token prompt; all
+4 layers × m = 20 steps. ``--compare`` also times the reference-code pattern (one jitted call per prompt and
+layer, the m scaled activations as one batch).
+Run: ``python benchmarks/attribution.py [--prompts 1] [--steps 20] [--rule midpoint] [--compare]``.
 """
 from __future__ import annotations
 
@@ -48,6 +47,17 @@ def prompt_flops(cfg, seq: int, steps: int, rule: str) -> float:
     return seq * (sum(nodes * (f + backward_flops_per_token(cfg, seq, l)) + f for l in range(cfg.n_layers)) + f)
 
 
+def prefix_prompt_flops(cfg, seq: int, steps: int, rule: str) -> float:
+    """Model FLOPs of one prompt's attributions over the cached clean prefix: the clean run and its cache, then
+    for each layer l, K gradient evaluations and one P(α=0) forward of the prediction position alone in blocks
+    ≥ l (attending over all T keys): Σ_l [K·(f_l + b_l) + f_l] with f_l = ``common.suffix_flops`` and b_l =
+    :func:`backward_flops_per_token`."""
+    nodes = len(A.riemann_nodes(steps, rule)[0])
+    per_layer = [common.suffix_flops(cfg, l, 1, seq) for l in range(cfg.n_layers)]
+    return common.cache_flops(cfg, seq) + sum(nodes * (f + backward_flops_per_token(cfg, seq, l)) + f
+                                              for l, f in enumerate(per_layer))
+
+
 def _loop_seconds(params, cfg, enc, steps, rule, seq) -> float:
     """The reference-code pattern: one jitted call per (prompt, layer), its m scaled activations as a batch."""
     alphas, weights = (jnp.asarray(a) for a in A.riemann_nodes(steps, rule))
@@ -64,52 +74,58 @@ def _loop_seconds(params, cfg, enc, steps, rule, seq) -> float:
     return common.seconds(loop, repeats=3)
 
 
-def measure(ffn: str = "relu", prompts: int = 8, seq: int = 16, steps: int = 20, rule: str = "midpoint",
-            batch: int = 2, compare: bool = False) -> dict:
-    """Prompts/s of ``analysis.attribution.integrated_gradients`` (all layers) on random prompts; FLOPs per
-    prompt: :func:`prompt_flops`. ``compare`` adds the per-(prompt, layer) loop's prompts/s."""
+def measure(ffn: str = "relu", prompts: int = 1, seq: int = 16, steps: int = 20, rule: str = "midpoint",
+            batch: int = 2, compare: bool = False, repeats: int = 3) -> dict:
+    """Seconds of ``analysis.attribution.integrated_gradients`` (all layers) on random prompts with the
+    cached-prefix method and the full-recompute method, timed interleaved in one process; attributions
+    checked equal. FLOPs: :func:`prefix_prompt_flops` vs :func:`prompt_flops`. ``compare`` adds the
+    per-(prompt, layer) loop of the reference code."""
     cfg = ffnkv.ModelConfig(vocab_size=4096, d_model=256, n_layers=4, n_heads=4, d_ff=1024, ffn=ffn, max_len=seq)
     params = ffnkv.init_params(jax.random.key(0), cfg)
     rng = np.random.default_rng(0)
     enc = {"tokens": rng.integers(0, cfg.vocab_size, (prompts, seq)).astype(np.int32),
            "predict_pos": np.full(prompts, seq - 1, np.int32),
            "target": rng.integers(0, cfg.vocab_size, prompts).astype(np.int32)}
+    run = {m: (lambda m=m: A.integrated_gradients(params, cfg, enc, steps, rule, batch, recompute=m)) for m in ("prefix", "full")}
     start = time.perf_counter()
-    result = A.integrated_gradients(params, cfg, enc, steps, rule, batch)
+    result = {m: fn() for m, fn in run.items()}
     first = time.perf_counter() - start
+    diff = float(np.abs(result["prefix"]["attr"] - result["full"]["attr"]).max())
+    if not np.allclose(result["prefix"]["attr"], result["full"]["attr"], atol=1e-5, rtol=1e-4):
+        raise RuntimeError(f"cached-prefix and full-recompute attributions differ by {diff:.2e}")
     peaks = [common.matmul_peak_flops()]
-    secs = common.timed(lambda: A.integrated_gradients(params, cfg, enc, steps, rule, batch)["attr"], repeats=3)
+    secs = common.interleaved({m: (lambda fn=fn: fn()["attr"]) for m, fn in run.items()}, repeats)
     peaks.append(common.matmul_peak_flops())
+    flops = {"prefix": prompts * prefix_prompt_flops(cfg, seq, steps, rule), "full": prompts * prompt_flops(cfg, seq, steps, rule)}
     extras = {}
     if compare:
         loop_s = _loop_seconds(params, cfg, enc, steps, rule, seq)
-        extras = {"loop_prompts_per_s": prompts / loop_s, "speedup_vs_loop": loop_s / secs}
-    return common.row("attribution", "prompts", prompts, secs, prompts * prompt_flops(cfg, seq, steps, rule), peaks,
+        extras = {"loop_seconds": loop_s, "speedup_vs_loop": loop_s / secs["prefix"]}
+    return common.row("attribution", "prompts", prompts, secs["prefix"], flops["prefix"], peaks,
                       ffn=ffn, seq=seq, steps=steps, rule=rule, batch=batch, first_call_s=first,
-                      completeness_relative_error=result["completeness"]["relative_error"], **extras)
+                      full_seconds=secs["full"], full_model_flops=flops["full"], speedup=secs["full"] / secs["prefix"],
+                      full_ratio_to_peak=flops["full"] / secs["full"] / max(peaks), max_abs_difference=diff,
+                      completeness_relative_error=result["prefix"]["completeness"]["relative_error"],
+                      load_average=common.load_average(), **extras)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ffn", default="relu", choices=[k for k in ffnkv.FFN_KINDS if k != "none"])
-    parser.add_argument("--prompts", type=int, default=8)
+    parser.add_argument("--prompts", type=int, default=1)
     parser.add_argument("--seq", type=int, default=16)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rule", default="midpoint", choices=A.RULES)
     parser.add_argument("--batch", type=int, default=2, help="prompts in flight (lax.map batch_size)")
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--compare", action="store_true")
     r = measure(**vars(parser.parse_args()))
-    secs, n = r["seconds"], r["units"]
-    print(f"device: {r['device']}  ffn={r['ffn']}  prompts={n} seq={r['seq']} steps={r['steps']} rule={r['rule']}")
-    print(f"integrated gradients, all 4 layers: {secs / n * 1e3:.1f} ms/prompt "
-          f"({secs:.2f} s for {n} prompts; first call incl. compile {r['first_call_s']:.1f} s)")
-    print(f"model {r['model_flops_per_s'] / 1e9:.1f} GFLOP/s / matmul peak {r['peak_flops_per_s'] / 1e9:.1f} GFLOP/s "
-          f"= {r['ratio_to_peak']:.1%}")
+    print(f"device: {r['device']}  ffn={r['ffn']}  prompts={r['units']} seq={r['seq']} steps={r['steps']} "
+          f"load average {r['load_average']}")
+    common.print_comparison(r)
     print(f"completeness relative error: {r['completeness_relative_error']:.2e}")
-    if "loop_prompts_per_s" in r:
-        print(f"per-(prompt, layer) calls: {1e3 / r['loop_prompts_per_s']:.1f} ms/prompt "
-              f"(batched program is {r['speedup_vs_loop']:.2f}x faster)")
-    print(f"peak host memory: {r['peak_rss_mib']:.0f} MiB")
+    if "loop_seconds" in r:
+        print(f"per-(prompt, layer) calls: {r['loop_seconds']:.3f} s ({r['speedup_vs_loop']:.1f}x the cached prefix's time)")
 
 
 if __name__ == "__main__":

@@ -78,3 +78,50 @@ def row(name: str, what: str, units: float, secs: float, flops: float | None, pe
             "device_peak_mib": device_peak_mib(),
             "device": f"{jax.devices()[0].device_kind} x{jax.device_count()}", **extras}
 
+
+
+def interleaved(fns: dict, repeats: int = 3) -> dict:
+    """Median seconds of each ``fns[name]()`` (all compiled already), the methods alternating call by call so a
+    shared machine's load falls on all of them alike."""
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn())
+            times[name].append(time.perf_counter() - start)
+    return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
+
+
+def block_flops(cfg, layer: int, keys: int) -> float:
+    """Matmul FLOPs per query token of block ``layer`` attending over ``keys`` keys (:func:`flops_parts`)."""
+    p = flops_parts(cfg, keys)
+    return p["proj"] + p["scores"] + float(cfg.has_ffn_L()[layer]) * p["ffn"]
+
+
+def suffix_flops(cfg, first: int, tokens: int, keys: int, logits: int = 1) -> float:
+    """A forward from block ``first`` over ``tokens`` suffix positions attending over ``keys`` keys, with the
+    logits of ``logits`` positions (ffnkv.prefix.forward_from + logits_at)."""
+    body = sum(block_flops(cfg, j, keys) for j in range(first, cfg.n_layers))
+    return tokens * body + logits * flops_parts(cfg, keys)["unembed"]
+
+
+def cache_flops(cfg, seq: int) -> float:
+    """One run and its prefix cache: the forward (with logits) plus the keys/values recomputed from each block's
+    input, 2·D·2G·d_head per token and layer."""
+    kv = 2 * cfg.d_model * 2 * cfg.kv_heads * cfg.head_dim
+    return seq * (forward_flops_per_token(cfg, seq) + cfg.n_layers * kv)
+
+
+def load_average() -> list[float]:
+    import os
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def print_comparison(r: dict) -> None:
+    """The two lines of a cached-prefix vs full-recompute row."""
+    g = 1e9
+    print(f"cached prefix : {r['seconds']:.3f} s  {r['model_flops'] / g:8.2f} GFLOP  {r['ratio_to_peak']:.1%} of peak")
+    print(f"full recompute: {r['full_seconds']:.3f} s  {r['full_model_flops'] / g:8.2f} GFLOP  "
+          f"{r['full_ratio_to_peak']:.1%} of peak")
+    print(f"speed-up {r['speedup']:.1f}x, FLOPs {r['full_model_flops'] / r['model_flops']:.1f}x fewer; matmul peak "
+          f"{r['peak_flops_per_s'] / g:.1f} GFLOP/s; results differ by at most {r['max_abs_difference']:.1e}")

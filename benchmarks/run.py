@@ -20,13 +20,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 if __name__ == "__main__":  # sys.path[0] is benchmarks/, whose train.py would shadow the train package
     sys.path[0] = str(REPO)
-BENCHMARKS = ("forward", "train", "memories", "attribution", "tracing", "covariance")
+BENCHMARKS = ("forward", "train", "memories", "attribution", "tracing", "patching", "covariance")
 QUICK = {
     "forward": {"batch": 8, "seq": 128},
     "train": {"batch": 8, "seq": 128, "steps": 4},
     "memories": {"tokens": 2**16, "batch": 16, "seq": 128},
     "attribution": {"prompts": 4, "steps": 10},
     "tracing": {"seq": 12, "samples": 4},
+    "patching": {"seq": 16},
     "covariance": {"batches": 8, "batch": 8, "seq": 128},
 }
 MARK = "BENCHMARK_ROW "
@@ -109,6 +110,10 @@ def main(argv=None) -> int:
     for name in names:
         rows.append(run_one(name, QUICK[name] if args.quick else {}))
         print(table_line(rows[-1]), flush=True)
+    for r in rows:
+        if "full_seconds" in r:
+            print(f"{r['name']}: cached prefix {r['seconds']:.3f} s, {r['model_flops'] / 1e9:.2f} GFLOP; full recompute "
+                  f"{r['full_seconds']:.3f} s, {r['full_model_flops'] / 1e9:.2f} GFLOP; {r['speedup']:.1f}x faster")
     load = os.getloadavg()
     print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     if args.json is not None:

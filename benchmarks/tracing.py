@@ -1,8 +1,8 @@
-"""Causal tracing for the reference shape: seconds per full grid.
+"""Causal tracing: cached corrupted prefixes vs full recompute, same run.
 
-Reference shape (issue #2): 4 layers, d_model 256, 4 heads, d_ff 1024, vocab 4096; one 16-token prompt with
-a 4-token subject; S = 10 noise samples; grid = 5 kinds (resid, mlp, attn, resid with MLP severed, resid
-with attention severed) × 16 tokens × 4 layers, i.e. 3 200 corrupted forward passes in one program.
+Reference shape (issue #15): 4 layers, d_model 256, 4 heads, d_ff 1024, vocab 4096; one 16-token prompt with
+a 4-token subject; S = 10 noise samples; grid [16 tokens × 4 layers] of restored states (``--kinds`` adds
+mlp, attn and the severed kinds).
 ``--compare`` also times the reference-code pattern: one jitted call per (kind, token, layer) cell with the
 S samples as its batch.
 Run: ``python benchmarks/tracing.py [--samples 10] [--window 10] [--facts 1] [--compare]``.
@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 import ffnkv  # noqa: E402
 from analysis import tracing as TR  # noqa: E402
 from benchmarks import common  # noqa: E402
+from ffnkv.prefix import suffix_groups  # noqa: E402
 
 
 def grid_flops(cfg, seq: int, samples: int) -> float:
@@ -58,10 +59,21 @@ def _loop_seconds(params, cfg, enc, samples, window, seq) -> float:
     return common.seconds(loop, repeats=1)
 
 
+def prefix_grid_flops(cfg, seq: int, samples: int, kinds=TR.KINDS, window: int = 10, buckets: int = 8) -> float:
+    """Model FLOPs of one fact's grid over cached prefixes: the clean and S corrupted runs with caches, and per
+    cell and sample a forward of its suffix (positions ≥ t rounded to the bucket, blocks ≥ the first it
+    changes, all T keys) with one position's logits."""
+    length = {t: n for n, ts in suffix_groups(seq, cfg.causal, buckets).items() for t in ts}
+    cells = sum(common.suffix_flops(cfg, TR.first_layer(TR.KINDS.index(k), l, window), length[t], seq)
+                for k in kinds for t in range(seq) for l in range(cfg.n_layers))
+    return (1 + samples) * common.cache_flops(cfg, seq) + samples * cells
+
+
 def measure(ffn: str = "relu", seq: int = 16, facts: int = 1, samples: int = 10, window: int = 10,
-            cell_batch: int = 8, compare: bool = False) -> dict:
-    """Grid cells/s of ``analysis.tracing.causal_trace`` (all 5 kinds × T tokens × L layers per fact, S noise
-    samples per cell); FLOPs per fact: :func:`grid_flops`. ``compare`` adds the per-cell loop's seconds/grid."""
+            cell_batch: int = 8, kinds: str = "resid", compare: bool = False, repeats: int = 3) -> dict:
+    """Seconds of ``analysis.tracing.causal_trace`` for the [T × L] grid of ``kinds`` (comma-separated) with S
+    samples, cached-prefix vs full recompute interleaved in one process, traces checked equal. FLOPs:
+    :func:`prefix_grid_flops` vs :func:`grid_flops`. ``compare`` adds the per-cell loop (all 5 kinds)."""
     cfg = ffnkv.ModelConfig(vocab_size=4096, d_model=256, n_layers=4, n_heads=4, d_ff=1024, ffn=ffn, max_len=seq)
     params = ffnkv.init_params(jax.random.key(0), cfg)
     rng = np.random.default_rng(0)
@@ -70,25 +82,31 @@ def measure(ffn: str = "relu", seq: int = 16, facts: int = 1, samples: int = 10,
            "target": rng.integers(0, cfg.vocab_size, facts).astype(np.int32),
            "subject_start": np.full(facts, min(2, seq - 2), np.int32),
            "subject_end": np.full(facts, min(6, seq - 1), np.int32)}
-    window = min(window, cfg.n_layers)
-
-    def trace():
-        return TR.causal_trace(params, cfg, enc, None, samples, window, cell_batch=cell_batch)["restored"]
-
+    window, kind_names = min(window, cfg.n_layers), tuple(kinds.split(","))
+    run = {m: (lambda m=m: TR.causal_trace(params, cfg, enc, None, samples, window, kind_names, cell_batch=cell_batch,
+                                           recompute=m)["restored"]) for m in ("prefix", "full")}
     start = time.perf_counter()
-    trace()
+    result = {m: np.asarray(fn()) for m, fn in run.items()}
     first = time.perf_counter() - start
+    diff = float(np.abs(result["prefix"] - result["full"]).max())
+    if not np.allclose(result["prefix"], result["full"], atol=1e-5, rtol=1e-4):
+        raise RuntimeError(f"cached-prefix and full-recompute traces differ by {diff:.2e}")
     peaks = [common.matmul_peak_flops()]
-    secs = common.timed(trace, repeats=3)
+    secs = common.interleaved(run, repeats)
     peaks.append(common.matmul_peak_flops())
-    cells = len(TR.KINDS) * seq * cfg.n_layers
+    cells = len(kind_names) * seq * cfg.n_layers
+    flops = {"prefix": facts * prefix_grid_flops(cfg, seq, samples, kind_names, window),
+             "full": facts * seq * common.forward_flops_per_token(cfg, seq) * (1 + samples + cells * samples)}
     extras = {}
     if compare:
         loop_s = _loop_seconds(params, cfg, enc, samples, window, seq)
-        extras = {"loop_seconds_per_grid": loop_s, "speedup_vs_loop": loop_s / (secs / facts)}
-    return common.row("causal tracing", "grid cells", facts * cells, secs, facts * grid_flops(cfg, seq, samples), peaks,
-                      ffn=ffn, seq=seq, facts=facts, samples=samples, window=window, cell_batch=cell_batch,
-                      cells_per_grid=cells, seconds_per_grid=secs / facts, first_call_s=first, **extras)
+        extras = {"loop_seconds_per_grid_all_kinds": loop_s}
+    return common.row("causal tracing", "grid cells", facts * cells, secs["prefix"], flops["prefix"], peaks,
+                      ffn=ffn, seq=seq, facts=facts, samples=samples, window=window, kinds=list(kind_names),
+                      cell_batch=cell_batch, cells_per_grid=cells, first_call_s=first, full_seconds=secs["full"],
+                      full_model_flops=flops["full"], speedup=secs["full"] / secs["prefix"],
+                      full_ratio_to_peak=flops["full"] / secs["full"] / max(peaks), max_abs_difference=diff,
+                      load_average=common.load_average(), **extras)
 
 
 def main() -> None:
@@ -99,18 +117,13 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=10)
     parser.add_argument("--window", type=int, default=10)
     parser.add_argument("--cell-batch", type=int, default=8)
+    parser.add_argument("--kinds", default="resid", help=f"comma-separated subset of {','.join(TR.KINDS)}")
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--compare", action="store_true")
     r = measure(**vars(parser.parse_args()))
-    cells, s = r["cells_per_grid"], r["samples"]
-    print(f"device: {r['device']}  ffn={r['ffn']}  seq={r['seq']} samples={s} window={r['window']}")
-    print(f"full grid ({cells} cells x {s} samples = {cells * s} forwards): {r['seconds_per_grid']:.3f} s/grid  "
-          f"(first call incl. compile {r['first_call_s']:.1f} s)")
-    print(f"model {r['model_flops_per_s'] / 1e9:.1f} GFLOP/s / matmul peak {r['peak_flops_per_s'] / 1e9:.1f} GFLOP/s "
-          f"= {r['ratio_to_peak']:.1%}")
-    if "loop_seconds_per_grid" in r:
-        print(f"one call per cell: {r['loop_seconds_per_grid']:.3f} s/grid "
-              f"(batched program is {r['speedup_vs_loop']:.2f}x faster)")
-    print(f"peak host memory: {r['peak_rss_mib']:.0f} MiB")
+    print(f"device: {r['device']}  ffn={r['ffn']}  grid {r['kinds']} x {r['seq']} tokens x 4 layers, "
+          f"{r['samples']} samples; load average {r['load_average']}")
+    common.print_comparison(r)
 
 
 if __name__ == "__main__":

@@ -99,3 +99,20 @@ def forward_from(params, cache: Cache, cfg, layer, start, x_BSD, hooks: Hooks | 
 def logits_at(params, x_BSD, cfg, index):
     """Float32 logits ``[B, V]`` of suffix position ``index`` (traced allowed) of ``forward_from``'s output."""
     return unembed(_cast(params, cfg), jax.lax.dynamic_index_in_dim(x_BSD, index, 1, keepdims=True), cfg)[:, 0]
+
+
+def suffix_groups(T: int, causal: bool, buckets: int) -> dict[int, list[int]]:
+    """Suffix length -> the positions t whose interventions recompute positions [T − length, T): lengths are
+    multiples of ⌈T / buckets⌉ (static shapes, few programs); bidirectional models: the whole sequence."""
+    if not causal:
+        return {T: list(range(T))}
+    q = -(-T // max(1, buckets))
+    groups: dict[int, list[int]] = {}
+    for t in range(T):
+        groups.setdefault(min(T, -(-(T - t) // q) * q), []).append(t)
+    return groups
+
+
+def take(tree, n):
+    """Item ``n`` (traced allowed) of every leaf of a stacked pytree (e.g. one prompt's Cache of a sweep)."""
+    return jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, n, 0, keepdims=False), tree)

@@ -105,9 +105,9 @@ def sweep(fn, xs, mesh=None, batch_size: int | None = None, consts=()):
     """``lax.map(lambda x: fn(*consts, x), xs, batch_size=...)`` with the items (leading axis of every leaf of
     ``xs``) split over the "data" axis of ``mesh``: each device maps over its share (padded to equal shares by
     repeating the last item; the padding is dropped). ``consts`` (e.g. parameters) keep their own placement:
-    replicated on "data", and left to XLA on "model" (FSDP). Inside, a traced index that is not batched keeps
+    replicated on "data", and left to XLA on "model" (FSDP; with one "data" device no shard_map at all). Inside, a traced index that is not batched keeps
     ``lax.cond``/``switch`` as real branches. Call it inside ``jax.jit``; ``mesh=None`` is plain ``lax.map``."""
-    if mesh is None or mesh.shape["data"] == 1 and mesh.shape["model"] == 1:
+    if mesh is None or mesh.shape["data"] == 1:  # one data shard: XLA partitions FSDP weights itself
         return jax.lax.map(lambda x: fn(*consts, x), xs, batch_size=batch_size)
     n = jax.tree.leaves(xs)[0].shape[0]
     d = mesh.shape["data"]
@@ -121,6 +121,55 @@ def sweep(fn, xs, mesh=None, batch_size: int | None = None, consts=()):
     out = jax.shard_map(local, mesh=mesh, in_specs=(P(), P("data")), out_specs=P("data"), axis_names={"data"},
                         check_vma=False)(consts, xs)
     return jax.tree.map(lambda a: a[:n], out)
+
+
+def split_sum(fn, rows, mesh=None, consts=()):
+    """``fn(*consts, rows)`` for a pytree of sums (a batch statistic additive over rows), with the rows (leading
+    axis of every leaf) split over the "data" axis of ``mesh``: each device sums its own rows, then one psum.
+    ``fn`` also gets the index of its first row (``fn(*consts, rows, first)``) for global positions. The row
+    count must divide by the "data" size (pad with masked rows). Call it inside ``jax.jit``."""
+    if mesh is None or mesh.shape["data"] == 1:  # one data shard: XLA partitions FSDP weights itself
+        return fn(*consts, rows, jnp.int32(0))
+    n = jax.tree.leaves(rows)[0].shape[0]
+    d = mesh.shape["data"]
+    if n % d:
+        raise ConfigError(f"{n} rows do not split over {d} devices on the data axis; use a multiple of {d}.")
+
+    def local(consts, rows):
+        first = jax.lax.axis_index("data") * (n // d)
+        return jax.lax.psum(fn(*consts, rows, first), "data")
+
+    return jax.shard_map(local, mesh=mesh, in_specs=(P(), P("data")), out_specs=P(), axis_names={"data"},
+                         check_vma=False)(consts, rows)
+
+
+def split_gather(fn, rows, mesh=None, consts=()):
+    """Like :func:`split_sum`, but each device's result is gathered: leaves ``[d, ...]`` (d = "data" size;
+    ``[1, ...]`` without a mesh), for merges that are not sums (a top-k)."""
+    if mesh is None or mesh.shape["data"] == 1:  # one data shard: XLA partitions FSDP weights itself
+        return jax.tree.map(lambda a: a[None], fn(*consts, rows, jnp.int32(0)))
+    n = jax.tree.leaves(rows)[0].shape[0]
+    d = mesh.shape["data"]
+    if n % d:
+        raise ConfigError(f"{n} rows do not split over {d} devices on the data axis; use a multiple of {d}.")
+
+    def local(consts, rows):
+        out = fn(*consts, rows, jax.lax.axis_index("data") * (n // d))
+        return jax.tree.map(lambda a: a[None], out)
+
+    return jax.shard_map(local, mesh=mesh, in_specs=(P(), P("data")), out_specs=P("data"), axis_names={"data"},
+                         check_vma=False)(consts, rows)
+
+
+def rows_sharding(mesh):
+    """Rows split on "data" (the layout :func:`split_sum` / :func:`split_gather` read); None without a mesh."""
+    return None if mesh is None else NamedSharding(mesh, P("data"))
+
+
+def round_up_rows(batch_size: int, mesh) -> int:
+    """``batch_size`` raised to a multiple of the "data" size, so each device gets whole rows."""
+    d = 1 if mesh is None else mesh.shape["data"]
+    return -(-batch_size // d) * d
 
 
 def init_distributed(coordinator: str | None, num_processes: int | None, process_id: int | None) -> None:
