@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # one subprocess on 8 fake devices runs every sweep on four meshes (minutes)
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = """
 import json, jax, numpy as np
