@@ -184,16 +184,16 @@ def test_text_cache_follows_file_contents(tmp_path, monkeypatch):
 
 def test_an_interrupted_study_stage_stays_unfinished_and_the_command_exits_128_plus_signum(tmp_path, monkeypatch,
                                                                                              capsys):
-    from studies import reproduce_stages as _reproduce_stages
+    from studies import reproduce, reproduce_stages
 
     register_task("signals_itself", _SignalsItself)
     config = tmp_path / "signals.py"
     config.write_text("import sys\nsys.path.insert(0, %r)\nfrom _train_helpers import tiny_config\n"
                       "from train.config import DataConfig\n\ndef get_config():\n    return tiny_config(data=DataConfig("
                       "'signals_itself', {'n_operands': 3, 'modulus': 7, 'n_eval': 64}))\n" % str(Path(__file__).parent))
-    stage = _reproduce_stages.Stage("train", "a training", lambda out, p: [["train", str(config), "--run-dir",
+    stage = reproduce_stages.Stage("train", "a training", lambda out, p: [["train", str(config), "--run-dir",
                                                                              str(out / "run")]])
-    monkeypatch.setattr(_reproduce_stages, "STAGES", {"train": stage})
+    monkeypatch.setattr(reproduce, "STAGES", {"train": stage})
     out = tmp_path / "repro"
     assert main(["reproduce", "--profile", "smoke", "--out", str(out)]) == 130
     err = capsys.readouterr().err.strip().splitlines()
