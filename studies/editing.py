@@ -189,6 +189,7 @@ def run(model, facts, settings: EditSettings = EditSettings()) -> dict:
     """Locate (unless ``settings.layer``), edit and score; a JSON-able dict (see the module docstring)."""
     s = settings
     check(model, s)
+    model = dataclasses.replace(model, params=jax.tree.map(jnp.asarray, model.params))  # importers give numpy
     rome_hp = dataclasses.replace(s.rome, constraint=s.constraint)
     memit_hp = dataclasses.replace(s.memit, constraint=s.constraint)
     cfg = model.cfg
