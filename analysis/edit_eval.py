@@ -85,20 +85,22 @@ def score_edited(params, cfg, probes: EditProbe, unrelated: FactSet, batch_size:
     return scores | {"unrelated_acc": fact_accuracy(params, cfg, unrelated)}
 
 
-def score_single_edits(params, cfg, edit_fn, reqs, probes: EditProbe, unrelated: FactSet, batch_size: int = 8):
-    """Each request edited into a fresh copy of ``params`` by ``edit_fn(params, req) -> (params′, info)``.
+def score_single_edits(params, cfg, edit_fn, reqs, probes: EditProbe, unrelated: FactSet, batch_size: int = 8,
+                       edit_args=()):
+    """Each request edited into a fresh copy of ``params`` by ``edit_fn(params, req, *edit_args) -> (params′, info)``.
 
     Returns per-edit arrays [E] of every metric (the unrelated accuracy measured after each edit) and the
-    edit infos. One compiled program: ``lax.map`` over (request, probe) pairs.
+    edit infos. One compiled program: ``lax.map`` over (request, probe) pairs; ``params`` and ``edit_args``
+    are arguments of it, not constants folded into it (a 135M-parameter model would take minutes to compile).
     """
 
-    def one(x):
+    def one(p, args, x):
         req, probe = x
-        edited, info = edit_fn(params, req)
+        edited, info = edit_fn(p, req, *args)
         return probe_scores(edited, cfg, probe) | {"unrelated_acc": fact_accuracy(edited, cfg, unrelated)}, info
 
-    run = jax.jit(lambda rs, ps: jax.lax.map(one, (rs, ps), batch_size=batch_size))
-    return run(reqs, probes)
+    run = jax.jit(lambda p, args, rs, ps: jax.lax.map(lambda x: one(p, args, x), (rs, ps), batch_size=batch_size))
+    return run(params, tuple(edit_args), reqs, probes)
 
 
 def summarise(scores: dict) -> dict:

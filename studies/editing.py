@@ -8,7 +8,8 @@ file, a packaged name) and ``FactRecord``s, and returns a JSON-able dict. The do
   split into calibration facts (layer rule), facts to edit and unrelated facts (top-1 accuracy after editing).
 * **layer** (unless ``settings.layer``): *editability per layer* — ROME single edits of the calibration facts
   (disjoint from the scored ones) at every candidate layer; the layer of highest S, the earliest on a tie.
-  MEMIT edits the ``memit_width`` layers ending there (the paper's band ends at the critical layer).
+  MEMIT edits ``memit_width`` layers ending there (the paper's band ends at the critical layer), shifted up
+  when fewer layers lie below it.
 * **λ** (unless ``settings.memit_lambda``): λ = ratio · mean kᵀC⁻¹k over the edit keys of the MEMIT layers,
   ratio = 15000 / 16384 from GPT-J (``analysis.memit.relative_lambda``); ``lambda_sweep`` scores other ratios,
   and the paper's absolute λ = 15000 is scored beside them.
@@ -68,9 +69,12 @@ class EditSettings:
     delta_check: int = 20
 
 
-def memit_layers(layer: int, width: int) -> tuple[int, ...]:
-    """The ``width`` layers ending at ``layer``."""
-    return tuple(range(max(0, layer - width + 1), layer + 1))
+def memit_layers(layer: int, width: int, n_layers: int | None = None) -> tuple[int, ...]:
+    """``width`` consecutive layers holding ``layer``: ending there (MEMIT's band ends at the critical layer),
+    shifted up where the model has too few layers below it (layer 0 and width 2: layers 0 and 1)."""
+    n_layers = layer + width if n_layers is None else n_layers
+    start = min(max(0, layer - width + 1), max(0, n_layers - width))
+    return tuple(range(start, min(start + width, n_layers)))
 
 
 def text_batches(tokenizer, pattern: str, n_tokens: int, window: int, batch_size: int = 8):
@@ -121,8 +125,8 @@ def rome_single(model, layer, C_FF, reqs, probes, others, hp) -> dict:
     """ROME edits one by one, each into a fresh model; means over edits and S."""
     t = time.time()
     Cinv = regularised_inverse(C_FF, hp.ridge)
-    edit_fn = lambda p, r: rome_edit(p, model.cfg, layer, Cinv, r, hp)  # noqa: E731
-    scores, info = score_single_edits(model.params, model.cfg, edit_fn, reqs, probes, others)
+    edit_fn = lambda p, r, Cinv_FF: rome_edit(p, model.cfg, layer, Cinv_FF, r, hp)  # noqa: E731
+    scores, info = score_single_edits(model.params, model.cfg, edit_fn, reqs, probes, others, edit_args=(Cinv,))
     return summarise(scores) | _stats(info) | {"seconds": time.time() - t}
 
 
@@ -133,15 +137,16 @@ def delta_flip_rate(model, layer, reqs, probes, hp: DeltaHParams) -> dict:
                                early_stop=1e-3)
     cfg = model.cfg
 
-    def one(x):
+    def one(params, x):
         req, probe = x
-        delta, nll, _ = optimise_delta(model.params, cfg, "mlp_out", layer, req, jnp.float32(1.0), free)
+        delta, nll, _ = optimise_delta(params, cfg, "mlp_out", layer, req, jnp.float32(1.0), free)
         T = req.tokens_PT.shape[1]
         hooks = site_hooks(cfg, "mlp_out", layer, req.subject_P[:1], T, delta)
-        p_V = jax.nn.softmax(forward(model.params, req.tokens_PT[:1], cfg, hooks).logits[0, req.predict_P[0]])
+        p_V = jax.nn.softmax(forward(params, req.tokens_PT[:1], cfg, hooks).logits[0, req.predict_P[0]])
         return p_V[probe.new] > p_V[probe.old], nll, jnp.linalg.norm(delta)
 
-    flip, nll, norm = jax.jit(lambda rs, ps: jax.lax.map(one, (rs, ps), batch_size=4))(reqs, probes)
+    run = jax.jit(lambda p, rs, ps: jax.lax.map(lambda x: one(p, x), (rs, ps), batch_size=4))
+    flip, nll, norm = run(model.params, reqs, probes)
     return {"layer": layer, "n": int(flip.shape[0]), "flip_rate": float(jnp.mean(flip)), "nll": float(jnp.mean(nll)),
             "delta_norm": float(jnp.mean(norm))}
 
@@ -196,7 +201,7 @@ def run(model, facts, settings: EditSettings = EditSettings()) -> dict:
     calibrate = s.layer is None
     cal, edit, unrelated, n_known = _split(model, facts, s, calibrate)
     candidates = tuple(s.layer_candidates or range(cfg.n_layers)) if calibrate else (s.layer,)
-    need = sorted(set(candidates) | {l for c in candidates for l in memit_layers(c, s.memit_width)})
+    need = sorted(set(candidates) | {l for c in candidates for l in memit_layers(c, s.memit_width, cfg.n_layers)})
     C, cov_info = second_moments(model, need, s)
     prefixes = context_prefixes(model.params, cfg, model.tokenizer, s.seed, rome_hp.prefixes)
     others = fact_set(model.tokenizer, unrelated)
@@ -214,7 +219,7 @@ def run(model, facts, settings: EditSettings = EditSettings()) -> dict:
     else:
         layer = s.layer
         out["layer_rule"] = {"rule": "given"}
-    mem = memit_layers(layer, s.memit_width)
+    mem = memit_layers(layer, s.memit_width, cfg.n_layers)
     out |= {"layer": layer, "memit_layers": list(mem)}
     reqs, probes = _requests(model, edit, prefixes, s)
     out["unedited"] = summarise(score_edited(model.params, cfg, probes, others))

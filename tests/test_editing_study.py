@@ -69,6 +69,7 @@ def _check(result, n_layers):
     json.dumps(result)                                             # JSON-able
 
 
+@pytest.mark.slow
 def test_editing_study_on_a_pretrained_format_model(tmp_path):
     model = _llama_dir(tmp_path / "llama")
     records = _records_the_model_knows(model)
