@@ -71,6 +71,18 @@ BAD_INPUT = [  # (argv, env, exit code, the one line on stderr)
      "ffnkv train: error: text source '{tmp}/gone.txt' does not exist"),
     (["pretrained", "smollm2", "--path", "{cut_gguf}", "--out", "{run}"], {}, 2,
      "ffnkv pretrained: error: {cut_gguf} is truncated or damaged"),
+    (["analyze", "{tmp}", "--n-random", "5"], {}, 2, "ffnkv analyze: error: n_random=5 is too few"),
+    (["analyze", "{tmp}", "--seed", "-1"], {}, 2, "ffnkv analyze: error: argument --seed: -1 must be at least 0"),
+    (["analyze", "{tmp}"], {}, 2, "ffnkv analyze: error: '{tmp}' is neither a run dir nor a dir of runs"),
+    (["compare", "--threshold", "2", "--out", "{run}"], {}, 2,
+     "ffnkv compare: error: argument --threshold: 2 must be a number between 0 and 1"),
+    (["compare", "--kinds", "relu,maxout", "--out", "{run}"], {}, 2,
+     "ffnkv compare: error: kinds 'relu,maxout' is not allowed"),
+    (["compare", "--out", "{file}"], {}, 2, "ffnkv compare: error: argument --out: '{file}' is a file"),
+    (["reproduce", "--stages", "nope", "--out", "{run}"], {}, 2, "ffnkv reproduce: error: unknown stage 'nope'"),
+    (["reproduce", "--quick", "--profile", "full", "--out", "{run}"], {}, 2,
+     "ffnkv reproduce: error: --quick contradicts --profile full"),
+    (["reproduce", "--out", "{file}"], {}, 2, "ffnkv reproduce: error: argument --out: '{file}' is a file"),
 ]
 
 
@@ -80,7 +92,11 @@ def test_bad_input_is_one_line_and_touches_nothing(tmp_path, capsys, monkeypatch
     for key, value in env.items():
         monkeypatch.setenv(key, value.format(**names))
     before = _snapshot(tmp_path)
-    assert main([a.format(**names) for a in argv]) == code
+    try:
+        returned = main([a.format(**names) for a in argv])
+    except SystemExit as exit_:  # argparse's usage errors
+        returned = exit_.code
+    assert returned == code
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1, err
     assert err.startswith(line.format(**names)), err
@@ -164,3 +180,27 @@ def test_text_cache_follows_file_contents(tmp_path, monkeypatch):
     again = make_task("text", **kwargs)
     assert again.cache_dir not in (first.cache_dir, grown.cache_dir)
     assert "zebra" in again.tokenizer.decode(again.tokens[:4000])
+
+
+def test_an_interrupted_study_stage_stays_unfinished_and_the_command_exits_128_plus_signum(tmp_path, monkeypatch,
+                                                                                             capsys):
+    from studies import reproduce_stages as _reproduce_stages
+
+    register_task("signals_itself", _SignalsItself)
+    config = tmp_path / "signals.py"
+    config.write_text("import sys\nsys.path.insert(0, %r)\nfrom _train_helpers import tiny_config\n"
+                      "from train.config import DataConfig\n\ndef get_config():\n    return tiny_config(data=DataConfig("
+                      "'signals_itself', {'n_operands': 3, 'modulus': 7, 'n_eval': 64}))\n" % str(Path(__file__).parent))
+    stage = _reproduce_stages.Stage("train", "a training", lambda out, p: [["train", str(config), "--run-dir",
+                                                                             str(out / "run")]])
+    monkeypatch.setattr(_reproduce_stages, "STAGES", {"train": stage})
+    out = tmp_path / "repro"
+    assert main(["reproduce", "--profile", "smoke", "--out", str(out)]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == ("ffnkv reproduce: error: stage 'train' was interrupted and stays unfinished; re-run the same "
+                       "command to resume it.")
+    assert not (out / "stages" / "train.json").exists() and not (out / "report.md").exists()
+    assert checkpoint_steps(out / "run")[-1] == 8
+    register_task("signals_itself", CondComp)
+    assert main(["reproduce", "--profile", "smoke", "--out", str(out)]) == 0
+    assert (out / "stages" / "train.json").exists() and checkpoint_steps(out / "run")[-1] == 20
