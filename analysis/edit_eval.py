@@ -3,10 +3,10 @@
 For an edit (s, r, o → o*) with probabilities P(·) of the next token after each prompt:
 
 * ES / EM (efficacy) on the rewrite prompt: the rate of P(o*) > P(o) and the mean of P(o*) − P(o).
-* PS / PM (paraphrase / generalisation) on held-out templates of the same fact: the same two quantities.
-* NS / NM (neighbourhood / specificity) on prompts of other subjects with the same relation, whose own true
-  attribute is o_n: the rate of P(o_n) > P(o*) and the mean of P(o_n) − P(o*). Neighbours whose true attribute
-  is o* itself are left out (weight 0).
+* PS / PM (paraphrase / generalisation) on paraphrases of the same fact: the same two quantities.
+* NS / NM (neighbourhood / specificity) on prompts of other subjects whose true answer o_n is the fact's own o
+  (CounterFact's neighbourhood): the rate of P(o_n) > P(o*) and the mean of P(o_n) − P(o*). Rows of weight 0
+  (padding, or a neighbour whose answer's first token is o*'s) are left out.
 * S, the harmonic mean of ES, PS and NS; and the top-1 accuracy on facts that were never edited.
 
 Protocols: ``single`` edits every fact into a fresh copy of the model and averages the scores;
@@ -34,6 +34,7 @@ class EditProbe:
     rewrite_predict_A: jax.Array
     para_tokens_QT: jax.Array
     para_predict_Q: jax.Array
+    para_weight_Q: jax.Array
     neigh_tokens_RT: jax.Array
     neigh_predict_R: jax.Array
     neigh_true_R: jax.Array
@@ -65,8 +66,9 @@ def probe_scores(params, cfg, probe: EditProbe) -> dict:
     gap_A = p_AV[:, probe.new] - p_AV[:, probe.old]
     gap_Q = p_QV[:, probe.new] - p_QV[:, probe.old]
     gap_R = p_RV[jnp.arange(p_RV.shape[0]), probe.neigh_true_R] - p_RV[:, probe.new]
+    w_Q = probe.para_weight_Q / jnp.maximum(probe.para_weight_Q.sum(), 1e-9)
     w_R = probe.neigh_weight_R / jnp.maximum(probe.neigh_weight_R.sum(), 1e-9)
-    return {"ES": jnp.mean(gap_A > 0), "EM": jnp.mean(gap_A), "PS": jnp.mean(gap_Q > 0), "PM": jnp.mean(gap_Q),
+    return {"ES": jnp.mean(gap_A > 0), "EM": jnp.mean(gap_A), "PS": jnp.sum(w_Q * (gap_Q > 0)), "PM": jnp.sum(w_Q * gap_Q),
             "NS": jnp.sum(w_R * (gap_R > 0)), "NM": jnp.sum(w_R * gap_R)}
 
 
@@ -83,20 +85,22 @@ def score_edited(params, cfg, probes: EditProbe, unrelated: FactSet, batch_size:
     return scores | {"unrelated_acc": fact_accuracy(params, cfg, unrelated)}
 
 
-def score_single_edits(params, cfg, edit_fn, reqs, probes: EditProbe, unrelated: FactSet, batch_size: int = 8):
-    """Each request edited into a fresh copy of ``params`` by ``edit_fn(params, req) -> (params′, info)``.
+def score_single_edits(params, cfg, edit_fn, reqs, probes: EditProbe, unrelated: FactSet, batch_size: int = 8,
+                       edit_args=()):
+    """Each request edited into a fresh copy of ``params`` by ``edit_fn(params, req, *edit_args) -> (params′, info)``.
 
     Returns per-edit arrays [E] of every metric (the unrelated accuracy measured after each edit) and the
-    edit infos. One compiled program: ``lax.map`` over (request, probe) pairs.
+    edit infos. One compiled program: ``lax.map`` over (request, probe) pairs; ``params`` and ``edit_args``
+    are arguments of it, not constants folded into it (a 135M-parameter model would take minutes to compile).
     """
 
-    def one(x):
+    def one(p, args, x):
         req, probe = x
-        edited, info = edit_fn(params, req)
+        edited, info = edit_fn(p, req, *args)
         return probe_scores(edited, cfg, probe) | {"unrelated_acc": fact_accuracy(edited, cfg, unrelated)}, info
 
-    run = jax.jit(lambda rs, ps: jax.lax.map(one, (rs, ps), batch_size=batch_size))
-    return run(reqs, probes)
+    run = jax.jit(lambda p, args, rs, ps: jax.lax.map(lambda x: one(p, args, x), (rs, ps), batch_size=batch_size))
+    return run(params, tuple(edit_args), reqs, probes)
 
 
 def summarise(scores: dict) -> dict:

@@ -3,12 +3,19 @@
 E facts are written at once into the value matrices of a range of layers ℛ = (l₁ … l_L):
 
 1. For every fact a target hidden state z_i = h_i + δ_i at the last layer l_L, with δ_i optimised like ROME's
-   v* (eq. 16) but added to the residual stream after block l_L; h_i is the hidden state at the subject's last
-   token averaged over the context prefixes (the same averaging as the keys, so with one layer the residual
-   equals δ exactly: the key-consistent form).
+   v* (eq. 16) but added to the residual stream after block l_L at the subject's last token. h_i is the hidden
+   state of the bare rewrite prompt (``constraint="bare"``, MEMIT's code: ``compute_z`` and ``apply_memit``
+   read z and the current hidden state at the bare prompt) or its average over the context prefixes
+   (``"mean"``, the key-consistent form: with one layer the residual then equals δ exactly).
 2. For each layer l in order: keys K (E×F, averaged over prefixes, under the weights edited so far), the
    remaining residual R = (z − h^{l_L}) / (L − i) spread evenly over the layers still to edit, and the
    update of eq. 14 in row-vector form: ΔW = (λC + KᵀK)⁻¹ Kᵀ R, where C = E[k kᵀ] of the unedited layer.
+
+λ relative to the model (``relative_lambda``): with one fact, one layer's update realises the fraction
+s / (λ + s) of its residual, s = kᵀC⁻¹k (Sherman–Morrison). For keys drawn like C's, E[kᵀC⁻¹k] = tr(C⁻¹C) = F,
+so λ = 15000 on GPT-J (F = 16384) is λ / F = 0.916 (``PAPER_LAMBDA_RATIO``): each layer realises about half of a
+fact's residual. The rule keeps that fraction: λ = 0.916 · s̄, with s̄ the mean kᵀC⁻¹k of the keys being
+edited, measured on the model at hand. The paper's absolute λ on a 256-wide FFN realises ≈ 2% instead.
 
 Defaults are MEMIT's GPT-J hyper-parameters (``MEMIT_HPARAMS``, ``MEMIT_LAMBDA``): Adam lr 0.5, 25 steps,
 KL factor 0.0625, weight decay 0.5, clamp factor 0.75, 10 context prefixes of 5 tokens plus the bare prompt,
@@ -26,6 +33,20 @@ from analysis.rome import (DeltaHParams, EditRequest, _safe_norm, hidden_at, key
 
 MEMIT_HPARAMS = DeltaHParams(lr=0.5, steps=25, clamp_factor=0.75, prefixes=((5, 10),))
 MEMIT_LAMBDA = 15000.0
+GPTJ_D_FF = 16384
+PAPER_LAMBDA_RATIO = MEMIT_LAMBDA / GPTJ_D_FF
+
+
+def key_mahalanobis(K_EF, C_FF, ridge: float = 0.0):
+    """s_i = k_iᵀ C⁻¹ k_i for each row of K (C regularised as in ``memit_update``): [E]."""
+    C_FF = C_FF + ridge * jnp.maximum(jnp.mean(jnp.diag(C_FF)), 1e-12) * jnp.eye(C_FF.shape[0])
+    return jnp.sum(K_EF * jnp.linalg.solve(C_FF, K_EF.T).T, axis=-1)
+
+
+def relative_lambda(K_EF, C_FF, ratio: float = PAPER_LAMBDA_RATIO, ridge: float = 0.0) -> tuple[float, float]:
+    """λ = ratio · mean_i k_iᵀC⁻¹k_i (see the module docstring); returns (λ, s̄)."""
+    s_bar = float(jnp.mean(key_mahalanobis(K_EF, C_FF, ridge)))
+    return ratio * s_bar, s_bar
 
 
 def memit_update(W_FD, K_EF, R_ED, C_FF, lam, ridge: float = 0.0):
@@ -45,9 +66,14 @@ def memit_edit(params, cfg, layers: tuple, C_LFF, reqs: EditRequest, hp: DeltaHP
     """
     last = layers[-1]
     chunked = partial(jax.lax.map, batch_size=batch_size)
+    if hp.constraint not in ("bare", "mean"):
+        raise ValueError(f"constraint {hp.constraint!r} is not 'bare' or 'mean'")
 
     def mean_hidden(p):
-        return chunked(lambda r: hidden_at(p, cfg, last, r.tokens_PT, r.subject_P).mean(0), reqs)
+        def one(r):
+            h_PD = hidden_at(p, cfg, last, r.tokens_PT, r.subject_P)
+            return h_PD[0] if hp.constraint == "bare" else h_PD.mean(0)
+        return chunked(one, reqs)
 
     h0_ED = mean_hidden(params)
     z_fn = lambda x: optimise_delta(params, cfg, "resid", last, x[0], _safe_norm(x[1]), hp)  # noqa: E731

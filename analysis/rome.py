@@ -10,9 +10,10 @@ A fact (s, r, o) is rewritten to (s, r, o*) in three steps:
    from the unedited next-token distribution on essence prompts ("{s} is a"), plus
    ``weight_decay`` · ‖δ‖ / ‖v₀‖², with ‖δ‖ clamped to ``clamp_factor`` · ‖v₀‖; v* = v₀ + δ with v₀ = k*·W.
 3. **the update** — the closed form of ROME eq. 2 with u = C⁻¹k*:
-   W′ = W + u (v* − k*·W)ᵀ / (uᵀk*), so k*·W′ = v* exactly. The same k* enters the target and the update
-   (the key-consistent form of Gupta et al. 2024, "Rebuilding ROME"), which keeps sequential edits from
-   collapsing the model.
+   W′ = W + u (v* − k_c·W)ᵀ / (uᵀk_c), so k_c·W′ = v*. ``constraint="bare"`` (the default, as ROME's code
+   ``compute_v`` does): k_c is the key of the bare rewrite prompt and v* = k_c·W + δ, while u comes from the
+   prefix-averaged k*. ``constraint="mean"``: k_c = k* (the key-consistent form of Gupta et al. 2024,
+   "Rebuilding ROME"), which keeps long sequences of edits from collapsing the model.
 
 Defaults are ROME's GPT-2 XL hyper-parameters (``ROME_HPARAMS``): Adam, lr 0.5, 20 steps, early stop at a
 loss below 0.05, KL factor 0.0625, weight decay 0.5, clamp factor 4, context prefixes 10 of 5 tokens and
@@ -45,9 +46,11 @@ class DeltaHParams:
     clamp_factor: float = 4.0
     prefixes: tuple = ((5, 10), (10, 10))
     ridge: float = 1e-4
+    constraint: str = "bare"
 
 
 ROME_HPARAMS = DeltaHParams()
+CONSTRAINTS = ("bare", "mean")
 
 
 @struct.dataclass
@@ -96,13 +99,14 @@ def regularised_inverse(C_FF, ridge):
     return jnp.linalg.inv(C_FF + scale * jnp.eye(C_FF.shape[0], dtype=C_FF.dtype))
 
 
-def rank_one_update(W_FD, k_F, v_D, Cinv_FF):
-    """ROME eq. 2 in closed form: W′ = W + u (v − k·W)ᵀ / (uᵀk) with u = C⁻¹k, so that k·W′ = v."""
-    u_F = Cinv_FF @ k_F
+def rank_one_update(W_FD, k_F, v_D, Cinv_FF, k_u_F=None):
+    """ROME eq. 2 in closed form: W′ = W + u (v − k·W)ᵀ / (uᵀk) with u = C⁻¹k_u (k_u = k unless given), so
+    that k·W′ = v."""
+    u_F = Cinv_FF @ (k_F if k_u_F is None else k_u_F)
     return W_FD + jnp.outer(u_F, v_D - k_F @ W_FD) / (u_F @ k_F)
 
 
-def _site_hooks(cfg, site, layer, pos_N, T, delta_D):
+def site_hooks(cfg, site, layer, pos_N, T, delta_D):
     onehot_NT = jax.nn.one_hot(pos_N, T, dtype=jnp.float32)
     add_LNTD = jnp.zeros((cfg.n_layers,) + onehot_NT.shape + delta_D.shape, jnp.float32)
     return Hooks(**{f"{site}_add": add_LNTD.at[layer].set(onehot_NT[..., None] * delta_D)})
@@ -124,10 +128,10 @@ def optimise_delta(params, cfg, site: str, layer: int, req: EditRequest, ref_nor
     base_logp_MV = jax.lax.stop_gradient(jax.nn.log_softmax(base_logits))
 
     def loss_fn(delta_D):
-        hooks = _site_hooks(cfg, site, layer, req.subject_P, T, delta_D)
+        hooks = site_hooks(cfg, site, layer, req.subject_P, T, delta_D)
         logits = forward(params, req.tokens_PT, cfg, hooks).logits[jnp.arange(N), req.predict_P]
         nll = -jnp.mean(jax.nn.log_softmax(logits)[:, req.target])
-        hooks_e = _site_hooks(cfg, site, layer, req.essence_subject_M, Te, delta_D)
+        hooks_e = site_hooks(cfg, site, layer, req.essence_subject_M, Te, delta_D)
         logits_e = forward(params, req.essence_tokens_MT, cfg, hooks_e).logits[jnp.arange(M), req.essence_predict_M]
         kl = jnp.mean(jnp.sum(jnp.exp(base_logp_MV) * (base_logp_MV - jax.nn.log_softmax(logits_e)), -1))
         decay = hp.weight_decay * _safe_norm(delta_D) / ref_norm**2
@@ -156,14 +160,20 @@ def optimise_delta(params, cfg, site: str, layer: int, req: EditRequest, ref_nor
 
 
 def rome_edit(params, cfg, layer: int, Cinv_FF, req: EditRequest, hp: DeltaHParams = ROME_HPARAMS):
-    """One ROME edit, a pure function params -> (params′, info); info has k*, v*, the NLL and steps."""
-    k_F = keys_at(params, cfg, layer, req.tokens_PT, req.subject_P).mean(0)
+    """One ROME edit, a pure function params -> (params′, info); info has k*, the constrained key k_c, v*,
+    the NLL and steps. ``hp.constraint`` picks k_c: the bare prompt's key ("bare") or k* ("mean")."""
+    if hp.constraint not in CONSTRAINTS:
+        raise ValueError(f"constraint {hp.constraint!r} is not one of {CONSTRAINTS}")
+    k_PF = keys_at(params, cfg, layer, req.tokens_PT, req.subject_P)
+    k_F = k_PF.mean(0)
+    k_c_F = k_PF[0] if hp.constraint == "bare" else k_F
     W_FD = value_matrix(params, layer)
-    v0_D = k_F @ W_FD
+    v0_D = k_c_F @ W_FD
     delta_D, nll, steps = optimise_delta(params, cfg, "mlp_out", layer, req, _safe_norm(v0_D), hp)
     v_D = v0_D + delta_D
-    new = with_value_matrix(params, layer, rank_one_update(W_FD, k_F, v_D, Cinv_FF))
-    return new, {"k_star": k_F, "v_star": v_D, "delta_norm": _safe_norm(delta_D), "nll": nll, "steps": steps}
+    new = with_value_matrix(params, layer, rank_one_update(W_FD, k_c_F, v_D, Cinv_FF, k_F))
+    return new, {"k_star": k_F, "k_c": k_c_F, "v_star": v_D, "delta_norm": _safe_norm(delta_D), "nll": nll,
+                 "steps": steps}
 
 
 @partial(jax.jit, static_argnames=("cfg", "layer", "hp"))

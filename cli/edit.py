@@ -1,98 +1,104 @@
-"""Edit facts of a trained facts LM with ROME and MEMIT and score the edits CounterFact-style.
+"""Edit facts with ROME and MEMIT and score the edits CounterFact-style (``studies.editing``).
 
-``ffnkv edit RUN_DIR`` picks the facts the model knows, edits ``--n-edits`` of them to their counterfactual
-attribute with ROME one at a time (each on a fresh model), ROME sequentially (all on one model) and MEMIT in
-one batch, and writes ``edit.json``, ``edit.md`` and ``edit.png`` under ``RUN_DIR/analysis/edit/`` (with the
-cached key second moments C). The ROME layer defaults to the layer of peak MLP indirect effect at the
-subject's last token (causal tracing); MEMIT edits the ``--memit-width`` layers ending there.
-ES/PS/NS: rates of P(new) > P(old) on the rewrite prompt / held-out paraphrases, and of P(true) > P(new)
-on neighbourhood prompts; EM/PM/NM the mean probability differences; S their harmonic mean.
+``ffnkv edit SPEC`` takes a facts run dir, a Hugging Face directory, a .gguf file or a packaged name
+(``smollm2``); ``--facts FILE.json`` a CounterFact-format file (default: the run's own facts world, or the
+packaged ``known_facts.json`` for a pretrained model). Writes ``edit.json``, ``edit.md`` and ``edit.png`` under
+``--out`` (default ``RUN_DIR/analysis/edit`` for a run, ``runs/edit/<name>`` otherwise).
 """
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 NAME = "edit"
-HELP = "ROME and MEMIT fact edits on a facts run, scored CounterFact-style"
+HELP = "ROME and MEMIT fact edits on any model, scored CounterFact-style"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("run_dir", help="a run dir trained on the facts task")
-    parser.add_argument("--layer", type=int, default=None, help="ROME layer (default: peak MLP effect by causal tracing)")
-    parser.add_argument("--memit-width", type=int, default=2, help="MEMIT edits this many layers ending at --layer")
+    parser.add_argument("run_dir", metavar="SPEC", help="a facts run dir, a Hugging Face dir, a .gguf file or a packaged name")
+    parser.add_argument("--facts", default=None, help="CounterFact-format JSON file (default: the run's world / known_facts.json)")
+    parser.add_argument("--layer", type=int, default=None, help="edit layer (default: editability per layer on calibration facts)")
+    parser.add_argument("--layers-to-try", default=None, help="comma list of candidate layers for the layer rule (default all)")
+    parser.add_argument("--memit-width", type=int, default=2, help="MEMIT edits this many layers ending at the edit layer")
     parser.add_argument("--n-edits", type=int, default=100, help="facts to edit")
     parser.add_argument("--n-unrelated", type=int, default=100, help="unedited facts for the unrelated accuracy")
+    parser.add_argument("--n-calibration", type=int, default=10, help="facts for the layer rule (not scored)")
     parser.add_argument("--protocols", default="single,sequential,memit", help="comma list of single, sequential, memit")
     parser.add_argument("--token", default="subject_last", choices=("subject_last", "last"),
                         help="where keys are read and δ added (paper: subject_last)")
-    parser.add_argument("--memit-lambda", type=float, default=None, help="MEMIT λ (default 15000, the paper's GPT-J value)")
+    parser.add_argument("--constraint", default="bare", choices=("bare", "mean"),
+                        help="ROME/MEMIT constraint key: the bare prompt's (reference code) or the prefix mean (Gupta et al.)")
+    parser.add_argument("--memit-lambda", type=float, default=None, help="absolute MEMIT λ (default: the relative rule)")
+    parser.add_argument("--lambda-ratio", type=float, default=None, help="λ / mean kᵀC⁻¹k (default 15000/16384, GPT-J's)")
+    parser.add_argument("--lambda-sweep", default="", help="comma list of λ ratios also scored (plus λ = 15000)")
+    parser.add_argument("--cov-text", default=None, help="glob of text files for C of a pretrained model")
+    parser.add_argument("--cov-tokens", type=int, default=20000, help="tokens of that text")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="output dir (default RUN_DIR/analysis/edit)")
+    parser.add_argument("--out", default=None, help="output dir")
 
 
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def edit_run(run_dir, layer=None, memit_width=2, settings=None, out_dir=None, trace_facts=20) -> dict:
-    """Load a facts run, locate (unless ``layer``), edit and score; returns the result dict and writes it."""
-    from analysis.edit_plots import plot_scores
-    from analysis.edit_protocol import EditSettings, known_facts, memit_layers, peak_mlp_layer, run_protocols
-    from ffnkv.data import make_task
+def _ints(text, what):
     from ffnkv.errors import FfnkvError
-    from ffnkv.io.run import load_run
 
-    settings = settings or EditSettings()
-    train_cfg, cfg, params = load_run(run_dir)
-    if train_cfg["data"]["kind"] != "facts":
-        raise FfnkvError(f"run {str(run_dir)!r} was trained on {train_cfg['data']['kind']!r}; editing needs a facts run.")
-    if cfg.ffn in ("none",):
-        raise FfnkvError("this model has no FFN to edit; train one with model.ffn set to relu, gelu, swiglu or softmax.")
-    if layer is not None and not 0 <= layer < cfg.n_layers:
-        raise FfnkvError(f"--layer {layer} is outside the model's {cfg.n_layers} layers.")
-    task = make_task("facts", **train_cfg["data"]["kwargs"])
-    trace = None
-    if layer is None:
-        probe_facts = known_facts(params, cfg, task, settings.seed + 7, trace_facts, 0)[0]
-        layer, trace = peak_mlp_layer(params, cfg, task, probe_facts, seed=settings.seed)
-    result = run_protocols(run_dir, params, cfg, task, layer, memit_layers(layer, memit_width), settings)
-    result |= {"ffn": cfg.ffn, "mlp_indirect_effect_by_layer": trace}
-    out = Path(out_dir or Path(run_dir) / "analysis" / "edit")
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / "edit.json", json.dumps(result, indent=2) + "\n")
-    write_atomic(out / "edit.md", report_markdown(result))
-    plot_scores({"": result}, out / "edit.png", f"{cfg.ffn}: edits at layer {layer} ({settings.token})")
-    return result
+    try:
+        return tuple(int(x) for x in text.split(",") if x)
+    except ValueError:
+        raise FfnkvError(f"{what} {text!r} is not a comma list of integers.") from None
 
 
-def report_markdown(result: dict) -> str:
-    from analysis.edit_plots import markdown_table
+def _floats(text, what):
+    from ffnkv.errors import FfnkvError
 
-    rows = [{"protocol": key} | result[key] for key in ("unedited", "rome_single", "rome_sequential", "memit") if key in result]
-    head = (f"# Fact editing ({result['ffn']})\n\n{result['n_edits']} edits of facts the model knows "
-            f"({result['n_known_facts']}/{result['n_facts']}); ROME layer {result['layer']}, MEMIT layers "
-            f"{result['memit_layers']}, token {result['token']}.\n\n")
-    return head + markdown_table(rows, ["protocol", "ES", "PS", "NS", "S", "EM", "PM", "NM", "unrelated_acc"])
+    try:
+        return tuple(float(x) for x in text.split(",") if x)
+    except ValueError:
+        raise FfnkvError(f"{what} {text!r} is not a comma list of numbers.") from None
+
+
+def settings_from(args):
+    from studies.editing import LICENCE_TEXTS, PAPER_LAMBDA_RATIO, EditSettings
+
+    return EditSettings(n_edits=args.n_edits, n_unrelated=args.n_unrelated, seed=args.seed,
+                        protocols=tuple(p for p in args.protocols.split(",") if p), token=args.token,
+                        constraint=args.constraint, layer=args.layer, n_calibration=args.n_calibration,
+                        layer_candidates=_ints(args.layers_to_try, "--layers-to-try") if args.layers_to_try else None,
+                        memit_width=args.memit_width, memit_lambda=args.memit_lambda,
+                        lambda_ratio=PAPER_LAMBDA_RATIO if args.lambda_ratio is None else args.lambda_ratio,
+                        lambda_sweep=_floats(args.lambda_sweep, "--lambda-sweep"),
+                        cov_text=args.cov_text or LICENCE_TEXTS, cov_tokens=args.cov_tokens)
+
+
+def load_facts(model, path, seed: int = 0):
+    """The fact set: ``path`` (CounterFact JSON), else the run's facts world, else the packaged known facts."""
+    from ffnkv.data.counterfact import KNOWN_FACTS, load_fact_file, world_fact_records
+
+    if path is not None:
+        return load_fact_file(path, model.tokenizer)
+    task = model.run.task if model.run is not None else None
+    if task is not None and hasattr(task, "facts"):
+        return world_fact_records(task, None, seed)
+    if model.run is not None:
+        from ffnkv.errors import FfnkvError
+
+        raise FfnkvError(f"run {model.name!r} was not trained on the facts task; give its facts with --facts FILE.json.")
+    return load_fact_file(KNOWN_FACTS, model.tokenizer)
 
 
 def run(args) -> int:
-    import dataclasses
+    from ffnkv.io.load import load_model
+    from studies import editing
+    from studies.report.edit_figures import edit_markdown, plot_scores
+    from studies.report.write import write_json, write_text
 
-    from analysis.edit_protocol import EditSettings
-    from ffnkv.errors import FfnkvError
-
-    protocols = tuple(p for p in args.protocols.split(",") if p)
-    bad = [p for p in protocols if p not in ("single", "sequential", "memit")]
-    if bad or not protocols:
-        raise FfnkvError(f"--protocols {args.protocols!r} is not allowed; use a comma list of single, sequential, memit.")
-    settings = EditSettings(n_edits=args.n_edits, n_unrelated=args.n_unrelated, seed=args.seed, protocols=protocols,
-                            token=args.token)
-    if args.memit_lambda is not None:
-        settings = dataclasses.replace(settings, memit_lambda=args.memit_lambda)
-    result = edit_run(args.run_dir, args.layer, args.memit_width, settings, args.out)
-    print(report_markdown(result))
+    settings = settings_from(args)
+    editing.check_protocols(settings.protocols)
+    model = load_model(args.run_dir)
+    editing.check(model, settings)
+    facts = load_facts(model, args.facts, args.seed)
+    result = editing.run(model, facts, settings)
+    default = Path(args.run_dir) / "analysis" / "edit" if model.run is not None else Path("runs") / "edit" / model.name
+    out = Path(args.out or default)
+    write_json(out / "edit.json", result)
+    write_text(out / "edit.md", edit_markdown(result))
+    plot_scores({"": result}, out / "edit.png", f"{model.name}: edits at layer {result['layer']} ({settings.token})")
+    print(edit_markdown(result))
     return 0

@@ -189,23 +189,46 @@ def meng_tracing(tr: dict) -> dict:
 
 
 def meng_edits(edit: dict, small_lambda: dict | None = None) -> list[dict]:
-    """ROME, MEMIT (the paper's λ; with ``small_lambda``, the λ = 1 run is quoted beside it), ROME vs MEMIT."""
-    rs, seq, mm = edit["rome_single"], edit["rome_sequential"], edit["memit"]
+    """ROME, MEMIT and ROME vs MEMIT, each judged against our own baselines where the paper's number depends
+    on the model: the testbed ceiling (``delta_check``: the rate at which an unconstrained δ at the edit site
+    flips the fact; a method cannot beat it), the unedited model's scores (NS before editing) and, for MEMIT,
+    λ relative to the model (``memit_lambda_rule``). ``small_lambda``: an extra MEMIT run quoted beside it."""
+    rs, mm = edit["rome_single"], edit["memit"]
+    ceiling = edit.get("delta_check", {}).get("flip_rate")
+    base_ns = edit.get("unedited", {}).get("NS")
+    where = f"layer {edit['layer']}" + (f"; unconstrained δ flips {ceiling:.2f}" if ceiling is not None else "")
+    rules = []
+    if ceiling is not None and ceiling < 0.9:
+        rome_verdict = "testbed cannot show"
+    else:
+        ok_es = rs["ES"] >= 0.9 * (1.0 if ceiling is None else ceiling)
+        ok_ns = base_ns is None or rs["NS"] >= 0.8 * base_ns
+        rome_verdict = "holds" if ok_es and ok_ns and rs["S"] >= 0.8 else "partial" if ok_es or rs["S"] >= 0.4 else "fails"
+    rules.append(claim("Meng et al. 2022", "ROME rewrites one fact (efficacy, generalisation) with specificity",
+                       "ES 1.00, PS 0.96, NS 0.75, S 0.89 (GPT-2 XL, CounterFact); the method's claim ES ≥ 0.9",
+                       fmt(rs) + f" ({where}" + (f"; unedited NS {base_ns:.2f})" if base_ns is not None else ")"),
+                       rome_verdict,
+                       "testbed: unconstrained δ flips ≥ 0.9 (else 'testbed cannot show'); ES ≥ 0.9 × that ceiling, "
+                       "NS ≥ 0.8 × unedited NS and S ≥ 0.8 → holds; ES at the ceiling or S ≥ 0.4 → partial"))
+    lam = edit.get("memit_lambda_rule", {})
+    lam_text = (f"λ = {lam['lambda']:.3g} = {lam['ratio']:.3f} × mean kᵀC⁻¹k {lam['mean_key_mahalanobis']:.3g}"
+                if "mean_key_mahalanobis" in lam else "λ = 15000")
     also = f"; with λ = 1: {fmt(small_lambda['memit'])}" if small_lambda else ""
-    n = edit["n_edits"]
-    return [
-        claim("Meng et al. 2022", "ROME rewrites one fact (efficacy, generalisation) with specificity",
-              "ES 1.00, PS 0.96, NS 0.75, S 0.89 (GPT-2 XL, CounterFact)", fmt(rs) + f" (layer {edit['layer']})",
-              _graded(rs["S"], 0.8, 0.4), "S ≥ 0.8 → holds, ≥ 0.4 → partial"),
-        claim("Meng et al. 2023", f"MEMIT writes many facts at once ({n} here)",
-              "ES 0.99, PS 0.89, NS 0.74, S 0.86 (GPT-J, 10,000 edits)",
-              fmt(mm) + f" (λ = 15000, layers {edit['memit_layers']})" + also, _graded(mm["S"], 0.8, 0.4),
-              "S at the paper's λ ≥ 0.8 → holds, ≥ 0.4 → partial"),
-        claim("Meng et al. 2023", "batched MEMIT beats sequential ROME when many facts are edited",
-              "sequential ROME degrades with the number of edits; MEMIT does not",
-              f"S sequential ROME {seq['S']:.2f} vs MEMIT {mm['S']:.2f}",
-              "holds" if mm["S"] > seq["S"] else "fails", "MEMIT S > sequential ROME S"),
-    ]
+    ok_ns = base_ns is None or mm["NS"] >= 0.8 * base_ns
+    rules.append(claim("Meng et al. 2023", f"MEMIT writes many facts at once ({edit['n_edits']} here)",
+                       "ES 0.99, PS 0.89, NS 0.74, S 0.86 (GPT-J, 10,000 edits, λ = 15000 = 0.916 · d_ff)",
+                       fmt(mm) + f" ({lam_text}, layers {edit['memit_layers']})" + also,
+                       ("holds" if mm["S"] >= 0.8 else "partial" if mm["S"] >= 0.5 else "fails") if ok_ns else
+                       ("partial" if mm["S"] >= 0.5 else "fails"),
+                       "at λ relative to the model (the paper's λ / d_ff): S ≥ 0.8 and NS ≥ 0.8 × unedited NS → "
+                       "holds; S ≥ 0.5 → partial"))
+    if "rome_sequential" in edit:
+        seq = edit["rome_sequential"]
+        rules.append(claim("Meng et al. 2023", "batched MEMIT beats sequential ROME when many facts are edited",
+                           "sequential ROME degrades with the number of edits; MEMIT does not",
+                           f"S sequential ROME {seq['S']:.2f} vs MEMIT {mm['S']:.2f}",
+                           "holds" if mm["S"] > seq["S"] else "fails", "MEMIT S > sequential ROME S"))
+    return rules
 
 
 def fmt(r: dict) -> str:

@@ -43,6 +43,7 @@ def probe(req, old, n_neigh=3, seed=0):
     true = jnp.asarray(rng.integers(0, CFG.vocab_size, n_neigh), jnp.int32)
     return EditProbe(rewrite_tokens_AT=req.tokens_PT[:1], rewrite_predict_A=req.predict_P[:1],
                      para_tokens_QT=req.tokens_PT[1:], para_predict_Q=req.predict_P[1:],
+                     para_weight_Q=jnp.ones(req.tokens_PT.shape[0] - 1),
                      neigh_tokens_RT=neigh, neigh_predict_R=jnp.full(n_neigh, 4), neigh_true_R=true,
                      neigh_weight_R=(true != req.target).astype(jnp.float32), new=req.target, old=jnp.int32(old))
 

@@ -55,6 +55,7 @@ def _broken(edit):
     (lambda r: r.pop("neighborhood_prompts"), "neighborhood_prompts"),
     (lambda r: r["requested_rewrite"]["target_new"].pop("str"), "requested_rewrite.target_new.str"),
     (lambda r: r.update(paraphrase_prompts="not a list"), "paraphrase_prompts"),
+    (lambda r: r.update(neighborhood_prompts=[]), "neighborhood_prompts"),
     (lambda r: r["requested_rewrite"].update(prompt="Paris is home to a tower called"), "requested_rewrite.prompt"),
 ])
 def test_bad_record_names_index_case_and_field(tmp_path, edit, field):

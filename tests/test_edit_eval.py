@@ -3,6 +3,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import ffnkv
+
 from analysis.edit_eval import next_token_probs, probe_scores, score_edited, score_single_edits, summarise
 from edit_fixtures import model, probe, request, stack, unrelated
 
@@ -46,27 +48,50 @@ def test_cli_edit_errors_are_clean(tmp_path, capsys):
     from cli import main
 
     assert main(["edit", str(tmp_path / "missing")]) == 2
-    assert "not a run dir" in capsys.readouterr().err
+    assert capsys.readouterr().err.count("\n") == 1
     assert main(["edit", str(tmp_path), "--protocols", "rome"]) == 2
+    assert "single, sequential, memit" in capsys.readouterr().err
     assert main(["editability", "--out", str(tmp_path / "s"), "--kinds", "none"]) == 2
 
 
-def test_requests_from_the_facts_corpus_point_at_the_subject_and_the_prediction():
+def test_requests_from_fact_records_point_at_the_subject_and_the_prediction():
     from analysis.edit_requests import build_edits
+    from ffnkv.data.counterfact import world_fact_records
     from ffnkv.data.facts import FactsTask
+    from ffnkv.io.tokenizer import task_tokenizer
 
     task = FactsTask(n_entities=8, n_relations=2, n_attributes=4)
-    facts = task.facts[:3]
-    prefixes = [np.array([5, 6, 7]), np.array([8, 9])]
+    records = world_fact_records(task, 3)
+    tok = task_tokenizer(task)
+    prefixes = ["Ka ##ro was born in", "the"]
     for token in ("subject_last", "last"):
-        reqs, probes = build_edits(task, facts, prefixes, token)
+        reqs, probes = build_edits(tok, records, prefixes, token)
         assert reqs.tokens_PT.shape[:2] == (3, 3) and probes.para_tokens_QT.shape[:2] == (3, 2)
-        for e, fact in enumerate(facts):
-            subject_last = task.tokenizer.encode(fact.subject)[-1]
+        for e, r in enumerate(records):
+            subject_last = task.tokenizer.encode(r.subject)[-1]
             rows, subj, pred = (np.asarray(x[e]) for x in (reqs.tokens_PT, reqs.subject_P, reqs.predict_P))
-            np.testing.assert_array_equal(rows[1, 1:4], prefixes[0])
+            assert list(rows[2, 1:3]) == task.tokenizer.encode("the .")           # "{prefix}. {prompt}"
             expected = rows[np.arange(3), pred] if token == "last" else np.full(3, subject_last)
             np.testing.assert_array_equal(rows[np.arange(3), subj], expected)
-            assert np.all(np.pad(rows, ((0, 0), (0, 1)))[np.arange(3), pred + 1] == 0)          # the prompt ends at predict_pos (then PAD)
-            assert int(reqs.target[e]) == task.attribute_id(fact.counterfactual) == int(probes.new[e])
-            assert int(probes.old[e]) == task.attribute_id(fact.attribute)
+            assert np.all(np.pad(rows, ((0, 0), (0, 1)))[np.arange(3), pred + 1] == 0)  # the prompt ends at predict_pos
+            assert int(reqs.target[e]) == task.attribute_id(r.target_new) == int(probes.new[e])
+            assert int(probes.old[e]) == task.attribute_id(r.target_true)
+            assert np.all(np.asarray(probes.neigh_true_R[e])[np.asarray(probes.neigh_weight_R[e]) > 0]
+                          == task.attribute_id(r.target_true))
+
+
+def test_key_second_moment_leaves_padding_out():
+    from analysis.covariance import key_second_moment, task_batches
+    from ffnkv.data.facts import FactsTask
+    from ffnkv.model import forward
+
+    task = FactsTask(n_entities=8, n_relations=2, n_attributes=4)
+    cfg = ffnkv.ModelConfig(vocab_size=task.vocab_size, d_model=16, n_layers=1, n_heads=2, d_ff=8, ffn="relu",
+                            max_len=task.seq_len)
+    params = ffnkv.init_params(jax.random.key(0), cfg)
+    [(tokens, mask)] = list(task_batches(task, 0, 1, 4))
+    assert 0 < mask.mean() < 1 and np.all(mask == (tokens != 0))
+    C, n = key_second_moment(params, cfg, (0,), [(tokens, mask)])
+    m = np.asarray(forward(params, jnp.asarray(tokens), cfg).acts.ffn[0])[tokens != 0]
+    assert n == len(m)
+    np.testing.assert_allclose(C[0], m.T @ m / len(m), rtol=1e-4, atol=1e-6)

@@ -40,3 +40,23 @@ def test_memit_edit_on_a_model_moves_hidden_states_toward_targets_and_only_its_l
     np.testing.assert_array_equal(W_new[2], W_old[2])
     assert not np.allclose(W_new[0], W_old[0]) and not np.allclose(W_new[1], W_old[1])
     np.testing.assert_array_equal(np.asarray(new["blocks"]["ffn"]["W_in"]), np.asarray(params["blocks"]["ffn"]["W_in"]))
+
+
+def test_relative_lambda_identity_and_rule():
+    """For keys the C was computed from, mean kᵀC⁻¹k = tr(C⁻¹C) = F exactly, so λ = ratio · F; the paper's
+    ratio is GPT-J's 15000 / 16384."""
+    from analysis.memit import PAPER_LAMBDA_RATIO, relative_lambda
+
+    K = jax.random.normal(jax.random.key(3), (200, 12)) * jnp.linspace(0.1, 3.0, 12)
+    C = K.T @ K / K.shape[0]
+    lam, s_bar = relative_lambda(K, C, 0.5)
+    np.testing.assert_allclose(s_bar, 12.0, rtol=1e-3)
+    np.testing.assert_allclose(lam, 6.0, rtol=1e-3)
+    assert abs(PAPER_LAMBDA_RATIO - 15000 / 16384) < 1e-12
+
+
+def test_memit_band_holds_the_layer_and_fits_the_model():
+    from studies.editing import memit_layers
+
+    assert memit_layers(3, 2, 4) == (2, 3) and memit_layers(0, 2, 4) == (0, 1) and memit_layers(1, 3, 4) == (0, 1, 2)
+    assert memit_layers(0, 5, 2) == (0, 1)

@@ -1,5 +1,6 @@
 """ROME: the closed form hits v* exactly, an edit to the current value is the identity, edits are pure."""
 import jax
+import pytest
 import jax.numpy as jnp
 import numpy as np
 
@@ -31,18 +32,21 @@ def test_edit_to_the_current_value_changes_nothing():
     np.testing.assert_allclose(forward(new, req.tokens_PT, cfg).logits, forward(params, req.tokens_PT, cfg).logits, atol=1e-5)
 
 
-def test_rome_on_a_model_writes_v_star_and_only_touches_W_out_of_its_layer():
+@pytest.mark.parametrize("constraint", ["bare", "mean"])
+def test_rome_on_a_model_writes_v_star_and_only_touches_W_out_of_its_layer(constraint):
     cfg, params = model()
     before = jax.tree.map(np.asarray, params)
     C = spd(jax.random.key(2), cfg.d_ff)
-    hp = DeltaHParams(steps=8, weight_decay=0.0, clamp_factor=50.0)
+    hp = DeltaHParams(steps=8, weight_decay=0.0, clamp_factor=50.0, constraint=constraint)
     reqs = stack([request(i) for i in range(3)])
     new, info = rome_sequential(params, cfg, 1, C, reqs, hp)
     jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, params), before)   # pure
     last = jax.tree.map(lambda x: x[-1], reqs)
-    k = keys_at(new, cfg, 1, last.tokens_PT, last.subject_P).mean(0)
-    np.testing.assert_allclose(k, info["k_star"][-1], atol=1e-5)
-    np.testing.assert_allclose(k @ value_matrix(new, 1), info["v_star"][-1], atol=1e-4)
+    k_PF = keys_at(new, cfg, 1, last.tokens_PT, last.subject_P)
+    np.testing.assert_allclose(k_PF.mean(0), info["k_star"][-1], atol=1e-5)
+    k_c = k_PF[0] if constraint == "bare" else k_PF.mean(0)   # ROME's code: the bare prompt's key; Gupta et al.: k*
+    np.testing.assert_allclose(k_c, info["k_c"][-1], atol=1e-5)
+    np.testing.assert_allclose(k_c @ value_matrix(new, 1), info["v_star"][-1], atol=1e-4)
     changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), new, params)
     assert [p for p, c in jax.tree_util.tree_leaves_with_path(changed) if c] and sum(jax.tree.leaves(changed)) == 1
     assert changed["blocks"]["ffn"]["W_out"]

@@ -62,8 +62,8 @@ def _string(record, path: str, where: str) -> str:
 
 def _strings(record, path: str, where: str) -> tuple[str, ...]:
     value = _field(record, path, where)
-    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-        raise FfnkvError(f"{where}: field {path!r} must be a list of non-empty strings.")
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+        raise FfnkvError(f"{where}: field {path!r} must be a non-empty list of non-empty strings.")
     return tuple(value)
 
 
@@ -123,19 +123,24 @@ def world_fact_records(task, n: int | None = None, seed: int = 0) -> list[FactRe
     """CounterFact records of the built-in facts world (``ffnkv.data.facts.FactsTask``), ``n`` of them in a
     seeded order (all by default). The rewrite prompt is training template ``case_id mod 5``, the paraphrases
     the two held-out templates, the neighbourhood other subjects of the same relation whose true attribute is
-    the fact's own (as in CounterFact), each under a training template."""
+    the fact's own (as in CounterFact), each under a training template. A fact whose value no other subject
+    shares has no neighbourhood and is left out (only in tiny worlds)."""
     facts = task.facts
-    order = np.random.default_rng([seed, 0xC0F]).permutation(len(facts))[: len(facts) if n is None else n]
+    order = np.random.default_rng([seed, 0xC0F]).permutation(len(facts))
     by_value = {}
     for e, subject in enumerate(task.subjects):
         for r, rel in enumerate(task.relations):
             by_value.setdefault((rel.name, rel.attributes[task.attribute_index_ER[e, r]]), []).append(subject)
     out = []
     for i in order:
+        if n is not None and len(out) == n:
+            break
         fact = facts[int(i)]
         train = task.templates(fact.relation, "train")
         template = train[int(i) % len(train)]
         others = [s for s in by_value[(fact.relation, fact.attribute)] if s != fact.subject][: task.n_neighbours]
+        if not others:
+            continue
         out.append(FactRecord(int(i), template.replace("{s}", "{}"), fact.subject, fact.relation, fact.attribute,
                               fact.counterfactual, tuple(task.prompts(fact, "paraphrase")),
                               tuple(train[j % len(train)].format(s=s) for j, s in enumerate(others))))

@@ -1,0 +1,273 @@
+"""The editing study: ROME one edit at a time, ROME sequentially and MEMIT in one batch, on any model and any
+CounterFact-format fact set, scored as CounterFact does (Meng et al. 2022 §3.3; 2023 §5).
+
+``run(model, facts, settings)`` takes a ``ffnkv.io.load.Model`` (a facts run, a Hugging Face directory, a GGUF
+file, a packaged name) and ``FactRecord``s, and returns a JSON-able dict. The documented rules:
+
+* **facts**: the records the unedited model knows (``analysis.edit_requests.known_mask``), seeded shuffle,
+  split into calibration facts (layer rule), facts to edit and unrelated facts (top-1 accuracy after editing).
+* **layer** (unless ``settings.layer``): *editability per layer* — ROME single edits of the calibration facts
+  (disjoint from the scored ones) at every candidate layer; the layer of highest S, the earliest on a tie.
+  MEMIT edits ``memit_width`` layers ending there (the paper's band ends at the critical layer), shifted up
+  when fewer layers lie below it.
+* **λ** (unless ``settings.memit_lambda``): λ = ratio · mean kᵀC⁻¹k over the edit keys of the MEMIT layers,
+  ratio = 15000 / 16384 from GPT-J (``analysis.memit.relative_lambda``); ``lambda_sweep`` scores other ratios,
+  and the paper's absolute λ = 15000 is scored beside them.
+* **C** = E[kkᵀ] over the non-padding positions of the run's own training batches (a facts run), or of local
+  text tokenised by the model's tokenizer (``cov_text``; default the Debian licence texts) for a pretrained
+  model. Nothing is downloaded.
+* **testbed check**: an unconstrained δ (no clamp, KL or decay) at the edit site must flip the facts
+  (P(o*) > P(o)) before a method is judged there (``delta_flip_rate``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from analysis.covariance import key_second_moment, task_batches
+from analysis.edit_eval import next_token_probs, score_edited, score_single_edits, summarise
+from analysis.edit_requests import TOKENS, build_edits, context_prefixes, fact_set, known_mask
+from analysis.memit import MEMIT_HPARAMS, MEMIT_LAMBDA, PAPER_LAMBDA_RATIO, memit_edit, relative_lambda
+from analysis.rome import (CONSTRAINTS, ROME_HPARAMS, DeltaHParams, keys_at, optimise_delta, regularised_inverse,
+                           rome_edit, rome_sequential, site_hooks)
+from ffnkv.errors import FfnkvError
+from ffnkv.model import forward
+
+PROTOCOLS = ("single", "sequential", "memit")
+LICENCE_TEXTS = "/usr/share/common-licenses/*"
+
+
+@dataclasses.dataclass(frozen=True)
+class EditSettings:
+    """What ``run`` does; every default is the documented rule (module docstring)."""
+
+    n_edits: int = 100
+    n_unrelated: int = 100
+    seed: int = 0
+    protocols: tuple = PROTOCOLS
+    token: str = "subject_last"
+    constraint: str = "bare"
+    layer: int | None = None
+    layer_candidates: tuple | None = None
+    n_calibration: int = 10
+    memit_width: int = 2
+    memit_lambda: float | None = None
+    lambda_ratio: float = PAPER_LAMBDA_RATIO
+    lambda_sweep: tuple = ()
+    rome: DeltaHParams = ROME_HPARAMS
+    memit: DeltaHParams = MEMIT_HPARAMS
+    cov_batches: int = 40
+    cov_batch_size: int = 64
+    cov_text: str = LICENCE_TEXTS
+    cov_tokens: int = 20000
+    cov_window: int = 64
+    delta_check: int = 20
+
+
+def memit_layers(layer: int, width: int, n_layers: int | None = None) -> tuple[int, ...]:
+    """``width`` consecutive layers holding ``layer``: ending there (MEMIT's band ends at the critical layer),
+    shifted up where the model has too few layers below it (layer 0 and width 2: layers 0 and 1)."""
+    n_layers = layer + width if n_layers is None else n_layers
+    start = min(max(0, layer - width + 1), max(0, n_layers - width))
+    return tuple(range(start, min(start + width, n_layers)))
+
+
+def text_batches(tokenizer, pattern: str, n_tokens: int, window: int, batch_size: int = 8):
+    """``(tokens, mask)`` windows of ``window`` tokens of the files matching ``pattern`` (about ``n_tokens`` in
+    all), for the key second moment of a pretrained model; the last window's tail is masked."""
+    files = sorted(p for p in glob.glob(pattern) if not p.endswith((".gz", ".bz2")))
+    head = [tokenizer.bos_id] if tokenizer.add_bos else []
+    ids = []
+    for path in files:
+        try:
+            text = open(path, encoding="utf-8").read()
+        except (OSError, UnicodeDecodeError):
+            continue
+        ids.extend(tokenizer.encode(text))
+        if len(ids) >= n_tokens:
+            break
+    if not ids:
+        raise FfnkvError(f"no readable text matches {pattern!r} for the key second moment; pass another --cov-text.")
+    body = window - len(head)
+    rows = [head + ids[i: i + body] for i in range(0, min(len(ids), n_tokens), body)]
+    for b in range(0, len(rows), batch_size):
+        chunk = rows[b: b + batch_size]
+        tokens = np.zeros((len(chunk), window), np.int32)
+        mask = np.zeros((len(chunk), window), np.float32)
+        for i, row in enumerate(chunk):
+            tokens[i, : len(row)], mask[i, : len(row)] = row, 1.0
+        yield tokens, mask
+
+
+def second_moments(model, layers, s: EditSettings) -> tuple[dict, dict]:
+    """C per layer and where it came from."""
+    task = model.run.task if model.run is not None else None
+    if task is not None and hasattr(task, "batch"):
+        batches = task_batches(task, s.seed + 1000, s.cov_batches, s.cov_batch_size, pad_id=0)
+        source = f"{s.cov_batches} training batches of {s.cov_batch_size} (padding masked)"
+    else:
+        batches = text_batches(model.tokenizer, s.cov_text, s.cov_tokens, min(s.cov_window, model.cfg.max_len))
+        source = f"{s.cov_text} tokenised by the model's tokenizer, up to {s.cov_tokens} tokens"
+    C_LFF, n = key_second_moment(model.params, model.cfg, layers, batches)
+    return {l: C_LFF[i] for i, l in enumerate(layers)}, {"source": source, "n_positions": n}
+
+
+def _stats(info: dict) -> dict:
+    return {k: float(np.mean(np.asarray(v))) for k, v in info.items() if k in ("nll", "steps", "delta_norm", "final_gap")}
+
+
+def rome_single(model, layer, C_FF, reqs, probes, others, hp) -> dict:
+    """ROME edits one by one, each into a fresh model; means over edits and S."""
+    t = time.time()
+    Cinv = regularised_inverse(C_FF, hp.ridge)
+    edit_fn = lambda p, r, Cinv_FF: rome_edit(p, model.cfg, layer, Cinv_FF, r, hp)  # noqa: E731
+    scores, info = score_single_edits(model.params, model.cfg, edit_fn, reqs, probes, others, edit_args=(Cinv,))
+    return summarise(scores) | _stats(info) | {"seconds": time.time() - t}
+
+
+def delta_flip_rate(model, layer, reqs, probes, hp: DeltaHParams) -> dict:
+    """The testbed check: δ at the MLP output of ``layer`` at the edit site, with no clamp, KL or decay
+    (ROME eq. 4 unconstrained); the rate of P(o*) > P(o) on the bare rewrite prompt afterwards."""
+    free = dataclasses.replace(hp, clamp_factor=1e6, kl_factor=0.0, weight_decay=0.0, steps=max(hp.steps, 50),
+                               early_stop=1e-3)
+    cfg = model.cfg
+
+    def one(params, x):
+        req, probe = x
+        delta, nll, _ = optimise_delta(params, cfg, "mlp_out", layer, req, jnp.float32(1.0), free)
+        T = req.tokens_PT.shape[1]
+        hooks = site_hooks(cfg, "mlp_out", layer, req.subject_P[:1], T, delta)
+        p_V = jax.nn.softmax(forward(params, req.tokens_PT[:1], cfg, hooks).logits[0, req.predict_P[0]])
+        return p_V[probe.new] > p_V[probe.old], nll, jnp.linalg.norm(delta)
+
+    run = jax.jit(lambda p, rs, ps: jax.lax.map(lambda x: one(p, x), (rs, ps), batch_size=4))
+    flip, nll, norm = run(model.params, reqs, probes)
+    return {"layer": layer, "n": int(flip.shape[0]), "flip_rate": float(jnp.mean(flip)), "nll": float(jnp.mean(nll)),
+            "delta_norm": float(jnp.mean(norm))}
+
+
+def _split(model, facts, s: EditSettings, calibrate: bool):
+    known = known_mask(model.params, model.cfg, model.tokenizer, facts)
+    order = [facts[i] for i in np.random.default_rng(s.seed).permutation(np.flatnonzero(known))]
+    n_cal = min(s.n_calibration, len(order) // 3) if calibrate else 0
+    rest = order[n_cal:]
+    if len(rest) < 2:
+        raise FfnkvError(f"the model knows {int(known.sum())} of {len(facts)} facts; editing needs at least "
+                         f"{n_cal + 2} known facts (top-1 of target_true after the prompt).")
+    n_edit = min(s.n_edits, len(rest) - min(s.n_unrelated, len(rest) // 2))
+    n_edit = max(1, n_edit)
+    return order[:n_cal], rest[:n_edit], rest[n_edit: n_edit + s.n_unrelated], int(known.sum())
+
+
+def _requests(model, records, prefixes, s):
+    return build_edits(model.tokenizer, records, prefixes, s.token, max_len=model.cfg.max_len)
+
+
+def check_protocols(protocols) -> None:
+    bad = [p for p in protocols if p not in PROTOCOLS]
+    if bad or not protocols:
+        raise FfnkvError(f"protocols {','.join(protocols)!r} are not allowed; use a comma list of single, sequential, memit.")
+
+
+def check(model, s: EditSettings) -> None:
+    cfg = model.cfg
+    if cfg.ffn == "none":
+        raise FfnkvError("this model has no FFN to edit; use one with model.ffn set to relu, gelu, swiglu or softmax.")
+    if s.layer is not None and not 0 <= s.layer < cfg.n_layers:
+        raise FfnkvError(f"edit layer {s.layer} is outside the model's {cfg.n_layers} layers.")
+    if s.token not in TOKENS:
+        raise FfnkvError(f"edit token {s.token!r} is not allowed; use 'subject_last' or 'last'.")
+    if s.constraint not in CONSTRAINTS:
+        raise FfnkvError(f"constraint {s.constraint!r} is not allowed; use 'bare' or 'mean'.")
+    check_protocols(s.protocols)
+    bad = [l for l in (s.layer_candidates or ()) if not 0 <= l < cfg.n_layers]
+    if bad:
+        raise FfnkvError(f"candidate layers {bad} are outside the model's {cfg.n_layers} layers.")
+
+
+def run(model, facts, settings: EditSettings = EditSettings()) -> dict:
+    """Locate (unless ``settings.layer``), edit and score; a JSON-able dict (see the module docstring)."""
+    s = settings
+    check(model, s)
+    model = dataclasses.replace(model, params=jax.tree.map(jnp.asarray, model.params))  # importers give numpy
+    rome_hp = dataclasses.replace(s.rome, constraint=s.constraint)
+    memit_hp = dataclasses.replace(s.memit, constraint=s.constraint)
+    cfg = model.cfg
+    calibrate = s.layer is None
+    cal, edit, unrelated, n_known = _split(model, facts, s, calibrate)
+    candidates = tuple(s.layer_candidates or range(cfg.n_layers)) if calibrate else (s.layer,)
+    need = sorted(set(candidates) | {l for c in candidates for l in memit_layers(c, s.memit_width, cfg.n_layers)})
+    C, cov_info = second_moments(model, need, s)
+    prefixes = context_prefixes(model.params, cfg, model.tokenizer, s.seed, rome_hp.prefixes)
+    others = fact_set(model.tokenizer, unrelated)
+    out = {"model": model.name, "ffn": cfg.ffn, "n_layers": cfg.n_layers, "d_ff": cfg.width, "token": s.token,
+           "constraint": s.constraint, "n_facts": len(facts), "n_known_facts": n_known, "n_calibration": len(cal),
+           "n_edits": len(edit), "n_unrelated": len(unrelated), "covariance": cov_info, "prefixes": prefixes,
+           "edited": [r.case_id for r in edit]}
+    if calibrate:
+        cal_reqs, cal_probes = _requests(model, cal, prefixes, s)
+        per_layer = {l: rome_single(model, l, C[l], cal_reqs, cal_probes, others, rome_hp) for l in candidates}
+        layer = max(candidates, key=lambda l: (per_layer[l]["S"], -l))
+        out["layer_rule"] = {"rule": "editability per layer: ROME single S on the calibration facts, argmax "
+                                     "(earliest on a tie)", "S_by_layer": {str(l): per_layer[l]["S"] for l in candidates},
+                             "ES_by_layer": {str(l): per_layer[l]["ES"] for l in candidates}}
+    else:
+        layer = s.layer
+        out["layer_rule"] = {"rule": "given"}
+    mem = memit_layers(layer, s.memit_width, cfg.n_layers)
+    out |= {"layer": layer, "memit_layers": list(mem)}
+    reqs, probes = _requests(model, edit, prefixes, s)
+    out["unedited"] = summarise(score_edited(model.params, cfg, probes, others))
+    if s.delta_check:
+        k = min(s.delta_check, len(edit))
+        out["delta_check"] = delta_flip_rate(model, layer, jax.tree.map(lambda x: x[:k], reqs),
+                                             jax.tree.map(lambda x: x[:k], probes), rome_hp)
+    if "single" in s.protocols:
+        out["rome_single"] = rome_single(model, layer, C[layer], reqs, probes, others, rome_hp)
+    if "sequential" in s.protocols:
+        t = time.time()
+        edited, info = rome_sequential(model.params, cfg, layer, C[layer], reqs, rome_hp)
+        out["rome_sequential"] = summarise(score_edited(edited, cfg, probes, others)) | _stats(info) | {"seconds": time.time() - t}
+    if "memit" in s.protocols:
+        out |= memit_protocol(model, edit, mem, C, probes, others, memit_hp, s)
+    jax.clear_caches()
+    return out
+
+
+def memit_protocol(model, edit, mem, C, probes, others, hp, s: EditSettings) -> dict:
+    """MEMIT at the rule's λ (or ``s.memit_lambda``), plus the λ sweep and the paper's absolute λ."""
+    cfg = model.cfg
+    prefixes = context_prefixes(model.params, cfg, model.tokenizer, s.seed, hp.prefixes)
+    reqs, _ = _requests(model, edit, prefixes, s)
+    C_mem = np.stack([C[l] for l in mem])
+    keys = lambda l: jax.vmap(lambda r: keys_at(model.params, cfg, l, r.tokens_PT, r.subject_P).mean(0))(reqs)  # noqa: E731
+    s_bar = float(np.mean([relative_lambda(keys(l), C[l], 1.0, hp.ridge)[1] for l in mem]))
+    lam = s.memit_lambda if s.memit_lambda is not None else s.lambda_ratio * s_bar
+
+    def one(lam_value):
+        t = time.time()
+        edited, info = memit_edit(model.params, cfg, tuple(mem), C_mem, reqs, hp, float(lam_value))
+        return summarise(score_edited(edited, cfg, probes, others)) | _stats(info) | {
+            "lambda": float(lam_value), "lambda_ratio": float(lam_value) / s_bar, "seconds": time.time() - t}
+
+    out = {"memit": one(lam), "memit_lambda_rule": {
+        "rule": "λ = ratio · mean kᵀC⁻¹k over the edit keys of the MEMIT layers" if s.memit_lambda is None else "given",
+        "ratio": s.lambda_ratio, "paper_ratio": PAPER_LAMBDA_RATIO, "mean_key_mahalanobis": s_bar, "d_ff": cfg.width,
+        "lambda": float(lam)}}
+    sweep = [r * s_bar for r in s.lambda_sweep]
+    if s.lambda_sweep:
+        sweep.append(MEMIT_LAMBDA)
+    out["memit_lambda_sweep"] = [one(v) for v in sweep]
+    return out
+
+
+def unedited_accuracy(model, facts) -> float:
+    """Top-1 accuracy of target_true's first token over ``facts`` (what the model knows)."""
+    every = fact_set(model.tokenizer, facts)
+    p = next_token_probs(model.params, model.cfg, every.tokens_NT, every.predict_N)
+    return float(jnp.mean(jnp.argmax(p, -1) == every.answer_N))

@@ -1,0 +1,55 @@
+"""Figures and markdown of the editing study (rendering only)."""
+from __future__ import annotations
+
+import numpy as np
+
+from studies.report.figures import save_figure, subplots
+from studies.report.markdown import table
+
+PROTOCOLS = (("unedited", "unedited"), ("rome_single", "ROME single"), ("rome_sequential", "ROME sequential"),
+             ("memit", "MEMIT batch"))
+BARS = ("ES", "PS", "NS", "S", "unrelated_acc")
+COLUMNS = ("ES", "PS", "NS", "S", "EM", "PM", "NM", "unrelated_acc")
+
+
+def plot_scores(results: dict, path, title: str) -> None:
+    """Grouped bars of ES, PS, NS, S and unrelated accuracy; ``results`` maps a row label to an edit result."""
+    rows = [(label, name, proto) for label, res in results.items() for key, name in PROTOCOLS[1:]
+            if (proto := res.get(key)) is not None]
+    fig, ax = subplots(figsize=(max(6, 0.9 * len(rows) + 2), 3.6))
+    width = 0.8 / len(BARS)
+    x = np.arange(len(rows))
+    for i, metric in enumerate(BARS):
+        ax.bar(x + (i - len(BARS) / 2 + 0.5) * width, [p[metric] for _, _, p in rows], width, label=metric)
+    ax.set_xticks(x, [f"{label}\n{name}" if label else name for label, name, _ in rows], fontsize=7)
+    ax.set_ylim(0, 1.05)
+    ax.set_title(title)
+    ax.legend(fontsize=7, ncol=len(BARS), loc="upper center", bbox_to_anchor=(0.5, -0.25))
+    save_figure(fig, path)
+
+
+def edit_markdown(result: dict) -> str:
+    """The report of one ``studies.editing.run`` result."""
+    rows = [[name] + [result[key].get(c) for c in COLUMNS] for key, name in PROTOCOLS if key in result]
+    lines = [f"# Fact editing ({result['model']}, {result['ffn']})", "",
+             f"{result['n_edits']} edits of facts the model knows ({result['n_known_facts']}/{result['n_facts']}), "
+             f"{result['n_unrelated']} unrelated facts; layer {result['layer']} ({result['layer_rule']['rule']}), "
+             f"MEMIT layers {result['memit_layers']}, token {result['token']}, constraint {result['constraint']}.", "",
+             table(["protocol", *COLUMNS], rows, digits=3)]
+    if "S_by_layer" in result["layer_rule"]:
+        by = result["layer_rule"]["S_by_layer"]
+        lines += ["Layer rule (ROME S on calibration facts):", "", table(["layer", *by], [["S", *by.values()]], 3)]
+    if "delta_check" in result:
+        d = result["delta_check"]
+        lines += [f"Testbed check: unconstrained δ at layer {d['layer']} flips {d['flip_rate']:.2f} of {d['n']} facts "
+                  f"(NLL {d['nll']:.3f}, ‖δ‖ {d['delta_norm']:.1f}).", ""]
+    if "memit_lambda_rule" in result:
+        r = result["memit_lambda_rule"]
+        lines += [f"MEMIT λ = {r['lambda']:.4g} ({r['rule']}; ratio {r['ratio']:.3f}, mean kᵀC⁻¹k {r['mean_key_mahalanobis']:.4g}, "
+                  f"d_ff {r['d_ff']}).", ""]
+    if result.get("memit_lambda_sweep"):
+        sweep = result["memit_lambda_sweep"]
+        lines += ["MEMIT λ sweep:", "", table(["λ", "λ ratio", "ES", "PS", "NS", "S", "unrelated_acc"],
+                                              [[p["lambda"], p["lambda_ratio"], p["ES"], p["PS"], p["NS"], p["S"],
+                                                p["unrelated_acc"]] for p in sweep], 3)]
+    return "\n".join(lines)

@@ -1,0 +1,99 @@
+"""studies.editing.run, notebook-style, on a pretrained-format model (a tiny random llama written as a
+Hugging Face dir) and on a trained facts run: one function for both."""
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from analysis.memit import MEMIT_HPARAMS
+from analysis.rome import ROME_HPARAMS
+from ffnkv.data.counterfact import FactRecord, world_fact_records
+from ffnkv.io.load import load_model
+from ffnkv.model import forward
+from ffnkv.prompts import encode_prompts
+from studies import editing
+
+SPECIALS = ["[PAD]", "[UNK]", "<s>", "</s>"]
+WORDS = SPECIALS + ["the", "a", "sat", "on", "in", "is", "of", "mat", "red", "blue", "cat", "dog", "owl", "fox",
+                    "bee", "cow", "pig", "hen", "ant", "elk", "yak", "emu", "Paris", "Rome", "Oslo", "Lima"]
+SUBJECTS = WORDS[14:26]
+QUICK = dict(n_edits=3, n_unrelated=3, n_calibration=2, lambda_sweep=(1.0,), delta_check=2, cov_batches=2,
+             cov_batch_size=8, rome=dataclasses.replace(ROME_HPARAMS, steps=3, prefixes=((3, 2),)),
+             memit=dataclasses.replace(MEMIT_HPARAMS, steps=3, prefixes=((3, 2),)))
+
+
+def _llama_dir(path):
+    torch = pytest.importorskip("torch", reason="the tiny Hugging Face model needs the 'hf' extra")
+    transformers = pytest.importorskip("transformers", reason="the tiny Hugging Face model needs the 'hf' extra")
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    config = transformers.LlamaConfig(vocab_size=len(WORDS), hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                                      bos_token_id=2, eos_token_id=3)
+    torch.manual_seed(0)
+    transformers.LlamaForCausalLM(config).eval().save_pretrained(path, safe_serialization=True)
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.save(str(path / "tokenizer.json"))
+    return load_model(path)
+
+
+def _records_the_model_knows(model):
+    """One record per subject whose top-1 continuation of "{s} sat on the" is a plain word: that word is its
+    target_true, so the model 'knows' it by construction."""
+    prompts = [f"{s} sat on the" for s in SUBJECTS]
+    enc = encode_prompts(model.tokenizer, prompts, SUBJECTS)
+    logits = np.asarray(forward(model.params, enc.tokens, model.cfg).logits)
+    top = logits[np.arange(len(prompts)), enc.predict_pos].argmax(-1)
+    records = []
+    for i, (s, t) in enumerate(zip(SUBJECTS, top)):
+        if WORDS[t] in SPECIALS:
+            continue
+        new = next(w for w in WORDS[4:] if w != WORDS[t])
+        others = [o for o in SUBJECTS if o != s][:2]
+        records.append(FactRecord(i, "{} sat on the", s, "R1", WORDS[t], new, (f"the {s} sat on the", f"a {s} sat on the"),
+                                  tuple(f"{o} sat on the" for o in others)))
+    return records
+
+
+def _check(result, n_layers):
+    for key in ("unedited", "rome_single", "rome_sequential", "memit"):
+        assert set(result[key]) >= {"ES", "PS", "NS", "S", "unrelated_acc"}
+        assert all(0.0 <= result[key][m] <= 1.0 for m in ("ES", "PS", "NS", "S"))
+    assert result["unedited"]["ES"] == 0.0                         # unedited: P(true) > P(new) on every known fact
+    assert 0 <= result["layer"] < n_layers and set(result["layer_rule"]["S_by_layer"]) == {str(l) for l in range(n_layers)}
+    lam = result["memit_lambda_rule"]
+    assert lam["lambda"] == pytest.approx(lam["ratio"] * lam["mean_key_mahalanobis"])
+    assert [p["lambda_ratio"] for p in result["memit_lambda_sweep"]][0] == pytest.approx(1.0)
+    json.dumps(result)                                             # JSON-able
+
+
+@pytest.mark.slow
+def test_editing_study_on_a_pretrained_format_model(tmp_path):
+    model = _llama_dir(tmp_path / "llama")
+    records = _records_the_model_knows(model)
+    assert len(records) >= 6
+    (tmp_path / "text.txt").write_text(" ".join(WORDS[4:] * 20))
+    s = editing.EditSettings(**QUICK, cov_text=str(tmp_path / "text.txt"), cov_tokens=200, cov_window=16)
+    result = editing.run(model, records, s)
+    _check(result, 2)
+    assert "text.txt" in result["covariance"]["source"] and result["covariance"]["n_positions"] > 0
+
+
+@pytest.mark.slow
+def test_editing_study_on_a_trained_facts_run(tmp_path):
+    from ffnkv.config import ModelConfig
+    from train.config import DataConfig, OptimConfig, TrainConfig
+    from train.loop import train
+
+    cfg = TrainConfig(model=ModelConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, ffn="gelu"),
+                      data=DataConfig("facts", {"n_entities": 6, "n_relations": 2, "n_attributes": 4, "loss": "all"}),
+                      optim=OptimConfig(lr=5e-3, warmup_steps=10), steps=300, batch_size=32, eval_every=300,
+                      ckpt_every=300, keep=1, log_every=100, seed=0, progress=False)
+    train(cfg, tmp_path / "run")
+    model = load_model(tmp_path / "run")
+    records = world_fact_records(model.run.task)
+    result = editing.run(model, records, editing.EditSettings(**QUICK))
+    _check(result, 2)
+    assert "padding masked" in result["covariance"]["source"]
