@@ -5,7 +5,10 @@ CounterFact-format fact set, scored as CounterFact does (Meng et al. 2022 §3.3;
 file, a packaged name) and ``FactRecord``s, and returns a JSON-able dict. The documented rules:
 
 * **facts**: the records the unedited model knows (``analysis.edit_requests.known_mask``), seeded shuffle,
-  split into calibration facts (layer rule), facts to edit and unrelated facts (top-1 accuracy after editing).
+  split into calibration facts (layer rule), facts to edit — one rewrite per subject, as in CounterFact: two
+  rewrites of one subject in one MEMIT batch would ask the same key (the subject's last token, when the
+  relation follows the subject) for two different values — and unrelated facts of other subjects (top-1
+  accuracy after editing).
 * **layer** (unless ``settings.layer``): *editability per layer* — ROME single edits of the calibration facts
   (disjoint from the scored ones) at every candidate layer; the layer of highest S, the earliest on a tie.
   MEMIT edits ``memit_width`` layers ending there (the paper's band ends at the critical layer), shifted up
@@ -159,9 +162,14 @@ def _split(model, facts, s: EditSettings, calibrate: bool):
     if len(rest) < 2:
         raise FfnkvError(f"the model knows {int(known.sum())} of {len(facts)} facts; editing needs at least "
                          f"{n_cal + 2} known facts (top-1 of target_true after the prompt).")
-    n_edit = min(s.n_edits, len(rest) - min(s.n_unrelated, len(rest) // 2))
-    n_edit = max(1, n_edit)
-    return order[:n_cal], rest[:n_edit], rest[n_edit: n_edit + s.n_unrelated], int(known.sum())
+    n_edit = max(1, min(s.n_edits, len(rest) - min(s.n_unrelated, len(rest) // 2)))
+    edit, subjects = [], set()
+    for record in rest:  # one rewrite per subject, as in CounterFact
+        if len(edit) < n_edit and record.subject not in subjects:
+            edit.append(record)
+            subjects.add(record.subject)
+    unrelated = [r for r in rest if r.subject not in subjects][: s.n_unrelated]
+    return order[:n_cal], edit, unrelated, int(known.sum())
 
 
 def _requests(model, records, prefixes, s):
