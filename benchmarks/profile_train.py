@@ -30,6 +30,7 @@ from benchmarks.train import Trainer  # noqa: E402
 # innermost project function -> component (the first match walking outwards from the op's own frame)
 COMPONENTS = {
     "norm": "layer norms", "_project": "attention q/k/v projections", "keys_values": "attention q/k/v projections",
+    "_project_qkv": "attention q/k/v projections", "attend": "attention scores, softmax, AV",
     "causal_attention": "attention scores, softmax, AV", "attention": "attention W_o + glue",
     "_keys": "FFN (W_in, GELU, W_out)", "_values": "FFN (W_in, GELU, W_out)", "gelu": "FFN (W_in, GELU, W_out)",
     "_gelu": "FFN (W_in, GELU, W_out)", "coefficients": "FFN (W_in, GELU, W_out)", "values": "FFN (W_in, GELU, W_out)",

@@ -67,21 +67,34 @@ def _masked_value(dtype):
     return -0.7 * float(jnp.finfo(dtype).max)
 
 
+def _heads_major(q_BTHK, k_BSGK, v_BSGK):
+    """Query heads grouped by their key/value head, ``[B, G, H/G, T, K]`` (scaled by 1/√K), keys and values
+    ``[B, G, S, K]``: the layout whose score matmuls need no further transposes."""
+    B, T, H, K = q_BTHK.shape
+    G = k_BSGK.shape[2]
+    q_BGRTK = (q_BTHK * jnp.asarray(K ** -0.5, q_BTHK.dtype)).reshape(B, T, G, H // G, K).transpose(0, 2, 3, 1, 4)
+    return q_BGRTK, k_BSGK.transpose(0, 2, 1, 3), v_BSGK.transpose(0, 2, 1, 3)
+
+
+def _tokens_major(o_BGRTK):
+    B, G, R, T, K = o_BGRTK.shape
+    return o_BGRTK.transpose(0, 3, 1, 2, 4).reshape(B, T, G * R, K)
+
+
+def _attend_heads(q_BGRTK, k_BGSK, v_BGSK, allowed=None):
+    s_BGRTS = jnp.einsum("bgrtk,bgsk->bgrts", q_BGRTK, k_BGSK, preferred_element_type=jnp.float32)
+    if allowed is not None:
+        s_BGRTS = jnp.where(allowed, s_BGRTS, _masked_value(jnp.float32))
+    p_BGRTS = jax.nn.softmax(s_BGRTS, axis=-1).astype(v_BGSK.dtype)
+    return jnp.einsum("bgrts,bgsk->bgrtk", p_BGRTS, v_BGSK)
+
+
 def attend(q_BTHK, k_BSGK, v_BSGK, allowed=None):
     """``softmax(Q Kᵀ / √d_head) V`` (Vaswani et al. 2017, eq. 1) in head-major layout; ``allowed`` (broadcastable
     to ``[B, G, H/G, T, S]``) marks the keys each query may see. Grouped-query attention (Ainslie et al. 2023):
     query head n reads key/value head n // (H/G), as ``jax.nn.dot_product_attention`` does. Scores and softmax in
     float32; returns ``[B, T, H, d_head]`` in the values' dtype."""
-    B, T, H, K = q_BTHK.shape
-    G = k_BSGK.shape[2]
-    q_BGRTK = (q_BTHK * jnp.asarray(K ** -0.5, q_BTHK.dtype)).reshape(B, T, G, H // G, K).transpose(0, 2, 3, 1, 4)
-    k_BGSK, v_BGSK = k_BSGK.transpose(0, 2, 1, 3), v_BSGK.transpose(0, 2, 1, 3)
-    s_BGRTS = jnp.einsum("bgrtk,bgsk->bgrts", q_BGRTK, k_BGSK, preferred_element_type=jnp.float32)
-    if allowed is not None:
-        s_BGRTS = jnp.where(allowed, s_BGRTS, _masked_value(jnp.float32))
-    p_BGRTS = jax.nn.softmax(s_BGRTS, axis=-1).astype(v_BSGK.dtype)
-    o_BGRTK = jnp.einsum("bgrts,bgsk->bgrtk", p_BGRTS, v_BGSK)
-    return o_BGRTK.transpose(0, 3, 1, 2, 4).reshape(B, T, H, K)
+    return _tokens_major(_attend_heads(*_heads_major(q_BTHK, k_BSGK, v_BSGK), allowed))
 
 
 def causal_attention(q_BTHK, k_BTGK, v_BTGK, key_mask_BT=None, block: int | None = None):
@@ -91,14 +104,15 @@ def causal_attention(q_BTHK, k_BTGK, v_BTGK, key_mask_BT=None, block: int | None
     a quarter of T (at least 64)."""
     T = q_BTHK.shape[1]
     block = block or max(64, -(-T // 4))
+    q_BGRTK, k_BGSK, v_BGSK = _heads_major(q_BTHK, k_BTGK, v_BTGK)
     outs = []
     for t0 in range(0, T, block):
         t1 = min(t0 + block, T)
         allowed_TS = jnp.arange(t1)[None, :] <= jnp.arange(t0, t1)[:, None]
         if key_mask_BT is not None:
             allowed_TS = allowed_TS & key_mask_BT[:, None, None, None, :t1].astype(bool)
-        outs.append(attend(q_BTHK[:, t0:t1], k_BTGK[:, :t1], v_BTGK[:, :t1], allowed_TS))
-    return outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=1)
+        outs.append(_attend_heads(q_BGRTK[:, :, :, t0:t1], k_BGSK[:, :, :t1], v_BGSK[:, :, :t1], allowed_TS))
+    return _tokens_major(outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=3))
 
 
 def attention(params, x_BTD, cfg, mask_BT=None, kv_cache=None):
