@@ -135,18 +135,19 @@ def matmul_peak_flops(n: int = 2048) -> float:
 
 def serve(compile: bool) -> None:
     """Worker mode: build and warm up, print ``ready`` with the warm-up seconds, then for every line ``N`` on stdin
-    run N steps and print their seconds as JSON; ``peak`` prints torch's matmul peak."""
+    run N steps and print their wall and CPU seconds as JSON; ``peak`` prints torch's matmul peak."""
     start = time.perf_counter()
     trainer = Trainer(compile=compile)
     trainer.run(2)
     print(json.dumps({"ready": True, "warmup_s": time.perf_counter() - start, "threads": torch.get_num_threads()}),
           flush=True)
     for line in sys.stdin:
-        cmd = line.strip()
+        cmd, cpu = line.strip(), time.process_time()
         if cmd == "peak":
             print(json.dumps({"peak_flops_per_s": matmul_peak_flops()}), flush=True)
         elif cmd:
-            print(json.dumps({"seconds": trainer.run(int(cmd))}), flush=True)
+            secs = trainer.run(int(cmd))
+            print(json.dumps({"seconds": secs, "cpu_s": time.process_time() - cpu}), flush=True)
 
 
 def main() -> None:

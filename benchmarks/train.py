@@ -11,12 +11,13 @@ the f32 matmul peak measured in the same run (``common.matmul_peak_flops``, the 
 Two loops are timed: *back-to-back* (one batch on the device, steps dispatched without reading anything back)
 and *realistic* (``--realistic``: a fresh random batch from the host every step and the loss read back every
 step, the loop a user writes). ``--compare-torch`` runs ffnkv's realistic loop, PyTorch eager (SDPA) and
-``torch.compile`` (``benchmarks/torch_train.py``, same model, AdamW, same batch) as warm worker processes, in
+``torch.compile`` (``benchmarks/torch_train.py``, same model, AdamW, same batch) — and with ``--bf16`` ffnkv in
+bfloat16 — as warm worker processes, in
 interleaved rounds (each round runs every implementation for a few steps while the others wait), and reports
 median tokens/s and the median per-round ratio — robust to a machine shared with other work.
 
 Usage: ``python benchmarks/train.py [--steps 10] [--dtype float32|bfloat16] [--ffn gelu] [--realistic]
-[--compare-torch [--rounds 5] [--no-compile]]``; prints JSON (and a table for ``--compare-torch``).
+[--compare-torch [--rounds 5] [--no-compile] [--bf16]]``; prints JSON (and a table for ``--compare-torch``).
 """
 from __future__ import annotations
 
@@ -108,20 +109,23 @@ def measure(dtype: str = "float32", ffn: str = "gelu", steps: int = 10, batch: i
                       steps=steps, compile_s=trainer.compile_s, step_s=total_s / steps, **flops)
 
 
-def serve() -> None:
+def serve(dtype: str = "float32") -> None:
     """Worker for ``--compare-torch``: print ``ready``, then answer each stdin line — ``N`` (N realistic steps),
-    ``b2b N`` (N back-to-back steps) or ``peak`` (the JAX matmul peak) — with one JSON line."""
-    trainer = Trainer()
+    ``b2b N`` (N back-to-back steps) or ``peak`` (the JAX matmul peak) — with one JSON line (wall seconds and
+    this process's CPU seconds)."""
+    trainer = Trainer(dtype)
     trainer.realistic(2)
     print(json.dumps({"ready": True, "warmup_s": trainer.compile_s}), flush=True)
     for line in sys.stdin:
-        cmd = line.split()
+        cmd, cpu = line.split(), time.process_time()
         if cmd == ["peak"]:
             print(json.dumps({"peak_flops_per_s": common.matmul_peak_flops()}), flush=True)
         elif cmd and cmd[0] == "b2b":
-            print(json.dumps({"seconds": trainer.back_to_back(int(cmd[1]))}), flush=True)
+            secs = trainer.back_to_back(int(cmd[1]))
+            print(json.dumps({"seconds": secs, "cpu_s": time.process_time() - cpu}), flush=True)
         elif cmd:
-            print(json.dumps({"seconds": trainer.realistic(int(cmd[0]))}), flush=True)
+            secs = trainer.realistic(int(cmd[0]))
+            print(json.dumps({"seconds": secs, "cpu_s": time.process_time() - cpu}), flush=True)
 
 
 class Worker:
@@ -157,26 +161,32 @@ class Worker:
                 self.proc.kill()
 
 
-def compare(rounds: int = 5, steps: int = 3, torch_compile: bool = True) -> dict:
-    """ffnkv realistic vs PyTorch eager vs ``torch.compile``, interleaved: ``rounds`` rounds of ``steps`` steps
-    per implementation (the order rotates each round), medians over rounds; the ffnkv back-to-back figure and the
-    JAX and torch matmul peaks measured in the same run."""
+def compare(rounds: int = 5, steps: int = 3, torch_compile: bool = True, bf16: bool = False) -> dict:
+    """ffnkv realistic vs PyTorch eager vs ``torch.compile`` (and ffnkv in bfloat16 with ``bf16``), interleaved:
+    ``rounds`` rounds of ``steps`` steps per implementation (the order rotates each round), medians over rounds;
+    the ffnkv back-to-back figure and the JAX and torch matmul peaks measured in the same run. CPU seconds per step
+    are reported too: on an oversubscribed machine they show how much of a worker's time went to spinning."""
     start = time.perf_counter()
     load = os.getloadavg()
     here, peer = str(Path(__file__).resolve()), str(REPO / "benchmarks" / "torch_train.py")
     workers = [Worker("ffnkv", [here, "--worker"]), Worker("torch eager", [peer, "--worker"])]
     if torch_compile:
         workers.append(Worker("torch.compile", [peer, "--worker", "--compile"]))
+    if bf16:
+        workers.append(Worker("ffnkv bfloat16", [here, "--worker", "--dtype", "bfloat16"]))
     ready = {w.name: w.ask("") for w in workers}
     ffnkv, eager = workers[0], workers[1]
     peaks = {"jax": [ffnkv.ask("peak")], "torch": [eager.ask("peak")]}
     times = {w.name: [] for w in workers} | {"ffnkv back-to-back": []}
+    cpu = {name: [] for name in times}
     for r in range(rounds):
         for w in workers[r % len(workers):] + workers[: r % len(workers)]:
             answer = w.ask(str(steps))
             times[w.name].append(None if answer is None else answer["seconds"] / steps)
+            cpu[w.name].append(None if answer is None else answer.get("cpu_s", float("nan")) / steps)
         answer = ffnkv.ask(f"b2b {steps}")
         times["ffnkv back-to-back"].append(None if answer is None else answer["seconds"] / steps)
+        cpu["ffnkv back-to-back"].append(None if answer is None else answer["cpu_s"] / steps)
     peaks["jax"].append(ffnkv.ask("peak"))
     peaks["torch"].append(eager.ask("peak"))
     for w in workers:
@@ -187,12 +197,14 @@ def compare(rounds: int = 5, steps: int = 3, torch_compile: bool = True) -> dict
     rows = {}
     for name, ts in times.items():
         ts = [t for t in ts if t is not None]
-        worker = next((w for w in workers if name.startswith(w.name)), None)
+        worker = next((w for w in workers if name == w.name), None) or next(
+            (w for w in workers if name.startswith(w.name)), None)
         if not ts:
             rows[name] = {"error": worker.error if worker else "no result"}
             continue
         step_s = statistics.median(ts)
         rows[name] = {"tokens_per_s": 16 * 256 / step_s, "step_s": step_s, "steps_timed": len(ts) * steps,
+                      "cpu_s_per_step": statistics.median([c for c in cpu[name] if c is not None]),
                       "model_flops_per_s": flops / step_s, "mfu_vs_jax_peak": flops / step_s / peak["jax"],
                       "warmup_s": (ready.get(worker.name) or {}).get("warmup_s") if worker else None}
     ratios = {}
@@ -207,13 +219,14 @@ def compare(rounds: int = 5, steps: int = 3, torch_compile: bool = True) -> dict
 
 
 def print_table(result: dict) -> None:
-    print(f"{'implementation':<22}{'tokens/s':>10}{'step s':>9}{'GFLOP/s':>9}{'MFU':>7}{'vs torch eager':>16}")
+    print(f"{'implementation':<22}{'tokens/s':>10}{'step s':>9}{'CPU s':>8}{'GFLOP/s':>9}{'MFU':>7}{'vs torch eager':>16}")
     for name, row in result["rows"].items():
         if "error" in row:
             print(f"{name:<22}unavailable: {row['error']}")
             continue
         ratio = result["speedup_vs_torch_eager"].get(f"{name} / torch eager")
-        print(f"{name:<22}{row['tokens_per_s']:>10,.0f}{row['step_s']:>9.3f}{row['model_flops_per_s'] / 1e9:>9.1f}"
+        print(f"{name:<22}{row['tokens_per_s']:>10,.0f}{row['step_s']:>9.3f}{row['cpu_s_per_step']:>8.2f}"
+              f"{row['model_flops_per_s'] / 1e9:>9.1f}"
               f"{row['mfu_vs_jax_peak']:>7.1%}{'' if ratio is None else f'{ratio:.2f}x':>16}")
     p = result["peak_flops_per_s"]
     print(f"matmul peak (2048² f32, best of start/end): JAX {p['jax'] / 1e9:.1f} GFLOP/s, torch {p['torch'] / 1e9:.1f}"
@@ -234,12 +247,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds for --compare-torch")
     parser.add_argument("--round-steps", type=int, default=3, help="steps per implementation per round")
     parser.add_argument("--no-compile", action="store_true", help="leave torch.compile out of --compare-torch")
+    parser.add_argument("--bf16", action="store_true", help="add ffnkv in bfloat16 to --compare-torch")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        return serve()
+        return serve(args.dtype)
     if args.compare_torch:
-        result = compare(args.rounds, args.round_steps, not args.no_compile)
+        result = compare(args.rounds, args.round_steps, not args.no_compile, args.bf16)
         print(json.dumps(result, indent=2))
         print_table(result)
         return

@@ -40,12 +40,79 @@ def _project(params, x_BTD, name, heads, head_dim):
     return y.reshape(x_BTD.shape[:2] + (heads, head_dim))
 
 
+def _project_qkv(params, x_BTD, cfg):
+    """Q, K and V ``[B, T, heads, d_head]`` from one matmul against ``[W_q | W_k | W_v]`` (one wide matmul runs
+    faster on CPU than three narrow ones, and its input gradient is one matmul instead of three plus adds)."""
+    W = jnp.concatenate([params["W_q"], params["W_k"], params["W_v"]], axis=1)
+    y = dense(x_BTD, W)
+    if "b_q" in params:
+        y = y + jnp.concatenate([params["b_q"], params["b_k"], params["b_v"]])
+    H, G, K = cfg.n_heads, cfg.kv_heads, cfg.head_dim
+    q, k, v = jnp.split(y, [H * K, (H + G) * K], axis=-1)
+    return (q.reshape(x_BTD.shape[:2] + (H, K)), k.reshape(x_BTD.shape[:2] + (G, K)),
+            v.reshape(x_BTD.shape[:2] + (G, K)))
+
+
 def keys_values(params, x_BTD, cfg, start=0):
     """The keys (rotated where ``positional == "rope"``) and values ``[B, T, G, d_head]`` of positions
     ``start, start + 1, …`` — what a cache of a prefix stores (ffnkv.prefix)."""
     k_BTGK = _project(params, x_BTD, "k", cfg.kv_heads, cfg.head_dim)
     v_BTGK = _project(params, x_BTD, "v", cfg.kv_heads, cfg.head_dim)
     return (rope(k_BTGK, cfg.rope_theta, start) if cfg.positional == "rope" else k_BTGK), v_BTGK
+
+
+def _masked_value(dtype):
+    """The score of a masked-out key: finite, as in ``jax.nn.dot_product_attention``, so a row with no visible key
+    stays a (uniform) distribution instead of NaN."""
+    return -0.7 * float(jnp.finfo(dtype).max)
+
+
+def _heads_major(q_BTHK, k_BSGK, v_BSGK):
+    """Query heads grouped by their key/value head, ``[B, G, H/G, T, K]`` (scaled by 1/√K), keys and values
+    ``[B, G, S, K]``: the layout whose score matmuls need no further transposes."""
+    B, T, H, K = q_BTHK.shape
+    G = k_BSGK.shape[2]
+    q_BGRTK = (q_BTHK * jnp.asarray(K ** -0.5, q_BTHK.dtype)).reshape(B, T, G, H // G, K).transpose(0, 2, 3, 1, 4)
+    return q_BGRTK, k_BSGK.transpose(0, 2, 1, 3), v_BSGK.transpose(0, 2, 1, 3)
+
+
+def _tokens_major(o_BGRTK):
+    B, G, R, T, K = o_BGRTK.shape
+    return o_BGRTK.transpose(0, 3, 1, 2, 4).reshape(B, T, G * R, K)
+
+
+def _attend_heads(q_BGRTK, k_BGSK, v_BGSK, allowed=None):
+    s_BGRTS = jnp.einsum("bgrtk,bgsk->bgrts", q_BGRTK, k_BGSK, preferred_element_type=jnp.float32)
+    if allowed is not None:
+        s_BGRTS = jnp.where(allowed, s_BGRTS, _masked_value(jnp.float32))
+    p_BGRTS = jax.nn.softmax(s_BGRTS, axis=-1).astype(v_BGSK.dtype)
+    return jnp.einsum("bgrts,bgsk->bgrtk", p_BGRTS, v_BGSK)
+
+
+def attend(q_BTHK, k_BSGK, v_BSGK, allowed=None):
+    """``softmax(Q Kᵀ / √d_head) V`` (Vaswani et al. 2017, eq. 1) in head-major layout; ``allowed`` (broadcastable
+    to ``[B, G, H/G, T, S]``) marks the keys each query may see. Grouped-query attention (Ainslie et al. 2023):
+    query head n reads key/value head n // (H/G), as ``jax.nn.dot_product_attention`` does. Scores and softmax in
+    float32; returns ``[B, T, H, d_head]`` in the values' dtype."""
+    return _tokens_major(_attend_heads(*_heads_major(q_BTHK, k_BSGK, v_BSGK), allowed))
+
+
+def causal_attention(q_BTHK, k_BTGK, v_BTGK, key_mask_BT=None, block: int | None = None):
+    """Causal :func:`attend` with the queries split into blocks of ``block`` positions, each scored only
+    against the keys up to its last position: the score matrix above the block diagonal is never computed
+    (for 4 blocks, 10/16 of the full T×T). Same numbers as one masked full-matrix pass. ``block`` defaults to
+    a quarter of T (at least 64)."""
+    T = q_BTHK.shape[1]
+    block = block or max(64, -(-T // 4))
+    q_BGRTK, k_BGSK, v_BGSK = _heads_major(q_BTHK, k_BTGK, v_BTGK)
+    outs = []
+    for t0 in range(0, T, block):
+        t1 = min(t0 + block, T)
+        allowed_TS = jnp.arange(t1)[None, :] <= jnp.arange(t0, t1)[:, None]
+        if key_mask_BT is not None:
+            allowed_TS = allowed_TS & key_mask_BT[:, None, None, None, :t1].astype(bool)
+        outs.append(_attend_heads(q_BGRTK[:, :, :, t0:t1], k_BGSK[:, :, :t1], v_BGSK[:, :, :t1], allowed_TS))
+    return _tokens_major(outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=3))
 
 
 def attention(params, x_BTD, cfg, mask_BT=None, kv_cache=None):
@@ -55,20 +122,21 @@ def attention(params, x_BTD, cfg, mask_BT=None, kv_cache=None):
     sequence whose keys/values at every position S are cached; the new ones overwrite theirs and the queries
     attend over all S (``mask_BT`` is then ``[B, S]``; causal models see keys up to their own position).
     """
-    q_BTHK = _project(params, x_BTD, "q", cfg.n_heads, cfg.head_dim)
     start = 0 if kv_cache is None else kv_cache[2]
-    k_BTGK, v_BTGK = keys_values(params, x_BTD, cfg, start)
+    q_BTHK, k_BTGK, v_BTGK = _project_qkv(params, x_BTD, cfg)
     if cfg.positional == "rope":
-        q_BTHK = rope(q_BTHK, cfg.rope_theta, start)
-    key_mask = None if mask_BT is None else mask_BT[:, None, None, :].astype(bool)
-    if kv_cache is None:
-        o_BTHK = jax.nn.dot_product_attention(q_BTHK, k_BTGK, v_BTGK, mask=key_mask, is_causal=cfg.causal)
+        q_BTHK, k_BTGK = rope(q_BTHK, cfg.rope_theta, start), rope(k_BTGK, cfg.rope_theta, start)
+    if kv_cache is None and cfg.causal:
+        o_BTHK = causal_attention(q_BTHK, k_BTGK, v_BTGK, mask_BT)
+    elif kv_cache is None:
+        o_BTHK = attend(q_BTHK, k_BTGK, v_BTGK, None if mask_BT is None else mask_BT[:, None, None, None, :].astype(bool))
     else:
         k_BSGK = jax.lax.dynamic_update_slice_in_dim(kv_cache[0], k_BTGK.astype(kv_cache[0].dtype), start, 1)
         v_BSGK = jax.lax.dynamic_update_slice_in_dim(kv_cache[1], v_BTGK.astype(kv_cache[1].dtype), start, 1)
         S = k_BSGK.shape[1]
-        seen_TS = (jnp.arange(S)[None, :] <= start + jnp.arange(x_BTD.shape[1])[:, None]) | (not cfg.causal)
-        mask = seen_TS[None, None] if key_mask is None else seen_TS[None, None] & key_mask
-        o_BTHK = jax.nn.dot_product_attention(q_BTHK, k_BSGK, v_BSGK, mask=mask)
+        allowed = (jnp.arange(S)[None, :] <= start + jnp.arange(x_BTD.shape[1])[:, None]) | (not cfg.causal)
+        if mask_BT is not None:
+            allowed = allowed & mask_BT[:, None, None, None, :].astype(bool)
+        o_BTHK = attend(q_BTHK, k_BSGK, v_BSGK, allowed)
     out_BTD = dense(o_BTHK.reshape(x_BTD.shape[:2] + (-1,)), params["W_o"])
     return out_BTD + params["b_o"] if "b_o" in params else out_BTD

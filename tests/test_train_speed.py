@@ -67,3 +67,31 @@ def test_torch_peer_matches_the_model():
              (params["blocks"]["ffn"]["W_out"], model.blocks[0].ff_out.weight), (params["unembed"], model.unembed.weight)]
     for ours, theirs in pairs:
         np.testing.assert_allclose(float(theirs.detach().std()), float(ours.std()), rtol=0.05)
+
+
+@pytest.mark.parametrize("heads,kv_heads,T,causal,padded", [
+    (4, 4, 128, True, False), (4, 2, 70, True, True), (4, 1, 9, False, True), (2, 2, 130, True, False)])
+def test_attention_equals_dot_product_attention(heads, kv_heads, T, causal, padded):
+    """The head-major einsum attention (causal query blocks included) == ``jax.nn.dot_product_attention``,
+    values and gradients, for grouped-query heads, padding masks and T not a multiple of the block."""
+    from ffnkv.attention import attend, causal_attention
+
+    ks = jax.random.split(jax.random.key(0), 4)
+    q = jax.random.normal(ks[0], (2, T, heads, 8))
+    k, v = (jax.random.normal(kk, (2, T, kv_heads, 8)) for kk in ks[1:3])
+    g = jax.random.normal(ks[3], q.shape)
+    mask_BT = jnp.arange(T)[None, :] < jnp.array([[T], [T - T // 3]]) if padded else None
+    key_mask = None if mask_BT is None else mask_BT[:, None, None, :]
+
+    def ours(q, k, v):
+        if causal:
+            return causal_attention(q, k, v, mask_BT, block=64)
+        return attend(q, k, v, None if mask_BT is None else mask_BT[:, None, None, None, :])
+
+    def ref(q, k, v):
+        return jax.nn.dot_product_attention(q, k, v, mask=key_mask, is_causal=causal)
+
+    loss = lambda f: lambda q, k, v: (f(q, k, v) * g).sum()  # noqa: E731
+    chex.assert_trees_all_close(jax.jit(ours)(q, k, v), jax.jit(ref)(q, k, v), atol=1e-5, rtol=1e-5)
+    chex.assert_trees_all_close(jax.jit(jax.grad(loss(ours), (0, 1, 2)))(q, k, v),
+                                jax.jit(jax.grad(loss(ref), (0, 1, 2)))(q, k, v), atol=1e-4, rtol=1e-4)
