@@ -210,18 +210,19 @@ def tracing(params, cfg, tok, facts, known_K, s: KnowledgeSettings) -> dict:
     start = time.perf_counter()
     trace = TR.causal_trace(params, cfg, enc, noise, s.samples, window, s.kinds, seed=s.seed, layers=layers,
                             cell_batch=s.cell_batch)
-    restores = {"window": TR.average_by_category(trace, enc, known_K)}
+    averaged = known_K if known_K.any() else None  # Meng et al. average over known facts; else over all
+    restores = {"window": TR.average_by_category(trace, enc, averaged)}
     single_kinds = tuple(k for k in ("mlp", "attn") if k in s.kinds)
     if s.single_layer and single_kinds and window > 1:
         single = TR.causal_trace(params, cfg, enc, noise, s.samples, 1, single_kinds, seed=s.seed, layers=layers,
                                  cell_batch=s.cell_batch)
-        restores["single"] = TR.average_by_category(single, enc, known_K)
+        restores["single"] = TR.average_by_category(single, enc, averaged)
     seconds = time.perf_counter() - start
     known = restores["window"]
     site_table = {f"{kind} ({how})": sites(avg, kind) for how, avg in restores.items()
                   for kind in ("resid", "mlp", "attn") if kind in avg and (how == "window" or kind != "resid")}
     examples = []
-    for n in np.flatnonzero(known_K)[: s.examples]:
+    for n in np.flatnonzero(known_K if averaged is not None else np.ones(len(facts), bool))[: s.examples]:
         last = int(enc.predict_pos[n]) + 1
         examples.append({"restored": trace["restored"][n, :, :last].tolist(),
                          "labels": [tok.token_str(int(t)) for t in enc.tokens[n, :last]],
@@ -234,7 +235,7 @@ def tracing(params, cfg, tok, facts, known_K, s: KnowledgeSettings) -> dict:
                  "p_corrupt": float(trace["p_corrupt"][k])} for k, f in enumerate(facts)]
     return {"config": {"noise": noise, "noise_factor": s.noise_factor, "samples": s.samples, "window": window,
                        "layers": list(layers), "seed": s.seed, "kinds": list(s.kinds)},
-            "seconds": seconds, "known_facts": known, "single_layer": restores.get("single"),
+            "seconds": seconds, "averaged_over": "all" if averaged is None else "known", "known_facts": known, "single_layer": restores.get("single"),
             "all_facts": TR.average_by_category(trace, enc), "sites": site_table, "facts": per_fact,
             "examples": examples}
 
