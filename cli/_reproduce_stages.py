@@ -86,7 +86,7 @@ def _smollm2(out, p):
 
 
 def _text_missing() -> str | None:
-    from train.presets import text_files
+    from configs.text_lm import text_files
 
     return None if text_files() else ("no local text: set FFNKV_TEXT_FILES to a glob of text files "
                                       "(the default, /usr/share/common-licenses/*, is absent here)")

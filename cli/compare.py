@@ -19,7 +19,7 @@ KINDS = ("relu", "gelu", "swiglu", "softmax", "linear", "none")
 
 def add_arguments(parser) -> None:
     parser.add_argument("--config", default=None, help="config file with get_config() (default: the embedded "
-                        "condcomp preset, train/presets.py)")
+                        "condcomp preset, configs/condcomp.py)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field for every kind, e.g. --set steps=3000")
     parser.add_argument("--out", default="runs/compare", help="output dir (default runs/compare)")
@@ -103,9 +103,8 @@ def run(args) -> int:
     from ffnkv.errors import ConfigError
     from train.config import apply_overrides, load_config_file, resolve
     from train.loop import train
-    from train.presets import condcomp
 
-    cfg = load_config_file(args.config) if args.config else condcomp()
+    cfg = load_config_file(args.config or "condcomp")
     cfg = apply_overrides(cfg, args.overrides)
     if args.no_progress:
         cfg = cfg.replace(progress=False)

@@ -6,9 +6,15 @@ not finish are absent, and the report's stage table says why. Paper figures are 
 """
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
+from analysis import ablation, sparsity
+
 NONLINEAR = ("relu", "gelu", "swiglu")
+GINI_EXTREME = 0.8  # Rahman claim 1: mean token Gini at least this, and above initialisation
+JACCARD_MAX = 0.1  # Rahman claim 2: every pair of ops' pooled specialist sets overlaps at most this
 
 
 def claim(source, text, paper, ours, verdict, rule) -> dict:
@@ -17,6 +23,42 @@ def claim(source, text, paper, ours, verdict, rule) -> dict:
 
 def _graded(score: float, good: float, some: float) -> str:
     return "holds" if score >= good else "partial" if score >= some else "fails"
+
+
+def rahman_claims(sparse: dict, spec: dict, abl: dict, hier: dict, ops) -> dict:
+    """Rahman et al. (2026)'s four claims on one model (rules in ``studies.specialisation``'s docstring), each
+    verdict with the numbers it rests on."""
+    gini = sparsity.layer_mean(sparse["trained"], "token_gini_mean")
+    if gini is None:
+        na = {"verdict": "not applicable", "why": "the model has no FFN"}
+        return {"sparsity": na, "distinct_groups": na, "double_dissociation": na, "hierarchy": na}
+    gini0 = sparsity.layer_mean(sparse.get("initial", {}), "token_gini_mean")
+    sparse_ok = gini >= GINI_EXTREME and (gini0 is None or gini > gini0)
+    n_spec = {op: sum(spec["n_specialists"][op].values()) for op in ops}
+    jac = {pair: row["pooled"] for pair, row in spec["jaccard"].items()}
+    max_jac = max((j for j in jac.values() if j is not None), default=None)
+    groups_ok = all(n > 0 for n in n_spec.values()) and (max_jac is None or max_jac <= JACCARD_MAX)
+    n_spec0 = ({op: sum(spec["initial"]["n_specialists"][op].values()) for op in ops} if "initial" in spec else None)
+    pairs = [f"{a}|{b}" for a, b in itertools.combinations(ops, 2)]
+    held = {mode: [p for p in pairs if abl[mode]["double_dissociation"][p]] for mode in ablation.MODES}
+    n_held = sum(len(v) for v in held.values())
+    dd = "holds" if n_held == len(pairs) * len(ablation.MODES) else "partial" if n_held else "fails"
+    if hier["applicable"]:
+        hv = {"verdict": "holds" if hier["generalists_drive_more_than_chance"] else "fails",
+              "generalist_score": hier["generalist_score_mean"], "control_score": hier["control_score_mean"],
+              "p_value": hier["p_value"]} | ({"why": hier["reason"]} if "reason" in hier else {})
+    else:
+        hv = {"verdict": "not applicable", "why": hier["reason"]}
+    return {
+        "sparsity": {"verdict": "holds" if sparse_ok else "fails", "token_gini": gini, "token_gini_initial": gini0,
+                     "active_fraction": sparsity.layer_mean(sparse["trained"], "active_fraction"),
+                     "active_fraction_initial": sparsity.layer_mean(sparse.get("initial", {}), "active_fraction")},
+        "distinct_groups": {"verdict": "holds" if groups_ok else "fails", "n_specialists": n_spec,
+                            "n_specialists_initial": n_spec0,
+                            "n_generalists": sum(spec["n_generalists"].values()), "jaccard": jac},
+        "double_dissociation": {"verdict": dd, "pairs_holding": held, "pairs": pairs},
+        "hierarchy": hv,
+    }
 
 
 def condcomp(compare: dict) -> dict:

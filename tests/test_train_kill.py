@@ -15,7 +15,7 @@ CHANGES = dict(steps=120, ckpt_every=7, eval_every=25, log_every=1)
 def test_sigkill_then_rerun_is_bitwise_identical(tmp_path):
     reference = tmp_path / "reference"
     train(tiny_config(**CHANGES), reference)
-    kill_at = int(np.random.default_rng().integers(10, 100))
+    kill_at = int(np.random.default_rng(20261201).integers(10, 100))
     run_dir = tmp_path / "killed"
     proc = start_training(tmp_path, run_dir, ", ".join(f"{k}={v}" for k, v in CHANGES.items()))
     wait_for_step(proc, run_dir, kill_at)

@@ -152,15 +152,17 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
     return TrainConfig.from_dict(values)
 
 
-def load_config_file(path: str | Path) -> TrainConfig:
-    """Run ``get_config()`` of a Python config file (e.g. ``configs/condcomp.py``), or name a preset
-    (``condcomp``, ``facts``, ``text``: ``train/presets.py``)."""
-    from train.presets import PRESETS
+PRESETS = {"condcomp": "condcomp.py", "facts": "facts_lm.py", "text": "text_lm.py"}
+CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
 
+
+def load_config_file(path: str | Path) -> TrainConfig:
+    """Run ``get_config()`` of a Python config file (e.g. ``configs/condcomp.py``), or of the file a preset
+    name stands for (``PRESETS``: ``condcomp``, ``facts``, ``text`` → ``configs/*.py``)."""
     path = Path(path)
     if not path.is_file():
         if str(path) in PRESETS:
-            return PRESETS[str(path)]()
+            return load_config_file(CONFIGS_DIR / PRESETS[str(path)])
         raise ConfigError(f"config file {str(path)!r} does not exist; pass a Python file with get_config() or "
                           f"a preset name ({', '.join(PRESETS)}).")
     spec = importlib.util.spec_from_file_location(f"ffnkv_config_{path.stem}", path)

@@ -1,22 +1,15 @@
-"""PNG figures for the Rahman et al. (2026) analyses (matplotlib, Agg backend); each takes result dicts."""
+"""The specialisation study's report: PNG figures and the markdown summary; each takes result dicts."""
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from studies.report.figures import plt, save_figure
 
 
 def _save(fig, path) -> Path:
-    path = Path(path)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def gini_by_kind(sparsity_by_kind: dict, path) -> Path:
@@ -114,3 +107,83 @@ def hierarchy(hier: dict, path) -> Path:
     axes[1].set_title(f"p = {hier['p_value']:.3g}", fontsize=9)
     axes[1].legend(fontsize=7)
     return _save(fig, path)
+
+
+def _fmt(x, digits=3):
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+def summary_markdown(per_kind: dict) -> str:
+    """A short report: one row per model (FFN kind), one column per claim, with the numbers behind each verdict.
+
+    ``per_kind`` maps a label (e.g. the FFN kind) to {"claims": judge(...), "accuracy": {...}}.
+    """
+    lines = ["# Rahman et al. (2026): functional specialisation on our models", "",
+             "Verdict rules: `studies/verdicts.py` (`rahman_claims`); measures: "
+             "`analysis/{sparsity,specialisation,ablation,hierarchy}.py`.",
+             "", "| model | acc | 1 extreme sparsity (token Gini trained / init; active frac) | 2 distinct groups "
+             "(#specialists per op (at init); max Jaccard) | 3 double dissociation (pairs zero / mean) "
+             "| 4 generalists → specialists (score gen / ctrl; p) |", "|---|---|---|---|---|---|"]
+    for label, row in per_kind.items():
+        c, acc = row["claims"], row["accuracy"]["all"]
+        s, g, d, h = c["sparsity"], c["distinct_groups"], c["double_dissociation"], c["hierarchy"]
+        if s["verdict"] == "not applicable":
+            lines.append(f"| {label} | {acc:.3f} | n/a (no FFN) | n/a | n/a | n/a |")
+            continue
+        jac = [j for j in g["jaccard"].values() if j is not None]
+        init = g.get("n_specialists_initial") or {}
+        spec = ", ".join(f"{op} {n}" + (f" ({init[op]})" if op in init else "") for op, n in g["n_specialists"].items())
+        dd = " / ".join(str(len(d["pairs_holding"][m])) for m in ("zero", "mean")) + f" of {len(d['pairs'])}"
+        hier = h["why"] if "why" in h else (
+            f"{_fmt(h['generalist_score'])} / {_fmt(h['control_score'])}; p={_fmt(h['p_value'], 4)}")
+        lines.append(
+            f"| {label} | {acc:.3f} | **{s['verdict']}**: {_fmt(s['token_gini'])} / {_fmt(s['token_gini_initial'])}; "
+            f"{_fmt(s['active_fraction'])} | **{g['verdict']}**: {spec}; {_fmt(max(jac) if jac else None)} "
+            f"| **{d['verdict']}**: {dd} | **{h['verdict']}**: {hier} |")
+    return "\n".join(lines) + "\n"
+
+
+NEURON_ARRAYS = ("mean", "active", "si", "p", "specialist", "generalist")  # per neuron, [K, L, F] or [L, F]
+
+
+def write_run(out: Path, row: dict, ops) -> Path:
+    """One run's files: ``<analysis>.json`` + PNG each, the per-neuron arrays, and with all four analyses
+    ``rahman_claims.json`` + ``rahman_summary.md``."""
+    from studies.report.write import write_json, write_npz, write_text
+
+    results = row["results"]
+    plots = {"sparsity": lambda r: gini_by_kind({row["kind"]: r}, out / "sparsity.png"),
+             "ablation": lambda r: dissociation(r, out / "dissociation.png"),
+             "hierarchy": lambda r: hierarchy(r, out / "hierarchy.png")}
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("sparsity", "specialisation", "ablation", "hierarchy"):
+        if name not in results:
+            continue
+        result = dict(results[name])
+        arrays = result.pop("arrays", None)
+        if name == "specialisation":
+            selectivity(None if arrays is None else arrays["si"], result.get("layers", []), ops, out / "selectivity.png")
+            if arrays is not None:
+                write_npz(out / "specialisation_neurons.npz", ops=np.asarray(ops), **{k: arrays[k] for k in NEURON_ARRAYS})
+        else:
+            plots[name](result)
+        write_json(out / f"{name}.json", result)
+    if "claims" in results:
+        write_json(out / "rahman_claims.json", {"claims": results["claims"], "accuracy": results["accuracy"]})
+        write_text(out / "rahman_summary.md", summary_markdown({row["label"]: results}))
+    return out
+
+
+def write_comparison(out: Path, rows: list[dict]) -> None:
+    """Side-by-side outputs of several runs: ``gini_by_kind.png``, ``rahman_comparison.json``, the summary."""
+    from studies.report.write import write_json, write_text
+
+    out.mkdir(parents=True, exist_ok=True)
+    if all("sparsity" in r["results"] for r in rows):
+        gini_by_kind({r["label"]: r["results"]["sparsity"] for r in rows}, out / "gini_by_kind.png")
+    write_json(out / "rahman_comparison.json", {r["label"]: {"claims": r["results"].get("claims"),
+                                                             "accuracy": r["results"].get("accuracy"),
+                                                             "seconds": r["seconds"]} for r in rows})
+    with_claims = {r["label"]: r["results"] for r in rows if "claims" in r["results"]}
+    if with_claims:
+        write_text(out / "rahman_summary.md", summary_markdown(with_claims))

@@ -1,7 +1,9 @@
-"""The four claims of Rahman et al. (2026) on one model, and our verdict on each.
+"""The specialisation study of Rahman et al. (2026) on one model: ``run(model, probe, settings)``.
 
 Runs sparsity (trained and initial parameters), specialisation, the double-dissociation sweep and the
-hierarchy analysis on a conditional-computation probe set, then judges the claims with these rules
+hierarchy analysis on a labelled probe set — prompts of equal length whose answer is the next token at the last
+position, each labelled with a group (an op of the conditional-computation task, or any labelling a researcher
+brings for a pretrained model) — then judges the claims with the rules of ``studies.verdicts.rahman_claims``
 (ours; the paper gives no thresholds):
 
 1. **Extreme sparsity**: the mean token Gini over FFN layers is ≥ ``GINI_EXTREME`` (0.8) *and* higher than
@@ -16,17 +18,75 @@ hierarchy analysis on a conditional-computation probe set, then judges the claim
 """
 from __future__ import annotations
 
-import itertools
+import dataclasses
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from analysis import ablation, hierarchy, sparsity, specialisation
 from analysis.probe import ffn_coefficients, ffn_layers
+from ffnkv.errors import FfnkvError
+from ffnkv.model import init_params as init_model_params
+from studies.verdicts import rahman_claims
 
-GINI_EXTREME = 0.8
-JACCARD_MAX = 0.1
+ANALYSES = ("sparsity", "specialisation", "ablation", "hierarchy")
 NO_FFN = {"applicable": False}
+
+
+@dataclasses.dataclass(frozen=True)
+class SpecialisationSettings:
+    """``analyses``: any of ANALYSES (all four also give the claims); ``n_random`` random control sets per
+    ablated set (≥ 20); ``seed`` of the controls and permutations; ``batch_size`` interventions in flight."""
+
+    analyses: tuple = ANALYSES
+    seed: int = 0
+    n_random: int = ablation.N_RANDOM
+    batch_size: int = 8
+
+    def __post_init__(self):
+        unknown = [a for a in self.analyses if a not in ANALYSES]
+        if unknown:
+            raise FfnkvError(f"unknown analysis {unknown[0]!r}; choose from {', '.join(ANALYSES)}.")
+        if self.n_random < 20:
+            raise FfnkvError(f"n_random={self.n_random} is too few; use at least 20 random control sets.")
+        if self.batch_size < 1:
+            raise FfnkvError(f"batch_size={self.batch_size} must be at least 1.")
+
+
+def check_probe(probe: dict, groups) -> None:
+    """A probe set is ``tokens`` [N, T] int, ``target`` [N] (the answer at the last position) and ``op`` [N]
+    (the group index into ``groups``); each group needs at least two prompts."""
+    missing = [k for k in ("tokens", "target", "op") if k not in probe]
+    if missing:
+        raise FfnkvError(f"the probe set lacks {missing[0]!r}; give tokens [N, T], target [N] and op [N].")
+    n_N = np.bincount(np.asarray(probe["op"]), minlength=len(groups))
+    if len(n_N) > len(groups) or (n_N[: len(groups)] < 2).any():
+        raise FfnkvError(f"every group needs at least two probe prompts (counts {n_N.tolist()} for {list(groups)}).")
+
+
+def run(model, probe: dict, groups, settings: SpecialisationSettings = SpecialisationSettings(),
+        init_params=None) -> dict:
+    """The study on ``model`` (a ``ffnkv.io.load.Model``: a trained run or a pretrained checkpoint).
+
+    ``init_params`` is the baseline of the sparsity and specialisation numbers: by default the run's own
+    initialisation for a trained run, a random initialisation of the same config (seed ``settings.seed``) for
+    a pretrained checkpoint. Returns ``{analysis: result}``, plus ``claims`` and ``accuracy`` when
+    all four analyses ran.
+    """
+    check_probe(probe, groups)
+    if init_params is None:
+        init_params = (model.run.init_params() if getattr(model, "run", None) is not None
+                       else init_model_params(jax.random.key(settings.seed), model.cfg))
+    study = Study(model.params, model.cfg, probe, groups, init_params, settings.seed, settings.n_random,
+                  settings.batch_size)
+    results = {name: getattr(study, name)() for name in settings.analyses}
+    if "specialisation" in results:  # the per-neuron arrays [K, L, F] for figures and dumps (not JSON)
+        results["specialisation"] = results["specialisation"] | {"arrays": study.specialisation_arrays(),
+                                                                 "layers": study.layers}
+    if all(name in results for name in ANALYSES):
+        results |= {"claims": study.claims(), "accuracy": study.accuracy()}
+    return results
 
 
 class Study:
@@ -72,7 +132,7 @@ class Study:
         return specialisation.specialisation(np.asarray(m_LNTF[:, :, -1]), self.probe["op"], self.ops, self.cfg.ffn,
                                              self.layers)
 
-    def specialisation_arrays(self) -> dict:
+    def specialisation_arrays(self) -> dict | None:
         if not self.layers:
             return None
         return self._once("specialisation_arrays", lambda: self._specialise(self.coefficients[0]))
@@ -113,74 +173,5 @@ class Study:
             batch_size=self.batch_size))
 
     def claims(self) -> dict:
-        return self._once("claims", lambda: judge(self.sparsity(), self.specialisation(), self.ablation(),
-                                                  self.hierarchy(), self.ops))
-
-
-def judge(sparse: dict, spec: dict, abl: dict, hier: dict, ops) -> dict:
-    """The verdict on each claim (module docstring) with the numbers it rests on."""
-    gini = sparsity.layer_mean(sparse["trained"], "token_gini_mean")
-    if gini is None:
-        na = {"verdict": "not applicable", "why": "the model has no FFN"}
-        return {"sparsity": na, "distinct_groups": na, "double_dissociation": na, "hierarchy": na}
-    gini0 = sparsity.layer_mean(sparse.get("initial", {}), "token_gini_mean")
-    sparse_ok = gini >= GINI_EXTREME and (gini0 is None or gini > gini0)
-    n_spec = {op: sum(spec["n_specialists"][op].values()) for op in ops}
-    jac = {pair: row["pooled"] for pair, row in spec["jaccard"].items()}
-    max_jac = max((j for j in jac.values() if j is not None), default=None)
-    groups_ok = all(n > 0 for n in n_spec.values()) and (max_jac is None or max_jac <= JACCARD_MAX)
-    n_spec0 = ({op: sum(spec["initial"]["n_specialists"][op].values()) for op in ops} if "initial" in spec else None)
-    pairs = [f"{a}|{b}" for a, b in itertools.combinations(ops, 2)]
-    held = {mode: [p for p in pairs if abl[mode]["double_dissociation"][p]] for mode in ablation.MODES}
-    n_held = sum(len(v) for v in held.values())
-    dd = "holds" if n_held == len(pairs) * len(ablation.MODES) else "partial" if n_held else "fails"
-    if hier["applicable"]:
-        hv = {"verdict": "holds" if hier["generalists_drive_more_than_chance"] else "fails",
-              "generalist_score": hier["generalist_score_mean"], "control_score": hier["control_score_mean"],
-              "p_value": hier["p_value"]} | ({"why": hier["reason"]} if "reason" in hier else {})
-    else:
-        hv = {"verdict": "not applicable", "why": hier["reason"]}
-    return {
-        "sparsity": {"verdict": "holds" if sparse_ok else "fails", "token_gini": gini, "token_gini_initial": gini0,
-                     "active_fraction": sparsity.layer_mean(sparse["trained"], "active_fraction"),
-                     "active_fraction_initial": sparsity.layer_mean(sparse.get("initial", {}), "active_fraction")},
-        "distinct_groups": {"verdict": "holds" if groups_ok else "fails", "n_specialists": n_spec,
-                            "n_specialists_initial": n_spec0,
-                            "n_generalists": sum(spec["n_generalists"].values()), "jaccard": jac},
-        "double_dissociation": {"verdict": dd, "pairs_holding": held, "pairs": pairs},
-        "hierarchy": hv,
-    }
-
-
-def _fmt(x, digits=3):
-    return "—" if x is None else f"{x:.{digits}f}"
-
-
-def summary_markdown(per_kind: dict) -> str:
-    """A short report: one row per model (FFN kind), one column per claim, with the numbers behind each verdict.
-
-    ``per_kind`` maps a label (e.g. the FFN kind) to {"claims": judge(...), "accuracy": {...}}.
-    """
-    lines = ["# Rahman et al. (2026): functional specialisation on our models", "",
-             "Verdict rules: `analysis/rahman.py`; measures: "
-             "`analysis/{sparsity,specialisation,ablation,hierarchy}.py`.",
-             "", "| model | acc | 1 extreme sparsity (token Gini trained / init; active frac) | 2 distinct groups "
-             "(#specialists per op (at init); max Jaccard) | 3 double dissociation (pairs zero / mean) "
-             "| 4 generalists → specialists (score gen / ctrl; p) |", "|---|---|---|---|---|---|"]
-    for label, row in per_kind.items():
-        c, acc = row["claims"], row["accuracy"]["all"]
-        s, g, d, h = c["sparsity"], c["distinct_groups"], c["double_dissociation"], c["hierarchy"]
-        if s["verdict"] == "not applicable":
-            lines.append(f"| {label} | {acc:.3f} | n/a (no FFN) | n/a | n/a | n/a |")
-            continue
-        jac = [j for j in g["jaccard"].values() if j is not None]
-        init = g.get("n_specialists_initial") or {}
-        spec = ", ".join(f"{op} {n}" + (f" ({init[op]})" if op in init else "") for op, n in g["n_specialists"].items())
-        dd = " / ".join(str(len(d["pairs_holding"][m])) for m in ("zero", "mean")) + f" of {len(d['pairs'])}"
-        hier = h["why"] if "why" in h else (
-            f"{_fmt(h['generalist_score'])} / {_fmt(h['control_score'])}; p={_fmt(h['p_value'], 4)}")
-        lines.append(
-            f"| {label} | {acc:.3f} | **{s['verdict']}**: {_fmt(s['token_gini'])} / {_fmt(s['token_gini_initial'])}; "
-            f"{_fmt(s['active_fraction'])} | **{g['verdict']}**: {spec}; {_fmt(max(jac) if jac else None)} "
-            f"| **{d['verdict']}**: {dd} | **{h['verdict']}**: {hier} |")
-    return "\n".join(lines) + "\n"
+        return self._once("claims", lambda: rahman_claims(self.sparsity(), self.specialisation(), self.ablation(),
+                                                          self.hierarchy(), self.ops))
