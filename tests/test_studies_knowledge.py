@@ -1,5 +1,5 @@
 """Notebook-style: the knowledge and memories studies called from Python, through the same functions, on a
-tiny trained facts run and on a tiny pretrained-format model (a random llama GGUF written here)."""
+tiny trained facts run and on a tiny pretrained-format model (``tests/pretrained_fixture``: a random llama in Hugging Face format)."""
 import json
 
 import jax
@@ -18,12 +18,15 @@ SMALL = knowledge.KnowledgeSettings(n_facts=3, steps=2, samples=2, unrelated=2, 
 MEM = memories.MemoriesSettings(max_tokens=400, k=3, batch_size=8, n_shuffles=5, removal_keys=4, sample_keys=2,
                                 clusters=2, top_n=3, window=12)
 RECORDS = [{"case_id": i, "requested_rewrite": {"prompt": p, "subject": s, "relation_id": r,
-                                               "target_true": {"str": t}, "target_new": {"str": "c"}},
+                                               "target_true": {"str": t}, "target_new": {"str": "London"}},
             "paraphrase_prompts": para, "neighborhood_prompts": []}
-           for i, (p, s, r, t, para) in enumerate([("c {} 1", "ab", "r1", "2", ["a ab 1"]),
-                                                   ("1 {} c", "ba", "r2", "a", ["2 ba c"]),
-                                                   ("{} 2 a", "cab", "r3", "b", []),
-                                                   ("a 2 {}", "bc", "r1", "1", ["c bc"])])]
+           for i, (p, s, r, t, para) in enumerate([
+               ("the capital of {} is", "France", "capital", "Paris", ["France , capital city is"]),
+               ("the capital of {} is", "Italy", "capital", "Rome", ["Italy , capital city is"]),
+               ("the language of {} is", "Japan", "language", "Tokyo", []),
+               ("{} is located in", "Berlin", "located", "Germany", ["the city Berlin is located in"])])]
+TEXTS = ["the capital of France is Paris .", "Rome is the capital of Italy .", "Tokyo is located in Japan ,",
+         "the language of Spain , the city of Madrid ."]
 
 
 @pytest.fixture(scope="module")
@@ -42,15 +45,13 @@ def facts_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def gguf_model(tmp_path_factory):
-    pytest.importorskip("gguf", reason="the GGUF source needs the 'gguf' package")
-    from test_import_gguf import _weights, _write
+def llama_dir(tmp_path_factory):
+    from pretrained_fixture import write_tiny_llama
 
-    path = tmp_path_factory.mktemp("gguf")
-    _write(path / "tiny.gguf", _weights())
-    (path / "facts.json").write_text(json.dumps(RECORDS))
-    model = load_model(path / "tiny.gguf")
-    return model, FS.model_facts(model, path / "facts.json")
+    path = write_tiny_llama(tmp_path_factory.mktemp("llama") / "tiny")
+    (path.parent / "facts.json").write_text(json.dumps(RECORDS))
+    model = load_model(path)
+    return model, FS.model_facts(model, path.parent / "facts.json")
 
 
 def test_run_facts_are_records_of_the_world():
@@ -79,7 +80,7 @@ def test_layer_baselines_and_sites():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("which", ["facts_run", "gguf_model"])
+@pytest.mark.parametrize("which", ["facts_run", "llama_dir"])
 def test_knowledge_study_on_any_model(which, request, tmp_path):
     model, records = request.getfixturevalue(which)
     result = knowledge.run(model, records, SMALL)
@@ -104,12 +105,14 @@ def test_knowledge_study_on_any_model(which, request, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("which", ["facts_run", "gguf_model"])
+@pytest.mark.parametrize("which", ["facts_run", "llama_dir"])
 def test_memories_study_on_any_model(which, request, tmp_path):
     model, _ = request.getfixturevalue(which)
-    texts = ["ab c 1 2 ab ba", "c c ab 1", "2 1 ab c ba ab"] if model.run is None else None
+    texts = TEXTS if model.run is None else None
     data = memories.corpus(model, MEM, texts)
-    assert data["tokens"].shape[1] <= max(MEM.window + 1, data["tokens"].shape[1] if texts is None else 0)
+    if texts:
+        assert len(data["tokens"]) == len(TEXTS) and data["protect"] == int(model.tokenizer.add_bos)
+        assert model.tokenizer.decode(data["tokens"][0][data["mask"][0]]) in TEXTS[0]
     result = memories.run(model, data, MEM)
     json.dumps(result)
     mem = result["memories"]
