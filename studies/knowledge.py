@@ -42,7 +42,7 @@ class KnowledgeSettings:
     ``generic_relations`` (> 0: neurons coarse for facts of that many relations are set aside),
     ``all_positions`` (scale the neurons at every position), ``unrelated`` prompts per fact. Tracing: ``samples``,
     ``noise_factor``, ``window`` (the paper's 10), ``single_layer`` (also restore MLP/attention one layer at a
-    time), ``kinds``, ``layer_stride``."""
+    time), ``whole_subject`` (also restore every subject token at once), ``kinds``, ``layer_stride``."""
 
     what: str = "all"
     n_facts: int = 120
@@ -63,6 +63,7 @@ class KnowledgeSettings:
     noise_factor: float = 3.0
     window: int = 10
     single_layer: bool = True
+    whole_subject: bool = True
     kinds: tuple = TR.KINDS
     layer_stride: int = 1
     cell_batch: int = 8
@@ -201,6 +202,18 @@ def sites(average: dict, kind: str) -> dict:
     return out
 
 
+def whole_subject(params, cfg, enc, noise, facts_mask, s: KnowledgeSettings) -> dict:
+    """Mean ± 95% CI over facts of the indirect effect of restoring every subject token at one layer (hidden
+    states or MLP outputs; ``analysis.tracing.restore_subject``), per layer."""
+    out = TR.restore_subject(params, cfg, enc, noise, s.samples, s.seed)
+    keep = np.ones(len(enc), bool) if facts_mask is None else np.asarray(facts_mask, bool)
+    rows = {}
+    for kind, p_NL in out["restored"].items():
+        mean, ci, n = TR.mean_ci((p_NL - out["p_corrupt"][:, None])[keep])
+        rows[kind] = {"mean": mean.tolist(), "ci": ci.tolist(), "n": n}
+    return rows
+
+
 def tracing(params, cfg, tok, facts, known_K, s: KnowledgeSettings) -> dict:
     """Causal traces of each fact's main prompt with the paper's window and with single-layer restores."""
     enc = FS.main_prompts(tok, facts)
@@ -217,10 +230,13 @@ def tracing(params, cfg, tok, facts, known_K, s: KnowledgeSettings) -> dict:
         single = TR.causal_trace(params, cfg, enc, noise, s.samples, 1, single_kinds, seed=s.seed, layers=layers,
                                  cell_batch=s.cell_batch)
         restores["single"] = TR.average_by_category(single, enc, averaged)
+    span = whole_subject(params, cfg, enc, noise, averaged, s) if s.whole_subject else None
     seconds = time.perf_counter() - start
     known = restores["window"]
     site_table = {f"{kind} ({how})": sites(avg, kind) for how, avg in restores.items()
                   for kind in ("resid", "mlp", "attn") if kind in avg and (how == "window" or kind != "resid")}
+    for kind, row in (span or {}).items():
+        site_table[f"{kind} (whole subject)"] = sites({kind: {"last_subject": row}}, kind)
     examples = []
     for n in np.flatnonzero(known_K if averaged is not None else np.ones(len(facts), bool))[: s.examples]:
         last = int(enc.predict_pos[n]) + 1
@@ -236,6 +252,7 @@ def tracing(params, cfg, tok, facts, known_K, s: KnowledgeSettings) -> dict:
     return {"config": {"noise": noise, "noise_factor": s.noise_factor, "samples": s.samples, "window": window,
                        "layers": list(layers), "seed": s.seed, "kinds": list(s.kinds)},
             "seconds": seconds, "averaged_over": "all" if averaged is None else "known", "known_facts": known, "single_layer": restores.get("single"),
+            "whole_subject": span,
             "all_facts": TR.average_by_category(trace, enc), "sites": site_table, "facts": per_fact,
             "examples": examples}
 

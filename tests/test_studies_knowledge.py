@@ -132,3 +132,20 @@ def test_shuffled_values_keep_each_layers_tokens():
     shuffled_SLF = shuffled_values(top_LF, jax.random.key(0), 3)
     assert shuffled_SLF.shape == (3, 2, 6)
     assert all(sorted(shuffled_SLF[s, l]) == top_LF[l].tolist() for s in range(3) for l in range(2))
+
+
+def test_whole_subject_restore_equals_the_single_cell_for_a_one_token_subject():
+    from analysis import tracing as TR
+    from conftest import random_params, small_cfg
+    from ffnkv.prompts import Prompts
+
+    cfg = small_cfg()
+    params = random_params(cfg)
+    enc = Prompts(np.array([[3, 7, 9, 2, 5], [1, 2, 6, 4, 0]], np.int32), np.array([5, 4]), np.array([4, 3]),
+                  np.array([4, 6]), np.array([1, 2]), np.array([2, 3]))
+    span = TR.restore_subject(params, cfg, enc, noise=1.0, samples=3, seed=1)
+    cells = TR.causal_trace(params, cfg, enc, noise=1.0, samples=3, window=1, kinds=("resid", "mlp"), seed=1)
+    np.testing.assert_allclose(span["p_corrupt"], cells["p_corrupt"], rtol=1e-5)
+    for n, t in enumerate(enc.subject_start):
+        np.testing.assert_allclose(span["restored"]["resid"][n], cells["restored"][n, 0, t], rtol=1e-4, atol=1e-7)
+        np.testing.assert_allclose(span["restored"]["mlp"][n], cells["restored"][n, 1, t], rtol=1e-4, atol=1e-7)
