@@ -27,8 +27,8 @@ def _q(profile: str, quick: list[str], smoke: list[str] | None = None) -> list[s
     return {"full": [], "quick": quick, "smoke": quick + (smoke or [])}[profile]
 
 
-_SMOKE_FACTS = ["--set", "steps=150", "--set", "model.n_layers=2", "--set", "model.d_model=32", "--set", "model.d_ff=64",
-                "--set", "data.n_entities=10", "--set", "eval_every=150"]
+_SMOKE_FACTS = ["--set", "steps=200", "--set", "optim.lr=1e-2", "--set", "model.n_layers=2", "--set", "model.d_model=32", "--set", "model.d_ff=64",
+                "--set", "data.n_entities=10", "--set", "eval_every=200"]
 _SMOKE_MEMORIES = ["--max-tokens", "2000", "--clusters", "4"]
 
 

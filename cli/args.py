@@ -5,51 +5,22 @@ import argparse
 import math
 
 
-def _number(kind, text: str):
-    try:
-        value = kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
-    if kind is float and not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
-    return value
+def _checked(kind, ok, requirement: str):
+    """An argparse type: ``kind(text)``, finite, and ``ok(value)``, else the error 'VALUE must be REQUIREMENT'."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if not math.isfinite(value) or not ok(value):
+            raise argparse.ArgumentTypeError(f"{text} must be {requirement}")
+        return value
+    parse.__name__ = f"{kind.__name__} {requirement}"
+    return parse
 
 
-def positive_int(text: str) -> int:
-    """An integer ≥ 1."""
-    value = _number(int, text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
-
-
-def nonnegative_int(text: str) -> int:
-    """An integer ≥ 0."""
-    value = _number(int, text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 0")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """A finite number > 0."""
-    value = _number(float, text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{value} must be greater than 0")
-    return value
-
-
-def nonnegative_float(text: str) -> float:
-    """A finite number ≥ 0."""
-    value = _number(float, text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 0")
-    return value
-
-
-def fraction(text: str) -> float:
-    """A number in [0, 1]."""
-    value = _number(float, text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{value} must be between 0 and 1")
-    return value
+positive_int = _checked(int, lambda v: v >= 1, "at least 1")
+nonnegative_int = _checked(int, lambda v: v >= 0, "at least 0")
+positive_float = _checked(float, lambda v: v > 0, "a finite number greater than 0")
+nonnegative_float = _checked(float, lambda v: v >= 0, "a finite number of at least 0")
+fraction = _checked(float, lambda v: 0 <= v <= 1, "a number between 0 and 1")

@@ -40,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)
+    except KeyboardInterrupt:  # SIGINT outside training (which saves and raises Interrupted itself)
+        print(f"ffnkv {args.command}: error: interrupted (SIGINT) before finishing; nothing was recorded as done, "
+              "re-run the same command to resume.", file=sys.stderr)
+        return 130
     except FfnkvError as error:
         print(f"ffnkv {args.command}: error: {error}", file=sys.stderr)
         return error.exit_code if isinstance(error, Interrupted) else 2

@@ -86,7 +86,7 @@ def run(args) -> int:
 
     from cli._reproduce_report import write_report
     from cli._reproduce_stages import STAGES
-    from ffnkv.errors import FfnkvError
+    from ffnkv.errors import FfnkvError, Interrupted
 
     if args.quick and args.profile not in (None, "quick"):
         raise FfnkvError(f"--quick contradicts --profile {args.profile}; pass one of them.")
@@ -105,6 +105,9 @@ def run(args) -> int:
                 print(f"== reproduce {name}: done earlier, skipping", flush=True)
                 continue
         record = run_stage(STAGES[name], out, profile)
+        if record["status"] == "failed" and record["exit_code"] in (130, 143):
+            raise Interrupted(f"stage {name!r} was interrupted and stays unfinished; re-run the same command to "
+                              "resume it.", record["exit_code"] - 128)
         if record["status"] == "failed":
             print(f"ffnkv reproduce: stage {name!r} failed (exit code {record['exit_code']}); fix the error above "
                   "and re-run the same command to resume.", file=sys.stderr)

@@ -164,3 +164,27 @@ def test_text_cache_follows_file_contents(tmp_path, monkeypatch):
     again = make_task("text", **kwargs)
     assert again.cache_dir not in (first.cache_dir, grown.cache_dir)
     assert "zebra" in again.tokenizer.decode(again.tokens[:4000])
+
+
+def test_an_interrupted_study_stage_stays_unfinished_and_the_command_exits_128_plus_signum(tmp_path, monkeypatch,
+                                                                                             capsys):
+    from cli import _reproduce_stages
+
+    register_task("signals_itself", _SignalsItself)
+    config = tmp_path / "signals.py"
+    config.write_text("import sys\nsys.path.insert(0, %r)\nfrom _train_helpers import tiny_config\n"
+                      "from train.config import DataConfig\n\ndef get_config():\n    return tiny_config(data=DataConfig("
+                      "'signals_itself', {'n_operands': 3, 'modulus': 7, 'n_eval': 64}))\n" % str(Path(__file__).parent))
+    stage = _reproduce_stages.Stage("train", "a training", lambda out, p: [["train", str(config), "--run-dir",
+                                                                             str(out / "run")]])
+    monkeypatch.setattr(_reproduce_stages, "STAGES", {"train": stage})
+    out = tmp_path / "repro"
+    assert main(["reproduce", "--profile", "smoke", "--out", str(out)]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == ("ffnkv reproduce: error: stage 'train' was interrupted and stays unfinished; re-run the same "
+                       "command to resume it.")
+    assert not (out / "stages" / "train.json").exists() and not (out / "report.md").exists()
+    assert checkpoint_steps(out / "run")[-1] == 8
+    register_task("signals_itself", CondComp)
+    assert main(["reproduce", "--profile", "smoke", "--out", str(out)]) == 0
+    assert (out / "stages" / "train.json").exists() and checkpoint_steps(out / "run")[-1] == 20

@@ -1,0 +1,92 @@
+"""The conditional-computation comparison (Rahman et al. 2026): every FFN kind trained on the same task with
+matched FFN parameter counts: ``run(cfg, out, settings) -> dict``.
+
+Each kind trains in its own run dir ``<out>/<kind>/`` (resumable; every analysis runs on it). The FFN width of
+kind k is ``matched_d_ff(k, d_model, d_ff)`` with the config's relu ``d_ff`` as the reference, so every FFN has
+(nearly) the parameters of the relu FFN; ``none`` has no FFN at all. The result has, per kind: parameters, FFN
+parameters, d_ff, steps, final train/eval loss, eval accuracy per op, the first eval step with accuracy ≥ the
+threshold per op, and the eval curve. An interrupted training raises ``train.loop.TrainingInterrupted``: no
+result is returned for a half-trained comparison.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from ffnkv.config import FFN_KINDS
+from ffnkv.errors import ConfigError
+
+KINDS = ("relu", "gelu", "swiglu", "softmax", "linear", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class CompareSettings:
+    """``kinds`` to train; ``threshold``: the accuracy whose first eval step is reported."""
+
+    kinds: tuple = KINDS
+    threshold: float = 0.95
+
+    def __post_init__(self):
+        bad = [k for k in self.kinds if k not in FFN_KINDS]
+        if bad or not self.kinds:
+            raise ConfigError(f"kinds {','.join(self.kinds)!r} is not allowed; use a comma-separated subset of "
+                              f"{', '.join(FFN_KINDS)}.")
+        if not 0 < self.threshold <= 1:
+            raise ConfigError(f"threshold={self.threshold} is not allowed; use a number in (0, 1].")
+
+
+def kind_config(cfg, kind: str):
+    """The config for ``kind``: same everything, FFN width matched to the relu reference ``cfg.model.d_ff``."""
+    from ffnkv.config import matched_d_ff
+
+    m = cfg.model
+    return cfg.replace(model=m.replace(ffn=kind, d_ff=matched_d_ff(kind, m.d_model, m.d_ff, bias=m.bias)))
+
+
+def summarise(run_dir: Path, threshold: float) -> dict:
+    """One kind's row of compare.json, from its run dir."""
+    import numpy as np
+
+    from ffnkv.config import ffn_params_per_layer
+    from ffnkv.io.run import load_metrics, load_run
+    from ffnkv.params import count_params
+
+    cfg, model_cfg, params = load_run(run_dir)
+    records = load_metrics(run_dir)
+    train_recs = [r for r in records if "loss" in r]
+    evals = [r for r in records if "eval/loss" in r]
+    ops = [k.removeprefix("eval/acc/") for k in evals[-1] if k.startswith("eval/acc/")]
+    reached = {op: next((r["step"] for r in evals if r[f"eval/acc/{op}"] >= threshold), None) for op in ops}
+    return {
+        "ffn": model_cfg.ffn, "d_ff": model_cfg.d_ff, "params": count_params(params, model_cfg),
+        "ffn_params": int(model_cfg.has_ffn_L().sum()) * ffn_params_per_layer(model_cfg.ffn, model_cfg.d_model,
+                                                                           model_cfg.d_ff, model_cfg.bias),
+        "steps": int(evals[-1]["step"]),
+        "final_train_loss": float(np.mean([r["loss"] for r in train_recs[-5:]])),
+        "final_eval_loss": evals[-1]["eval/loss"],
+        "accuracy": {op: evals[-1][f"eval/acc/{op}"] for op in ops},
+        f"steps_to_{round(threshold * 100)}": reached,
+        "curve": {"step": [r["step"] for r in evals], **{op: [r[f"eval/acc/{op}"] for r in evals] for op in ops}},
+    }
+
+
+def run(cfg, out: Path, settings: CompareSettings = CompareSettings(), log=print) -> dict:
+    """Train (or resume) each kind under ``out`` and summarise it; every config mistake is raised before any
+    training starts."""
+    from train.config import resolve
+    from train.loop import train
+
+    if cfg.data.kind != "condcomp":
+        raise ConfigError(f"compare reports accuracy per op and needs data.kind='condcomp', not {cfg.data.kind!r}.")
+    configs = {kind: kind_config(cfg, kind) for kind in settings.kinds}
+    for c in configs.values():
+        resolve(c)
+    rows = {}
+    for kind, c in configs.items():
+        result = train(c, Path(out) / kind)
+        log(f"{kind}: {result['status']} at step {result['step']}" +
+            (f" in {result['seconds']:.1f} s" if "seconds" in result else ""))
+        rows[kind] = summarise(Path(out) / kind, settings.threshold)
+    return {"config": cfg.to_dict(), "reference": {"ffn": "relu", "d_ff": cfg.model.d_ff},
+            "matching": "d_ff = ffnkv.matched_d_ff(kind, d_model, reference d_ff): FFN parameters closest to relu's",
+            "threshold": settings.threshold, "kinds": rows}
