@@ -1,50 +1,45 @@
 """Fact sets for the studies: CounterFact-format records (``ffnkv.data.counterfact.FactRecord``) from a fact
 file, the shipped well-known facts, or a trained facts run's own world, so every study reads one form.
 
-A record's prompts are ``prompt`` (with ``{}`` for the subject) and its ``paraphrase_prompts``; for a facts
-run the main prompt is training template ``k mod 5`` of the k-th fact and the paraphrases are its other
-training templates plus the two held-out ones (Dai et al.'s several prompts per fact).
+A record's prompts are ``prompt`` (with ``{}`` for the subject) and its ``paraphrase_prompts``. For a facts
+run the records are ``world_fact_records`` with the fact's other training templates added to the paraphrases,
+so that each fact has Dai et al.'s several prompts (5 training + 2 held-out templates).
 """
 from __future__ import annotations
 
-from pathlib import Path
+import dataclasses
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ffnkv.data.counterfact import FactRecord, load_fact_file
+from ffnkv.data.counterfact import KNOWN_FACTS, FactRecord, load_fact_file, world_fact_records
 from ffnkv.errors import FfnkvError
 from ffnkv.model import forward
 from ffnkv.prompts import encode_prompts
 
-KNOWN_FACTS = Path(__file__).resolve().parent.parent / "ffnkv" / "data" / "known_facts.json"
-
 
 def run_facts(task) -> list[FactRecord]:
-    """Every fact of a facts task as a record (training templates rotate over the facts as the main prompt)."""
-    records = []
-    for k, fact in enumerate(task.facts):
-        train, para = task.prompts(fact, "train"), task.prompts(fact, "paraphrase")
-        main = k % len(train)
-        templates = task.templates(fact.relation, "train")
-        records.append(FactRecord(k, templates[main].replace("{s}", "{}"), fact.subject, fact.relation, fact.attribute,
-                                  fact.counterfactual, tuple(train[:main] + train[main + 1:] + para),
-                                  tuple(p for p, _ in task.neighbourhood(fact))))
-    return records
+    """Every fact of a facts task as a record whose paraphrases include its other training templates."""
+    out = []
+    for r in sorted(world_fact_records(task), key=lambda r: r.case_id):
+        train = [t.replace("{s}", r.subject) for t in task.templates(r.relation_id, "train")]
+        others = tuple(t for t in train if t != r.text)
+        out.append(dataclasses.replace(r, paraphrase_prompts=others + r.paraphrase_prompts))
+    return out
 
 
 def model_facts(model, path=None) -> list[FactRecord]:
     """The fact set of ``model``: ``path`` (a CounterFact-format JSON file) if given, else a facts run's own
     world, else the shipped well-known facts (for pretrained models)."""
     if path is not None:
-        return load_fact_file(path)
+        return load_fact_file(path, model.tokenizer)
     task = model.run.task if model.run is not None else None
     if task is not None and hasattr(task, "facts"):
         return run_facts(task)
     if model.run is not None:
-        raise FfnkvError(f"run {model.name!r} was not trained on facts; give a fact file (--facts-file).")
-    return load_fact_file(KNOWN_FACTS)
+        raise FfnkvError(f"run {model.name!r} is not a facts run; give a fact file (--facts-file).")
+    return load_fact_file(KNOWN_FACTS, model.tokenizer)
 
 
 def main_prompts(tokenizer, records):
@@ -84,7 +79,7 @@ def select(records, known_N, n: int, seed: int, known_only: bool) -> np.ndarray:
     pool = np.random.default_rng([seed, 0xFAC7]).permutation(pool)
     queues: dict[str, list] = {}
     for i in pool:
-        queues.setdefault(records[i].relation_id, []).append(int(i))
+        queues.setdefault(str(records[i].relation_id), []).append(int(i))
     picked, lanes = [], list(queues.values())
     while len(picked) < n and any(lanes):
         for lane in lanes:

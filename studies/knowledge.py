@@ -119,11 +119,11 @@ def attribution(params, cfg, tok, facts, s: KnowledgeSettings) -> dict:
     start = time.perf_counter()
     ig = A.integrated_gradients(params, cfg, enc, s.steps, s.rule, s.batch_size, path=s.path)
     seconds = time.perf_counter() - start
-    relation_N = np.array([facts[k].relation_id for k in fact_N])
+    relation_N = np.array([str(facts[k].relation_id) for k in fact_N])
     generic = A.generic_neurons(ig["attr"], relation_N, s.threshold, s.generic_relations) if s.generic_relations else None
     kn = A.knowledge_neurons(ig["attr"], fact_N, s.threshold, s.share, exclude_LF=generic)
     neurons = [f["neurons"] for f in kn]
-    relation_K = np.array([f.relation_id for f in facts])
+    relation_K = np.array([str(f.relation_id) for f in facts])
     rng = np.random.default_rng([s.seed, 0x0C7])
     own = [np.flatnonzero(fact_N == k) for k in range(len(facts))]
     unrelated = []
