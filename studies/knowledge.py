@@ -202,10 +202,10 @@ def sites(average: dict, kind: str) -> dict:
     return out
 
 
-def whole_subject(params, cfg, enc, noise, facts_mask, s: KnowledgeSettings) -> dict:
+def whole_subject(params, cfg, enc, noise, facts_mask, layers, s: KnowledgeSettings) -> dict:
     """Mean ± 95% CI over facts of the indirect effect of restoring every subject token at one layer (hidden
     states or MLP outputs; ``analysis.tracing.restore_subject``), per layer."""
-    out = TR.restore_subject(params, cfg, enc, noise, s.samples, s.seed)
+    out = TR.restore_subject(params, cfg, enc, noise, s.samples, s.seed, layers)
     keep = np.ones(len(enc), bool) if facts_mask is None else np.asarray(facts_mask, bool)
     rows = {}
     for kind, p_NL in out["restored"].items():
@@ -230,7 +230,7 @@ def tracing(params, cfg, tok, facts, known_K, s: KnowledgeSettings) -> dict:
         single = TR.causal_trace(params, cfg, enc, noise, s.samples, 1, single_kinds, seed=s.seed, layers=layers,
                                  cell_batch=s.cell_batch)
         restores["single"] = TR.average_by_category(single, enc, averaged)
-    span = whole_subject(params, cfg, enc, noise, averaged, s) if s.whole_subject else None
+    span = whole_subject(params, cfg, enc, noise, averaged, layers, s) if s.whole_subject else None
     seconds = time.perf_counter() - start
     known = restores["window"]
     site_table = {f"{kind} ({how})": sites(avg, kind) for how, avg in restores.items()
