@@ -45,29 +45,13 @@ class KnowledgeSettings:
     time), ``whole_subject`` (also restore every subject token at once), ``kinds``, ``layer_stride``."""
 
     what: str = "all"
-    n_facts: int = 120
-    seed: int = 0
-    known_only: bool = False
-    steps: int = 20
-    rule: str = "midpoint"
-    path: str = "layer"
-    threshold: float = 0.2
-    share: float = 0.7
-    paraphrases: bool = True
-    generic_relations: int = 0
-    all_positions: bool = False
-    unrelated: int = 10
-    batch_size: int = 2
-    value_random: int = 20
-    samples: int = 10
-    noise_factor: float = 3.0
-    window: int = 10
-    single_layer: bool = True
-    whole_subject: bool = True
-    kinds: tuple = TR.KINDS
-    layer_stride: int = 1
-    cell_batch: int = 8
-    examples: int = 3
+    n_facts: int = 120; seed: int = 0; known_only: bool = False  # noqa: E702
+    steps: int = 20; rule: str = "midpoint"; path: str = "layer"  # noqa: E702
+    threshold: float = 0.2; share: float = 0.7; paraphrases: bool = True; generic_relations: int = 0  # noqa: E702
+    all_positions: bool = False; unrelated: int = 10; batch_size: int = 2; value_random: int = 20  # noqa: E702
+    samples: int = 10; noise_factor: float = 3.0; window: int = 10  # noqa: E702
+    single_layer: bool = True; whole_subject: bool = True  # noqa: E702
+    kinds: tuple = TR.KINDS; layer_stride: int = 1; cell_batch: int = 8; examples: int = 3  # noqa: E702
 
     def __post_init__(self):
         if self.what not in WHAT:

@@ -27,18 +27,10 @@ class MemoriesSettings:
     ``sample_keys`` per layer in the examples; ``clusters`` per layer; ``top_n`` sub-updates; ``window``:
     tokens per row of a pretrained model's corpus."""
 
-    max_tokens: int = 200_000
-    k: int = 25
-    batch_size: int = 32
-    final_norm: bool = False
-    threshold: float = 0.0
-    n_shuffles: int = 100
-    removal_keys: int = 0
-    sample_keys: int = 6
-    clusters: int = 8
-    top_n: int = 10
-    window: int = 64
-    seed: int = 0
+    max_tokens: int = 200_000; window: int = 64; batch_size: int = 32; seed: int = 0  # noqa: E702
+    k: int = 25; final_norm: bool = False; threshold: float = 0.0  # noqa: E702
+    n_shuffles: int = 100; removal_keys: int = 0; sample_keys: int = 6  # noqa: E702
+    clusters: int = 8; top_n: int = 10  # noqa: E702
 
     def __post_init__(self):
         for name in ("max_tokens", "k", "batch_size", "n_shuffles", "top_n", "window", "clusters"):
