@@ -44,6 +44,11 @@ def run(args) -> int:
                                   final_norm=args.final_norm, threshold=args.threshold, n_shuffles=args.shuffles,
                                   removal_keys=args.removal_keys, sample_keys=args.sample_keys, clusters=args.clusters,
                                   top_n=args.top_n, window=args.window, seed=args.seed)
+    from ffnkv.errors import FfnkvError
+
+    missing = [f for f in args.text or () if not Path(f).is_file()]
+    if missing:
+        raise FfnkvError(f"--text file {missing[0]!r} does not exist.")
     model = load_model(args.run_dir, args.step)
     texts = [line for f in args.text for line in Path(f).read_text().splitlines() if line.strip()] if args.text else None
     result = memories.run(model, memories.corpus(model, s, texts), s)
