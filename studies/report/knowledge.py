@@ -8,7 +8,7 @@ import numpy as np
 
 from analysis.tracing import CATEGORIES
 from studies.report.figures import save_figure, subplots
-from studies.report.write import write_json
+from studies.report.write import write_json, write_text
 
 CMAPS = {"resid": "Purples", "mlp": "Greens", "attn": "Reds"}
 
@@ -134,4 +134,57 @@ def write(result: dict, out_dir) -> list[str]:
         files += [fact_heatmap(out / f"tracing_fact{i}.png", ex, kinds, layers) for i, ex in enumerate(tr["examples"])]
         files.append(write_json(out / "tracing.json", {k: v for k, v in tr.items() if k != "examples"}
                                 | {"model": result["model"], "screening": result["screening"]}))
+    files.append(write_text(out / "knowledge.md", markdown(result.get("attribution"), result.get("tracing")) + "\n"))
     return [str(f) for f in files]
+
+
+def _cells(row: dict, layers) -> list:
+    return [f"{m:+.3f} ± {c:.3f}" for m, c in zip(row["mean"], row["ci"])][: len(layers)]
+
+
+def markdown(attr: dict | None, trace: dict | None) -> str:
+    """The measured tables of ``attribution.json`` / ``tracing.json`` (either may be None)."""
+    from studies.report.markdown import table
+
+    text = []
+    if attr:
+        s = attr["summary"]
+        base, counts = s["layer_baselines"], np.asarray(s["layer_counts"], float)
+        coarse = np.asarray(s["coarse_layer_counts"], float)
+        text += [f"{s['n_facts']} facts, {s['n_prompts']} prompts (top-1 accuracy {s['prompt_top1_accuracy']:.2f}); "
+                 f"IG completeness error {s['completeness']['relative_error']:.2%}; {s['mean_neurons_per_fact']:.1f} "
+                 f"knowledge neurons per fact ({s['facts_with_neurons']} facts have some).", "",
+                 table(["layer", "knowledge neurons", "share", "coarse neurons share", "attribution mass (chance)",
+                        "neuron count (chance)"],
+                       [[l, int(counts[l]), counts[l] / max(counts.sum(), 1), coarse[l] / max(coarse.sum(), 1),
+                         base["attribution_mass"][l], base["neuron_count"][l]] for l in range(len(counts))], 3)]
+        m, md = s["effects_mean"], s["effects_median"]
+        text += [table(["scaled neurons → p(answer) of", "×0 mean", "×0 median", "×2 mean", "×2 median"],
+                       [[name, m[f"x0_{g}"], md[f"x0_{g}"], m[f"x2_{g}"], md[f"x2_{g}"]]
+                        for name, g in (("the fact's neurons → own prompts", "own"),
+                                        ("the fact's neurons → unrelated facts", "unrelated"),
+                                        ("random same-layer neurons → own prompts (chance)", "random"))], 3)]
+        vp = attr["value_projection"]
+        text += [f"Answer rank in the knowledge neurons' values (logit lens, median over neurons): "
+                 f"{vp['answer_rank_median']} vs {vp['random_answer_rank_median']} for random values of the same "
+                 f"layers (vocabulary {vp['vocab_size']}).", ""]
+    if trace:
+        kf, layers = trace["known_facts"], trace["config"]["layers"]
+        text += [f"{kf['n_facts']} facts averaged ({trace.get('averaged_over', 'known')}); p clean "
+                 f"{kf['p_clean']['mean']:.3f}, p corrupted {kf['p_corrupt']['mean']:.3f}, total effect "
+                 f"{kf['total_effect']['mean']:.3f} ± {kf['total_effect']['ci']:.3f}; noise ν = {trace['config']['noise']:.3f}, "
+                 f"{trace['config']['samples']} samples, window {trace['config']['window']}, layers {layers}.", "",
+                 table(["restored", "early site: last subject token (peak ± CI, layer)", "late site: last token"],
+                       [[name] + [f"{v[k]['peak']:.3f} ± {v[k]['ci']:.3f} (L{layers[v[k]['at']]})" if k in v else "–"
+                                  for k in ("early", "late")] for name, v in trace["sites"].items()])]
+        rows = []
+        for label, avg in (("window", kf), ("single layer", trace.get("single_layer") or {})):
+            for kind in ("resid", "mlp", "attn"):
+                if (label == "window" or kind != "resid") and kind in avg:
+                    rows += [[f"{kind} ({label})", c.replace("_", " "), *_cells(avg[kind][c], layers)]
+                             for c in CATEGORIES if c in avg[kind]]
+        for kind, row in (trace.get("whole_subject") or {}).items():
+            rows.append([f"{kind} (whole subject)", "all subject tokens", *_cells(row, layers)])
+        text += ["Average indirect effect per token category (mean ± 95% CI over facts):", "",
+                 table(["restored", "token", *[f"L{l}" for l in layers]], rows)]
+    return "\n".join(text)

@@ -89,5 +89,28 @@ def write(result: dict, out_dir) -> list[str]:
     files += [write_json(out / "memories.json", mem | meta | {"plots": [str(f) for f in files]}),
               write_json(out / "promotion.json", result["promotion"] | meta),
               write_text(out / "triggers.txt", triggers_text(result)),
-              write_text(out / "promotion.txt", promotion_text(result) + "\n")]
+              write_text(out / "promotion.txt", promotion_text(result) + "\n"),
+              write_text(out / "memories.md", markdown(mem, result["promotion"]) + "\n")]
     return [str(f) for f in files]
+
+
+def markdown(mem: dict, promo: dict | None) -> str:
+    """The measured per-layer table of ``memories.json`` (and ``promotion.json``) with the chance baselines."""
+    from studies.report.markdown import table
+
+    ag, comp, rem = mem["agreement"], mem["composition"], mem["removal"]
+    rows = [["agreement (value top-1 = top trigger's next token)", *ag["agreement"]],
+            ["— shuffled pairs (chance), mean", *ag["baseline"]], ["— shuffled pairs, sd", *ag["baseline_sd"]],
+            ["active memories (fraction of F)", *comp["active_fraction"]],
+            ["zero agreement", *comp["zero_agreement"]],
+            ["— shuffled values (chance)", *comp["zero_agreement_shuffled"]],
+            *[[f"refinement: {k}", *v] for k, v in comp["refinement"].items()],
+            ["remove last token: mean (m' − m)/|m|", *rem["last"]["mean_relative_change"]],
+            ["remove first token: mean (m' − m)/|m|", *rem["first"]["mean_relative_change"]]]
+    if promo:
+        rows += [[f"top value in the top-{promo['top_n']} (fraction of positions)", *[d[0] for d in promo["dominant_fraction"]]],
+                 [f"— uniform rate top-{promo['top_n']} / F (chance)", *[promo["uniform"]] * len(ag["agreement"])]]
+    L = len(ag["agreement"])
+    return (f"{mem['n_tokens']:,} positions; values projected {'through the final norm' if mem['final_norm'] else 'raw (v·E)'}; "
+            f"1/V = {ag['uniform']:.4f}; {ag['n_shuffles']} shuffles.\n\n"
+            + table(["per layer", *[f"L{l}" for l in range(L)]], rows, 3))
