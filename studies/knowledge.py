@@ -217,7 +217,7 @@ def tracing(params, cfg, tok, facts, known_K, s: KnowledgeSettings) -> dict:
     span = whole_subject(params, cfg, enc, noise, averaged, layers, s) if s.whole_subject else None
     seconds = time.perf_counter() - start
     known = restores["window"]
-    site_table = {f"{kind} ({how})": sites(avg, kind) for how, avg in restores.items()
+    site_table = {kind if kind == "resid" else f"{kind} ({how})": sites(avg, kind) for how, avg in restores.items()
                   for kind in ("resid", "mlp", "attn") if kind in avg and (how == "window" or kind != "resid")}
     for kind, row in (span or {}).items():
         site_table[f"{kind} (whole subject)"] = sites({kind: {"last_subject": row}}, kind)

@@ -175,13 +175,15 @@ def markdown(attr: dict | None, trace: dict | None) -> str:
                  f"{kf['total_effect']['mean']:.3f} ± {kf['total_effect']['ci']:.3f}; noise ν = {trace['config']['noise']:.3f}, "
                  f"{trace['config']['samples']} samples, window {trace['config']['window']}, layers {layers}.", "",
                  table(["restored", "early site: last subject token (peak ± CI, layer)", "late site: last token"],
-                       [[name] + [f"{v[k]['peak']:.3f} ± {v[k]['ci']:.3f} (L{layers[v[k]['at']]})" if k in v else "–"
-                                  for k in ("early", "late")] for name, v in trace["sites"].items()])]
+                       [[name.replace("resid (window)", "resid")]
+                        + [f"{v[k]['peak']:.3f} ± {v[k]['ci']:.3f} (L{layers[v[k]['at']]})" if k in v else "–"
+                           for k in ("early", "late")] for name, v in trace["sites"].items()])]
         rows = []
         for label, avg in (("window", kf), ("single layer", trace.get("single_layer") or {})):
             for kind in ("resid", "mlp", "attn"):
                 if (label == "window" or kind != "resid") and kind in avg:
-                    rows += [[f"{kind} ({label})", c.replace("_", " "), *_cells(avg[kind][c], layers)]
+                    name = "resid (one state)" if kind == "resid" else f"{kind} ({label})"
+                    rows += [[name, c.replace("_", " "), *_cells(avg[kind][c], layers)]
                              for c in CATEGORIES if c in avg[kind]]
         for kind, row in (trace.get("whole_subject") or {}).items():
             rows.append([f"{kind} (whole subject)", "all subject tokens", *_cells(row, layers)])
