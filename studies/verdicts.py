@@ -176,9 +176,10 @@ def dai(attr: dict, n_layers: int) -> list[dict]:
               f"{eff['x0_own']:+.1%} / {eff['x2_own']:+.1%} (unrelated {eff['x0_unrelated']:+.1%} / "
               f"{eff['x2_unrelated']:+.1%}{rand_txt}); {s['mean_neurons_per_fact']:.1f} neurons per fact",
               "holds" if own_ok and specific and (beyond or not random) else
-              "partial" if own_ok and (specific or beyond) else "fails",
+              "partial" if own_ok or specific else "fails",
               "vs our baseline (as many random neurons of the same layers, on the fact's own prompts): signs right, "
-              "unrelated facts and random neurons both move p less → holds; signs right and one of the two → partial"),
+              "unrelated facts and random neurons both move p less → holds; signs right or unrelated facts moving "
+              "less → partial"),
         claim("Dai et al. 2022", "knowledge neurons sit mostly in the top layers", "mostly the top layers of BERT",
               f"neurons per layer {counts.astype(int).tolist()}: {kn_up:.0%} in the upper half vs our chance "
               f"levels: neuron count {count_up:.0%}{mass_txt}",

@@ -52,7 +52,9 @@ def test_dai_effects_against_random_neurons():
     random_as_strong = GOOD | {"x0_random": -0.5, "x2_random": 0.6}
     assert V.dai(_attr([1, 1, 1, 1], [0.25] * 4, random_as_strong), 4)[0]["verdict"] == "partial"
     wrong_sign = GOOD | {"x0_own": 0.1}
-    assert V.dai(_attr([1, 1, 1, 1], [0.25] * 4, wrong_sign), 4)[0]["verdict"] == "fails"
+    assert V.dai(_attr([1, 1, 1, 1], [0.25] * 4, wrong_sign), 4)[0]["verdict"] == "partial"
+    unspecific = wrong_sign | {"x0_unrelated": -0.3, "x2_unrelated": 0.6}
+    assert V.dai(_attr([1, 1, 1, 1], [0.25] * 4, unspecific), 4)[0]["verdict"] == "fails"
 
 
 def test_dai_layers_against_neuron_count_and_attribution_mass():
