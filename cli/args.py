@@ -24,3 +24,12 @@ nonnegative_int = _checked(int, lambda v: v >= 0, "at least 0")
 positive_float = _checked(float, lambda v: v > 0, "a finite number greater than 0")
 nonnegative_float = _checked(float, lambda v: v >= 0, "a finite number of at least 0")
 fraction = _checked(float, lambda v: 0 <= v <= 1, "a number between 0 and 1")
+
+
+def output_dir(text: str) -> str:
+    """A directory to write into: absent (it is created) or a directory, never a file."""
+    import os
+
+    if os.path.exists(text) and not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is a file; pass a directory (it is created if absent)")
+    return text

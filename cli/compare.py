@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cli.args import fraction
+from cli.args import fraction, output_dir
 
 NAME = "compare"
 HELP = "train every FFN kind on conditional computation with matched parameters; compare.json + PNG + table"
@@ -25,7 +25,7 @@ def add_arguments(parser) -> None:
                         "condcomp preset, configs/condcomp.py)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field for every kind, e.g. --set steps=3000")
-    parser.add_argument("--out", default="runs/compare", help="output dir (default runs/compare)")
+    parser.add_argument("--out", type=output_dir, default="runs/compare", help="output dir (default runs/compare)")
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated FFN kinds (default: all six)")
     parser.add_argument("--threshold", type=fraction, default=0.95, help="accuracy for steps-to-threshold")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -77,18 +77,22 @@ def run(args) -> int:
             raise FfnkvError(f"--{name.replace('_', '-')} must be a positive integer (at least 2 for counts of items).")
     out_dir = Path(args.out or f"runs/pretrained/{args.model}")
     start = time.time()
-    cfg, params, tokenizer = load_checkpoint(args.model, args.path)
     if args.model == "minilm":
-        from cli.pretrained_minilm import plot_minilm, run_minilm
-        from ffnkv.data.probes import english_sentences
+        import dataclasses
 
-        if cfg.causal:
-            raise FfnkvError("the minilm study needs a bidirectional (BERT-family) encoder; --path is a causal LM.")
-        result = run_minilm(params, cfg, tokenizer, english_sentences(args.sentences, args.seed), args)
-        plot = plot_minilm
+        from ffnkv.data.probes import english_sentences
+        from ffnkv.io.load import load_model
+        from studies import pos_specialisation
+        from studies.report.pos_specialisation import plot
+
+        settings = pos_specialisation.PosSettings(**{f.name: getattr(args, f.name)
+                                                     for f in dataclasses.fields(pos_specialisation.PosSettings)})
+        result = pos_specialisation.run(load_model(args.path or "minilm"),
+                                        english_sentences(args.sentences, args.seed), settings)
     else:
         from cli.pretrained_smollm2 import plot_smollm2, run_smollm2
 
+        cfg, params, tokenizer = load_checkpoint(args.model, args.path)
         if not cfg.causal:
             raise FfnkvError("the smollm2 study needs a causal LM (GGUF llama or GPT-2); --path is an encoder.")
         result = run_smollm2(params, cfg, tokenizer, args)

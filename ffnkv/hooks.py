@@ -32,16 +32,21 @@ class Acts:
 
 @struct.dataclass
 class Hooks:
+    # the token embeddings [B, T, D] (causal tracing's noise)
     embed_add: Optional[jax.Array] = None
+    # the memory coefficients m [L, B, T, F]: scale then add (ablate, amplify, IG's α, a gradient site), patch
     ffn_scale: Optional[jax.Array] = None
     ffn_add: Optional[jax.Array] = None
     ffn_patch_mask: Optional[jax.Array] = None
     ffn_patch_value: Optional[jax.Array] = None
+    # the attention output [L, B, T, D]
     attn_out_patch_mask: Optional[jax.Array] = None
     attn_out_patch_value: Optional[jax.Array] = None
+    # the FFN output [L, B, T, D] (ROME/MEMIT's δ is an add)
     mlp_out_add: Optional[jax.Array] = None
     mlp_out_patch_mask: Optional[jax.Array] = None
     mlp_out_patch_value: Optional[jax.Array] = None
+    # the block output, the residual stream [L, B, T, D]
     resid_add: Optional[jax.Array] = None
     resid_post_patch_mask: Optional[jax.Array] = None
     resid_post_patch_value: Optional[jax.Array] = None

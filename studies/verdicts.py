@@ -89,8 +89,22 @@ def rahman(comparison: dict) -> list[dict]:
         ours = ", ".join(f"{k} {v}" for k, v in verdicts.items())
         verdict = "holds" if verdicts and len(held) == len(verdicts) else "partial" if held or "partial" in verdicts.values() else "fails"
         rows.append(claim("Rahman et al. 2026", text, "qualitative (no protocol published)", ours, verdict,
-                          "per FFN kind by analysis/rahman.py; all kinds hold → holds, some → partial"))
+                          "per FFN kind by rahman_claims; all kinds hold → holds, some → partial"))
     return rows
+
+
+def pos_specialisation(mini: dict) -> list[dict]:
+    """Rahman et al.'s pretrained check (``studies.pos_specialisation``): sparsity above a random initialisation
+    of the same architecture, and noun/verb specialists that doubly dissociate under zero and mean ablation."""
+    g, g0 = mini["sparsity"]["pretrained"]["gini"], mini["sparsity"]["initial"]["gini"]
+    dd = {m: mini["ablation"][m]["double_dissociation"] for m in ("zero", "mean")}
+    return [claim("Rahman et al. 2026", "pretrained encoder: FFN activations sparse, above initialisation",
+                  "qualitative", f"Gini {_fmts(g)} vs init {_fmts(g0)}",
+                  "holds" if np.mean(g) > np.mean(g0) else "fails", "mean pretrained Gini > mean initial"),
+            claim("Rahman et al. 2026", "pretrained encoder: noun vs verb specialists doubly dissociate",
+                  "qualitative", f"zero ablation {dd['zero']}, mean ablation {dd['mean']}",
+                  "holds" if all(dd.values()) else "partial" if any(dd.values()) else "fails",
+                  "double dissociation under both ablations")]
 
 
 def geva_memories(mem: dict, label: str) -> list[dict]:

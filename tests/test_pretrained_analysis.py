@@ -9,7 +9,7 @@ from analysis import pretrained_pos as pos
 from analysis import memories
 from analysis import tracing
 from cli import main
-from cli.pretrained_minilm import _sparsity
+from studies.pos_specialisation import sparsity_per_layer
 from ffnkv.config import ModelConfig
 from ffnkv.errors import FfnkvError
 from ffnkv.hooks import Hooks
@@ -27,7 +27,7 @@ def params():
 def test_sparsity_per_layer_known_values():
     n = 8
     m_LNF = jnp.stack([jnp.ones((2, n)), jnp.eye(n)[:2], -jnp.eye(n)[:2]])
-    out = _sparsity(m_LNF)
+    out = sparsity_per_layer(m_LNF)
     np.testing.assert_allclose(out["gini"], [0.0, (n - 1) / n, (n - 1) / n], atol=1e-6)
     np.testing.assert_allclose(out["active_fraction"], [1.0, 1 / n, 0.0], atol=1e-6)
 

@@ -5,9 +5,9 @@ import pytest
 
 from cli import main
 from studies import verdicts as C
-from cli._reproduce_stages import STAGES as STAGE_DEFS
-from cli._reproduce_stages import Stage
-from cli.reproduce import run_stage
+from studies.reproduce_stages import STAGES as STAGE_DEFS
+from studies.reproduce_stages import Stage
+from studies.reproduce import run_stage
 
 STAGES = "condcomp,specialise,facts,memories,knowledge,edit"
 
@@ -56,7 +56,7 @@ def test_bad_stage_and_contradicting_profile_are_one_line_errors(tmp_path, capsy
 
 def test_a_stage_whose_requirements_are_missing_is_skipped_with_the_reason(tmp_path):
     stage = Stage("x", "X", lambda out, p: [["nonexistent"]], lambda: "not installed: y")
-    assert run_stage(stage, tmp_path, "quick") == {"status": "skipped", "why": "not installed: y"}
+    assert run_stage(stage, tmp_path, "quick", main) == {"status": "skipped", "why": "not installed: y"}
 
 
 def _compare(acc):
@@ -84,7 +84,7 @@ def test_edit_and_knowledge_neuron_rules():
 
 
 def test_value_projection_claim_with_and_without_knowledge_neurons():
-    from cli._reproduce_sections import _value_claim
+    from studies.report.reproduce_sections import _value_claim
 
     assert _value_claim({"gold_rank_median": 10.0, "random_neuron_gold_rank_median": 500.0})["verdict"] == "holds"
     assert _value_claim({"gold_rank_median": 900.0, "random_neuron_gold_rank_median": 500.0})["verdict"] == "fails"

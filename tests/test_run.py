@@ -80,3 +80,21 @@ def test_unfinished_and_bad_run_dirs(run_dir, tmp_path):
     (tmp_path / "config.json").write_text("{")
     with pytest.raises(FfnkvError, match="not valid JSON"):
         Run(tmp_path)
+
+
+def test_commands_read_a_run_with_a_corrupt_newest_checkpoint_like_training(run_dir, tmp_path, capsys):
+    """`ffnkv analyze` (any command that loads a run) falls back to the previous checkpoint with one line."""
+    import shutil
+
+    from cli import main
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    _corrupt(copy, 10)
+    assert main(["analyze", str(copy), "sparsity"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert [line for line in err if "unreadable" in line] == [err[0]] and err[0].endswith("using checkpoint 5")
+    assert "Traceback" not in "\n".join(err) and (copy / "analysis" / "sparsity.json").is_file()
+    _corrupt(copy, 5)
+    assert main(["analyze", str(copy), "sparsity"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("ffnkv analyze: error: no checkpoint of")

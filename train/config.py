@@ -33,13 +33,13 @@ class OptimConfig:
     """AdamW (Loshchilov & Hutter 2019) with linear warmup to ``lr`` then cosine decay to ``lr * end_lr_frac``;
     gradients clipped to global norm ``clip_norm``; weight decay on weight matrices and embeddings only."""
 
-    lr: float = 3e-3
+    lr: float = 3e-3  # peak learning rate, reached after warmup_steps
     warmup_steps: int = 100
-    end_lr_frac: float = 0.1
+    end_lr_frac: float = 0.1  # the cosine ends at lr * end_lr_frac
     weight_decay: float = 0.01
-    b1: float = 0.9
+    b1: float = 0.9  # Adam's moment decays
     b2: float = 0.98
-    clip_norm: float = 1.0
+    clip_norm: float = 1.0  # global gradient-norm clip
 
     def __post_init__(self):
         rules = {"lr": (0, None, "a positive finite number, e.g. 3e-3"),
@@ -69,12 +69,13 @@ class TrainConfig:
     data: DataConfig = DataConfig()
     optim: OptimConfig = OptimConfig()
     steps: int = 1000
-    batch_size: int = 128
+    batch_size: int = 128  # sequences per step, split over the mesh's data axis
+    # every so many steps: evaluate, checkpoint (keeping the newest ``keep``), log the train loss
     eval_every: int = 100
     ckpt_every: int = 200
     keep: int = 3
     log_every: int = 10
-    seed: int = 0
+    seed: int = 0  # initialisation and data order
     mesh: tuple[int, int] = (-1, 1)
     progress: bool = True
 

@@ -84,9 +84,9 @@ class FactsTask:
 
     n_entities: int = 64
     n_relations: int = 6
-    n_attributes: int = 12
-    seed: int = 0
-    facts_per_seq: int = 4
+    n_attributes: int = 12  # values per relation
+    seed: int = 0  # the world: names and the fact table
+    facts_per_seq: int = 4  # facts packed into one training sequence
     loss: str = "attribute"
     n_neighbours: int = 10
 

@@ -163,13 +163,7 @@ def pretrained(out: Path):
                  f"{sel['noun_specialists_per_layer']}, verb specialists {sel['verb_specialists_per_layer']}; "
                  f"double dissociation (zero / mean ablation): {dd['zero']} / {dd['mean']}.", "",
                  _fig(out, out / "pretrained/minilm/minilm_rahman.png", "MiniLM sparsity and ablation"), ""]
-        claims += [C.claim("Rahman et al. 2026", "pretrained encoder: FFN activations sparse, above initialisation",
-                           "qualitative", f"Gini {C._fmts(g)} vs init {C._fmts(g0)}",
-                           "holds" if np.mean(g) > np.mean(g0) else "fails", "mean pretrained Gini > mean initial"),
-                   C.claim("Rahman et al. 2026", "pretrained encoder: noun vs verb specialists doubly dissociate",
-                           "qualitative", f"zero ablation {dd['zero']}, mean ablation {dd['mean']}",
-                           "holds" if all(dd.values()) else "partial" if any(dd.values()) else "fails",
-                           "double dissociation under both ablations")]
+        claims += C.pos_specialisation(mini)
     if smol:
         kn, vp = smol["knowledge_neurons"], smol["value_projection"]
         eff = kn["effects"]

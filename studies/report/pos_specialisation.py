@@ -1,0 +1,44 @@
+"""The noun/verb study's figures (``studies.pos_specialisation``)."""
+from __future__ import annotations
+
+import numpy as np
+
+from studies.report.figures import plt, save_figure
+
+
+def plot(result: dict, out_dir) -> list[str]:
+    """``minilm_rahman.png`` (sparsity, specialists per layer, ablation) and ``minilm_selectivity.png``."""
+    files = []
+    sp = result["sparsity"]
+    L = len(sp["pretrained"]["gini"])
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    axes[0].plot(range(L), sp["pretrained"]["gini"], "o-", label="pretrained")
+    axes[0].plot(range(L), sp["initial"]["gini"], "s--", label="initialisation")
+    axes[0].set(xlabel="layer", ylabel="mean token Gini of |m|", title="FFN sparsity")
+    axes[0].legend()
+    sel = result["selectivity"]
+    axes[1].bar(np.arange(L) - 0.2, sel["noun_specialists_per_layer"], 0.4, label="noun")
+    axes[1].bar(np.arange(L) + 0.2, sel["verb_specialists_per_layer"], 0.4, label="verb")
+    axes[1].set(xlabel="layer", ylabel="specialists", title="Bonferroni-significant, |d| ≥ d_min")
+    axes[1].legend()
+    d = result["ablation"]["mean"]["delta_nll"]
+    names = ["noun_set", "verb_set", "random_sets"]
+    rand = result["ablation"]["mean"]["random_sets"]
+    axes[2].bar(np.arange(3) - 0.2, [d[n]["noun"] for n in names], 0.4, label="masked nouns",
+                yerr=[0, 0, rand["nll_noun_std"]], capsize=4)
+    axes[2].bar(np.arange(3) + 0.2, [d[n]["verb"] for n in names], 0.4, label="masked verbs",
+                yerr=[0, 0, rand["nll_verb_std"]], capsize=4)
+    axes[2].set_xticks(range(3), ["noun set", "verb set", "random"])
+    axes[2].set(ylabel="Δ NLL (mean-ablation)", title="ablation on masked-token prediction (random: mean ± sd)")
+    axes[2].legend()
+    fig.tight_layout()
+    files.append(str(save_figure(fig, out_dir / "minilm_rahman.png", dpi=110)))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    d_LF = result["_arrays"]["d_LF"]
+    for l in range(L):
+        ax.hist(d_LF[l], bins=60, histtype="step", label=f"layer {l}")
+    ax.set(xlabel="Cohen's d (noun − verb)", ylabel="neurons", title="noun/verb selectivity")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    files.append(str(save_figure(fig, out_dir / "minilm_selectivity.png", dpi=110)))
+    return files
