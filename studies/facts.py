@@ -49,10 +49,12 @@ def main_prompts(tokenizer, records):
 
 
 def all_prompts(tokenizer, records, paraphrases: bool = True):
-    """(``Prompts`` of every prompt of every record, ``fact_N``): the main prompt, then the paraphrases."""
+    """(``Prompts`` of every prompt of every record, ``fact_N``): the main prompt, then the paraphrases that
+    name the subject (a paraphrase without it, e.g. "Mozart …" for "Wolfgang Amadeus Mozart", is left out)."""
     texts, subjects, answers, fact_N = [], [], [], []
     for k, r in enumerate(records):
-        for text in (r.prompt, *(r.paraphrase_prompts if paraphrases else ())):
+        kept = [p for p in r.paraphrase_prompts if r.subject in p] if paraphrases else []
+        for text in (r.prompt, *kept):
             texts.append(text)
             subjects.append(r.subject)
             answers.append(r.target_true)

@@ -133,6 +133,7 @@ def attribution(params, cfg, tok, facts, s: KnowledgeSettings) -> dict:
     sharing = A.relation_sharing(neurons, relation_K)
     summary = {
         "n_facts": len(facts), "n_prompts": len(enc), "prompt_top1_accuracy": float(correct_N.mean()),
+        "paraphrases_without_subject": sum(f.subject not in p for f in facts for p in f.paraphrase_prompts),
         "mean_p_correct": float(ig["prob"].mean()), "completeness": ig["completeness"],
         "facts_with_neurons": int((n_neurons > 0).sum()), "mean_neurons_per_fact": float(n_neurons.mean()),
         "neurons_per_fact_hist": np.bincount(n_neurons).tolist(), "layer_counts": layer_counts.tolist(),

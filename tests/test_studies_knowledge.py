@@ -149,3 +149,14 @@ def test_whole_subject_restore_equals_the_single_cell_for_a_one_token_subject():
     for n, t in enumerate(enc.subject_start):
         np.testing.assert_allclose(span["restored"]["resid"][n], cells["restored"][n, 0, t], rtol=1e-4, atol=1e-7)
         np.testing.assert_allclose(span["restored"]["mlp"][n], cells["restored"][n, 1, t], rtol=1e-4, atol=1e-7)
+
+
+def test_paraphrases_without_the_subject_are_left_out(tmp_path):
+    from ffnkv.data.counterfact import FactRecord
+    from pretrained_fixture import write_tiny_llama
+
+    model = load_model(write_tiny_llama(tmp_path / "tiny"))
+    record = FactRecord(0, "the capital of {} is", "France", "capital", "Paris", "Rome",
+                        ("France , capital city is", "the capital city is"), ())
+    enc, fact_N = FS.all_prompts(model.tokenizer, [record])
+    assert len(enc) == 2 and fact_N.tolist() == [0, 0]
