@@ -8,9 +8,10 @@ the model's final norm first (the logit-lens reading of Geva et al. 2022). Imple
 * trigger examples (§3): the top-k prefixes of every key by its coefficient m_i at the prefix's last
   position, as a running top-k merged chunk by chunk (bounded memory, never all coefficients at once);
 * agreement rate (§4): a value's top token equals the next token of its key's top trigger, per layer,
-  against a shuffled-pairing baseline (values permuted within the layer) and the uniform 1/V;
+  against a shuffled-pairing baseline (values permuted within the layer, many permutations) and the uniform 1/V;
 * active memories and zero-agreement (§5.1): how many m_i > threshold per position, and how often the FFN
-  output's top token differs from the top token of every active memory;
+  output's top token differs from the top token of every active memory, beside the same rate for shuffled
+  values (the chance level on this model's vocabulary);
 * inter-layer refinement (§5.2): does the layer output's top token come from the residual (FFN input),
   the FFN output, both, or neither;
 * last-token removal (§3.2): the change of each key's coefficient on its top triggers when the last (or
@@ -142,23 +143,33 @@ def trigger_search(params, cfg, tokens_NT, mask_NT=None, k: int = 25, batch_size
 
 
 # ---- agreement -----------------------------------------------------------------------------------------
-def agreement(value_top1_LF, trigger_index_LFk, targets_NT, key):
+def shuffled_values(value_top1_LF, key, n_shuffles: int = 1):
+    """``[S, L, F]``: the values' top tokens re-paired with the keys by a random permutation within each layer
+    (S permutations): the chance baseline that keeps both marginals (which tokens values promote, which
+    tokens follow triggers) and breaks only the pairing."""
+    L, F = np.asarray(value_top1_LF).shape
+    keys_SL = jax.random.split(key, n_shuffles * L).reshape(n_shuffles, L)
+    perm_SLF = np.asarray(jax.vmap(jax.vmap(lambda kk: jax.random.permutation(kk, F)))(keys_SL))
+    return np.take_along_axis(np.broadcast_to(np.asarray(value_top1_LF), (n_shuffles, L, F)), perm_SLF, 2)
+
+
+def agreement(value_top1_LF, trigger_index_LFk, targets_NT, key, n_shuffles: int = 1):
     """Per layer: the fraction of keys whose value's top token is the next token of the key's top trigger (§4).
 
-    ``baseline``: the same with values randomly re-paired to keys within the layer; ``uniform``: 1/V is
+    ``baseline``: the same with values randomly re-paired to keys within the layer (:func:`shuffled_values`),
+    the mean over ``n_shuffles`` pairings, with their standard deviation ``baseline_sd``; ``uniform``: 1/V is
     left to the caller. Keys that never fired (no trigger) are excluded.
     """
     flat = np.asarray(targets_NT).reshape(-1)
     top = np.asarray(trigger_index_LFk)[..., 0]
     valid = top >= 0
     next_LF = np.where(valid, np.asarray(flat[np.where(valid, top, 0).reshape(-1)]).reshape(top.shape), -1)
-    perm_LF = np.asarray(jax.vmap(lambda kk: jax.random.permutation(kk, value_top1_LF.shape[1]))(
-        jax.random.split(key, value_top1_LF.shape[0])))
-    shuffled_LF = np.take_along_axis(np.asarray(value_top1_LF), perm_LF, 1)
+    shuffled_SLF = shuffled_values(value_top1_LF, key, n_shuffles)
     hit = (np.asarray(value_top1_LF) == next_LF) & valid
-    hit_base = (shuffled_LF == next_LF) & valid
     n = np.maximum(valid.sum(1), 1)
-    return {"agreement": (hit.sum(1) / n).tolist(), "baseline": (hit_base.sum(1) / n).tolist(),
+    base_SL = ((shuffled_SLF == next_LF) & valid).sum(2) / n
+    return {"agreement": (hit.sum(1) / n).tolist(), "baseline": base_SL.mean(0).tolist(),
+            "baseline_sd": base_SL.std(0).tolist(), "n_shuffles": n_shuffles,
             "n_keys": valid.sum(1).tolist(), "next_token_LF": next_LF}
 
 
@@ -181,7 +192,8 @@ def refinement_categories(res_top1_X, ffn_top1_X, out_top1_X):
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "final_norm"), donate_argnums=(0,))
-def _composition_step(state, params, value_top1_LF, threshold, tokens_BT, mask_BT, offset, cfg, final_norm):
+def _composition_step(state, params, value_top1_LF, shuffled_LF, threshold, tokens_BT, mask_BT, offset, cfg,
+                      final_norm):
     acts = forward(params, tokens_BT, cfg).acts
     w_1BT = mask_BT[None].astype(jnp.float32)
     active_LBTF = acts.ffn > threshold
@@ -189,29 +201,38 @@ def _composition_step(state, params, value_top1_LF, threshold, tokens_BT, mask_B
     ffn_LBT = _top1(params, cfg, acts.mlp_out, final_norm)
     out_LBT = _top1(params, cfg, acts.resid_post, final_norm)
     zero_LBT = zero_agreement(active_LBTF, value_top1_LF[:, None, None, :], ffn_LBT)
+    zero_shuffled_LBT = zero_agreement(active_LBTF, shuffled_LF[:, None, None, :], ffn_LBT)
     cat_LBT4 = refinement_categories(res_LBT, ffn_LBT, out_LBT)
     sums = {"n": w_1BT.sum() * jnp.ones(cfg.n_layers), "active": (active_LBTF.sum(-1) * w_1BT).sum((1, 2)),
             "zero_agreement": (zero_LBT * w_1BT).sum((1, 2)),
+            "zero_agreement_shuffled": (zero_shuffled_LBT * w_1BT).sum((1, 2)),
             "refinement": (cat_LBT4 * w_1BT[..., None]).sum((1, 2))}
     return jax.tree.map(jnp.add, state, sums)
 
 
-def composition(params, cfg, tokens_NT, mask_NT=None, final_norm=False, threshold=0.0, batch_size=32, progress=False):
+def composition(params, cfg, tokens_NT, mask_NT=None, final_norm=False, threshold=0.0, batch_size=32, progress=False,
+                key=None):
     """Active memories, zero-agreement rate (§5.1) and inter-layer refinement categories (§5.2), per layer.
 
     A memory is active where ``m_i > threshold``. Zero agreement: the FFN output's top token differs from
-    the top token of every active memory. Refinement: the block output's top token equals the residual's
-    (the FFN input) only, the FFN output's only, both, or neither (fractions in ``REFINEMENT`` order).
+    the top token of every active memory. ``zero_agreement_shuffled``: the same with the values' top tokens
+    re-paired with the keys (:func:`shuffled_values`, one permutation from ``key``): the chance level, which
+    depends on the vocabulary size and on how many memories are active. Refinement: the block output's top
+    token equals the residual's (the FFN input) only, the FFN output's only, both, or neither (fractions in
+    ``REFINEMENT`` order).
     """
     value_top1_LF = value_top_tokens(params, cfg, 1, final_norm)[0][..., 0]
+    shuffled_LF = jnp.asarray(shuffled_values(value_top1_LF, jax.random.key(0) if key is None else key)[0])
     L = cfg.n_layers
-    state = {"n": jnp.zeros(L), "active": jnp.zeros(L), "zero_agreement": jnp.zeros(L), "refinement": jnp.zeros((L, 4))}
-    step = lambda s, tok, mask, off: _composition_step(s, params, value_top1_LF, threshold, tok, mask, off, cfg,  # noqa: E731
-                                                       final_norm)
+    state = {"n": jnp.zeros(L), "active": jnp.zeros(L), "zero_agreement": jnp.zeros(L),
+             "zero_agreement_shuffled": jnp.zeros(L), "refinement": jnp.zeros((L, 4))}
+    step = lambda s, tok, mask, off: _composition_step(s, params, value_top1_LF, shuffled_LF, threshold, tok,  # noqa: E731
+                                                       mask, off, cfg, final_norm)
     sums = stream(step, state, tokens_NT, mask_NT, batch_size, progress)
     n = np.maximum(sums["n"], 1)
     return {"active_mean": (sums["active"] / n).tolist(), "active_fraction": (sums["active"] / n / cfg.width).tolist(),
             "zero_agreement": (sums["zero_agreement"] / n).tolist(),
+            "zero_agreement_shuffled": (sums["zero_agreement_shuffled"] / n).tolist(),
             "refinement": {name: (sums["refinement"][:, i] / n).tolist() for i, name in enumerate(REFINEMENT)},
             "n_positions": int(sums["n"][0])}
 

@@ -277,3 +277,50 @@ def average_by_category(trace: dict, enc, facts_mask=None) -> dict:
         mean, ci, n = mean_ci(v[:, None]) if len(v) else (np.zeros(1), np.zeros(1), 0)
         out[name] = {"mean": float(mean[0]), "ci": float(ci[0]), "n": n}
     return out
+
+
+def _span_fact(params, item, cfg, nu, samples, layers):
+    tokens_T, pos, gold, s0, s1, key = item
+    T, L, D = tokens_T.shape[0], cfg.n_layers, cfg.d_model
+    subject_T = (jnp.arange(T) >= s0) & (jnp.arange(T) < s1)
+    noise_STD = nu * jax.random.normal(key, (samples, T, D)) * subject_T[None, :, None]
+    clean = forward(params, tokens_T[None], cfg).acts
+
+    def restored(kind, layer):
+        at = (jnp.arange(L) == layer)[:, None, None, None] & subject_T[None, None, :, None]
+
+        def sample(noise_TD):
+            hooks = Hooks(embed_add=noise_TD, resid_post_patch_mask=at & (kind == 1),
+                          resid_post_patch_value=clean.resid_post, mlp_out_patch_mask=at & (kind == 2),
+                          mlp_out_patch_value=clean.mlp_out)
+            return gold_prob(params, cfg, tokens_T, pos, gold, hooks)
+
+        return jax.vmap(sample)(noise_STD).mean()
+
+    K = len(layers)
+    kind_X, layer_X = jnp.repeat(jnp.arange(3), K), jnp.tile(jnp.asarray(layers), 3)
+    p_X = jax.lax.map(lambda c: restored(*c), (kind_X, layer_X)).reshape(3, K)
+    return p_X[0, 0], p_X[1:]
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "samples", "layers"))
+def _span_all(params, tokens_NT, pos_N, gold_N, s0_N, s1_N, keys_N, nu, cfg, samples, layers):
+    return jax.lax.map(lambda item: _span_fact(params, item, cfg, nu, samples, layers),
+                       (tokens_NT, pos_N, gold_N, s0_N, s1_N, keys_N))
+
+
+def restore_subject(params, cfg, enc, noise: float | None = None, samples: int = 10, seed: int = 0,
+                    layers=None) -> dict:
+    """Restoring the *whole* subject at once: the clean hidden states (``resid``) or MLP outputs (``mlp``) of
+    every subject token at one layer l, in the corrupted run of :func:`causal_trace` (same noise: fact n's
+    samples from ``fold_in(key(seed), n)``). Meng et al. restore one token; a model whose last token reads the
+    fact from all subject tokens shows the early site only here. Returns ``p_corrupt`` [N] and ``restored``
+    ``{resid, mlp}`` [N, K] (mean restored P[o]) for the K ``layers`` (default all)."""
+    check_prompts(enc, cfg, width_needed=False)
+    nu = embedding_noise(params) if noise is None else float(noise)
+    keys = jax.vmap(lambda n: jax.random.fold_in(jax.random.key(seed), n))(jnp.arange(len(enc["tokens"])))
+    arrays = [jnp.asarray(enc[k], jnp.int32) for k in ("tokens", "predict_pos", "target", "subject_start", "subject_end")]
+    layers = tuple(range(cfg.n_layers)) if layers is None else tuple(int(l) for l in layers)
+    p_corrupt, p_KNL = _span_all(params, *arrays, keys, jnp.float32(nu), cfg, int(samples), layers)
+    p_corrupt, p_NKL = np.asarray(p_corrupt), np.asarray(p_KNL)
+    return {"p_corrupt": p_corrupt, "restored": {"resid": p_NKL[:, 0], "mlp": p_NKL[:, 1]}, "noise": nu}

@@ -1,55 +1,71 @@
-"""Knowledge neurons (Dai et al. 2022) and causal tracing (Meng et al. 2022) of a facts run:
-``ffnkv knowledge RUN_DIR [attribution|tracing|all]``.
-
-Attribution: integrated gradients of p(attribute) over every FFN coefficient at the prediction position for
-every prompt (training + paraphrase templates) of ``--facts`` facts, the completeness check, each fact's
-knowledge neurons (coarse threshold, refinement by sharing across prompts), relation-level sharing, and the
-relative change of p(correct) when the neurons are suppressed (×0) or amplified (×2), for the fact's own
-prompts and for prompts of unrelated facts. Tracing: one prompt per fact, subject embeddings corrupted with
-Gaussian noise, each (token, layer) state / MLP / attention output restored, plus the severed-path
-variants; averages per token category and layer with 95% CIs. Writes ``attribution.json``,
-``tracing.json`` and PNGs under ``RUN_DIR/analysis/knowledge/``.
+"""``ffnkv knowledge SPEC [attribution|tracing|all]``: knowledge neurons (Dai et al. 2022) and causal tracing
+(Meng et al. 2022) of any model (a facts run, a Hugging Face dir, a GGUF file, ``smollm2``) on its facts: a
+facts run's own world, ``--facts-file`` (CounterFact format), or the shipped well-known facts. The protocol is
+``studies.knowledge``; files (``attribution.json``, ``tracing.json``, PNGs) by ``studies.report.knowledge``
+under ``--out`` (default ``RUN_DIR/analysis/knowledge``, or ``runs/knowledge/NAME`` for other models).
 """
 from __future__ import annotations
 
 NAME = "knowledge"
-HELP = "knowledge neurons (integrated gradients) and causal tracing of a facts run"
+HELP = "knowledge neurons (integrated gradients) and causal tracing of any model on a fact set"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("run_dir", help="a facts run dir written by `ffnkv train`")
-    parser.add_argument("what", nargs="?", default="all", choices=("attribution", "tracing", "all"))
-    parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
-    parser.add_argument("--facts", type=int, default=120, help="facts analysed (a seeded sample)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the fact sample, the noise and controls")
-    parser.add_argument("--steps", type=int, default=20, help="integrated-gradient steps m")
-    parser.add_argument("--rule", default="midpoint", choices=("left", "right", "midpoint", "trapezoid"),
-                        help="Riemann rule of the integral (Dai et al. use right; midpoint is more accurate)")
-    parser.add_argument("--threshold", type=float, default=0.2, help="coarse threshold t × max attribution")
-    parser.add_argument("--share", type=float, default=0.7, help="refinement: fraction of a fact's prompts")
-    parser.add_argument("--unrelated", type=int, default=10, help="unrelated-fact prompts per fact (controls)")
-    parser.add_argument("--samples", type=int, default=10, help="tracing noise samples S")
-    parser.add_argument("--noise-factor", type=float, default=3.0, help="ν = factor × std of token embeddings")
-    parser.add_argument("--window", type=int, default=10, help="layers restored together for MLP/attention")
-    parser.add_argument("--batch-size", type=int, default=2, help="prompts in flight (attribution)")
-    parser.add_argument("--cell-batch", type=int, default=8, help="grid cells in flight (tracing)")
-    parser.add_argument("--examples", type=int, default=3, help="per-fact tracing heatmaps")
-    parser.add_argument("--out", default=None, help="output dir (default RUN_DIR/analysis/knowledge)")
+    a = parser.add_argument
+    a("run_dir", metavar="SPEC", help="a run dir, Hugging Face dir, .gguf file or packaged name (smollm2)")
+    a("what", nargs="?", default="all", choices=("attribution", "tracing", "all"))
+    a("--step", type=int, default=None, help="checkpoint step of a run dir (default: newest)")
+    a("--facts", type=int, default=120, help="facts analysed (a seeded sample, relations in turn)")
+    a("--facts-file", default=None, help="CounterFact-format JSON file of facts (default: the run's or the shipped ones)")
+    a("--known-only", action="store_true", help="keep only facts the model answers correctly")
+    a("--seed", type=int, default=0, help="seed of the fact sample, the noise and the controls")
+    a("--steps", type=int, default=20, help="integrated-gradient steps m")
+    a("--rule", default="midpoint", choices=("left", "right", "midpoint", "trapezoid"),
+      help="Riemann rule of the integral (Dai et al. use right; midpoint is more accurate)")
+    a("--ig-path", default="layer", choices=("layer", "joint"), help="one IG path per layer (Dai) or one joint path")
+    a("--threshold", type=float, default=0.2, help="coarse threshold t × max attribution")
+    a("--share", type=float, default=0.7, help="refinement: fraction of a fact's prompts")
+    a("--no-paraphrases", action="store_true", help="attribute the main prompt only")
+    a("--generic-relations", type=int, default=0, help="set aside neurons coarse for facts of ≥ this many relations")
+    a("--all-positions", action="store_true", help="scale knowledge neurons at every position (suppress/amplify)")
+    a("--unrelated", type=int, default=10, help="unrelated-fact prompts per fact (controls)")
+    a("--samples", type=int, default=10, help="tracing noise samples S")
+    a("--noise-factor", type=float, default=3.0, help="ν = factor × std of token embeddings")
+    a("--window", type=int, default=10, help="layers restored together for MLP/attention (the paper's 10)")
+    a("--no-single-layer", action="store_true", help="skip the single-layer MLP/attention restores")
+    a("--trace-kinds", nargs="+", default=None, help="restored kinds (default all of analysis.tracing.KINDS)")
+    a("--layer-stride", type=int, default=1, help="trace every k-th layer")
+    a("--batch-size", type=int, default=2, help="prompts in flight (attribution)")
+    a("--cell-batch", type=int, default=8, help="grid cells in flight (tracing)")
+    a("--examples", type=int, default=3, help="per-fact tracing heatmaps")
+    a("--out", default=None, help="output dir")
+
+
+def settings(args):
+    from analysis.tracing import KINDS
+    from studies.knowledge import KnowledgeSettings
+
+    return KnowledgeSettings(
+        what=args.what, n_facts=args.facts, seed=args.seed, known_only=args.known_only, steps=args.steps,
+        rule=args.rule, path=args.ig_path, threshold=args.threshold, share=args.share,
+        paraphrases=not args.no_paraphrases, generic_relations=args.generic_relations,
+        all_positions=args.all_positions, unrelated=args.unrelated, batch_size=args.batch_size,
+        samples=args.samples, noise_factor=args.noise_factor, window=args.window,
+        single_layer=not args.no_single_layer, kinds=tuple(args.trace_kinds or KINDS),
+        layer_stride=args.layer_stride, cell_batch=args.cell_batch, examples=args.examples)
 
 
 def run(args) -> int:
     import json
-    from pathlib import Path
 
-    from cli._knowledge_report import attribution_report, load_facts_run, tracing_report
+    from studies.report.paths import default_out
+    from ffnkv.io.load import load_model
+    from studies import facts, knowledge
+    from studies.report import knowledge as report
 
-    task, model_cfg, params = load_facts_run(args.run_dir, args.step)
-    out = Path(args.out or Path(args.run_dir) / "analysis" / "knowledge")
-    out.mkdir(parents=True, exist_ok=True)
-    summary = {"out": str(out)}
-    if args.what in ("attribution", "all"):
-        summary["attribution"] = attribution_report(task, model_cfg, params, args, out)
-    if args.what in ("tracing", "all"):
-        summary["tracing"] = tracing_report(task, model_cfg, params, args, out)
-    print(json.dumps(summary, indent=1))
+    model = load_model(args.run_dir, args.step)
+    result = knowledge.run(model, facts.model_facts(model, args.facts_file), settings(args))
+    out = default_out(args.out, model, "knowledge")
+    report.write(result, out)
+    print(json.dumps(knowledge.summary(result) | {"out": str(out)}, indent=1))
     return 0

@@ -1,62 +1,61 @@
-"""Geva et al.'s key-value memory analyses of a trained run: ``ffnkv memories RUN_DIR``.
-
-Streams a corpus of the run's own task (text: contiguous windows of the token memmap; facts: fresh
-training packs) through the model and writes, under ``RUN_DIR/analysis/memories/``:
-``memories.json`` (Geva 2021: trigger search, value projections, agreement vs baselines, active memories,
-zero agreement, refinement, last/first-token removal), ``promotion.json`` (Geva 2022: sub-update dominance,
-top sub-updates of sample positions, value clusters), per-layer PNG curves, ``triggers.txt`` (sampled
-keys' top trigger prefixes as text, with each value's top tokens) and ``promotion.txt``.
+"""``ffnkv memories SPEC``: Geva et al.'s key-value memory analyses (2021, 2022) of any model — a trained run on
+its own corpus, or a pretrained model (Hugging Face dir, GGUF, ``smollm2``) on ``--text`` files (one row per
+line) or the probe sentences. The protocol is ``studies.memories``; files (``memories.json``,
+``promotion.json``, PNGs, ``triggers.txt``, ``promotion.txt``) by ``studies.report.memories`` under ``--out``
+(default ``RUN_DIR/analysis/memories``, or ``runs/memories/NAME``).
 """
 from __future__ import annotations
 
 NAME = "memories"
-HELP = "Geva 2021/2022 key-value memory analyses of a run (triggers, agreement, refinement, promotion)"
+HELP = "Geva 2021/2022 key-value memory analyses of any model (triggers, agreement, refinement, promotion)"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("run_dir", help="a run dir written by `ffnkv train`")
-    parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
-    parser.add_argument("--max-tokens", type=int, default=200_000, help="corpus size streamed (tokens)")
-    parser.add_argument("--k", type=int, default=25, help="trigger prefixes kept per key")
-    parser.add_argument("--batch-size", type=int, default=32, help="rows per streamed chunk")
-    parser.add_argument("--final-norm", action="store_true",
-                        help="project through the final norm before the unembedding (default: raw x·E, as Geva 2021)")
-    parser.add_argument("--threshold", type=float, default=0.0, help="a memory is active where m > threshold")
-    parser.add_argument("--sample-keys", type=int, default=6, help="keys per layer in triggers.txt")
-    parser.add_argument("--clusters", type=int, default=8, help="k-means clusters of values per layer")
-    parser.add_argument("--top-n", type=int, default=10, help="top sub-updates per position (Geva 2022)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="output dir (default RUN_DIR/analysis/memories)")
+    a = parser.add_argument
+    a("run_dir", metavar="SPEC", help="a run dir, Hugging Face dir, .gguf file or packaged name (smollm2)")
+    a("--step", type=int, default=None, help="checkpoint step of a run dir (default: newest)")
+    a("--text", nargs="+", default=None, help="text files streamed instead of the run's corpus, one row per line")
+    a("--max-tokens", type=int, default=200_000, help="corpus size streamed (tokens)")
+    a("--k", type=int, default=25, help="trigger prefixes kept per key")
+    a("--batch-size", type=int, default=32, help="rows per streamed chunk")
+    a("--final-norm", action="store_true",
+      help="project through the final norm before the unembedding (default: raw x·E, as Geva 2021)")
+    a("--threshold", type=float, default=0.0, help="a memory is active where m > threshold")
+    a("--shuffles", type=int, default=100, help="value re-pairings of the agreement baseline")
+    a("--removal-keys", type=int, default=0, help="keys per layer in the token-removal test (0: all)")
+    a("--sample-keys", type=int, default=6, help="keys per layer in triggers.txt")
+    a("--clusters", type=int, default=8, help="k-means clusters of values per layer")
+    a("--top-n", type=int, default=10, help="top sub-updates per position (Geva 2022)")
+    a("--window", type=int, default=64, help="tokens per row of a text corpus")
+    a("--seed", type=int, default=0)
+    a("--out", default=None, help="output dir")
 
 
 def run(args) -> int:
     import json
     from pathlib import Path
 
-    import jax
+    from ffnkv.io.load import load_model
+    from studies import memories
+    from studies.report import memories as report
+    from studies.report.paths import default_out
 
-    from analysis.plots_memories import plot_all
-    from cli._memories_report import analyse, write_dumps
-    from ffnkv.data import make_task
+    s = memories.MemoriesSettings(max_tokens=args.max_tokens, k=args.k, batch_size=args.batch_size,
+                                  final_norm=args.final_norm, threshold=args.threshold, n_shuffles=args.shuffles,
+                                  removal_keys=args.removal_keys, sample_keys=args.sample_keys, clusters=args.clusters,
+                                  top_n=args.top_n, window=args.window, seed=args.seed)
     from ffnkv.errors import FfnkvError
-    from ffnkv.io.run import load_config, load_params
 
-    train_cfg, model_cfg = load_config(args.run_dir)
-    params = load_params(args.run_dir, model_cfg, args.step)
-    task = make_task(train_cfg["data"]["kind"], **train_cfg["data"]["kwargs"])
-    if not hasattr(task, "windows"):
-        raise FfnkvError(f"task {train_cfg['data']['kind']!r} has no text corpus to stream; use a facts or text run.")
-    out = Path(args.out or Path(args.run_dir) / "analysis" / "memories")
-    out.mkdir(parents=True, exist_ok=True)
-    corpus = task.windows(args.max_tokens)
-    results, promotion, extras = analyse(params, model_cfg, corpus, args, jax.random.key(args.seed))
-    results["plots"] = plot_all(results, out)
-    for name, data in (("memories.json", results), ("promotion.json", promotion)):
-        tmp = out / f"{name}.tmp"
-        tmp.write_text(json.dumps(data, indent=1))
-        tmp.replace(out / name)
-    write_dumps(out, task.tokenizer, corpus, results, promotion, extras, args.sample_keys)
-    summary = {k: results[k] for k in ("agreement", "composition")} | {"out": str(out)}
-    summary["agreement"] = {k: v for k, v in summary["agreement"].items() if k in ("agreement", "baseline")}
-    print(json.dumps(summary))
+    missing = [f for f in args.text or () if not Path(f).is_file()]
+    if missing:
+        raise FfnkvError(f"--text file {missing[0]!r} does not exist.")
+    model = load_model(args.run_dir, args.step)
+    texts = [line for f in args.text for line in Path(f).read_text().splitlines() if line.strip()] if args.text else None
+    result = memories.run(model, memories.corpus(model, s, texts), s)
+    out = default_out(args.out, model, "memories")
+    report.write(result, out)
+    mem = result["memories"]
+    print(json.dumps({"agreement": {k: mem["agreement"][k] for k in ("agreement", "baseline")},
+                      "zero_agreement": mem["composition"]["zero_agreement"],
+                      "zero_agreement_shuffled": mem["composition"]["zero_agreement_shuffled"], "out": str(out)}))
     return 0

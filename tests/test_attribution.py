@@ -121,12 +121,9 @@ def test_errors():
         A.integrated_gradients(random_params(cfg), cfg, enc | {"predict_pos": np.array([9])})
 
 
-def test_cli_rejects_non_facts_run(tmp_path, capsys):
-    import json
-
+def test_cli_rejects_a_bad_model_spec_in_one_line(tmp_path, capsys):
     from cli import main
-    (tmp_path / "config.json").write_text(json.dumps({"model": {}, "data": {"kind": "condcomp", "kwargs": {}},
-                                                               "seed": 0, "steps": 1, "batch_size": 1}))
-    assert main(["knowledge", str(tmp_path), "attribution"]) == 2
-    assert "facts run" in capsys.readouterr().err
+
     assert main(["knowledge", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and len(err.strip().splitlines()) == 1

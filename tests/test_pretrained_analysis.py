@@ -5,17 +5,16 @@ import numpy as np
 import pytest
 
 from analysis import attribution
-from analysis import pretrained_kn as kn
 from analysis import pretrained_pos as pos
-from analysis import pretrained_vocab as vocab
+from analysis import memories
 from analysis import tracing
 from cli import main
 from studies.pos_specialisation import sparsity_per_layer
-from cli.pretrained_smollm2 import _encode
 from ffnkv.config import ModelConfig
 from ffnkv.errors import FfnkvError
 from ffnkv.hooks import Hooks
 from ffnkv.model import forward, init_params
+from ffnkv.prompts import Prompts
 
 CFG = ModelConfig(vocab_size=31, d_model=16, n_layers=3, n_heads=2, d_ff=24, ffn="gelu", max_len=16)
 
@@ -68,15 +67,9 @@ def test_ablation_sweep_identity_and_effect(params):
 
 
 def _facts_enc():
-    rows = [{"ids": np.array([3, 7, 9, 2, 5]), "subject_T": np.array([0, 1, 1, 0, 0], bool), "target": 4},
-            {"ids": np.array([1, 2, 6]), "subject_T": np.array([1, 0, 0], bool), "target": 6}]
-    return _encode(rows)
-
-
-def test_encode_subject_span():
-    enc = _facts_enc()
-    assert enc["tokens"].shape == (2, 5) and enc["predict_pos"].tolist() == [4, 2]
-    assert enc["subject_start"].tolist() == [1, 0] and enc["subject_end"].tolist() == [3, 1]
+    """Two right-padded prompts: subjects [1, 3) and [0, 1), answers 4 and 6."""
+    tokens = np.array([[3, 7, 9, 2, 5], [1, 2, 6, 0, 0]], np.int32)
+    return Prompts(tokens, np.array([5, 3]), np.array([4, 2]), np.array([4, 6]), np.array([1, 0]), np.array([3, 1]))
 
 
 def test_tracing_layer_subset_and_keys(params):
@@ -113,12 +106,7 @@ def test_joint_path_integrated_gradients(params):
         attribution.integrated_gradients(params, CFG, enc, path="diagonal")
 
 
-def test_candidates_generic_split_and_scaling(params):
-    attr = jnp.zeros((3, 24)).at[1, 5].set(1.0).at[2, 0].set(0.5).at[0, 3].set(0.1)
-    assert kn.candidate_neurons(attr, 0.2) == [(1, 5), (2, 0)]
-    assert kn.candidate_neurons(attr, 0.2, limit=1) == [(1, 5)]
-    specific, generic = kn.split_generic([[(1, 5), (2, 0)], [(2, 0)], [(2, 0), (0, 1)]], ["a", "b", "c"])
-    assert generic == [(2, 0)] and specific == [[(1, 5)], [], [(0, 1)]]
+def test_scaling_at_every_position(params):
     enc = _facts_enc()
     masks = attribution.neuron_mask([[(1, 5)]], CFG)
     p = attribution.scaled_probs(params, CFG, enc, masks, np.zeros(2), np.arange(2), 0.0, all_positions=True)
@@ -128,11 +116,10 @@ def test_candidates_generic_split_and_scaling(params):
 
 
 def test_value_projection_ranks(params):
-    top = vocab.top_tokens(params, CFG, 1, [0, 5], k=3)
-    ranks = vocab.token_rank(params, CFG, 1, [0, 5], int(top[0, 0]))
+    scores_NV = np.asarray(memories.value_logits(params, CFG, 1, [0, 5]))
+    ranks = memories.token_rank(params, CFG, 1, [0, 5], int(np.argmax(scores_NV[0])))
     assert int(ranks[0]) == 0
-    scores = np.asarray(vocab.value_logits(params, CFG, 1, [5]))[0]
-    assert int(np.argmax(scores)) == int(top[1, 0])
+    assert int(ranks[1]) == int((scores_NV[1] > scores_NV[1, np.argmax(scores_NV[0])]).sum())
 
 
 def test_cli_reports_bad_checkpoints(tmp_path, capsys):

@@ -1,0 +1,90 @@
+"""Fact sets for the studies: CounterFact-format records (``ffnkv.data.counterfact.FactRecord``) from a fact
+file, the shipped well-known facts, or a trained facts run's own world, so every study reads one form.
+
+A record's prompts are ``prompt`` (with ``{}`` for the subject) and its ``paraphrase_prompts``. For a facts
+run the records are ``world_fact_records`` with the fact's other training templates added to the paraphrases,
+so that each fact has Dai et al.'s several prompts (5 training + 2 held-out templates).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ffnkv.data.counterfact import KNOWN_FACTS, FactRecord, load_fact_file, world_fact_records
+from ffnkv.errors import FfnkvError
+from ffnkv.model import forward
+from ffnkv.prompts import encode_prompts
+
+
+def run_facts(task) -> list[FactRecord]:
+    """Every fact of a facts task as a record whose paraphrases include its other training templates."""
+    out = []
+    for r in sorted(world_fact_records(task), key=lambda r: r.case_id):
+        train = [t.replace("{s}", r.subject) for t in task.templates(r.relation_id, "train")]
+        others = tuple(t for t in train if t != r.text)
+        out.append(dataclasses.replace(r, paraphrase_prompts=others + r.paraphrase_prompts))
+    return out
+
+
+def model_facts(model, path=None) -> list[FactRecord]:
+    """The fact set of ``model``: ``path`` (a CounterFact-format JSON file) if given, else a facts run's own
+    world, else the shipped well-known facts (for pretrained models)."""
+    if path is not None:
+        return load_fact_file(path, model.tokenizer)
+    task = model.run.task if model.run is not None else None
+    if task is not None and hasattr(task, "facts"):
+        return run_facts(task)
+    if model.run is not None:
+        raise FfnkvError(f"run {model.name!r} is not a facts run; give a fact file (--facts-file).")
+    return load_fact_file(KNOWN_FACTS, model.tokenizer)
+
+
+def main_prompts(tokenizer, records):
+    """``Prompts`` of each record's main prompt, with ``target_true`` as the answer."""
+    return encode_prompts(tokenizer, [r.prompt for r in records], [r.subject for r in records],
+                          [r.target_true for r in records])
+
+
+def all_prompts(tokenizer, records, paraphrases: bool = True):
+    """(``Prompts`` of every prompt of every record, ``fact_N``): the main prompt, then the paraphrases that
+    name the subject (a paraphrase without it, e.g. "Mozart …" for "Wolfgang Amadeus Mozart", is left out)."""
+    texts, subjects, answers, fact_N = [], [], [], []
+    for k, r in enumerate(records):
+        kept = [p for p in r.paraphrase_prompts if r.subject in p] if paraphrases else []
+        for text in (r.prompt, *kept):
+            texts.append(text)
+            subjects.append(r.subject)
+            answers.append(r.target_true)
+            fact_N.append(k)
+    return encode_prompts(tokenizer, texts, subjects, answers), np.array(fact_N)
+
+
+def top1(params, cfg, enc, chunk: int = 128) -> np.ndarray:
+    """The model's top-1 next token at each prompt's prediction position ``[N]``."""
+    fn = jax.jit(lambda p, t, pos: jnp.argmax(forward(p, t, cfg).logits[jnp.arange(t.shape[0]), pos], -1))
+    return np.concatenate([np.asarray(fn(params, jnp.asarray(enc.tokens[i:i + chunk]),
+                                         jnp.asarray(enc.predict_pos[i:i + chunk])))
+                           for i in range(0, len(enc), chunk)])
+
+
+def select(records, known_N, n: int, seed: int, known_only: bool) -> np.ndarray:
+    """Up to ``n`` record indices, sorted: a seeded shuffle taken one relation at a time in turn so that no
+    relation dominates; with ``known_only`` only records the model answers correctly (``known_N``)."""
+    if n < 2:
+        raise FfnkvError("at least 2 facts are needed; raise the number of facts.")
+    pool = np.flatnonzero(known_N) if known_only else np.arange(len(records))
+    if len(pool) < 2:
+        raise FfnkvError(f"the model answers {len(pool)} of {len(records)} facts correctly; at least 2 are needed.")
+    pool = np.random.default_rng([seed, 0xFAC7]).permutation(pool)
+    queues: dict[str, list] = {}
+    for i in pool:
+        queues.setdefault(str(records[i].relation_id), []).append(int(i))
+    picked, lanes = [], list(queues.values())
+    while len(picked) < n and any(lanes):
+        for lane in lanes:
+            if lane and len(picked) < n:
+                picked.append(lane.pop(0))
+    return np.sort(np.array(picked))

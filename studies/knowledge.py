@@ -1,0 +1,256 @@
+"""Knowledge neurons (Dai et al. 2022) and causal tracing (Meng et al. 2022) on any model and any fact set.
+
+``run(model, records, settings) -> dict``: ``model`` from ``ffnkv.io.load.load_model`` (a facts run, a Hugging
+Face directory, a GGUF file, ``smollm2``), ``records`` CounterFact-format facts (``studies.facts``).
+
+* Attribution: integrated gradients of p(answer) over the FFN coefficients at the prediction position of every
+  prompt of each fact (``analysis.attribution``, Dai et al. eq. 3–5), knowledge neurons by the coarse
+  threshold and the refinement across a fact's prompts (§3.2), relation sharing (§5.1), and the relative
+  change of p(answer) when a fact's neurons are scaled ×0 / ×2 (§4.1) on its own prompts, on unrelated facts'
+  prompts and — the chance baseline — when as many random neurons of the same layers are scaled on its own
+  prompts. The layer distribution is reported beside two baselines from the same model: each layer's share
+  of the attribution mass and of the neurons.
+* Value projection: the rank of the answer in each knowledge neuron's value read through the logit lens
+  (Geva et al. 2022, §3) against random neurons of the same layers.
+* Tracing: one prompt per fact, subject embeddings corrupted, states restored per (token, layer) with the
+  paper's window for MLP/attention and again with single-layer restores; averages per token category with
+  95% CIs, and the early (last subject token) and late (last token) sites.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import jax
+import numpy as np
+
+from analysis import attribution as A
+from analysis import tracing as TR
+from analysis.ablation import random_like
+from analysis.memories import token_rank
+from ffnkv.errors import FfnkvError
+from studies import facts as FS
+
+WHAT = ("attribution", "tracing", "all")
+
+
+@dataclasses.dataclass(frozen=True)
+class KnowledgeSettings:
+    """``what``: attribution, tracing or all. Facts: ``n_facts`` (seeded sample, relations in turn), ``known_only``
+    keeps facts the model answers correctly. Attribution: ``steps``/``rule``/``path`` of the integral,
+    ``threshold`` (coarse, × max), ``share`` (refinement), ``paraphrases`` (use them as extra prompts),
+    ``generic_relations`` (> 0: neurons coarse for facts of that many relations are set aside),
+    ``all_positions`` (scale the neurons at every position), ``unrelated`` prompts per fact. Tracing: ``samples``,
+    ``noise_factor``, ``window`` (the paper's 10), ``single_layer`` (also restore MLP/attention one layer at a
+    time), ``whole_subject`` (also restore every subject token at once), ``kinds``, ``layer_stride``."""
+
+    what: str = "all"
+    n_facts: int = 120; seed: int = 0; known_only: bool = False  # noqa: E702
+    steps: int = 20; rule: str = "midpoint"; path: str = "layer"  # noqa: E702
+    threshold: float = 0.2; share: float = 0.7; paraphrases: bool = True; generic_relations: int = 0  # noqa: E702
+    all_positions: bool = False; unrelated: int = 10; batch_size: int = 2; value_random: int = 20  # noqa: E702
+    samples: int = 10; noise_factor: float = 3.0; window: int = 10  # noqa: E702
+    single_layer: bool = True; whole_subject: bool = True  # noqa: E702
+    kinds: tuple = TR.KINDS; layer_stride: int = 1; cell_batch: int = 8; examples: int = 3  # noqa: E702
+
+    def __post_init__(self):
+        if self.what not in WHAT:
+            raise FfnkvError(f"what={self.what!r} is not a knowledge analysis; use one of {', '.join(WHAT)}.")
+        for name in ("steps", "samples", "window", "layer_stride", "batch_size", "cell_batch"):
+            if getattr(self, name) < 1:
+                raise FfnkvError(f"{name} must be a positive integer; got {getattr(self, name)}.")
+
+
+def run(model, records, settings: KnowledgeSettings = KnowledgeSettings()) -> dict:
+    """Screening, then ``attribution`` and/or ``tracing`` (module docstring) on ``records``; JSON-able."""
+    cfg, params, tok = model.cfg, jax.tree.map(np.asarray, model.params), model.tokenizer
+    if not cfg.causal:
+        raise FfnkvError(f"{model.name!r} is not a causal LM; knowledge neurons and tracing need next-token prediction.")
+    main = FS.main_prompts(tok, records)
+    known_N = FS.top1(params, cfg, main) == main.target
+    chosen = FS.select(records, known_N, settings.n_facts, settings.seed, settings.known_only)
+    facts = [records[i] for i in chosen]
+    out = {"model": {"name": model.name, "n_layers": cfg.n_layers, "width": cfg.width, "vocab_size": cfg.vocab_size},
+           "screening": {"n_records": len(records), "n_known": int(known_N.sum()), "chosen": chosen.tolist()},
+           "settings": dataclasses.asdict(settings)}
+    if settings.what in ("attribution", "all"):
+        out["attribution"] = attribution(params, cfg, tok, facts, settings)
+    if settings.what in ("tracing", "all"):
+        out["tracing"] = tracing(params, cfg, tok, facts, known_N[chosen], settings)
+    return out
+
+
+# ---------------------------------------------------------------- attribution
+
+def layer_baselines(attr_NLF, has_ffn_L) -> dict:
+    """Where knowledge neurons would sit by chance: each layer's share of the positive attribution mass (mean
+    over prompts) and of the neurons."""
+    pos_NLF = np.maximum(attr_NLF, 0)
+    mass_NL = pos_NLF.sum(-1) / np.maximum(pos_NLF.sum((1, 2)), 1e-30)[:, None]
+    count_L = np.asarray(has_ffn_L, float) * attr_NLF.shape[2]
+    return {"attribution_mass": mass_NL.mean(0).tolist(), "neuron_count": (count_L / count_L.sum()).tolist()}
+
+
+def _random_neurons(neurons, cfg, rng) -> list:
+    mask_LF = A.neuron_mask([neurons], cfg)[0]
+    layers, units = np.nonzero(random_like(mask_LF, 1, rng)[0])
+    return [[int(a), int(b)] for a, b in zip(layers, units)]
+
+
+def attribution(params, cfg, tok, facts, s: KnowledgeSettings) -> dict:
+    """Knowledge neurons of ``facts`` with their effects and chance baselines (module docstring)."""
+    enc, fact_N = FS.all_prompts(tok, facts, s.paraphrases)
+    start = time.perf_counter()
+    ig = A.integrated_gradients(params, cfg, enc, s.steps, s.rule, s.batch_size, path=s.path)
+    seconds = time.perf_counter() - start
+    relation_N = np.array([str(facts[k].relation_id) for k in fact_N])
+    generic = A.generic_neurons(ig["attr"], relation_N, s.threshold, s.generic_relations) if s.generic_relations else None
+    kn = A.knowledge_neurons(ig["attr"], fact_N, s.threshold, s.share, exclude_LF=generic)
+    neurons = [f["neurons"] for f in kn]
+    relation_K = np.array([str(f.relation_id) for f in facts])
+    rng = np.random.default_rng([s.seed, 0x0C7])
+    own = [np.flatnonzero(fact_N == k) for k in range(len(facts))]
+    unrelated = []
+    for k in range(len(facts)):
+        pool = np.flatnonzero(relation_K[fact_N] != relation_K[k])
+        pool = pool if pool.size else np.flatnonzero(fact_N != k)
+        unrelated.append(rng.choice(pool, min(s.unrelated, pool.size), replace=False))
+    effects = A.suppression_amplification(params, cfg, enc, neurons, own, unrelated, ig["prob"],
+                                          all_positions=s.all_positions)
+    randoms = [_random_neurons(ns, cfg, rng) for ns in neurons]
+    chance = A.suppression_amplification(params, cfg, enc, randoms, own, own, ig["prob"], all_positions=s.all_positions)
+    for stat in ("mean", "median"):
+        effects[stat] |= {k.replace("_own", "_random"): v for k, v in chance[stat].items() if k.endswith("_own")}
+    effects["by_relation"] = {}
+    for rel in np.unique(relation_K):
+        rows = [effects["per_fact"][k] for k in np.flatnonzero(relation_K == rel) if neurons[k]]
+        effects["by_relation"][str(rel)] = {key: float(np.mean([r[key] for r in rows])) if rows else None
+                                            for key in effects["per_fact"][0]}
+    correct_N = FS.top1(params, cfg, enc) == enc.target
+    layer_counts = np.bincount([layer for ns in neurons for layer, _ in ns], minlength=cfg.n_layers)
+    coarse_counts = A.coarse_neurons(ig["attr"], s.threshold).sum((0, 2))
+    n_neurons = np.array([len(ns) for ns in neurons])
+    sharing = A.relation_sharing(neurons, relation_K)
+    summary = {
+        "n_facts": len(facts), "n_prompts": len(enc), "prompt_top1_accuracy": float(correct_N.mean()),
+        "paraphrases_without_subject": sum(f.subject not in p for f in facts for p in f.paraphrase_prompts),
+        "mean_p_correct": float(ig["prob"].mean()), "completeness": ig["completeness"],
+        "facts_with_neurons": int((n_neurons > 0).sum()), "mean_neurons_per_fact": float(n_neurons.mean()),
+        "neurons_per_fact_hist": np.bincount(n_neurons).tolist(), "layer_counts": layer_counts.tolist(),
+        "coarse_layer_counts": coarse_counts.tolist(), "layer_baselines": layer_baselines(ig["attr"], cfg.has_ffn_L()),
+        "effects_mean": effects["mean"], "effects_median": effects["median"],
+        "intra_relation_overlap": sharing["intra_relation_overlap"],
+        "inter_relation_overlap": sharing["inter_relation_overlap"],
+        "generic_neurons": [] if generic is None else np.argwhere(generic).tolist(),
+        "ig_seconds": seconds, "ig_seconds_per_prompt": seconds / len(enc)}
+    projection = value_projection(params, cfg, facts, neurons, enc.target[[o[0] for o in own]], s.value_random, rng)
+    per_fact = [{"case_id": int(f.case_id), "subject": f.subject, "relation": f.relation_id, "prompt": f.prompt,
+                 "answer": f.target_true, "neurons": e["neurons"], "random_neurons": randoms[k], "share": e["share"],
+                 "threshold": e["threshold"], "n_coarse_mean": e["n_coarse_mean"],
+                 "p_correct": float(ig["prob"][own[k]].mean()), "effects": effects["per_fact"][k]}
+                for k, (f, e) in enumerate(zip(facts, kn))]
+    first = own[0][0]
+    return {"summary": summary, "relation_sharing": sharing, "value_projection": projection,
+            "effects": {k: effects[k] for k in ("factors", "mean", "median", "n_facts", "by_relation")},
+            "facts": per_fact,
+            "example": {"attr_LF": ig["attr"][first].tolist(), "neurons": neurons[0],
+                        "title": f"{facts[0].prompt.replace('{}', facts[0].subject)} → {facts[0].target_true}"}}
+
+
+def value_projection(params, cfg, facts, neurons, target_K, n_random: int, rng) -> dict:
+    """Rank of each fact's answer token in its knowledge neurons' values (logit lens) and in ``n_random`` random
+    values of the same layers: do the neurons that matter write the answer directly?"""
+    rows, gold, chance = [], [], []
+    for k, ns in enumerate(neurons):
+        for layer, unit in ns:
+            rank = int(token_rank(params, cfg, layer, [unit], int(target_K[k]))[0])
+            chance += np.asarray(token_rank(params, cfg, layer, rng.integers(0, cfg.width, n_random),
+                                            int(target_K[k]))).tolist()
+            gold.append(rank)
+            rows.append({"fact": k, "layer": layer, "neuron": unit, "answer_rank": rank})
+    median = lambda x: float(np.median(x)) if x else None  # noqa: E731
+    return {"neurons": rows, "answer_rank_median": median(gold), "random_answer_rank_median": median(chance),
+            "vocab_size": cfg.vocab_size}
+
+
+# ---------------------------------------------------------------- tracing
+
+def sites(average: dict, kind: str) -> dict:
+    """The early site (last subject token) and the late site (last token) of one restored kind: the peak
+    indirect effect, its layer index (into the traced layers) and CI."""
+    out = {}
+    for name, category in (("early", "last_subject"), ("late", "last")):
+        row = average.get(kind, {}).get(category)
+        if row:
+            at = int(np.argmax(row["mean"]))
+            out[name] = {"category": category, "peak": row["mean"][at], "ci": row["ci"][at], "at": at}
+    return out
+
+
+def whole_subject(params, cfg, enc, noise, facts_mask, layers, s: KnowledgeSettings) -> dict:
+    """Mean ± 95% CI over facts of the indirect effect of restoring every subject token at one layer (hidden
+    states or MLP outputs; ``analysis.tracing.restore_subject``), per layer."""
+    out = TR.restore_subject(params, cfg, enc, noise, s.samples, s.seed, layers)
+    keep = np.ones(len(enc), bool) if facts_mask is None else np.asarray(facts_mask, bool)
+    rows = {}
+    for kind, p_NL in out["restored"].items():
+        mean, ci, n = TR.mean_ci((p_NL - out["p_corrupt"][:, None])[keep])
+        rows[kind] = {"mean": mean.tolist(), "ci": ci.tolist(), "n": n}
+    return rows
+
+
+def tracing(params, cfg, tok, facts, known_K, s: KnowledgeSettings) -> dict:
+    """Causal traces of each fact's main prompt with the paper's window and with single-layer restores."""
+    enc = FS.main_prompts(tok, facts)
+    layers = tuple(range(0, cfg.n_layers, s.layer_stride))
+    noise = TR.embedding_noise(params, s.noise_factor)
+    window = min(s.window, cfg.n_layers)
+    start = time.perf_counter()
+    trace = TR.causal_trace(params, cfg, enc, noise, s.samples, window, s.kinds, seed=s.seed, layers=layers,
+                            cell_batch=s.cell_batch)
+    averaged = known_K if known_K.any() else None  # Meng et al. average over known facts; else over all
+    restores = {"window": TR.average_by_category(trace, enc, averaged)}
+    single_kinds = tuple(k for k in ("mlp", "attn") if k in s.kinds)
+    if s.single_layer and single_kinds and window > 1:
+        single = TR.causal_trace(params, cfg, enc, noise, s.samples, 1, single_kinds, seed=s.seed, layers=layers,
+                                 cell_batch=s.cell_batch)
+        restores["single"] = TR.average_by_category(single, enc, averaged)
+    span = whole_subject(params, cfg, enc, noise, averaged, layers, s) if s.whole_subject else None
+    seconds = time.perf_counter() - start
+    known = restores["window"]
+    site_table = {kind if kind == "resid" else f"{kind} ({how})": sites(avg, kind) for how, avg in restores.items()
+                  for kind in ("resid", "mlp", "attn") if kind in avg and (how == "window" or kind != "resid")}
+    for kind, row in (span or {}).items():
+        site_table[f"{kind} (whole subject)"] = sites({kind: {"last_subject": row}}, kind)
+    examples = []
+    for n in np.flatnonzero(known_K if averaged is not None else np.ones(len(facts), bool))[: s.examples]:
+        last = int(enc.predict_pos[n]) + 1
+        examples.append({"restored": trace["restored"][n, :, :last].tolist(),
+                         "labels": [tok.token_str(int(t)) for t in enc.tokens[n, :last]],
+                         "subject_span": [int(enc.subject_start[n]), int(enc.subject_end[n])],
+                         "p_corrupt": float(trace["p_corrupt"][n]),
+                         "title": f"{facts[n].prompt.replace('{}', facts[n].subject)} → {facts[n].target_true} "
+                                  f"(p clean {trace['p_clean'][n]:.3f}, corrupted {trace['p_corrupt'][n]:.3f})"})
+    per_fact = [{"case_id": int(f.case_id), "prompt": f.prompt.replace("{}", f.subject), "answer": f.target_true,
+                 "relation": f.relation_id, "known": bool(known_K[k]), "p_clean": float(trace["p_clean"][k]),
+                 "p_corrupt": float(trace["p_corrupt"][k])} for k, f in enumerate(facts)]
+    return {"config": {"noise": noise, "noise_factor": s.noise_factor, "samples": s.samples, "window": window,
+                       "layers": list(layers), "seed": s.seed, "kinds": list(s.kinds)},
+            "seconds": seconds, "averaged_over": "all" if averaged is None else "known", "known_facts": known, "single_layer": restores.get("single"),
+            "whole_subject": span,
+            "all_facts": TR.average_by_category(trace, enc), "sites": site_table, "facts": per_fact,
+            "examples": examples}
+
+
+def summary(result: dict) -> dict:
+    """The few numbers a command prints: facts, knowledge-neuron layers vs baselines, effects, tracing sites."""
+    out = {"facts": result["screening"] | {"chosen": len(result["screening"]["chosen"])}}
+    if "attribution" in result:
+        s = result["attribution"]["summary"]
+        out["attribution"] = {k: s[k] for k in ("n_prompts", "mean_neurons_per_fact", "layer_counts", "layer_baselines",
+                                                "effects_mean")} | {"completeness": s["completeness"]["relative_error"]}
+    if "tracing" in result:
+        t = result["tracing"]
+        out["tracing"] = {"n_known": t["known_facts"]["n_facts"], "total_effect": t["known_facts"]["total_effect"],
+                          "sites": t["sites"], "seconds": t["seconds"]}
+    return out
