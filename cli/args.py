@@ -33,3 +33,24 @@ def output_dir(text: str) -> str:
     if os.path.exists(text) and not os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"{text!r} is a file; pass a directory (it is created if absent)")
     return text
+
+
+def mesh_shape(text: str) -> tuple[int, int]:
+    """``(data, model)`` device counts, e.g. ``(-1,1)`` or ``-1,1``: -1 on data takes every device left."""
+    try:
+        data, model = (int(x) for x in text.strip().strip("()").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a mesh shape; write (DATA,MODEL), e.g. (-1,1)") from None
+    if model < 1 or (data < 1 and data != -1):
+        raise argparse.ArgumentTypeError(f"{text} must have model ≥ 1 and data ≥ 1 or -1")
+    return data, model
+
+
+def add_mesh(parser) -> None:
+    """The ``--mesh`` option of the analysis commands."""
+    parser.add_argument("--mesh", type=mesh_shape, default=None, metavar="(DATA,MODEL)",
+                        help="sweep the analysis over a device mesh, e.g. (-1,1): every device on the data axis, "
+                             "parameters replicated; (1,8): parameters split 8 ways (default: one device)")
+
+
+finite_float = _checked(float, lambda v: True, "a finite number")

@@ -7,6 +7,8 @@ packaged ``known_facts.json`` for a pretrained model). Writes ``edit.json``, ``e
 """
 from __future__ import annotations
 
+from cli.args import add_mesh, nonnegative_int, output_dir, positive_float, positive_int
+
 from pathlib import Path
 
 NAME = "edit"
@@ -16,24 +18,25 @@ HELP = "ROME and MEMIT fact edits on any model, scored CounterFact-style"
 def add_arguments(parser) -> None:
     parser.add_argument("run_dir", metavar="SPEC", help="a facts run dir, a Hugging Face dir, a .gguf file or a packaged name")
     parser.add_argument("--facts", default=None, help="CounterFact-format JSON file (default: the run's world / known_facts.json)")
-    parser.add_argument("--layer", type=int, default=None, help="edit layer (default: editability per layer on calibration facts)")
+    parser.add_argument("--layer", type=nonnegative_int, default=None, help="edit layer (default: editability per layer on calibration facts)")
     parser.add_argument("--layers-to-try", default=None, help="comma list of candidate layers for the layer rule (default all)")
-    parser.add_argument("--memit-width", type=int, default=2, help="MEMIT edits this many layers ending at the edit layer")
-    parser.add_argument("--n-edits", type=int, default=100, help="facts to edit")
-    parser.add_argument("--n-unrelated", type=int, default=100, help="unedited facts for the unrelated accuracy")
-    parser.add_argument("--n-calibration", type=int, default=10, help="facts for the layer rule (not scored)")
+    parser.add_argument("--memit-width", type=positive_int, default=2, help="MEMIT edits this many layers ending at the edit layer")
+    parser.add_argument("--n-edits", type=positive_int, default=100, help="facts to edit")
+    parser.add_argument("--n-unrelated", type=positive_int, default=100, help="unedited facts for the unrelated accuracy")
+    parser.add_argument("--n-calibration", type=positive_int, default=10, help="facts for the layer rule (not scored)")
     parser.add_argument("--protocols", default="single,sequential,memit", help="comma list of single, sequential, memit")
     parser.add_argument("--token", default="subject_last", choices=("subject_last", "last"),
                         help="where keys are read and δ added (paper: subject_last)")
     parser.add_argument("--constraint", default="bare", choices=("bare", "mean"),
                         help="ROME/MEMIT constraint key: the bare prompt's (reference code) or the prefix mean (Gupta et al.)")
-    parser.add_argument("--memit-lambda", type=float, default=None, help="absolute MEMIT λ (default: the relative rule)")
-    parser.add_argument("--lambda-ratio", type=float, default=None, help="λ / mean kᵀC⁻¹k (default 15000/16384, GPT-J's)")
+    parser.add_argument("--memit-lambda", type=positive_float, default=None, help="absolute MEMIT λ (default: the relative rule)")
+    parser.add_argument("--lambda-ratio", type=positive_float, default=None, help="λ / mean kᵀC⁻¹k (default 15000/16384, GPT-J's)")
     parser.add_argument("--lambda-sweep", default="", help="comma list of λ ratios also scored (plus λ = 15000)")
     parser.add_argument("--cov-text", default=None, help="glob of text files for C of a pretrained model")
-    parser.add_argument("--cov-tokens", type=int, default=20000, help="tokens of that text")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="output dir")
+    parser.add_argument("--cov-tokens", type=positive_int, default=20000, help="tokens of that text")
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
+    parser.add_argument("--out", type=output_dir, default=None, help="output dir")
+    add_mesh(parser)
 
 
 def _ints(text, what):
@@ -64,7 +67,7 @@ def settings_from(args):
                         memit_width=args.memit_width, memit_lambda=args.memit_lambda,
                         lambda_ratio=PAPER_LAMBDA_RATIO if args.lambda_ratio is None else args.lambda_ratio,
                         lambda_sweep=_floats(args.lambda_sweep, "--lambda-sweep"),
-                        cov_text=args.cov_text or LICENCE_TEXTS, cov_tokens=args.cov_tokens)
+                        cov_text=args.cov_text or LICENCE_TEXTS, cov_tokens=args.cov_tokens, mesh=args.mesh)
 
 
 def load_facts(model, path, seed: int = 0):

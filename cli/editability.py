@@ -5,6 +5,8 @@ causal tracing, knowledge neurons per fact and ``ffnkv edit``'s protocols. One t
 """
 from __future__ import annotations
 
+from cli.args import nonnegative_int, output_dir, positive_int
+
 from pathlib import Path
 
 NAME = "editability"
@@ -15,20 +17,20 @@ COLUMNS = ["ffn", "d_ff", "train_fact_acc", "peak_mlp_layer", "edit_layer", "neu
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--out", required=True, help="study dir: one run dir per FFN kind plus the table")
+    parser.add_argument("--out", type=output_dir, required=True, help="study dir: one run dir per FFN kind plus the table")
     parser.add_argument("--kinds", default="relu,gelu,swiglu,softmax", help="comma list of FFN kinds")
-    parser.add_argument("--steps", type=int, default=500, help="training steps per model")
-    parser.add_argument("--d-model", type=int, default=64)
-    parser.add_argument("--n-layers", type=int, default=4)
-    parser.add_argument("--d-ff", type=int, default=256, help="ReLU width; other kinds are parameter-matched")
-    parser.add_argument("--n-entities", type=int, default=64, help="facts = entities × 6 relations")
+    parser.add_argument("--steps", type=positive_int, default=500, help="training steps per model")
+    parser.add_argument("--d-model", type=positive_int, default=64)
+    parser.add_argument("--n-layers", type=positive_int, default=4)
+    parser.add_argument("--d-ff", type=positive_int, default=256, help="ReLU width; other kinds are parameter-matched")
+    parser.add_argument("--n-entities", type=positive_int, default=64, help="facts = entities × 6 relations")
     parser.add_argument("--loss", default="all", choices=("all", "attribute"), help="facts LM loss: every token or the attribute")
-    parser.add_argument("--n-edits", type=int, default=100)
-    parser.add_argument("--n-unrelated", type=int, default=100)
-    parser.add_argument("--neuron-facts", type=int, default=10, help="facts whose knowledge neurons are counted")
-    parser.add_argument("--trace-facts", type=int, default=20, help="facts traced for the peak MLP layer")
+    parser.add_argument("--n-edits", type=positive_int, default=100)
+    parser.add_argument("--n-unrelated", type=positive_int, default=100)
+    parser.add_argument("--neuron-facts", type=positive_int, default=10, help="facts whose knowledge neurons are counted")
+    parser.add_argument("--trace-facts", type=positive_int, default=20, help="facts traced for the peak MLP layer")
     parser.add_argument("--token", default="subject_last", choices=("subject_last", "last"))
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
 
 
 def run(args) -> int:

@@ -6,6 +6,8 @@ under ``--out`` (default ``RUN_DIR/analysis/knowledge``, or ``runs/knowledge/NAM
 """
 from __future__ import annotations
 
+from cli.args import add_mesh, fraction, nonnegative_int, output_dir, positive_float, positive_int
+
 NAME = "knowledge"
 HELP = "knowledge neurons (integrated gradients) and causal tracing of any model on a fact set"
 
@@ -14,31 +16,32 @@ def add_arguments(parser) -> None:
     a = parser.add_argument
     a("run_dir", metavar="SPEC", help="a run dir, Hugging Face dir, .gguf file or packaged name (smollm2)")
     a("what", nargs="?", default="all", choices=("attribution", "tracing", "all"))
-    a("--step", type=int, default=None, help="checkpoint step of a run dir (default: newest)")
-    a("--facts", type=int, default=120, help="facts analysed (a seeded sample, relations in turn)")
+    a("--step", type=nonnegative_int, default=None, help="checkpoint step of a run dir (default: newest)")
+    a("--facts", type=positive_int, default=120, help="facts analysed (a seeded sample, relations in turn)")
     a("--facts-file", default=None, help="CounterFact-format JSON file of facts (default: the run's or the shipped ones)")
     a("--known-only", action="store_true", help="keep only facts the model answers correctly")
-    a("--seed", type=int, default=0, help="seed of the fact sample, the noise and the controls")
-    a("--steps", type=int, default=20, help="integrated-gradient steps m")
+    a("--seed", type=nonnegative_int, default=0, help="seed of the fact sample, the noise and the controls")
+    a("--steps", type=positive_int, default=20, help="integrated-gradient steps m")
     a("--rule", default="midpoint", choices=("left", "right", "midpoint", "trapezoid"),
       help="Riemann rule of the integral (Dai et al. use right; midpoint is more accurate)")
     a("--ig-path", default="layer", choices=("layer", "joint"), help="one IG path per layer (Dai) or one joint path")
-    a("--threshold", type=float, default=0.2, help="coarse threshold t × max attribution")
-    a("--share", type=float, default=0.7, help="refinement: fraction of a fact's prompts")
+    a("--threshold", type=fraction, default=0.2, help="coarse threshold t × max attribution")
+    a("--share", type=fraction, default=0.7, help="refinement: fraction of a fact's prompts")
     a("--no-paraphrases", action="store_true", help="attribute the main prompt only")
-    a("--generic-relations", type=int, default=0, help="set aside neurons coarse for facts of ≥ this many relations")
+    a("--generic-relations", type=nonnegative_int, default=0, help="set aside neurons coarse for facts of ≥ this many relations")
     a("--all-positions", action="store_true", help="scale knowledge neurons at every position (suppress/amplify)")
-    a("--unrelated", type=int, default=10, help="unrelated-fact prompts per fact (controls)")
-    a("--samples", type=int, default=10, help="tracing noise samples S")
-    a("--noise-factor", type=float, default=3.0, help="ν = factor × std of token embeddings")
-    a("--window", type=int, default=10, help="layers restored together for MLP/attention (the paper's 10)")
+    a("--unrelated", type=positive_int, default=10, help="unrelated-fact prompts per fact (controls)")
+    a("--samples", type=positive_int, default=10, help="tracing noise samples S")
+    a("--noise-factor", type=positive_float, default=3.0, help="ν = factor × std of token embeddings")
+    a("--window", type=positive_int, default=10, help="layers restored together for MLP/attention (the paper's 10)")
     a("--no-single-layer", action="store_true", help="skip the single-layer MLP/attention restores")
     a("--trace-kinds", nargs="+", default=None, help="restored kinds (default all of analysis.tracing.KINDS)")
-    a("--layer-stride", type=int, default=1, help="trace every k-th layer")
-    a("--batch-size", type=int, default=2, help="prompts in flight (attribution)")
-    a("--cell-batch", type=int, default=8, help="grid cells in flight (tracing)")
-    a("--examples", type=int, default=3, help="per-fact tracing heatmaps")
-    a("--out", default=None, help="output dir")
+    a("--layer-stride", type=positive_int, default=1, help="trace every k-th layer")
+    a("--batch-size", type=positive_int, default=2, help="prompts in flight (attribution)")
+    a("--cell-batch", type=positive_int, default=8, help="grid cells in flight (tracing)")
+    a("--examples", type=positive_int, default=3, help="per-fact tracing heatmaps")
+    a("--out", type=output_dir, default=None, help="output dir")
+    add_mesh(parser)
 
 
 def settings(args):
@@ -52,7 +55,7 @@ def settings(args):
         all_positions=args.all_positions, unrelated=args.unrelated, batch_size=args.batch_size,
         samples=args.samples, noise_factor=args.noise_factor, window=args.window,
         single_layer=not args.no_single_layer, kinds=tuple(args.trace_kinds or KINDS),
-        layer_stride=args.layer_stride, cell_batch=args.cell_batch, examples=args.examples)
+        layer_stride=args.layer_stride, cell_batch=args.cell_batch, examples=args.examples, mesh=args.mesh)
 
 
 def run(args) -> int:

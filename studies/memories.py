@@ -14,6 +14,8 @@ import dataclasses
 import jax
 import numpy as np
 
+from ffnkv.sharding import make_mesh
+
 from analysis import memories as M
 from analysis import promotion as P
 from ffnkv.errors import FfnkvError
@@ -31,6 +33,7 @@ class MemoriesSettings:
     k: int = 25; final_norm: bool = False; threshold: float = 0.0  # noqa: E702
     n_shuffles: int = 100; removal_keys: int = 0; sample_keys: int = 6  # noqa: E702
     clusters: int = 8; top_n: int = 10  # noqa: E702
+    mesh: tuple | None = None  # (data, model) device counts of the sweeps' mesh; None: one device
 
     def __post_init__(self):
         for name in ("max_tokens", "k", "batch_size", "n_shuffles", "top_n", "window", "clusters"):
@@ -83,7 +86,8 @@ def run(model, data: dict, settings: MemoriesSettings = MemoriesSettings()) -> d
     tokens, targets, mask = data["tokens"], data["targets"], data.get("mask")
     key_agree, key_zero, key_cluster = jax.random.split(jax.random.key(s.seed), 3)
     rng = np.random.default_rng(s.seed)
-    triggers = M.trigger_search(params, cfg, tokens, mask, k=s.k, batch_size=s.batch_size)
+    triggers = M.trigger_search(params, cfg, tokens, mask, k=s.k, batch_size=s.batch_size,
+                                mesh=None if s.mesh is None else make_mesh(s.mesh))
     triggers = {name: np.asarray(a) for name, a in triggers.items()}
     ids_LFk = np.asarray(M.value_top_tokens(params, cfg, 10, s.final_norm)[0])
     ids_other = np.asarray(M.value_top_tokens(params, cfg, 1, not s.final_norm)[0])

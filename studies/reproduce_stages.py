@@ -57,8 +57,7 @@ def _knowledge(out, p):
 
 def _edit(out, p):
     sizes = _q(p, ["--n-edits", "25", "--n-unrelated", "50"], ["--n-edits", "3", "--n-unrelated", "4"])
-    small_lambda = ["--protocols", "memit", "--memit-lambda", "1", "--out", str(out / "facts/analysis/edit_memit_lambda1")]
-    return [["edit", str(out / "facts")] + sizes, ["edit", str(out / "facts")] + small_lambda + sizes]
+    return [["edit", str(out / "facts"), "--lambda-sweep", "0.03,0.1,0.3,3"] + sizes]
 
 
 def _editability(out, p):

@@ -56,8 +56,10 @@ def _param_shapes(cfg):
 
 
 def _close(formula, xla):
-    """The formulas count matmuls only; XLA also counts elementwise work, so it is a little larger."""
-    assert 0.9 < formula / xla <= 1.0, (formula, xla)
+    """The formulas count matmuls only (XLA also counts elementwise work) and the full T×T score matrix, where
+    causal attention computes only the query blocks' keys up to the diagonal (``ffnkv.attention``): within 10%
+    below and 5% above XLA's count."""
+    assert 0.9 < formula / xla <= 1.05, (formula, xla)
 
 
 def test_flop_formulas_match_xla_count():

@@ -90,18 +90,12 @@ def facts(out: Path):
                  f"{kf['total_effect']['ci']:.3f}.", "",
                  _fig(out, k / "tracing_categories.png", "indirect effect by token category and layer"), ""]
         claims.append(C.meng_tracing(trace))
-    edit, small = _load(run / "analysis/edit/edit.json"), _load(run / "analysis/edit_memit_lambda1/edit.json")
+    edit = _load(run / "analysis/edit/edit.json")
     if edit:
         table = (run / "analysis/edit/edit.md").read_text().split("\n", 2)[2]
         text += ["### ROME and MEMIT (Meng et al. 2022, 2023)", "", table, "",
                  _fig(out, run / "analysis/edit/edit.png", "edit scores"), ""]
-        if small:
-            m = small["memit"]
-            text += [f"MEMIT with λ = 1 instead of the paper's 15000 (λ weighs the preserved keys' second moment "
-                     f"against the edited keys; with {small['n_edits']} edits instead of 10,000 the paper's value leaves "
-                     f"the edits almost no weight): ES {m['ES']:.3f}, PS {m['PS']:.3f}, "
-                     f"NS {m['NS']:.3f}, S **{m['S']:.3f}**, unrelated accuracy {m['unrelated_acc']:.3f}.", ""]
-        claims += C.meng_edits(edit, small)
+        claims += C.meng_edits(edit)
     return "\n".join(text), claims
 
 

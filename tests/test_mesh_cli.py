@@ -1,0 +1,59 @@
+"""`ffnkv knowledge|edit|memories --mesh (-1,1)` on 8 fake CPU devices (a subprocess sets XLA_FLAGS before jax
+starts) on a small facts LM: each command runs, writes its results, and knowledge's attribution equals the
+single-device run's."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+KNOWLEDGE = ["knowledge", "{run}", "attribution", "--facts", "4", "--steps", "4", "--unrelated", "2"]
+COMMANDS = [KNOWLEDGE,
+            ["memories", "{run}", "--max-tokens", "400", "--clusters", "2", "--shuffles", "4"],
+            ["edit", "{run}", "--layer", "0", "--n-edits", "2", "--n-unrelated", "2", "--protocols", "single,memit"]]
+
+
+@pytest.fixture(scope="module")
+def facts_run(tmp_path_factory):
+    import ffnkv
+    from train.config import DataConfig, OptimConfig, TrainConfig
+    from train.loop import train
+
+    path = tmp_path_factory.mktemp("facts")
+    cfg = TrainConfig(model=ffnkv.ModelConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64),
+                      data=DataConfig("facts", {"n_entities": 8, "n_relations": 2, "n_attributes": 4, "loss": "all"}),
+                      optim=OptimConfig(lr=1e-2, warmup_steps=10), steps=150, batch_size=32, eval_every=150,
+                      ckpt_every=150, keep=1, progress=False)
+    train(cfg, path)
+    return path
+
+
+def _run(argv, devices: int, out: Path):
+    env = os.environ | {"PYTHONPATH": str(ROOT), "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    return subprocess.run([sys.executable, "-m", "cli"] + argv + ["--out", str(out)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.parametrize("argv", COMMANDS, ids=lambda a: a[0])
+def test_command_runs_on_a_mesh_of_eight_devices(facts_run, tmp_path, argv):
+    argv = [a.format(run=facts_run) for a in argv]
+    done = _run(argv + ["--mesh", "(-1,1)"], 8, tmp_path / "mesh")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert any(p.suffix == ".json" for p in (tmp_path / "mesh").iterdir())
+    if argv[0] == "knowledge":
+        single = _run(argv, 1, tmp_path / "one")
+        assert single.returncode == 0, single.stderr[-2000:]
+        a, b = (json.loads((tmp_path / d / "attribution.json").read_text()) for d in ("mesh", "one"))
+        assert a["completeness_error_mean"] == pytest.approx(b["completeness_error_mean"], abs=1e-5)
+        assert np.allclose(a["coarse_layer_counts"], b["coarse_layer_counts"])
+
+
+def test_a_mesh_that_does_not_fit_is_one_line(facts_run, tmp_path):
+    done = _run([a.format(run=facts_run) for a in KNOWLEDGE] + ["--mesh", "(3,1)"], 1, tmp_path / "bad")
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].startswith(
+        "ffnkv knowledge: error: mesh=(3, 1) does not fit 1 devices")
