@@ -56,7 +56,7 @@ def hierarchy(params, cfg, probe: dict, ops, spec: dict, layers, seed: int = 0, 
     specialist_KLF, generalist_LF = spec["specialist"], spec["generalist"]
     L, F = generalist_LF.shape
     rng = np.random.default_rng(seed)
-    rows, kinds = [np.zeros((L, F), bool)], []
+    rows = [np.zeros((L, F), bool)]
     plan = []
     for l in layers:
         later_LF = specialist_KLF.any(0) & (np.arange(L) > l)[:, None]

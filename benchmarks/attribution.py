@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 if __name__ == "__main__":  # run as a script, sys.path[0] is benchmarks/: import from the repository root instead
@@ -87,15 +86,7 @@ def measure(ffn: str = "relu", prompts: int = 1, seq: int = 16, steps: int = 20,
            "predict_pos": np.full(prompts, seq - 1, np.int32),
            "target": rng.integers(0, cfg.vocab_size, prompts).astype(np.int32)}
     run = {m: (lambda m=m: A.integrated_gradients(params, cfg, enc, steps, rule, batch, recompute=m)) for m in ("prefix", "full")}
-    start = time.perf_counter()
-    result = {m: fn() for m, fn in run.items()}
-    first = time.perf_counter() - start
-    diff = float(np.abs(result["prefix"]["attr"] - result["full"]["attr"]).max())
-    if not np.allclose(result["prefix"]["attr"], result["full"]["attr"], atol=1e-5, rtol=1e-4):
-        raise RuntimeError(f"cached-prefix and full-recompute attributions differ by {diff:.2e}")
-    peaks = [common.matmul_peak_flops()]
-    secs = common.interleaved({m: (lambda fn=fn: fn()["attr"]) for m, fn in run.items()}, repeats)
-    peaks.append(common.matmul_peak_flops())
+    result, first, diff, secs, peaks = common.prefix_vs_full(run, "attributions", repeats, lambda out: out["attr"])
     flops = {"prefix": prompts * prefix_prompt_flops(cfg, seq, steps, rule), "full": prompts * prompt_flops(cfg, seq, steps, rule)}
     extras = {}
     if compare:

@@ -6,6 +6,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def seconds(fn, *args, repeats: int = 5) -> float:
@@ -125,3 +126,20 @@ def print_comparison(r: dict) -> None:
           f"{r['full_ratio_to_peak']:.1%} of peak")
     print(f"speed-up {r['speedup']:.1f}x, FLOPs {r['full_model_flops'] / r['model_flops']:.1f}x fewer; matmul peak "
           f"{r['peak_flops_per_s'] / g:.1f} GFLOP/s; results differ by at most {r['max_abs_difference']:.1e}")
+
+
+def prefix_vs_full(run: dict, what: str, repeats: int, value=lambda out: out):
+    """Both methods of ``run`` ({"prefix": fn, "full": fn}): the first (compiling) calls, the check that their
+    ``value`` agree, then the interleaved median seconds between two matmul-peak measurements. Returns
+    ``(results, first_call_s, max_abs_difference, seconds, peaks)``."""
+    start = time.perf_counter()
+    result = {m: fn() for m, fn in run.items()}
+    first = time.perf_counter() - start
+    a, b = (np.asarray(value(result[m])) for m in ("prefix", "full"))
+    diff = float(np.abs(a - b).max())
+    if not np.allclose(a, b, atol=1e-5, rtol=1e-4):
+        raise RuntimeError(f"cached-prefix and full-recompute {what} differ by {diff:.2e}")
+    peaks = [matmul_peak_flops()]
+    secs = interleaved({m: (lambda fn=fn: value(fn())) for m, fn in run.items()}, repeats)
+    peaks.append(matmul_peak_flops())
+    return result, first, diff, secs, peaks

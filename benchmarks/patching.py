@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 if __name__ == "__main__":  # run as a script, sys.path[0] is benchmarks/: import from the repository root instead
@@ -48,15 +47,7 @@ def measure(ffn: str = "relu", seq: int = 32, pairs: int = 1, site: str = "resid
            "target": rng.integers(0, cfg.vocab_size, pairs).astype(np.int32)}
     run = {m: (lambda m=m: PA.activation_patching(params, cfg, enc, corrupt, site, recompute=m,
                                                   cell_batch=cell_batch)["patched"]) for m in ("prefix", "full")}
-    start = time.perf_counter()
-    result = {m: np.asarray(fn()) for m, fn in run.items()}
-    first = time.perf_counter() - start
-    diff = float(np.abs(result["prefix"] - result["full"]).max())
-    if not np.allclose(result["prefix"], result["full"], atol=1e-5, rtol=1e-4):
-        raise RuntimeError(f"cached-prefix and full-recompute patching differ by {diff:.2e}")
-    peaks = [common.matmul_peak_flops()]
-    secs = common.interleaved(run, repeats)
-    peaks.append(common.matmul_peak_flops())
+    result, first, diff, secs, peaks = common.prefix_vs_full(run, "patching", repeats)
     flops = {m: pairs * grid_flops(cfg, seq, m == "prefix") for m in run}
     cells = cfg.n_layers * seq
     return common.row("patching", "grid cells", pairs * cells, secs["prefix"], flops["prefix"], peaks, ffn=ffn,

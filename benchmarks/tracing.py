@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 if __name__ == "__main__":  # run as a script, sys.path[0] is benchmarks/: import from the repository root instead
@@ -85,15 +84,7 @@ def measure(ffn: str = "relu", seq: int = 16, facts: int = 1, samples: int = 10,
     window, kind_names = min(window, cfg.n_layers), tuple(kinds.split(","))
     run = {m: (lambda m=m: TR.causal_trace(params, cfg, enc, None, samples, window, kind_names, cell_batch=cell_batch,
                                            recompute=m)["restored"]) for m in ("prefix", "full")}
-    start = time.perf_counter()
-    result = {m: np.asarray(fn()) for m, fn in run.items()}
-    first = time.perf_counter() - start
-    diff = float(np.abs(result["prefix"] - result["full"]).max())
-    if not np.allclose(result["prefix"], result["full"], atol=1e-5, rtol=1e-4):
-        raise RuntimeError(f"cached-prefix and full-recompute traces differ by {diff:.2e}")
-    peaks = [common.matmul_peak_flops()]
-    secs = common.interleaved(run, repeats)
-    peaks.append(common.matmul_peak_flops())
+    result, first, diff, secs, peaks = common.prefix_vs_full(run, "traces", repeats)
     cells = len(kind_names) * seq * cfg.n_layers
     flops = {"prefix": facts * prefix_grid_flops(cfg, seq, samples, kind_names, window),
              "full": facts * seq * common.forward_flops_per_token(cfg, seq) * (1 + samples + cells * samples)}

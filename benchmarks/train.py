@@ -35,7 +35,6 @@ if __name__ == "__main__":  # this file is named train.py: import the train pack
     sys.path[0] = str(REPO)
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks import common  # noqa: E402

@@ -1,4 +1,5 @@
 """CounterFact scores: rates and margins against a direct computation, harmonic mean, single-edit protocol."""
+import pytest
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,6 +10,7 @@ from analysis.edit_eval import next_token_probs, probe_scores, score_edited, sco
 from edit_fixtures import model, probe, request, stack, unrelated
 
 
+@pytest.mark.slow
 def test_probe_scores_match_a_direct_computation():
     cfg, params = model()
     req = request(1)

@@ -1,10 +1,11 @@
 """MEMIT: with one fact and one layer it is ROME's closed form (Sherman–Morrison); batches move hidden states."""
+import pytest
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from analysis.memit import memit_edit, memit_update
-from analysis.rome import DeltaHParams, rank_one_update, regularised_inverse
+from analysis.rome import DeltaHParams, rank_one_update
 from edit_fixtures import model, request, spd, stack
 
 
@@ -29,6 +30,7 @@ def test_memit_with_many_keys_solves_the_regularised_least_squares():
     np.testing.assert_allclose(memit_update(W, K, jnp.zeros_like(R), C, 2.0), W, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_memit_edit_on_a_model_moves_hidden_states_toward_targets_and_only_its_layers():
     cfg, params = model()
     C = spd(jax.random.key(5), cfg.d_ff)

@@ -72,6 +72,7 @@ def _facts_enc():
     return Prompts(tokens, np.array([5, 3]), np.array([4, 2]), np.array([4, 6]), np.array([1, 0]), np.array([3, 1]))
 
 
+@pytest.mark.slow
 def test_tracing_layer_subset_and_keys(params):
     enc = _facts_enc()
     keys = jax.vmap(lambda n: jax.random.fold_in(jax.random.key(0), n))(jnp.arange(2))
@@ -86,6 +87,7 @@ def test_tracing_layer_subset_and_keys(params):
     assert len(avg["resid"]["last_subject"]["mean"]) == 2 and avg["resid"]["first_subject"]["n"] == 2
 
 
+@pytest.mark.slow
 def test_joint_path_integrated_gradients(params):
     """The joint path: Attr = m̄ ⊙ Σ_k w_k ∂P/∂m(α_k m̄), every layer's last-position m patched; complete."""
     enc = _facts_enc()

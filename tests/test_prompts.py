@@ -46,6 +46,7 @@ def test_bad_records_name_the_prompt():
         encode_prompts(tok, ["a b"], ["a"], bos=True)
 
 
+@pytest.mark.slow
 def test_attribution_and_tracing_read_the_contract():
     """Prompts from the loader's tokenizer drive integrated gradients and causal tracing unchanged."""
     import jax

@@ -29,7 +29,7 @@ def test_smoke_profile_writes_a_report_from_its_outputs_and_resumes(tmp_path, ca
     assert first["source"] == "Rahman et al. 2026" and f"relu {sum_relu:.2f}" in first["ours"]
     assert {c["source"] for c in claims} >= {"Rahman et al. 2026", "Geva et al. 2021", "Geva et al. 2022",
                                              "Dai et al. 2022", "Meng et al. 2022", "Meng et al. 2023"}
-    assert all(c["verdict"] in ("holds", "partial", "fails") for c in claims)
+    assert all(c["rule"] and c["ours"] and c["paper"] for c in claims)  # each verdict states its rule and numbers
     assert "![eval accuracy per op vs step](condcomp/compare.png)" in report and (out / "condcomp/compare.png").is_file()
 
     stamp = (out / "stages" / "facts.json").stat().st_mtime_ns

@@ -65,6 +65,7 @@ def test_restoring_every_state_recovers_clean(model):
             np.testing.assert_allclose(prob(hooks), p_clean, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_severed_path_equals_plain_restore_at_last_layer(traced):
     _, trace = traced
     r = trace["restored"]
@@ -81,6 +82,7 @@ def test_zero_noise_zero_effect(model):
                                                                   trace["restored"].shape), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_one_program_for_the_grid(model):
     """Every (kind, token, layer, sample) restoration of every fact is one trace; new facts/noise reuse it."""
     cfg, params = model
@@ -95,6 +97,7 @@ def test_one_program_for_the_grid(model):
         chex.assert_shape(out[2], (2, 5, T, cfg.n_layers))
 
 
+@pytest.mark.slow
 def test_categories_and_average(traced):
     assert TR.token_categories(1, 4, 6) == {"first_subject": [1], "middle_subject": [2], "last_subject": [3],
                                             "first_subsequent": [4], "further": [5], "last": [6]}
