@@ -230,3 +230,17 @@ def test_an_interrupted_study_stage_stays_unfinished_and_the_command_exits_128_p
     register_task("signals_itself", CondComp)
     assert main(["reproduce", "--profile", "smoke", "--out", str(out)]) == 0
     assert (out / "stages" / "train.json").exists() and checkpoint_steps(out / "run")[-1] == 20
+
+
+def test_tracing_when_no_sampled_fact_is_known_writes_its_results(tmp_path, capsys):
+    """Issue #13: `knowledge RUN tracing --facts 2 --samples 1` on a model that knows none of them."""
+    import ffnkv
+    from train.config import TrainConfig
+
+    cfg = TrainConfig(model=ffnkv.ModelConfig(d_model=16, n_layers=2, n_heads=2, d_ff=32),
+                      data=DataConfig("facts", {"n_entities": 6, "n_relations": 2, "n_attributes": 3}),
+                      steps=2, batch_size=8, eval_every=2, ckpt_every=2, keep=1, progress=False)
+    train(cfg, tmp_path / "run")
+    out = tmp_path / "k"
+    assert main(["knowledge", str(tmp_path / "run"), "tracing", "--facts", "2", "--samples", "1", "--out", str(out)]) == 0
+    assert "Traceback" not in capsys.readouterr().err and (out / "tracing.json").is_file()
