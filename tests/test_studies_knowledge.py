@@ -19,12 +19,16 @@ MEM = memories.MemoriesSettings(max_tokens=400, k=3, batch_size=8, n_shuffles=5,
                                 clusters=2, top_n=3, window=12)
 RECORDS = [{"case_id": i, "requested_rewrite": {"prompt": p, "subject": s, "relation_id": r,
                                                "target_true": {"str": t}, "target_new": {"str": "London"}},
-            "paraphrase_prompts": para, "neighborhood_prompts": []}
-           for i, (p, s, r, t, para) in enumerate([
-               ("the capital of {} is", "France", "capital", "Paris", ["France , capital city is"]),
-               ("the capital of {} is", "Italy", "capital", "Rome", ["Italy , capital city is"]),
-               ("the language of {} is", "Japan", "language", "Tokyo", []),
-               ("{} is located in", "Berlin", "located", "Germany", ["the city Berlin is located in"])])]
+            "paraphrase_prompts": para, "neighborhood_prompts": near}
+           for i, (p, s, r, t, para, near) in enumerate([
+               ("the capital of {} is", "France", "capital", "Paris", ["France , capital city is"],
+                ["the capital of Spain is"]),
+               ("the capital of {} is", "Italy", "capital", "Rome", ["Italy , capital city is"],
+                ["the capital of England is"]),
+               ("the language of {} is", "Japan", "language", "Tokyo", ["Japan , language is"],
+                ["the language of Spain is"]),
+               ("{} is located in", "Berlin", "located", "Germany", ["the city Berlin is located in"],
+                ["Madrid is located in"])])]
 TEXTS = ["the capital of France is Paris .", "Rome is the capital of Italy .", "Tokyo is located in Japan ,",
          "the language of Spain , the city of Madrid ."]
 

@@ -77,9 +77,10 @@ def facts(out: Path):
         s = attr["summary"]
         text += ["### Knowledge neurons (Dai et al. 2022)", "",
                  f"{s['n_facts']} facts, {s['n_prompts']} prompts; IG completeness error "
-                 f"{s['completeness']['relative_error']:.2%}; facts with neurons {s['facts_with_neurons']}, "
-                 f"{s['mean_neurons_per_fact']:.1f} per fact; per layer {s['layer_counts']}; relation overlap intra "
-                 f"{s['intra_relation_overlap']:.2f} vs inter {s['inter_relation_overlap']:.2f}.", "",
+                 f"{_num(s['completeness']['relative_error'], '.2%')}; facts with neurons {s['facts_with_neurons']}, "
+                 f"{_num(s['mean_neurons_per_fact'], '.1f')} per fact; per layer {s['layer_counts']}; relation overlap "
+                 f"intra {_num(s['intra_relation_overlap'], '.2f')} vs inter {_num(s['inter_relation_overlap'], '.2f')}.",
+                 "",
                  _fig(out, k / "knowledge_neurons_effects.png", "suppress / amplify effects"), ""]
         claims += C.dai(attr, cfg.n_layers)
     if trace:
