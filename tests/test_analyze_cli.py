@@ -25,6 +25,7 @@ def compare_dir(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_analyze_compare_dir_writes_everything(compare_dir, capsys):
     assert main(["analyze", str(compare_dir), "--n-random", "20"]) == 0
     for name in ("relu", "relu_seed1"):

@@ -22,6 +22,7 @@ def _run(*args):
     return subprocess.run([sys.executable, str(RUN), *args], capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_quick_forward_row(tmp_path):
     out = tmp_path / "rows.json"
     proc = _run("--quick", "--only", "forward", "--json", str(out))

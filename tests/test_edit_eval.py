@@ -34,6 +34,7 @@ def test_summarise_harmonic_mean():
     assert summarise({"ES": np.array([0.0]), "PS": np.array([1.0]), "NS": np.array([1.0])})["S"] == 0.0
 
 
+@pytest.mark.slow
 def test_single_edit_protocol_with_identity_edit_equals_scoring_the_model():
     cfg, params = model()
     reqs = stack([request(i) for i in range(3)])

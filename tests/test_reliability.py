@@ -232,6 +232,7 @@ def test_an_interrupted_study_stage_stays_unfinished_and_the_command_exits_128_p
     assert (out / "stages" / "train.json").exists() and checkpoint_steps(out / "run")[-1] == 20
 
 
+@pytest.mark.slow
 def test_tracing_when_no_sampled_fact_is_known_writes_its_results(tmp_path, capsys):
     """Issue #13: `knowledge RUN tracing --facts 2 --samples 1` on a model that knows none of them."""
     import ffnkv

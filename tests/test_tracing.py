@@ -33,6 +33,7 @@ def traced(model):
     return enc, TR.causal_trace(params, cfg, enc, noise=1.0, samples=3, window=1, cell_batch=16)
 
 
+@pytest.mark.slow
 def test_restoring_the_last_state_recovers_clean(model, traced):
     enc, trace = traced
     cfg, _ = model
