@@ -107,6 +107,29 @@ def pos_specialisation(mini: dict) -> list[dict]:
                   "double dissociation under both ablations")]
 
 
+def smollm2(smol: dict) -> list[dict]:
+    """The real decoder's knowledge neurons (``ffnkv pretrained smollm2``): suppress/amplify moves p(answer) the
+    right way on the facts' own prompts, and their values rank the answer above random neurons'."""
+    eff = smol["knowledge_neurons"]["effects"]
+    return [claim("Dai et al. 2022", "real decoder: suppressing / amplifying knowledge neurons moves p(answer)",
+                  "−29.0% / +31.2%", f"{eff['suppress']['own_mean']:+.1%} / {eff['amplify']['own_mean']:+.1%} "
+                  f"(unrelated {eff['suppress']['unrelated_mean']:+.1%} / {eff['amplify']['unrelated_mean']:+.1%})",
+                  "holds" if eff["suppress"]["own_mean"] < 0 < eff["amplify"]["own_mean"] else "fails",
+                  "suppress < 0 < amplify (own facts)"),
+            _value_claim(smol["value_projection"])]
+
+
+def _value_claim(vp: dict) -> dict:
+    """Knowledge-neuron values rank the answer above random neurons' values (logit lens)."""
+    gold, rand = vp["gold_rank_median"], vp["random_neuron_gold_rank_median"]
+    measured = gold is not None and rand is not None
+    return claim("Geva et al. 2021", "real decoder: knowledge-neuron values promote the answer token",
+                   "values' top tokens match the predicted token",
+                   f"median gold rank {gold:.0f} vs {rand:.0f} for random neurons" if measured else "no knowledge neurons",
+                   ("holds" if gold < rand else "fails") if measured else "n/a",
+                   "knowledge neurons' median gold rank below random neurons'")
+
+
 def geva_memories(mem: dict, label: str) -> list[dict]:
     """Geva et al. (2021) on one model, each size-dependent number judged against this model's chance level:
     agreement against values re-paired with keys (mean ± sd over shuffles), zero agreement against the same

@@ -84,8 +84,11 @@ def test_edit_and_knowledge_neuron_rules():
 
 
 def test_value_projection_claim_with_and_without_knowledge_neurons():
-    from studies.report.reproduce_sections import _value_claim
+    effects = {"suppress": {"own_mean": -0.3, "unrelated_mean": 0.0}, "amplify": {"own_mean": 0.2, "unrelated_mean": 0.0}}
 
-    assert _value_claim({"gold_rank_median": 10.0, "random_neuron_gold_rank_median": 500.0})["verdict"] == "holds"
-    assert _value_claim({"gold_rank_median": 900.0, "random_neuron_gold_rank_median": 500.0})["verdict"] == "fails"
-    assert _value_claim({"gold_rank_median": None, "random_neuron_gold_rank_median": 500.0})["verdict"] == "n/a"
+    def verdicts(gold, random):
+        vp = {"gold_rank_median": gold, "random_neuron_gold_rank_median": random}
+        return [c["verdict"] for c in C.smollm2({"knowledge_neurons": {"effects": effects}, "value_projection": vp})]
+    assert verdicts(10.0, 500.0) == ["holds", "holds"]
+    assert verdicts(900.0, 500.0) == ["holds", "fails"]
+    assert verdicts(None, 500.0) == ["holds", "n/a"]

@@ -160,35 +160,19 @@ def pretrained(out: Path):
                  _fig(out, out / "pretrained/minilm/minilm_rahman.png", "MiniLM sparsity and ablation"), ""]
         claims += C.pos_specialisation(mini)
     if smol:
-        kn, vp = smol["knowledge_neurons"], smol["value_projection"]
-        eff = kn["effects"]
+        kn = smol["knowledge_neurons"]
         text += ["### SmolLM2-135M (GGUF): tracing, knowledge neurons, value projection", "",
                  f"{smol['facts']['correct']}/{smol['facts']['probed']} probe facts answered correctly; "
                  f"{smol['facts']['analysed']} analysed. Knowledge neurons per layer {kn['layer_histogram']}; "
                  f"IG completeness error {_num(kn['completeness_error_mean'], '.2f')}.", "",
                  *[_fig(out, out / "pretrained/smollm2" / Path(f).name, "SmolLM2 localisation") for f in smol["files"]],
                  ""]
-        claims += [C.claim("Dai et al. 2022", "real decoder: suppressing / amplifying knowledge neurons moves p(answer)",
-                           "−29.0% / +31.2%", f"{eff['suppress']['own_mean']:+.1%} / {eff['amplify']['own_mean']:+.1%} "
-                           f"(unrelated {eff['suppress']['unrelated_mean']:+.1%} / {eff['amplify']['unrelated_mean']:+.1%})",
-                           "holds" if eff["suppress"]["own_mean"] < 0 < eff["amplify"]["own_mean"] else "fails",
-                           "suppress < 0 < amplify (own facts)"),
-                   _value_claim(vp)]
+        claims += C.smollm2(smol)
     return "\n".join(text), claims
 
 
 def _num(x, spec: str) -> str:
     return "—" if x is None else format(x, spec)
-
-
-def _value_claim(vp: dict) -> dict:
-    gold, rand = vp["gold_rank_median"], vp["random_neuron_gold_rank_median"]
-    measured = gold is not None and rand is not None
-    return C.claim("Geva et al. 2021", "real decoder: knowledge-neuron values promote the answer token",
-                   "values' top tokens match the predicted token",
-                   f"median gold rank {gold:.0f} vs {rand:.0f} for random neurons" if measured else "no knowledge neurons",
-                   ("holds" if gold < rand else "fails") if measured else "n/a",
-                   "knowledge neurons' median gold rank below random neurons'")
 
 
 SECTIONS = (condcomp, facts, editability, text_lm, pretrained)
