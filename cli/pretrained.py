@@ -13,13 +13,14 @@ from __future__ import annotations
 from cli.args import fraction, nonnegative_float, nonnegative_int, output_dir, positive_int
 
 import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
 from ffnkv.errors import FfnkvError
+from ffnkv.io.load import load_model
+from studies.report.write import write_json
 
 NAME = "pretrained"
 HELP = "import a real checkpoint (MiniLM, SmolLM2, GPT-2/BERT, GGUF) and run the analyses on it"
@@ -51,59 +52,35 @@ def add_arguments(parser) -> None:
     dec.add_argument("--vocab-neurons", type=positive_int, default=4, help="random values projected per sampled layer")
 
 
-def load_checkpoint(model: str, path):
-    """``(cfg, params, tokenizer)`` from ``path`` or the packaged model."""
-    from ffnkv.io import gguf as gguf_io
-    from ffnkv.io import hf
-    from ffnkv.io.packaged import model_path
-
-    path = Path(path) if path else model_path(model)
-    if not path.exists():
-        raise FfnkvError(f"checkpoint {path} does not exist.")
-    if path.is_file():
-        return gguf_io.load_gguf(path)
-    cfg, params = hf.load_hf(path)
-    return cfg, params, hf.load_tokenizer(path)
-
-
-def _write_json(path: Path, data) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
-
-
 def run(args) -> int:
-    for name in ("sentences", "n_specialists", "random_sets", "max_words", "head_steps", "facts", "samples",
-                 "layer_stride", "window", "ig_steps", "kn_max", "vocab_neurons"):
-        if getattr(args, name) < 1 or (name in ("sentences", "facts", "random_sets") and getattr(args, name) < 2):
-            raise FfnkvError(f"--{name.replace('_', '-')} must be a positive integer (at least 2 for counts of items).")
+    for name in ("sentences", "facts", "random_sets"):  # the others are range-checked by their argparse types
+        if getattr(args, name) < 2:
+            raise FfnkvError(f"--{name.replace('_', '-')} must be at least 2 (a count of items to compare).")
     out_dir = Path(args.out or f"runs/pretrained/{args.model}")
     start = time.time()
+    model = load_model(args.path or args.model)
     if args.model == "minilm":
         import dataclasses
 
         from ffnkv.data.probes import english_sentences
-        from ffnkv.io.load import load_model
         from studies import pos_specialisation
         from studies.report.pos_specialisation import plot
 
         settings = pos_specialisation.PosSettings(**{f.name: getattr(args, f.name)
                                                      for f in dataclasses.fields(pos_specialisation.PosSettings)})
-        result = pos_specialisation.run(load_model(args.path or "minilm"),
-                                        english_sentences(args.sentences, args.seed), settings)
+        result = pos_specialisation.run(model, english_sentences(args.sentences, args.seed), settings)
     else:
         from cli.pretrained_smollm2 import plot_smollm2, run_smollm2
 
-        cfg, params, tokenizer = load_checkpoint(args.model, args.path)
-        if not cfg.causal:
+        if not model.cfg.causal:
             raise FfnkvError("the smollm2 study needs a causal LM (GGUF llama or GPT-2); --path is an encoder.")
-        result = run_smollm2(params, cfg, tokenizer, args)
+        result = run_smollm2(model, args)
         plot = plot_smollm2
     out_dir.mkdir(parents=True, exist_ok=True)
     result["files"] = plot(result, out_dir)
     result.pop("_arrays", None)
     result["config"] = {k: v for k, v in vars(args).items() if k != "run"} | {"seconds": round(time.time() - start, 1)}
-    _write_json(out_dir / "results.json", result)
+    write_json(out_dir / "results.json", result)
     print(json.dumps(_summary(result), indent=1))
     print(f"wrote {out_dir / 'results.json'} and {len(result['files'])} PNG(s) in {time.time() - start:.0f} s")
     return 0

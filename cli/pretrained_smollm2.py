@@ -16,13 +16,10 @@ def settings(args):
                              kinds=tuple(TRACE_KINDS[k] for k in args.trace_kinds), examples=2)
 
 
-def run_smollm2(params, cfg, tokenizer, args) -> dict:
-    """The study on the model at ``args.path`` (default the packaged SmolLM2); ``params``/``cfg``/``tokenizer``
-    are accepted for the caller's interface, the model is read once more through ``load_model``."""
-    from ffnkv.io.load import load_model
+def run_smollm2(model, args) -> dict:
+    """The study on ``model`` (a ``load_model`` Model: the packaged SmolLM2 or ``--path``)."""
     from studies import facts, knowledge
 
-    model = load_model(args.path or "smollm2")
     return knowledge.run(model, facts.model_facts(model, getattr(args, "facts_file", None)), settings(args))
 
 
