@@ -38,7 +38,7 @@ import numpy as np
 from ffnkv import sharding
 from ffnkv.errors import FfnkvError
 from ffnkv.hooks import Hooks
-from ffnkv.model import forward
+from ffnkv.model import block, forward
 from ffnkv.prefix import forward_from, logits_at, prefix_cache, suffix, take
 
 RULES = ("left", "right", "midpoint", "trapezoid")
@@ -64,11 +64,16 @@ def riemann_nodes(steps: int, rule: str = "midpoint") -> tuple[np.ndarray, np.nd
     return (k + offset) / steps, np.full(steps, 1.0 / steps, np.float32)
 
 
+def prob_of(logits_V, gold):
+    """softmax(logits)[gold] as exp(logit_gold − logsumexp): one pass over the vocabulary, forward and back."""
+    return jnp.exp(jnp.take(logits_V, gold, axis=-1) - jax.nn.logsumexp(logits_V, axis=-1))
+
+
 def gold_prob(params, cfg, tokens_T, pos, gold, hooks: Hooks, mask_T=None):
     """p(gold | prompt) at position ``pos`` of one prompt under ``hooks``."""
     mask_BT = None if mask_T is None else mask_T[None]
     logits_V = forward(params, tokens_T[None], cfg, hooks, mask_BT).logits[0, pos]
-    return jax.nn.softmax(logits_V)[gold]
+    return prob_of(logits_V, gold)
 
 
 def _scale_at(layer, pos, s_F, n_layers, seq_len):
@@ -81,11 +86,13 @@ def _prompt_context(params, cfg, recompute, prompt):
     """Per prompt, once: P(α=1), the clean coefficients at the prediction position ``m_LF`` and (prefix) the
     clean run's cache."""
     tokens_T, pos, gold, mask_T = prompt
-    if recompute == "prefix":
-        out, cache = prefix_cache(params, tokens_T[None], cfg, None, mask_T[None])
+    if recompute == "prefix":  # logits of the prediction position only (the others' unembedding is dropped)
+        out, cache = prefix_cache(params, tokens_T[None], cfg, None, mask_T[None], unroll=True)
+        logits_V = logits_at(params, cache.resid[-1], cfg, pos)[0]
     else:
         out, cache = forward(params, tokens_T[None], cfg, None, mask_T[None]), None
-    return {"cache": cache, "p_one": jax.nn.softmax(out.logits[0, pos])[gold], "m_LF": out.acts.ffn[:, 0, pos]}
+        logits_V = out.logits[0, pos]
+    return {"cache": cache, "p_one": prob_of(logits_V, gold), "m_LF": out.acts.ffn[:, 0, pos]}
 
 
 def _prob_fn(params, cfg, recompute, ctx, prompt):
@@ -103,7 +110,7 @@ def _prob_fn(params, cfg, recompute, ctx, prompt):
     def prob(first_layer, hooks_fn):
         x_BSD = forward_from(params, cache, cfg, first_layer, start, suffix(cache, first_layer, start, S),
                              hooks_fn(S, at))
-        return jax.nn.softmax(logits_at(params, x_BSD, cfg, at)[0])[gold]
+        return prob_of(logits_at(params, x_BSD, cfg, at)[0], gold)
 
     return prob
 
@@ -138,6 +145,50 @@ def _joint_ig(params, cfg, recompute, alphas_K, weights_K, ctx, prompt, layer):
     return jnp.tensordot(weights_K, grads_KLF, 1), prob(jnp.zeros_like(m_LF))
 
 
+def entering_rows(params, cfg, cache, start, x_LRSD, scale_LRF, at):
+    """Rows entering at every block in one pass: group l (R rows, input ``x_LRSD[l]`` at positions start …
+    start + S − 1, FFN coefficients of position ``at`` among them scaled by ``scale_LRF[l]`` in block l) runs through blocks l … L−1 over the
+    cached prefix. Block j applies to the groups 0 … j together, so it does the FLOPs of L separate
+    ``forward_from`` calls in one program of larger matmuls. Returns the residual leaving the last block
+    ``[L, R, S, D]`` (group order)."""
+    params = jax.tree.map(lambda w: w.astype(jnp.dtype(cfg.dtype)), params)
+    L, R = x_LRSD.shape[:2]
+    x_XSD, scale_XF = x_LRSD[:0].reshape((0,) + x_LRSD.shape[2:]), scale_LRF[:0, 0]
+    for layer, has_ffn in enumerate(cfg.has_ffn_L()):
+        p = jax.tree.map(lambda a: a[layer], params["blocks"])
+        kv = (cache.k[layer], cache.v[layer], start)
+        x_XSD = jnp.concatenate([x_XSD, x_LRSD[layer].astype(x_XSD.dtype)])
+        scale_XF = jnp.concatenate([jnp.ones_like(scale_XF), scale_LRF[layer]]) if layer else scale_LRF[0]
+
+        def one(x_SD, s_F, p=p, kv=kv, has_ffn=has_ffn):
+            hooks = Hooks(ffn_scale=jnp.where((jnp.arange(x_SD.shape[0]) == at)[None, :, None], s_F, 1.0))
+            return block(p, x_SD[None], jnp.asarray(has_ffn, x_SD.dtype), hooks, cfg, cache.mask, kv)[0][0]
+
+        x_XSD = jax.vmap(one)(x_XSD, scale_XF)
+    return x_XSD.reshape((L, R) + x_XSD.shape[1:])
+
+
+def _entering_ig(params, cfg, alphas_K, weights_K, ctx, prompt):
+    """Dai et al. eq. 3–4 for every layer at once over the cached prefix (:func:`entering_rows`): the K nodes
+    of every layer plus an α = 0 row each, one program. ``(attr [L, F], P(α=0) [L])``."""
+    tokens_T, pos, gold, _ = prompt
+    cache, T, L, F = ctx["cache"], tokens_T.shape[0], cfg.n_layers, cfg.width
+    start, S, at = (pos, 1, 0) if cfg.causal else (0, T, pos)
+    alphas_R = jnp.concatenate([alphas_K, jnp.zeros((1,), alphas_K.dtype)])
+    x_LSD = jax.vmap(lambda l: suffix(cache, l, start, S)[0])(jnp.arange(L))
+    x_LRSD = jnp.broadcast_to(x_LSD[:, None], (L, alphas_R.shape[0]) + x_LSD.shape[1:])
+
+    def probs(scale_LRF):
+        out_LRSD = entering_rows(params, cfg, cache, start, x_LRSD, scale_LRF, at)
+        logits_XV = logits_at(params, out_LRSD.reshape((-1,) + out_LRSD.shape[2:]), cfg, at)
+        p_LR = prob_of(logits_XV, gold).reshape(L, -1)
+        return p_LR.sum(), p_LR
+
+    scale_LRF = jnp.broadcast_to(alphas_R[None, :, None], (L, alphas_R.shape[0], F)).astype(jnp.float32)
+    grads_LRF, p_LR = jax.grad(probs, has_aux=True)(scale_LRF)
+    return jnp.einsum("k,lkf->lf", weights_K, grads_LRF[:, :-1]), p_LR[:, -1]
+
+
 def node_blocks(steps: int, rule: str, blocks: int) -> tuple[np.ndarray, np.ndarray]:
     """:func:`riemann_nodes` cut into ``blocks`` equal rows ``[blocks, K']``, padded with weight-0 nodes."""
     alphas, weights = riemann_nodes(steps, rule)
@@ -156,9 +207,19 @@ def ig_impl(params, tokens_NT, pos_N, gold_N, mask_NT, cfg, steps, rule, batch_s
     of its block, ``batch_size`` in flight. All split over the "data" axis of ``mesh``."""
     alphas_BK, weights_BK = (jnp.asarray(a) for a in node_blocks(steps, rule, alpha_blocks))
     prompts = (tokens_NT, pos_N, gold_N, mask_NT)
-    ctx = sharding.sweep(lambda p, item: _prompt_context(p, cfg, recompute, item), prompts, mesh, batch_size, (params,))
     N, Bk = tokens_NT.shape[0], alpha_blocks
     n_X, b_X = (jnp.asarray(a.reshape(-1), jnp.int32) for a in np.indices((N, Bk)))
+    if path == "layer" and recompute == "prefix":  # one item: the prompt's clean cache, then every layer's rows
+        def item(p, prompts, x):
+            n, b = x
+            ctx = _prompt_context(p, cfg, recompute, take(prompts, n))
+            attr_LF, p_zero_L = _entering_ig(p, cfg, alphas_BK[b], weights_BK[b], ctx, take(prompts, n))
+            return attr_LF, p_zero_L, ctx["p_one"]
+
+        attr_XLF, p_zero_XL, p_one_X = sharding.sweep(item, (n_X, b_X), mesh, batch_size, (params, prompts))
+        first = lambda a: a.reshape((N, Bk) + a.shape[1:])[:, 0]  # noqa: E731
+        return attr_XLF.reshape((N, Bk) + attr_XLF.shape[1:]).sum(1), first(p_zero_XL), first(p_one_X)
+    ctx = sharding.sweep(lambda p, item: _prompt_context(p, cfg, recompute, item), prompts, mesh, batch_size, (params,))
     one = _layer_ig if path == "layer" else _joint_ig
     attr, p_zero = [], []
     for layer in range(cfg.n_layers) if path == "layer" else (0,):

@@ -11,18 +11,24 @@ E facts are written at once into the value matrices of a range of layers ℛ = (
    remaining residual R = (z − h^{l_L}) / (L − i) spread evenly over the layers still to edit, and the
    update of eq. 14 in row-vector form: ΔW = (λC + KᵀK)⁻¹ Kᵀ R, where C = E[k kᵀ] of the unedited layer.
 
-λ relative to the model (``relative_lambda``): with one fact, one layer's update realises the fraction
-s / (λ + s) of its residual, s = kᵀC⁻¹k (Sherman–Morrison). For keys drawn like C's, E[kᵀC⁻¹k] = tr(C⁻¹C) = F,
-so λ = 15000 on GPT-J (F = 16384) is λ / F = 0.916 (``PAPER_LAMBDA_RATIO``): each layer realises about half of a
-fact's residual. The rule keeps that fraction: λ = 0.916 · s̄, with s̄ the mean kᵀC⁻¹k of the keys being
-edited, measured on the model at hand. The paper's absolute λ on a 256-wide FFN realises ≈ 2% instead.
+λ relative to the model: with one fact, one layer's update realises the fraction f = s / (λ + s) of its
+residual, s = kᵀC⁻¹k (Sherman–Morrison). For keys drawn like C's, E[kᵀC⁻¹k] = tr(C⁻¹C) = F, so λ = 15000 on
+GPT-J (F = 16384) is λ / F = 0.916 (``PAPER_LAMBDA_RATIO``): each layer realises about half of its share. λ and
+the band act together: layer i of L gets 1 / (L − i) of what is left and realises f of that, so GPT-J's six
+layers (3–8) realise 79% of a fact's residual (``band_realised``), two layers at the same f only 70%. The rule
+(``band_lambda_ratio``) keeps the band's total: λ = r_L · s̄, with s̄ the mean kᵀC⁻¹k of the keys being edited
+(measured on the model at hand) and r_L the ratio at which an L-layer band realises GPT-J's 79% (r = 0.26,
+0.46, 0.61, 0.73 for L = 1 … 4; 0.916 at L = 6). ``relative_lambda`` gives λ for any ratio. The paper's absolute
+λ on a 256-wide FFN realises ≈ 2% instead.
 
 Defaults are MEMIT's GPT-J hyper-parameters (``MEMIT_HPARAMS``, ``MEMIT_LAMBDA``): Adam lr 0.5, 25 steps,
-KL factor 0.0625, weight decay 0.5, clamp factor 0.75, 10 context prefixes of 5 tokens plus the bare prompt,
-λ (``mom2_update_weight``) = 15000.
+KL factor 0.0625, weight decay 0.5, clamp factor 0.75, 5 context prefixes of 10 tokens plus the bare prompt
+(the reference code's ``get_context_templates``: lengths and counts ``[(10, 5)]``), λ (``mom2_update_weight``)
+= 15000.
 """
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import jax
@@ -31,10 +37,30 @@ import jax.numpy as jnp
 from analysis.rome import (DeltaHParams, EditRequest, _safe_norm, hidden_at, keys_at, optimise_delta,
                            value_matrix, with_value_matrix)
 
-MEMIT_HPARAMS = DeltaHParams(lr=0.5, steps=25, clamp_factor=0.75, prefixes=((5, 10),))
+MEMIT_HPARAMS = DeltaHParams(lr=0.5, steps=25, clamp_factor=0.75, prefixes=((10, 5),))
 MEMIT_LAMBDA = 15000.0
 GPTJ_D_FF = 16384
+GPTJ_LAYERS = (3, 4, 5, 6, 7, 8)
 PAPER_LAMBDA_RATIO = MEMIT_LAMBDA / GPTJ_D_FF
+
+
+def band_realised(ratio: float, n_layers: int) -> float:
+    """Fraction of one fact's residual an ``n_layers`` band realises at λ = ratio · s (module docstring)."""
+    f, left = 1.0 / (1.0 + ratio), 1.0
+    for i in range(n_layers):
+        left -= f * left / (n_layers - i)
+    return 1.0 - left
+
+
+def band_lambda_ratio(n_layers: int, paper_ratio: float = PAPER_LAMBDA_RATIO,
+                      paper_layers: int = len(GPTJ_LAYERS)) -> float:
+    """The λ / s̄ at which ``n_layers`` layers realise what GPT-J's band realises at λ = 15000 (bisection on
+    log λ; ``band_realised`` falls as λ grows)."""
+    target, lo, hi = band_realised(paper_ratio, paper_layers), 1e-6, 1e6
+    for _ in range(100):
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if band_realised(mid, n_layers) > target else (lo, mid)
+    return math.sqrt(lo * hi)
 
 
 def key_mahalanobis(K_EF, C_FF, ridge: float = 0.0):

@@ -47,13 +47,14 @@ def prompt_flops(cfg, seq: int, steps: int, rule: str) -> float:
 
 
 def prefix_prompt_flops(cfg, seq: int, steps: int, rule: str) -> float:
-    """Model FLOPs of one prompt's attributions over the cached clean prefix: the clean run and its cache, then
-    for each layer l, K gradient evaluations and one P(α=0) forward of the prediction position alone in blocks
-    ≥ l (attending over all T keys): Σ_l [K·(f_l + b_l) + f_l] with f_l = ``common.suffix_flops`` and b_l =
-    :func:`backward_flops_per_token`."""
+    """Model FLOPs of one prompt's attributions over the cached clean prefix: the clean run and its cache (the
+    prediction position's logits only), then
+    for each layer l, K + 1 rows (the K nodes and α = 0, whose gradient is computed and dropped) of the
+    prediction position alone in blocks ≥ l (attending over all T keys), forward and gradient:
+    Σ_l (K + 1)·(f_l + b_l) with f_l = ``common.suffix_flops`` and b_l = :func:`backward_flops_per_token`."""
     nodes = len(A.riemann_nodes(steps, rule)[0])
     per_layer = [common.suffix_flops(cfg, l, 1, seq) for l in range(cfg.n_layers)]
-    return common.cache_flops(cfg, seq) + sum(nodes * (f + backward_flops_per_token(cfg, seq, l)) + f
+    return common.cache_flops(cfg, seq, logits=1) + sum((nodes + 1) * (f + backward_flops_per_token(cfg, seq, l))
                                               for l, f in enumerate(per_layer))
 
 

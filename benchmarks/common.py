@@ -81,15 +81,17 @@ def row(name: str, what: str, units: float, secs: float, flops: float | None, pe
 
 
 
-def interleaved(fns: dict, repeats: int = 3) -> dict:
-    """Median seconds of each ``fns[name]()`` (all compiled already), the methods alternating call by call so a
-    shared machine's load falls on all of them alike."""
+def interleaved(fns: dict, repeats: int = 3, burst: int = 1) -> dict:
+    """Median seconds of each ``fns[name]()`` (all compiled already), the methods alternating in rounds so a
+    shared machine's load falls on all of them alike; each round calls each method ``burst`` times in a row and
+    times every call (the first call of a burst runs with the caches the other method left behind)."""
     times = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            start = time.perf_counter()
-            jax.block_until_ready(fn())
-            times[name].append(time.perf_counter() - start)
+            for _ in range(burst):
+                start = time.perf_counter()
+                jax.block_until_ready(fn())
+                times[name].append(time.perf_counter() - start)
     return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
 
 
@@ -106,11 +108,12 @@ def suffix_flops(cfg, first: int, tokens: int, keys: int, logits: int = 1) -> fl
     return tokens * body + logits * flops_parts(cfg, keys)["unembed"]
 
 
-def cache_flops(cfg, seq: int) -> float:
-    """One run and its prefix cache: the forward (with logits) plus the keys/values recomputed from each block's
-    input, 2·D·2G·d_head per token and layer."""
+def cache_flops(cfg, seq: int, logits: int | None = None) -> float:
+    """One run and its prefix cache: the forward with the logits of ``logits`` positions (default all ``seq``)
+    plus the keys/values recomputed from each block's input, 2·D·2G·d_head per token and layer."""
     kv = 2 * cfg.d_model * 2 * cfg.kv_heads * cfg.head_dim
-    return seq * (forward_flops_per_token(cfg, seq) + cfg.n_layers * kv)
+    unembed = (seq if logits is None else logits) * flops_parts(cfg, seq)["unembed"]
+    return seq * (forward_flops_per_token(cfg, seq, logits=False) + cfg.n_layers * kv) + unembed
 
 
 def load_average() -> list[float]:
@@ -130,7 +133,8 @@ def print_comparison(r: dict) -> None:
 
 def prefix_vs_full(run: dict, what: str, repeats: int, value=lambda out: out):
     """Both methods of ``run`` ({"prefix": fn, "full": fn}): the first (compiling) calls, the check that their
-    ``value`` agree, then the interleaved median seconds between two matmul-peak measurements. Returns
+    ``value`` agree, then the interleaved median seconds (rounds of 3 calls of each) between two matmul-peak
+    measurements. Returns
     ``(results, first_call_s, max_abs_difference, seconds, peaks)``."""
     start = time.perf_counter()
     result = {m: fn() for m, fn in run.items()}
@@ -140,6 +144,6 @@ def prefix_vs_full(run: dict, what: str, repeats: int, value=lambda out: out):
     if not np.allclose(a, b, atol=1e-5, rtol=1e-4):
         raise RuntimeError(f"cached-prefix and full-recompute {what} differ by {diff:.2e}")
     peaks = [matmul_peak_flops()]
-    secs = interleaved({m: (lambda fn=fn: value(fn())) for m, fn in run.items()}, repeats)
+    secs = interleaved({m: (lambda fn=fn: value(fn())) for m, fn in run.items()}, repeats, burst=3)
     peaks.append(matmul_peak_flops())
     return result, first, diff, secs, peaks

@@ -30,7 +30,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--constraint", default="bare", choices=("bare", "mean"),
                         help="ROME/MEMIT constraint key: the bare prompt's (reference code) or the prefix mean (Gupta et al.)")
     parser.add_argument("--memit-lambda", type=positive_float, default=None, help="absolute MEMIT λ (default: the relative rule)")
-    parser.add_argument("--lambda-ratio", type=positive_float, default=None, help="λ / mean kᵀC⁻¹k (default 15000/16384, GPT-J's)")
+    parser.add_argument("--lambda-ratio", type=positive_float, default=None, help="λ / mean kᵀC⁻¹k (default: the band realises what GPT-J's band does at λ = 15000)")
     parser.add_argument("--lambda-sweep", default="", help="comma list of λ ratios also scored (plus λ = 15000)")
     parser.add_argument("--cov-text", default=None, help="glob of text files for C of a pretrained model")
     parser.add_argument("--cov-tokens", type=positive_int, default=20000, help="tokens of that text")
@@ -58,14 +58,14 @@ def _floats(text, what):
 
 
 def settings_from(args):
-    from studies.editing import LICENCE_TEXTS, PAPER_LAMBDA_RATIO, EditSettings
+    from studies.editing import LICENCE_TEXTS, EditSettings
 
     return EditSettings(n_edits=args.n_edits, n_unrelated=args.n_unrelated, seed=args.seed,
                         protocols=tuple(p for p in args.protocols.split(",") if p), token=args.token,
                         constraint=args.constraint, layer=args.layer, n_calibration=args.n_calibration,
                         layer_candidates=_ints(args.layers_to_try, "--layers-to-try") if args.layers_to_try else None,
                         memit_width=args.memit_width, memit_lambda=args.memit_lambda,
-                        lambda_ratio=PAPER_LAMBDA_RATIO if args.lambda_ratio is None else args.lambda_ratio,
+                        lambda_ratio=args.lambda_ratio,
                         lambda_sweep=_floats(args.lambda_sweep, "--lambda-sweep"),
                         cov_text=args.cov_text or LICENCE_TEXTS, cov_tokens=args.cov_tokens, mesh=args.mesh)
 

@@ -50,9 +50,10 @@ def cache_from_acts(params, acts: Acts, cfg, mask_BT=None) -> Cache:
     return Cache(k, v, jnp.concatenate([acts.resid_pre, acts.resid_post[-1:]]), mask_BT)
 
 
-def prefix_cache(params, tokens_BT, cfg, hooks: Hooks | None = None, mask_BT=None) -> tuple[Output, Cache]:
-    """``forward(params, tokens_BT, cfg, hooks, mask_BT)`` and its :class:`Cache`."""
-    out = forward(params, tokens_BT, cfg, hooks, mask_BT)
+def prefix_cache(params, tokens_BT, cfg, hooks: Hooks | None = None, mask_BT=None, unroll: bool = False
+                 ) -> tuple[Output, Cache]:
+    """``forward(params, tokens_BT, cfg, hooks, mask_BT, unroll=unroll)`` and its :class:`Cache`."""
+    out = forward(params, tokens_BT, cfg, hooks, mask_BT, unroll=unroll)
     return out, cache_from_acts(params, out.acts, cfg, mask_BT)
 
 

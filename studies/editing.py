@@ -14,8 +14,9 @@ file, a packaged name) and ``FactRecord``s, and returns a JSON-able dict. The do
   MEMIT edits ``memit_width`` layers ending there (the paper's band ends at the critical layer), shifted up
   when fewer layers lie below it.
 * **λ** (unless ``settings.memit_lambda``): λ = ratio · mean kᵀC⁻¹k over the edit keys of the MEMIT layers,
-  ratio = 15000 / 16384 from GPT-J (``analysis.memit.relative_lambda``); ``lambda_sweep`` scores other ratios,
-  and the paper's absolute λ = 15000 is scored beside them.
+  the ratio chosen so that the band realises the share of a fact's residual that GPT-J's six layers realise at
+  λ = 15000 (``analysis.memit.band_lambda_ratio``, 79%; ``settings.lambda_ratio`` overrides it);
+  ``lambda_sweep`` scores other ratios, and the paper's absolute λ = 15000 is scored beside them.
 * **C** = E[kkᵀ] over the non-padding positions of the run's own training batches (a facts run), or of local
   text tokenised by the model's tokenizer (``cov_text``; default the Debian licence texts) for a pretrained
   model. Nothing is downloaded.
@@ -36,7 +37,8 @@ from analysis.covariance import key_second_moment, task_batches
 from ffnkv.sharding import make_mesh
 from analysis.edit_eval import next_token_probs, score_edited, score_single_edits, summarise
 from analysis.edit_requests import TOKENS, build_edits, context_prefixes, fact_set, known_mask
-from analysis.memit import MEMIT_HPARAMS, MEMIT_LAMBDA, PAPER_LAMBDA_RATIO, memit_edit, relative_lambda
+from analysis.memit import (MEMIT_HPARAMS, MEMIT_LAMBDA, PAPER_LAMBDA_RATIO, band_lambda_ratio, band_realised,
+                            GPTJ_LAYERS, memit_edit, relative_lambda)
 from analysis.rome import (CONSTRAINTS, ROME_HPARAMS, DeltaHParams, keys_at, optimise_delta, regularised_inverse,
                            rome_edit, rome_sequential, site_hooks)
 from ffnkv.errors import FfnkvError
@@ -61,7 +63,7 @@ class EditSettings:
     n_calibration: int = 10
     memit_width: int = 2
     memit_lambda: float | None = None
-    lambda_ratio: float = PAPER_LAMBDA_RATIO
+    lambda_ratio: float | None = None  # None: band_lambda_ratio(band width)
     lambda_sweep: tuple = ()
     rome: DeltaHParams = ROME_HPARAMS
     memit: DeltaHParams = MEMIT_HPARAMS
@@ -258,7 +260,8 @@ def memit_protocol(model, edit, mem, C, probes, others, hp, s: EditSettings) -> 
     C_mem = np.stack([C[l] for l in mem])
     keys = lambda l: jax.vmap(lambda r: keys_at(model.params, cfg, l, r.tokens_PT, r.subject_P).mean(0))(reqs)  # noqa: E731
     s_bar = float(np.mean([relative_lambda(keys(l), C[l], 1.0, hp.ridge)[1] for l in mem]))
-    lam = s.memit_lambda if s.memit_lambda is not None else s.lambda_ratio * s_bar
+    ratio = band_lambda_ratio(len(mem)) if s.lambda_ratio is None else s.lambda_ratio
+    lam = s.memit_lambda if s.memit_lambda is not None else ratio * s_bar
 
     def one(lam_value):
         t = time.time()
@@ -267,9 +270,11 @@ def memit_protocol(model, edit, mem, C, probes, others, hp, s: EditSettings) -> 
             "lambda": float(lam_value), "lambda_ratio": float(lam_value) / s_bar, "seconds": time.time() - t}
 
     out = {"memit": one(lam), "memit_lambda_rule": {
-        "rule": "λ = ratio · mean kᵀC⁻¹k over the edit keys of the MEMIT layers" if s.memit_lambda is None else "given",
-        "ratio": s.lambda_ratio, "paper_ratio": PAPER_LAMBDA_RATIO, "mean_key_mahalanobis": s_bar, "d_ff": cfg.width,
-        "lambda": float(lam)}}
+        "rule": ("given" if s.memit_lambda is not None else
+                 f"λ = ratio · mean kᵀC⁻¹k over the edit keys of the MEMIT layers; ratio {'given' if s.lambda_ratio else 'such that the ' + str(len(mem)) + '-layer band realises what GPT-J’s 6 layers realise at λ = 15000'}"),
+        "ratio": ratio, "paper_ratio": PAPER_LAMBDA_RATIO, "band_realised": band_realised(ratio, len(mem)),
+        "paper_band_realised": band_realised(PAPER_LAMBDA_RATIO, len(GPTJ_LAYERS)), "mean_key_mahalanobis": s_bar,
+        "d_ff": cfg.width, "lambda": float(lam)}}
     sweep = [r * s_bar for r in s.lambda_sweep]
     if s.lambda_sweep:
         sweep.append(MEMIT_LAMBDA)

@@ -280,6 +280,8 @@ def meng_edits(edit: dict, small_lambda: dict | None = None) -> list[dict]:
     lam = edit.get("memit_lambda_rule", {})
     lam_text = (f"λ = {lam['lambda']:.3g} = {lam['ratio']:.3f} × mean kᵀC⁻¹k {lam['mean_key_mahalanobis']:.3g}"
                 if "mean_key_mahalanobis" in lam else "λ = 15000")
+    if "band_realised" in lam:
+        lam_text += f", the band realising {lam['band_realised']:.0%} of a residual as GPT-J's does"
     also = f"; with λ = 1: {fmt(small_lambda['memit'])}" if small_lambda else ""
     ok_ns = base_ns is None or mm["NS"] >= 0.8 * base_ns
     rules.append(claim("Meng et al. 2023", f"MEMIT writes many facts at once ({edit['n_edits']} here)",
@@ -287,7 +289,8 @@ def meng_edits(edit: dict, small_lambda: dict | None = None) -> list[dict]:
                        fmt(mm) + f" ({lam_text}, layers {edit['memit_layers']})" + also,
                        ("holds" if mm["S"] >= 0.8 else "partial" if mm["S"] >= 0.5 else "fails") if ok_ns else
                        ("partial" if mm["S"] >= 0.5 else "fails"),
-                       "at λ relative to the model (the paper's λ / d_ff): S ≥ 0.8 and NS ≥ 0.8 × unedited NS → "
+                       "at λ relative to the model (the band realises the share of a fact's residual GPT-J's band "
+                       "realises at λ = 15000): S ≥ 0.8 and NS ≥ 0.8 × unedited NS → "
                        "holds; S ≥ 0.5 → partial"))
     if "rome_sequential" in edit:
         seq = edit["rome_sequential"]

@@ -62,3 +62,34 @@ def test_memit_band_holds_the_layer_and_fits_the_model():
 
     assert memit_layers(3, 2, 4) == (2, 3) and memit_layers(0, 2, 4) == (0, 1) and memit_layers(1, 3, 4) == (0, 1, 2)
     assert memit_layers(0, 5, 2) == (0, 1)
+
+
+def test_band_lambda_ratio_keeps_gptj_band_share():
+    """The band rule: at λ = r_L · s an L-layer band realises what GPT-J's six layers realise at the paper's
+    ratio (79%); with one layer the share is the Sherman–Morrison s / (λ + s); fewer layers need a smaller λ."""
+    from analysis.memit import PAPER_LAMBDA_RATIO, band_lambda_ratio, band_realised
+
+    np.testing.assert_allclose(band_realised(0.5, 1), 1 / 1.5)
+    np.testing.assert_allclose(band_realised(1.0, 2), 1 - (1 - 0.25) * (1 - 0.5))
+    target = band_realised(PAPER_LAMBDA_RATIO, 6)
+    assert 0.78 < target < 0.80
+    ratios = [band_lambda_ratio(L) for L in range(1, 7)]
+    for L, r in enumerate(ratios, 1):
+        np.testing.assert_allclose(band_realised(r, L), target, rtol=1e-6)
+    assert all(a < b for a, b in zip(ratios, ratios[1:]))
+    np.testing.assert_allclose(ratios[-1], PAPER_LAMBDA_RATIO, rtol=1e-6)
+
+
+def test_band_realised_matches_memit_on_a_linear_model():
+    """Sequential layer updates of one fact through memit_update realise band_realised's share when each
+    layer's output adds straight to the target (a linear residual stream)."""
+    from analysis.memit import band_realised
+
+    keys = jax.random.normal(jax.random.key(5), (3, 10))
+    C, target, z = spd(jax.random.key(6), 10), jax.random.normal(jax.random.key(7), (4,)), jnp.zeros(4)
+    ratio = 0.4
+    for i, k in enumerate(keys):
+        s = k @ jnp.linalg.solve(C, k)
+        W = memit_update(jnp.zeros((10, 4)), k[None], ((target - z) / (len(keys) - i))[None], C, ratio * s)
+        z = z + k @ W
+    np.testing.assert_allclose(jnp.linalg.norm(z) / jnp.linalg.norm(target), band_realised(ratio, 3), rtol=1e-4)
