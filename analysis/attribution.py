@@ -38,8 +38,8 @@ import numpy as np
 from ffnkv import sharding
 from ffnkv.errors import FfnkvError
 from ffnkv.hooks import Hooks
-from ffnkv.model import block, forward
-from ffnkv.prefix import forward_from, logits_at, prefix_cache, suffix, take
+from ffnkv.model import forward
+from ffnkv.prefix import forward_entering, forward_from, logits_at, prefix_cache, suffix, take
 
 RULES = ("left", "right", "midpoint", "trapezoid")
 PATHS = ("layer", "joint")
@@ -145,31 +145,8 @@ def _joint_ig(params, cfg, recompute, alphas_K, weights_K, ctx, prompt, layer):
     return jnp.tensordot(weights_K, grads_KLF, 1), prob(jnp.zeros_like(m_LF))
 
 
-def entering_rows(params, cfg, cache, start, x_LRSD, scale_LRF, at):
-    """Rows entering at every block in one pass: group l (R rows, input ``x_LRSD[l]`` at positions start …
-    start + S − 1, FFN coefficients of position ``at`` among them scaled by ``scale_LRF[l]`` in block l) runs through blocks l … L−1 over the
-    cached prefix. Block j applies to the groups 0 … j together, so it does the FLOPs of L separate
-    ``forward_from`` calls in one program of larger matmuls. Returns the residual leaving the last block
-    ``[L, R, S, D]`` (group order)."""
-    params = jax.tree.map(lambda w: w.astype(jnp.dtype(cfg.dtype)), params)
-    L, R = x_LRSD.shape[:2]
-    x_XSD, scale_XF = x_LRSD[:0].reshape((0,) + x_LRSD.shape[2:]), scale_LRF[:0, 0]
-    for layer, has_ffn in enumerate(cfg.has_ffn_L()):
-        p = jax.tree.map(lambda a: a[layer], params["blocks"])
-        kv = (cache.k[layer], cache.v[layer], start)
-        x_XSD = jnp.concatenate([x_XSD, x_LRSD[layer].astype(x_XSD.dtype)])
-        scale_XF = jnp.concatenate([jnp.ones_like(scale_XF), scale_LRF[layer]]) if layer else scale_LRF[0]
-
-        def one(x_SD, s_F, p=p, kv=kv, has_ffn=has_ffn):
-            hooks = Hooks(ffn_scale=jnp.where((jnp.arange(x_SD.shape[0]) == at)[None, :, None], s_F, 1.0))
-            return block(p, x_SD[None], jnp.asarray(has_ffn, x_SD.dtype), hooks, cfg, cache.mask, kv)[0][0]
-
-        x_XSD = jax.vmap(one)(x_XSD, scale_XF)
-    return x_XSD.reshape((L, R) + x_XSD.shape[1:])
-
-
 def _entering_ig(params, cfg, alphas_K, weights_K, ctx, prompt):
-    """Dai et al. eq. 3–4 for every layer at once over the cached prefix (:func:`entering_rows`): the K nodes
+    """Dai et al. eq. 3–4 for every layer at once over the cached prefix (``ffnkv.prefix.forward_entering``): the K nodes
     of every layer plus an α = 0 row each, one program. ``(attr [L, F], P(α=0) [L])``."""
     tokens_T, pos, gold, _ = prompt
     cache, T, L, F = ctx["cache"], tokens_T.shape[0], cfg.n_layers, cfg.width
@@ -179,7 +156,8 @@ def _entering_ig(params, cfg, alphas_K, weights_K, ctx, prompt):
     x_LRSD = jnp.broadcast_to(x_LSD[:, None], (L, alphas_R.shape[0]) + x_LSD.shape[1:])
 
     def probs(scale_LRF):
-        out_LRSD = entering_rows(params, cfg, cache, start, x_LRSD, scale_LRF, at)
+        at_S = (jnp.arange(S) == at)[None, None, :, None]
+        out_LRSD = forward_entering(params, cache, cfg, start, x_LRSD, jnp.where(at_S, scale_LRF[:, :, None], 1.0))
         logits_XV = logits_at(params, out_LRSD.reshape((-1,) + out_LRSD.shape[2:]), cfg, at)
         p_LR = prob_of(logits_XV, gold).reshape(L, -1)
         return p_LR.sum(), p_LR

@@ -58,8 +58,9 @@ def dots(hlo: str) -> collections.Counter:
 def dot_seconds(lhs, rhs, dims, dtype: str, repeats: int) -> float:
     """Median seconds of one jitted ``lax.dot_general`` at these shapes (operands already on the device)."""
     lb, rb, lc, rc = dims
-    a = jax.random.normal(jax.random.key(0), lhs, jnp.dtype(dtype))
-    b = jax.random.normal(jax.random.key(1), rhs, jnp.dtype(dtype))
+    dtype = {"f32": jnp.float32, "bf16": jnp.bfloat16, "f16": jnp.float16}[dtype]
+    a = jax.random.normal(jax.random.key(0), lhs, dtype)
+    b = jax.random.normal(jax.random.key(1), rhs, dtype)
     fn = jax.jit(lambda a, b: jax.lax.dot_general(a, b, ((lc, rc), (lb, rb))))
     fn(a, b).block_until_ready()
     times = []

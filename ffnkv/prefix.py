@@ -6,7 +6,8 @@ every block's input residual — the run with the intervention is: take the cach
 positions t, t + 1, …, change it, and apply blocks l … L−1 to those positions only, each attending over the
 cached keys/values of positions < t (its own keys/values at positions ≥ t are recomputed). Integrated gradients
 at the prediction position (one position, blocks ≥ l), a causal-tracing cell (t, l) and an activation-patching
-cell cost a fraction of a full forward. ``forward_from`` reuses ffnkv.model.block unchanged.
+cell cost a fraction of a full forward. ``forward_from`` reuses ffnkv.model.block unchanged;
+``forward_entering`` runs rows that enter at different blocks in one pass (integrated gradients of every layer).
 
 Bidirectional models see every position, so for them a suffix must cover the whole sequence (start 0); the
 saving over layers remains.
@@ -95,6 +96,33 @@ def forward_from(params, cache: Cache, cfg, layer, start, x_BSD, hooks: Hooks | 
         def step(x, row):
             return jax.lax.cond(row[0] >= layer, lambda y: apply(*row[1:], y), lambda y: y, x), None
     return jax.lax.scan(step, x_BSD.astype(dtype), xs)[0]
+
+
+def forward_entering(params, cache: Cache, cfg, start, x_LRSD, ffn_scale_LRSF=None):
+    """Rows entering at every block in one pass: group l (R rows whose input to block l at positions start …
+    start + S − 1 is ``x_LRSD[l]``) runs through blocks l … L−1 over the cached prefix, its FFN coefficients
+    scaled by ``ffn_scale_LRSF[l]`` in block l (its entry block) only. Block j applies to groups 0 … j together,
+    so the FLOPs are those of L separate :func:`forward_from` calls, in one program of larger matmuls (integrated
+    gradients of every layer at once). Returns the residual leaving the last block ``[L, R, S, D]``."""
+    params = _cast(params, cfg)
+    L = x_LRSD.shape[0]
+    x_XSD = x_LRSD[0].astype(jnp.dtype(cfg.dtype))
+    ones_RSF = jnp.ones(x_LRSD.shape[1:3] + (cfg.width,), jnp.float32)
+    scale_LRSF = jnp.broadcast_to(ones_RSF, (L,) + ones_RSF.shape) if ffn_scale_LRSF is None else ffn_scale_LRSF
+    scale_XSF = scale_LRSF[0]
+    for layer, has_ffn in enumerate(cfg.has_ffn_L()):
+        if layer:
+            x_XSD = jnp.concatenate([x_XSD, x_LRSD[layer].astype(x_XSD.dtype)])
+            scale_XSF = jnp.concatenate([jnp.ones_like(scale_XSF), scale_LRSF[layer]])
+        p = jax.tree.map(lambda a: a[layer], params["blocks"])
+        kv = (cache.k[layer], cache.v[layer], start)
+
+        def one(x_SD, s_SF, p=p, kv=kv, has_ffn=has_ffn):
+            return block(p, x_SD[None], jnp.asarray(has_ffn, x_SD.dtype), Hooks(ffn_scale=s_SF[None]), cfg,
+                         cache.mask, kv)[0][0]
+
+        x_XSD = jax.vmap(one)(x_XSD, scale_XSF)
+    return x_XSD.reshape(x_LRSD.shape[:2] + x_XSD.shape[1:])
 
 
 def logits_at(params, x_BSD, cfg, index):

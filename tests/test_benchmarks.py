@@ -92,3 +92,22 @@ def test_flop_formulas_match_xla_count():
     accumulate = jax.jit(lambda p, t: analysis_covariance._accumulate(
         p, t, jnp.ones(t.shape), jnp.zeros((2, 256, 256)), 0.0, cfg2, (0, 1)))
     _close(covariance.token_flops(cfg, 16, 2) * 16, _xla_flops(accumulate, params2, tokens_NT))
+
+
+def test_train_floor_reads_every_dot_of_a_compiled_program():
+    """benchmarks/train_floor.py finds each dot of a compiled program with its operand shapes and dimension
+    numbers (a plain matmul, a transposed-weight gradient and a batched head product), counted by occurrence."""
+    from benchmarks.train_floor import dots
+
+    def fn(x, w, q, k):
+        y = x @ w
+        g = jax.lax.dot_general(x, y, (((0,), (0,)), ((), ())))
+        s = jnp.einsum("bhtk,bhsk->bhts", q, k)
+        return y.sum() + g.sum() + s.sum()
+
+    args = (jnp.ones((64, 32)), jnp.ones((32, 48)), jnp.ones((2, 3, 8, 16)), jnp.ones((2, 3, 8, 16)))
+    found = dots(jax.jit(fn).lower(*args).compile().as_text())
+    shapes = {(lhs, rhs) for lhs, rhs, _, dtype in found if dtype == "f32"}
+    assert ((64, 32), (32, 48)) in shapes and ((2, 3, 8, 16), (2, 3, 8, 16)) in shapes, found
+    assert any(dims[2] == (0,) and dims[3] == (0,) for _, _, dims, _ in found), found
+    assert sum(found.values()) == 3

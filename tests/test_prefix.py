@@ -7,7 +7,7 @@ from conftest import random_params, small_cfg
 
 import ffnkv
 from ffnkv.model import embed, unembed
-from ffnkv.prefix import forward_from, prefix_cache, suffix
+from ffnkv.prefix import forward_entering, forward_from, prefix_cache, suffix
 
 CFGS = {
     "relu-learned": dict(ffn="relu"),
@@ -55,6 +55,24 @@ def test_patched_suffix_matches_full_forward(name, tokens):
     np.testing.assert_allclose(got, want, atol=2e-5, rtol=1e-5)
     for layer, t in ((0, 4), (2, 2), (cfg.n_layers, 0)):
         np.testing.assert_allclose(jax.jit(fast, static_argnums=0)(layer, t), full(layer, t), atol=2e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", CFGS)
+def test_entering_rows_equal_separate_forwards(name, tokens):
+    """Rows entering at every block in one pass equal one forward_from per entry layer, each with its FFN
+    scale in the entry block only."""
+    cfg = small_cfg(**CFGS[name])
+    params = random_params(cfg)
+    _, cache = prefix_cache(params, tokens[:1], cfg)
+    L, R, S, t = cfg.n_layers, 3, 2, 3
+    x_LRSD = jax.random.normal(jax.random.key(4), (L, R, S, cfg.d_model))
+    scale_LRSF = jax.random.uniform(jax.random.key(5), (L, R, S, cfg.width))
+    got = jax.jit(lambda: forward_entering(params, cache, cfg, t, x_LRSD, scale_LRSF))()
+    _, cache = prefix_cache(params, jnp.repeat(tokens[:1], R, 0), cfg)  # one row of the prefix per entering row
+    for layer in range(L):
+        hooks = ffnkv.Hooks(ffn_scale=jnp.ones((L, R, S, cfg.width)).at[layer].set(scale_LRSF[layer]))
+        want = forward_from(params, cache, cfg, layer, t, x_LRSD[layer], hooks)
+        np.testing.assert_allclose(got[layer], want, atol=2e-5, rtol=1e-5)
 
 
 def test_hooks_on_suffix_and_gradient(tokens):
