@@ -269,10 +269,13 @@ def memit_protocol(model, edit, mem, C, probes, others, hp, s: EditSettings) -> 
         return summarise(score_edited(edited, cfg, probes, others)) | _stats(info) | {
             "lambda": float(lam_value), "lambda_ratio": float(lam_value) / s_bar, "seconds": time.time() - t}
 
+    ratio_rule = ("given" if s.lambda_ratio is not None else
+                  f"such that the {len(mem)}-layer band realises what GPT-J’s {len(GPTJ_LAYERS)} layers realise at λ = 15000")
+    rule = "given" if s.memit_lambda is not None else (
+        f"λ = ratio · mean kᵀC⁻¹k over the edit keys of the MEMIT layers; ratio {ratio_rule}")
     out = {"memit": one(lam), "memit_lambda_rule": {
-        "rule": ("given" if s.memit_lambda is not None else
-                 f"λ = ratio · mean kᵀC⁻¹k over the edit keys of the MEMIT layers; ratio {'given' if s.lambda_ratio else 'such that the ' + str(len(mem)) + '-layer band realises what GPT-J’s 6 layers realise at λ = 15000'}"),
-        "ratio": ratio, "paper_ratio": PAPER_LAMBDA_RATIO, "band_realised": band_realised(ratio, len(mem)),
+        "rule": rule, "ratio": lam / s_bar, "paper_ratio": PAPER_LAMBDA_RATIO,
+        "band_realised": band_realised(lam / s_bar, len(mem)),
         "paper_band_realised": band_realised(PAPER_LAMBDA_RATIO, len(GPTJ_LAYERS)), "mean_key_mahalanobis": s_bar,
         "d_ff": cfg.width, "lambda": float(lam)}}
     sweep = [r * s_bar for r in s.lambda_sweep]
