@@ -57,7 +57,7 @@ def test_patched_suffix_matches_full_forward(name, tokens):
         np.testing.assert_allclose(jax.jit(fast, static_argnums=0)(layer, t), full(layer, t), atol=2e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", CFGS)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[] if i == 0 else pytest.mark.slow) for i, n in enumerate(CFGS)])
 def test_entering_rows_equal_separate_forwards(name, tokens):
     """Rows entering at every block in one pass equal one forward_from per entry layer, each with its FFN
     scale in the entry block only."""
