@@ -190,8 +190,9 @@ def ig_impl(params, tokens_NT, pos_N, gold_N, mask_NT, cfg, steps, rule, batch_s
     if path == "layer" and recompute == "prefix":  # one item: the prompt's clean cache, then every layer's rows
         def item(p, prompts, x):
             n, b = x
-            ctx = _prompt_context(p, cfg, recompute, take(prompts, n))
-            attr_LF, p_zero_L = _entering_ig(p, cfg, alphas_BK[b], weights_BK[b], ctx, take(prompts, n))
+            prompt = take(prompts, n)
+            ctx = _prompt_context(p, cfg, recompute, prompt)
+            attr_LF, p_zero_L = _entering_ig(p, cfg, alphas_BK[b], weights_BK[b], ctx, prompt)
             return attr_LF, p_zero_L, ctx["p_one"]
 
         attr_XLF, p_zero_XL, p_one_X = sharding.sweep(item, (n_X, b_X), mesh, batch_size, (params, prompts))

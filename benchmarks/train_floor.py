@@ -16,9 +16,7 @@ import collections
 import json
 import math
 import re
-import statistics
 import sys
-import time
 from pathlib import Path
 
 if __name__ == "__main__":  # run as a script, sys.path[0] is benchmarks/: import from the repository root instead
@@ -61,14 +59,7 @@ def dot_seconds(lhs, rhs, dims, dtype: str, repeats: int) -> float:
     dtype = {"f32": jnp.float32, "bf16": jnp.bfloat16, "f16": jnp.float16}[dtype]
     a = jax.random.normal(jax.random.key(0), lhs, dtype)
     b = jax.random.normal(jax.random.key(1), rhs, dtype)
-    fn = jax.jit(lambda a, b: jax.lax.dot_general(a, b, ((lc, rc), (lb, rb))))
-    fn(a, b).block_until_ready()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn(a, b).block_until_ready()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return common.seconds(jax.jit(lambda a, b: jax.lax.dot_general(a, b, ((lc, rc), (lb, rb)))), a, b, repeats=repeats)
 
 
 def floor(repeats: int = 20, steps: int = 10) -> dict:
