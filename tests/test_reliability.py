@@ -61,7 +61,7 @@ BAD_INPUT = [  # (argv, env, exit code, the one line on stderr)
      "ffnkv train: error: config file '{syntax}' failed to load: SyntaxError at line 1"),
     (["train", "{imports}", "--run-dir", "{run}"], {}, 2,
      "ffnkv train: error: config file '{imports}' failed to load: ModuleNotFoundError: No module named"),
-    (["train", "{cfg}", "--run-dir", "{file}"], {}, 2, "ffnkv train: error: run dir '{file}' is a file"),
+    (["train", "{cfg}", "--run-dir", "{file}"], {}, 2, "ffnkv train: error: argument --run-dir: '{file}' is a file"),
     (["train", "{cfg}", "--run-dir", "{orphan}"], {}, 2,
      "ffnkv train: error: run dir '{orphan}' has checkpoints but no config.json"),
     (T + ["--num-processes", "2"], {}, 2, "ffnkv train: error: --num-processes=2 needs --coordinator"),
