@@ -2,6 +2,7 @@
 training is saved, reported as unfinished and resumes bitwise; one writer per run dir; the text cache follows
 file contents."""
 import hashlib
+import json
 import os
 import signal
 from pathlib import Path
@@ -39,13 +40,65 @@ def _world(tmp: Path) -> dict:
     g._write(tmp / "m.gguf", g._weights())
     (tmp / "cut.gguf").write_bytes((tmp / "m.gguf").read_bytes()[:200])
     (tmp / "m.gguf").unlink()
+    damaged = tmp / "damaged"  # run dirs with a damaged config.json (not directly under tmp: see `analyze {tmp}`)
+    (damaged / "listcfg").mkdir(parents=True)
+    (damaged / "listcfg" / "config.json").write_text("[]")
+    bad = tiny_config().to_dict()
+    bad["model"]["d_model"] = "x"
+    (damaged / "badcfg").mkdir()
+    (damaged / "badcfg" / "config.json").write_text(json.dumps(bad))
+    words = "the cat dog sat on a mat and ran to house garden tree river stone bird".split()
+    rng = np.random.default_rng(0)
+    (tmp / "small.txt").write_text("\n\n".join(" ".join(rng.choice(words, 12)) for _ in range(30)) + "\n")
+    (tmp / "empty.txt").write_text("")
     return {"cfg": write_config(tmp), "run": str(tmp / "run"), "syntax": str(tmp / "syntax.py"),
             "imports": str(tmp / "imports.py"), "file": str(tmp / "a_file"), "orphan": str(orphan),
-            "cut_gguf": str(tmp / "cut.gguf"), "tmp": str(tmp)}
+            "cut_gguf": str(tmp / "cut.gguf"), "tmp": str(tmp), "listcfg": str(damaged / "listcfg"),
+            "badcfg": str(damaged / "badcfg"), "small": str(tmp / "small.txt"), "empty": str(tmp / "empty.txt")}
 
 
 T = ["train", "{cfg}", "--run-dir", "{run}"]
+TEXT = {"FFNKV_TEXT_FILES": "{small}", "FFNKV_DATA": "{tmp}/data"}  # the corpus cache would land in tmp
+TT = ["train", "text", "--run-dir", "{run}", "--set"]
 BAD_INPUT = [  # (argv, env, exit code, the one line on stderr)
+    (T + ["--set", "model.norm_eps=nan"], {}, 2, "ffnkv train: error: ModelConfig.norm_eps='nan' is not allowed"),
+    (T + ["--set", "model.rope_theta=-1"], {}, 2, "ffnkv train: error: ModelConfig.rope_theta=-1 is not allowed"),
+    (T + ["--set", "model.causal=5"], {}, 2, "ffnkv train: error: ModelConfig.causal=5 is not allowed"),
+    (T + ["--set", "model.ffn_layers=abc"], {}, 2, "ffnkv train: error: ModelConfig.ffn_layers='abc' is not allowed"),
+    (T + ["--set", "data.n_operands=50"], {}, 2,
+     "ffnkv train: error: data.n_operands=50 with data.modulus=7 gives more sequences than int64 ids can number"),
+    (T + ["--set", "data.n_operands=x"], {}, 2, "ffnkv train: error: data.n_operands='x' is not allowed"),
+    (T + ["--set", "data.ops=5"], {}, 2, "ffnkv train: error: data.ops=5 is not allowed"),
+    (T + ["--set", "model=5"], {}, 2, "ffnkv train: error: --set 'model=5': 'model' is a config section, not a value"),
+    (T + ["--set", "optim=5"], {}, 2, "ffnkv train: error: --set 'optim=5': 'optim' is a config section, not a value"),
+    (T + ["--set", "data=5"], {}, 2, "ffnkv train: error: --set 'data=5': 'data' is a config section, not a value"),
+    (T + ["--set", "mesh=5"], {}, 2, "ffnkv train: error: TrainConfig.mesh=5 is not allowed"),
+    (["train", "{cfg}", "--run-dir", ""], {}, 2, "ffnkv train: error: argument --run-dir: '' is an empty path"),
+    (["train", "{cfg}", "--run-dir", "{file}/sub"], {}, 2,
+     "ffnkv train: error: argument --run-dir: '{file}/sub' cannot be created: '{file}' is a file"),
+    (["train", "{cfg}", "--run-dir", "/proc/ffnkv-x"], {}, 2,
+     "ffnkv train: error: argument --run-dir: '/proc/ffnkv-x' cannot be created in '/proc'"),
+    (["compare", "--out", ""], {}, 2, "ffnkv compare: error: argument --out: '' is an empty path"),
+    (["compare", "--out", "{file}/sub"], {}, 2,
+     "ffnkv compare: error: argument --out: '{file}/sub' cannot be created: '{file}' is a file"),
+    (["reproduce", "--out", ""], {}, 2, "ffnkv reproduce: error: argument --out: '' is an empty path"),
+    (["reproduce", "--out", "{file}/sub"], {}, 2,
+     "ffnkv reproduce: error: argument --out: '{file}/sub' cannot be created: '{file}' is a file"),
+    (["train", "{cfg}", "--run-dir", "{listcfg}"], {}, 2,
+     "ffnkv train: error: '{listcfg}/config.json' holds no valid training config (a training config must be a dict"),
+    (["train", "{cfg}", "--run-dir", "{badcfg}"], {}, 2,
+     "ffnkv train: error: '{badcfg}/config.json' holds no valid training config (ModelConfig.d_model='x' is not allowed"),
+    (["analyze", "{listcfg}"], {}, 2, "ffnkv analyze: error: {listcfg}/config.json is not a JSON object"),
+    (["analyze", "{badcfg}"], {}, 2,
+     "ffnkv analyze: error: {badcfg}/config.json has a bad model section (ModelConfig.d_model='x' is not allowed"),
+    (TT + ["data.eval_fraction=0.9"], TEXT, 2, "ffnkv train: error: data.eval_fraction=0.9 is not allowed"),
+    (TT + ["data.seq_len=10000000"], TEXT, 2, "ffnkv train: error: data.seq_len=10000000 is not allowed"),
+    (TT + ["data.seq_len=100000"], TEXT, 2, "ffnkv train: error: the corpus ({small}) has at most "),
+    (TT + ["data.seq_len=200"], TEXT, 2, "ffnkv train: error: the corpus ({small}) has "),  # after tokenising
+    (TT + ["data.files=[]"], TEXT, 2, "ffnkv train: error: give exactly one text source"),
+    (TT + ["data.vocab_size_target=-1"], TEXT, 2, "ffnkv train: error: data.vocab_size_target=-1 is not allowed"),
+    (["train", "text", "--run-dir", "{run}"], TEXT | {"FFNKV_TEXT_FILES": "{empty}"}, 2,
+     "ffnkv train: error: the corpus ({empty}) has at most 0 tokens"),
     (T + ["--set", "optim.lr=nan"], {}, 2, "ffnkv train: error: optim.lr='nan' is not allowed"),
     (T + ["--set", "optim.lr=inf"], {}, 2, "ffnkv train: error: optim.lr='inf' is not allowed"),
     (T + ["--set", "optim.lr=1e999"], {}, 2, "ffnkv train: error: optim.lr=inf is not allowed"),
