@@ -228,7 +228,7 @@ def test_second_writer_is_refused(tmp_path, capsys):
     run.mkdir()
     cfg = write_config(tmp_path)
     with RunLock(run):
-        before = _snapshot(tmp_path)
+        before = _snapshot(tmp_path)  # .lock holds this process's pid: the refused trainer must not rewrite it
         assert main(["train", cfg, "--run-dir", str(run)]) == 2
         assert _snapshot(tmp_path) == before
     err = capsys.readouterr().err
@@ -299,3 +299,118 @@ def test_tracing_when_no_sampled_fact_is_known_writes_its_results(tmp_path, caps
     out = tmp_path / "k"
     assert main(["knowledge", str(tmp_path / "run"), "tracing", "--facts", "2", "--samples", "1", "--out", str(out)]) == 0
     assert "Traceback" not in capsys.readouterr().err and (out / "tracing.json").is_file()
+
+
+# ---- text corpora: unusual files build a cache or fail in one line; a rejected corpus leaves nothing -------
+def _unusual_corpora(tmp: Path) -> dict:
+    rng = np.random.default_rng(0)
+    words = "the cat dog sat on a mat and ran to house garden tree river stone bird".split()
+    (tmp / "binary.bin").write_bytes(rng.integers(0, 256, 20_000, dtype=np.uint8).tobytes())
+    (tmp / "one_line.txt").write_text(" ".join(rng.choice(words, 40_000)))  # ~170 kB, no newline at all
+    (tmp / "nul.txt").write_bytes(b"\n\n".join(b"\0".join(" ".join(rng.choice(words, 12)).encode().split(b" "))
+                                               for _ in range(300)))
+    return {name: tmp / name for name in ("binary.bin", "one_line.txt", "nul.txt")}
+
+
+@pytest.mark.parametrize("name", ["binary.bin", "one_line.txt", "nul.txt"])
+def test_binary_one_line_and_nul_corpora_build_a_working_cache(tmp_path, monkeypatch, name):
+    from ffnkv.data import make_task
+
+    monkeypatch.setenv("FFNKV_DATA", str(tmp_path / "data"))
+    path = _unusual_corpora(tmp_path)[name]
+    task = make_task("text", files=[str(path)], vocab_size_target=300, seq_len=16, eval_fraction=0.1, n_eval=4)
+    batch = task.batch(0, 0, 4)
+    assert batch["tokens"].shape == (4, 16) and int(batch["tokens"].max()) < task.vocab_size
+    text = task.tokenizer.decode(task.tokens[:2000])
+    expected = {"binary.bin": "\ufffd", "one_line.txt": "garden", "nul.txt": "\0"}[name]
+    assert expected in text  # undecodable bytes read as U+FFFD; NUL is an ordinary byte
+
+
+def test_a_corpus_too_small_after_tokenising_leaves_no_cache(tmp_path, monkeypatch):
+    """It passes the byte bound (4 tokens per byte at most), is tokenised in a temporary dir, then refused:
+    neither the cache nor $FFNKV_DATA is left behind."""
+    from ffnkv.data import make_task
+    from ffnkv.errors import FfnkvError
+
+    monkeypatch.setenv("FFNKV_DATA", str(tmp_path / "data"))
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n\n".join("the cat sat on the mat and ran" for _ in range(40)))
+    before = _snapshot(tmp_path)
+    with pytest.raises(FfnkvError) as info:
+        make_task("text", files=[str(corpus)], vocab_size_target=300, seq_len=200, eval_fraction=0.1)
+    assert "has at most" not in str(info.value) and "too few for seq_len=200" in str(info.value)
+    assert _snapshot(tmp_path) == before
+
+
+# ---- fact files: directories, lone surrogates and unknown-token text are one clear error -------------------
+def _facts_file(tmp: Path, change=None) -> Path:
+    from ffnkv.data.counterfact import record_json, world_fact_records
+    from ffnkv.data.facts import FactsTask
+
+    records = [record_json(r) for r in world_fact_records(FactsTask(n_entities=8, n_relations=2, n_attributes=3), 3)]
+    if change:
+        change(records[1])
+    path = tmp / "facts.json"
+    path.write_text(json.dumps(records))
+    return path
+
+
+def _facts_tokenizer():
+    from ffnkv.data.facts import FactsTask
+    from ffnkv.io.tokenizer import task_tokenizer
+
+    return task_tokenizer(FactsTask(n_entities=8, n_relations=2, n_attributes=3))
+
+
+def _set_subject(value):
+    def change(record):
+        record["requested_rewrite"]["subject"] = value  # the prompt holds "{}": the subject is filled in
+    return change
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("directory", "fact file '{path}' cannot be read (Is a directory); pass a JSON file."),
+    ("surrogate", "record 1 (case_id {case_id}): field 'requested_rewrite.subject' must be a non-empty string of "
+                  "valid Unicode (no lone surrogates)."),
+    ("emoji", "record 1 (case_id {case_id}): field 'requested_rewrite.subject' ('🙂') holds text the model's "
+              "tokenizer does not know (it reads as its unknown token); rephrase it in the model's vocabulary."),
+])
+def test_fact_file_problems_are_one_sentence(tmp_path, case, expected):
+    from ffnkv.data.counterfact import load_fact_file
+    from ffnkv.errors import FfnkvError
+
+    tokenizer = _facts_tokenizer()
+    assert len(load_fact_file(_facts_file(tmp_path), tokenizer)) == 3  # the control loads
+    if case == "directory":
+        path = tmp_path / "a_dir"
+        path.mkdir()
+    else:
+        path = _facts_file(tmp_path, _set_subject("\ud800" if case == "surrogate" else "🙂"))
+        assert ("\\ud800" in path.read_text()) == (case == "surrogate")  # JSON's escape, as a user would write it
+    case_id = json.loads(path.read_text())[1]["case_id"] if path.is_file() else None
+    with pytest.raises(FfnkvError) as info:
+        load_fact_file(path, tokenizer)
+    assert str(info.value) == expected.format(path=path, case_id=case_id)
+
+
+@pytest.mark.slow
+def test_knowledge_with_a_bad_facts_file_is_one_line(tmp_path, capsys):
+    """Through the command line, on a trained facts run: a directory, a lone surrogate, an emoji subject."""
+    import ffnkv
+    from train.config import TrainConfig
+
+    cfg = TrainConfig(model=ffnkv.ModelConfig(d_model=16, n_layers=2, n_heads=2, d_ff=32),
+                      data=DataConfig("facts", {"n_entities": 8, "n_relations": 2, "n_attributes": 3}),
+                      steps=2, batch_size=8, eval_every=2, ckpt_every=2, keep=1, progress=False)
+    train(cfg, tmp_path / "run")
+    (tmp_path / "a_dir").mkdir()
+    files = {"directory": tmp_path / "a_dir"}
+    for case, subject in (("surrogate", "\ud800"), ("emoji", "🙂")):
+        (tmp_path / case).mkdir()
+        files[case] = _facts_file(tmp_path / case, _set_subject(subject))
+    for case, path in files.items():
+        before = _snapshot(tmp_path)
+        assert main(["knowledge", str(tmp_path / "run"), "tracing", "--facts-file", str(path), "--facts", "2"]) == 2
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1 and err.startswith("ffnkv knowledge: error: "), (case, err)
+        assert _snapshot(tmp_path) == before
