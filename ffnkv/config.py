@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import types
 import typing
@@ -75,19 +76,22 @@ def _kind(hint) -> str:
 
 def check_fields(obj, where: str, rules: dict | None = None) -> None:
     """Raise ConfigError for the first field of the dataclass ``obj`` whose value is not of its annotated type or
-    breaks its rule ``rules[name] = (ok(value) -> bool, what is allowed)``; an int field without a rule must fit
-    int32. The message names the field as ``{where}{name}`` (``where`` like ``"data."``). Call it first in
-    ``__post_init__``, so no later check meets a value of the wrong type."""
-    hints, rules = typing.get_type_hints(type(obj)), rules or {}
+    breaks its rule ``rules[name] = (ok(value) -> bool, what is allowed)``; an int field without a rule must be
+    non-negative and fit int32. The message names the field as ``{where}{name}`` (``where`` like ``"data."``).
+    Call it first in ``__post_init__``, so no later check meets a value of the wrong type."""
+    hints, rules = _type_hints(type(obj)), rules or {}
     for field in dataclasses.fields(obj):
         value, hint = getattr(obj, field.name), hints[field.name]
         rule = rules.get(field.name)
         if rule is None and (hint is int or (typing.get_origin(hint) in (typing.Union, types.UnionType)
                                              and int in typing.get_args(hint))):
-            rule = (lambda v: v is None or -INT_MAX - 1 <= v <= INT_MAX, _kind(hint) + " that fits int32")
+            rule = (lambda v: v is None or 0 <= v <= INT_MAX, _kind(hint) + f" from 0 to {INT_MAX}")
         ok = _fits(value, hint) and (rule is None or value is None or _apply(rule[0], value))
         if not ok:
             raise ConfigError(f"{where}{field.name}={value!r} is not allowed; use {rule[1] if rule else _kind(hint)}.")
+
+
+_type_hints = functools.cache(typing.get_type_hints)
 
 
 def _apply(ok, value) -> bool:
