@@ -414,3 +414,34 @@ def test_knowledge_with_a_bad_facts_file_is_one_line(tmp_path, capsys):
         err = capsys.readouterr().err
         assert len(err.splitlines()) == 1 and err.startswith("ffnkv knowledge: error: "), (case, err)
         assert _snapshot(tmp_path) == before
+
+
+@pytest.mark.slow
+def test_a_text_run_whose_corpus_changed_is_refused_not_misread(tmp_path, monkeypatch, capsys):
+    """The resolved config pins the content-keyed cache_dir: after the corpus file changes, re-running the run is a
+    different config (exit 2) and reading the run back is one clear error, never another tokenizer."""
+    from ffnkv.errors import FfnkvError
+    from ffnkv.io.run import Run
+
+    monkeypatch.setenv("FFNKV_DATA", str(tmp_path / "data"))
+    words = "the cat dog sat on a mat and ran to house garden tree river stone bird".split()
+    rng = np.random.default_rng(0)
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n\n".join(" ".join(rng.choice(words, 12)) for _ in range(600)) + "\n")
+    monkeypatch.setenv("FFNKV_TEXT_FILES", str(corpus))
+    run = tmp_path / "run"
+    argv = ["train", "text", "--run-dir", str(run), "--no-progress"] + [
+        a for kv in ("steps=2", "model.d_model=16", "model.n_layers=1", "model.d_ff=32", "batch_size=4",
+                     "data.vocab_size_target=300", "data.seq_len=16", "data.n_eval=4", "eval_every=2", "ckpt_every=2")
+        for a in ("--set", kv)]
+    assert main(argv) == 0
+    cache_dir = json.loads((run / "config.json").read_text())["data"]["kwargs"]["cache_dir"]
+    assert Run(run).task.cache_dir == cache_dir and main(argv) == 0  # unchanged: resumes (nothing left to do)
+    corpus.write_text(corpus.read_text().replace("cat", "zebra"))
+    capsys.readouterr()
+    before = (run / "config.json").read_bytes()
+    assert main(argv) == 2
+    assert "holds a run with a different config (fields: data)" in capsys.readouterr().err
+    assert (run / "config.json").read_bytes() == before
+    with pytest.raises(FfnkvError, match=f"the contents of {corpus} changed since cache_dir"):
+        Run(run).task

@@ -182,9 +182,17 @@ def _describe(error: Exception) -> str:
 
 
 def resolve(cfg: TrainConfig):
-    """Build the task and fit the model to it: returns (cfg with vocab_size/max_len set, task)."""
+    """Build the task and fit the model to it: returns (cfg with vocab_size/max_len set, task).
+
+    A task read from a content-keyed cache (text) gets its ``cache_dir`` pinned in the config, so a run names
+    the very corpus it was trained on: once the source files change, re-running the run is refused as a
+    different config and reading it back fails in one line, instead of silently using another tokenizer.
+    """
     from ffnkv.data import make_task
 
     task = make_task(cfg.data.kind, **cfg.data.kwargs)
     model = cfg.model.replace(vocab_size=int(task.vocab_size), max_len=max(cfg.model.max_len, int(task.seq_len)))
+    cache_dir = getattr(task, "cache_dir", None)
+    if isinstance(cache_dir, str) and "cache_dir" not in cfg.data.kwargs:
+        cfg = cfg.replace(data=DataConfig(cfg.data.kind, {**cfg.data.kwargs, "cache_dir": cache_dir}))
     return cfg.replace(model=model), task

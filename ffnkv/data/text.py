@@ -309,6 +309,12 @@ class TextTask:
                            tfds_data_dir=self.tfds_data_dir, text_key=self.text_key,
                            accept=lambda meta: self._check_tokens(meta["n_tokens"]))
         if (self.files or self.array_record or self.tfds_name) and self.meta["source"] != source:
+            built = {k: v for k, v in self.meta["source"].items() if k != "sha256"}
+            if built == {k: v for k, v in source.items() if k != "sha256"}:
+                names = built["files"] + ([built["array_record"]] if built["array_record"] else [])
+                raise FfnkvError(f"the contents of {', '.join(names)} "
+                                 f"changed since cache_dir {self.cache_dir!r} was built from them (a run trained on "
+                                 "it saw the old text); restore the files, or build a new cache and train again.")
             raise FfnkvError(f"cache_dir {self.cache_dir!r} holds a corpus built from another source "
                              f"({self.meta['source']}); use another cache_dir.")
         self._check_tokens(self.meta["n_tokens"])
