@@ -21,9 +21,9 @@ from typing import NamedTuple
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
-from ffnkv.data.facts_vocab import RELATIONS, SEPARATOR, SPECIALS, SYLLABLES
 from ffnkv.config import check_fields, ints
-from ffnkv.errors import ConfigError, FfnkvError
+from ffnkv.data.facts_vocab import RELATIONS, SEPARATOR, SPECIALS, SYLLABLES
+from ffnkv.errors import FfnkvError
 
 PAD, BOS, UNK = 0, 1, 2
 
