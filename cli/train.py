@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 
+from cli.args import output_dir
+
 NAME = "train"
 HELP = "train a model from a config file (resumes if the run dir has checkpoints)"
 
@@ -18,7 +20,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("config", help="Python config file with get_config() (e.g. configs/condcomp.py) or a preset: condcomp, facts, text")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field (repeatable), e.g. --set model.ffn=gelu --set steps=500")
-    parser.add_argument("--run-dir", required=True, help="output dir: config.json, metrics.jsonl, checkpoints/")
+    parser.add_argument("--run-dir", type=output_dir, required=True, help="output dir: config.json, metrics.jsonl, checkpoints/")
     parser.add_argument("--coordinator", default=None, help="multi-host: coordinator address host:port")
     parser.add_argument("--num-processes", type=int, default=None, help="multi-host: number of processes")
     parser.add_argument("--process-id", type=int, default=None, help="multi-host: this process's index")
