@@ -12,9 +12,9 @@ import ffnkv
 from analysis import patching as PA
 
 CFGS = {
-    "gelu": dict(ffn="gelu"),
-    "gqa-rope": dict(ffn="swiglu", positional="rope", norm="rmsnorm", bias=False, n_kv_heads=2),
-    "post-norm-bidirectional": dict(prenorm=False, embed_norm=True, causal=False, ffn="gelu"),
+    "gelu": {"ffn": "gelu"},
+    "gqa-rope": {"ffn": "swiglu", "positional": "rope", "norm": "rmsnorm", "bias": False, "n_kv_heads": 2},
+    "post-norm-bidirectional": {"prenorm": False, "embed_norm": True, "causal": False, "ffn": "gelu"},
 }
 
 
@@ -177,7 +177,10 @@ def test_head_patching_equals_a_reference_by_hand(name):
     for n in range(2):
         pos, gold = enc["predict_pos"][n], enc["target"][n]
         clean, bad = run(jnp.asarray(enc["tokens"][n:n + 1]), None), run(jnp.asarray(corrupt[n:n + 1]), None)
-        p = lambda out: float(jax.nn.softmax(out.logits[0, pos])[gold])  # noqa: E731
+
+        def p(out, pos=pos, gold=gold):
+            return float(jax.nn.softmax(out.logits[0, pos])[gold])
+
         np.testing.assert_allclose(fast["p_clean"][n], p(clean), rtol=1e-5)
         np.testing.assert_allclose(fast["p_corrupt"][n], p(bad), rtol=1e-5)
         for layer in range(L):

@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parents[1]
 def _readme_example() -> str:
     readme = (REPO / "README.md").read_text()
     section = readme.split("## The API in one example\n", 1)[1]
-    match = re.match(r"\s*```python\n(.*?)```\n", section, re.S)
+    match = re.match(r"\s*```python\n(.*?)```\n", section, re.DOTALL)
     assert match, "the README's 'The API in one example' section must open with a ```python block"
     return match.group(1)
 
@@ -25,8 +25,8 @@ def test_quickstart_runs_within_a_generous_bound():
     be several times slower, so this only bounds it at 3× the budget and prints the time it took."""
     pytest.importorskip("gguf", reason="the quickstart loads SmolLM2 from its GGUF file ('models' extra)")
     from benchmarks import quickstart
-    from ffnkv.io.packaged import model_path
     from ffnkv.errors import FfnkvError
+    from ffnkv.io.packaged import model_path
 
     try:
         model_path("smollm2")

@@ -25,9 +25,9 @@ import jax.numpy as jnp
 from ffnkv.config import ModelConfig
 from ffnkv.errors import FfnkvError
 from ffnkv.hooks import Hooks
-from ffnkv.model import Output, forward
 from ffnkv.io.run import Run
 from ffnkv.io.tokenizer import Tokenizer, task_tokenizer
+from ffnkv.model import Output, forward
 
 SOURCES = "a run dir (from `ffnkv train`), a Hugging Face directory (config.json + *.safetensors), a .gguf file " \
           "or a packaged model name (minilm, smollm2)"
