@@ -5,7 +5,9 @@ cell (layer l, position t) one activation of the corrupted run is set to its val
 corrupted run continues: ``patched[l, t] = P_{x*, clean a_t^l}[o]``. The indirect effect of the cell is
 ``patched − P_{x*}[o]``; :func:`restored_fraction` divides it by the total effect ``P_x[o] − P_{x*}[o]``.
 Sites: ``resid_pre`` (the input of block l, the residual stream h_t^{l−1}), ``attn_out`` and ``mlp_out``
-(block l's attention / MLP output).
+(block l's attention / MLP output). :func:`head_patching` patches attention heads instead: cell (l, h) is head h
+of block l, its output ``z_h W_O[h]`` set to the clean run's at every position (head-level patching as in
+Wang et al. 2023, "Interpretability in the wild").
 
 A patch at (l, t) leaves positions < t and blocks < l as in the corrupted run, so ``recompute="prefix"``
 (default) caches the corrupted run once and recomputes only positions ≥ t in blocks ≥ l (ffnkv.prefix), the
@@ -25,6 +27,7 @@ from analysis.attribution import check_prompts, gold_prob
 from ffnkv import sharding
 from ffnkv.errors import FfnkvError
 from ffnkv.hooks import Hooks
+from ffnkv.model import forward
 from ffnkv.prefix import forward_from, logits_at, prefix_cache, suffix, suffix_groups, take
 
 SITES = ("resid_pre", "attn_out", "mlp_out")
@@ -141,3 +144,74 @@ def restored_fraction(result: dict) -> np.ndarray:
     te_N = result["p_clean"] - result["p_corrupt"]
     safe_N = np.where(np.abs(te_N) > 1e-12, te_N, 1.0)
     return (result["patched"] - result["p_corrupt"][:, None, None]) / safe_N[:, None, None]
+
+
+def _head_context(params, cfg, recompute, pair):
+    """Per pair, once: P[o] clean and corrupted, the clean head outputs ``[L, 1, T, H, D]`` and (prefix) the
+    corrupted cache."""
+    clean_T, corrupt_T, pos, gold = pair
+    clean_out = forward(params, clean_T[None], cfg, capture_heads=True)
+    corrupt_out, cache = prefix_cache(params, corrupt_T[None], cfg)
+    ctx = {"p_clean": jax.nn.softmax(clean_out.logits[0, pos])[gold],
+           "p_corrupt": jax.nn.softmax(corrupt_out.logits[0, pos])[gold], "head_out": clean_out.acts.head_out}
+    return ctx | ({"cache": cache} if recompute == "prefix" else {})
+
+
+def _heads_of_layer(params, cfg, recompute, ctx, pair, layer):
+    """P[o] of the corrupted prompt with head h of ``layer`` (traced) patched at every position, for every h:
+    ``[H]``. The heads are one vmapped batch; ``layer`` is not batched, so with ``recompute="prefix"`` the blocks
+    below it are skipped (ffnkv.prefix.forward_from from position 0 over the corrupted cache)."""
+    _, corrupt_T, pos, gold = pair
+    L, H, T = cfg.n_layers, cfg.n_heads, corrupt_T.shape[0]
+
+    def one(h):
+        mask_L11H = ((jnp.arange(L) == layer)[:, None] & (jnp.arange(H) == h)[None, :])[:, None, None, :]
+        hooks = Hooks(head_patch_mask=mask_L11H, head_patch_value=ctx["head_out"])
+        if recompute == "full":
+            return gold_prob(params, cfg, corrupt_T, pos, gold, hooks)
+        cache = ctx["cache"]
+        x_BTD = forward_from(params, cache, cfg, layer, 0, suffix(cache, layer, 0, T), hooks)
+        return jax.nn.softmax(logits_at(params, x_BTD, cfg, pos)[0])[gold]
+
+    return jax.vmap(one)(jnp.arange(H))
+
+
+def head_patch_impl(params, clean_NT, corrupt_NT, pos_N, gold_N, cfg, layers, recompute="prefix", mesh=None):
+    """Un-jitted core of :func:`head_patching`: ``(p_clean [N], p_corrupt [N], patched [N, K, H])``. One sweep
+    over pairs, one over (pair, layer) items: one program whatever the number of layers and heads."""
+    pairs = (clean_NT, corrupt_NT, pos_N, gold_N)
+    ctx = sharding.sweep(lambda p, x: _head_context(p, cfg, recompute, x), pairs, mesh, None, (params,))
+    N, K = clean_NT.shape[0], len(layers)
+    n_X, layer_X = (jnp.asarray(a.reshape(-1), jnp.int32) for a in np.meshgrid(np.arange(N), layers, indexing="ij"))
+
+    def item(p, ctx, pairs, x):
+        return _heads_of_layer(p, cfg, recompute, take(ctx, x[0]), take(pairs, x[0]), x[1])
+
+    patched_XH = sharding.sweep(item, (n_X, layer_X), mesh, None, (params, ctx, pairs))
+    return ctx["p_clean"], ctx["p_corrupt"], patched_XH.reshape(N, K, cfg.n_heads)
+
+
+_head_patch_jit = jax.jit(head_patch_impl, static_argnames=("cfg", "layers", "recompute", "mesh"))
+
+
+def head_patching(params, cfg, enc, corrupt_tokens, layers=None, recompute: str = "prefix", mesh=None) -> dict:
+    """Patch every (layer, head) cell of the clean runs into the corrupted runs: head h of block l takes its
+    clean output at every position.
+
+    Arguments as :func:`activation_patching` (no site: the site is each head's output). Returns numpy
+    ``p_clean`` [N], ``p_corrupt`` [N] and ``patched`` [N, K, H] (P[o] with the cell patched);
+    :func:`restored_fraction` reads it as it reads position cells.
+    """
+    check_prompts(enc, cfg, width_needed=False)
+    corrupt = np.asarray(corrupt_tokens)
+    if corrupt.shape != np.asarray(enc["tokens"]).shape:
+        raise FfnkvError("corrupt_tokens must have the clean prompts' shape [N, T]; pad both prompts alike.")
+    if recompute not in ("prefix", "full"):
+        raise FfnkvError(f"head patching needs recompute 'prefix' or 'full'; got {recompute!r}.")
+    layers = tuple(range(cfg.n_layers)) if layers is None else tuple(int(l) for l in layers)
+    if not layers or min(layers) < 0 or max(layers) >= cfg.n_layers:
+        raise FfnkvError(f"patching layers must be a non-empty subset of 0…{cfg.n_layers - 1}; got {list(layers)}.")
+    arrays = sharding.put_inputs((enc["tokens"], corrupt, enc["predict_pos"], enc["target"]), mesh)
+    out = _head_patch_jit(sharding.put_params(params, mesh), *arrays, cfg, layers, recompute, mesh)
+    p_clean, p_corrupt, patched = (sharding.fetch(a) for a in out)
+    return {"p_clean": p_clean, "p_corrupt": p_corrupt, "patched": patched, "site": "head_out", "layers": list(layers)}

@@ -81,38 +81,88 @@ def _tokens_major(o_BGRTK):
     return o_BGRTK.transpose(0, 3, 1, 2, 4).reshape(B, T, G * R, K)
 
 
-def _attend_heads(q_BGRTK, k_BGSK, v_BGSK, allowed=None):
+def _attend_heads(q_BGRTK, k_BGSK, v_BGSK, allowed=None, pattern=False):
     s_BGRTS = jnp.einsum("bgrtk,bgsk->bgrts", q_BGRTK, k_BGSK, preferred_element_type=jnp.float32)
     if allowed is not None:
         s_BGRTS = jnp.where(allowed, s_BGRTS, _masked_value(jnp.float32))
     p_BGRTS = jax.nn.softmax(s_BGRTS, axis=-1).astype(v_BGSK.dtype)
-    return jnp.einsum("bgrts,bgsk->bgrtk", p_BGRTS, v_BGSK)
+    o_BGRTK = jnp.einsum("bgrts,bgsk->bgrtk", p_BGRTS, v_BGSK)
+    return (o_BGRTK, p_BGRTS) if pattern else o_BGRTK
 
 
-def attend(q_BTHK, k_BSGK, v_BSGK, allowed=None):
+def _pattern_heads(p_BGRTS):
+    """Attention weights ``[B, H, T, S]`` in query-head order (head n = g · H/G + r, as :func:`_tokens_major`)."""
+    B, G, R, T, S = p_BGRTS.shape
+    return p_BGRTS.reshape(B, G * R, T, S)
+
+
+def attend(q_BTHK, k_BSGK, v_BSGK, allowed=None, pattern=False):
     """``softmax(Q Kᵀ / √d_head) V`` (Vaswani et al. 2017, eq. 1) in head-major layout; ``allowed`` (broadcastable
     to ``[B, G, H/G, T, S]``) marks the keys each query may see. Grouped-query attention (Ainslie et al. 2023):
     query head n reads key/value head n // (H/G), as ``jax.nn.dot_product_attention`` does. Scores and softmax in
-    float32; returns ``[B, T, H, d_head]`` in the values' dtype."""
-    return _tokens_major(_attend_heads(*_heads_major(q_BTHK, k_BSGK, v_BSGK), allowed))
+    float32; returns ``[B, T, H, d_head]`` in the values' dtype (``pattern=True``: also the weights ``[B, H, T, S]``)."""
+    if not pattern:
+        return _tokens_major(_attend_heads(*_heads_major(q_BTHK, k_BSGK, v_BSGK), allowed))
+    o_BGRTK, p_BGRTS = _attend_heads(*_heads_major(q_BTHK, k_BSGK, v_BSGK), allowed, pattern=True)
+    return _tokens_major(o_BGRTK), _pattern_heads(p_BGRTS)
 
 
-def causal_attention(q_BTHK, k_BTGK, v_BTGK, key_mask_BT=None, block: int | None = None):
+def causal_attention(q_BTHK, k_BTGK, v_BTGK, key_mask_BT=None, block: int | None = None, pattern=False):
     """Causal :func:`attend` with the queries split into blocks of ``block`` positions, each scored only
     against the keys up to its last position: the score matrix above the block diagonal is never computed
     (for 4 blocks, 10/16 of the full T×T). Same numbers as one masked full-matrix pass. ``block`` defaults to
-    a quarter of T (at least 64)."""
+    a quarter of T (at least 64). ``pattern=True``: also the weights ``[B, H, T, T]`` (zero above the diagonal)."""
     T = q_BTHK.shape[1]
     block = block or max(64, -(-T // 4))
     q_BGRTK, k_BGSK, v_BGSK = _heads_major(q_BTHK, k_BTGK, v_BTGK)
-    outs = []
+    outs, weights = [], []
     for t0 in range(0, T, block):
         t1 = min(t0 + block, T)
         allowed_TS = jnp.arange(t1)[None, :] <= jnp.arange(t0, t1)[:, None]
         if key_mask_BT is not None:
             allowed_TS = allowed_TS & key_mask_BT[:, None, None, None, :t1].astype(bool)
-        outs.append(_attend_heads(q_BGRTK[:, :, :, t0:t1], k_BGSK[:, :, :t1], v_BGSK[:, :, :t1], allowed_TS))
-    return _tokens_major(outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=3))
+        out = _attend_heads(q_BGRTK[:, :, :, t0:t1], k_BGSK[:, :, :t1], v_BGSK[:, :, :t1], allowed_TS, pattern)
+        if pattern:
+            out, p_BGRTS = out
+            weights.append(jnp.pad(p_BGRTS, [(0, 0)] * 4 + [(0, T - t1)]))
+        outs.append(out)
+    o_BTHK = _tokens_major(outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=3))
+    return (o_BTHK, _pattern_heads(jnp.concatenate(weights, axis=3))) if pattern else o_BTHK
+
+
+def mix(params, x_BTD, cfg, mask_BT=None, kv_cache=None, pattern=False):
+    """The heads' mixed values ``z`` ``[B, T, H, d_head]`` = softmax(Q Kᵀ / √d_head) V, before W_o; with
+    ``pattern=True`` also the attention weights ``[B, H, T, S]``. Arguments as :func:`attention`."""
+    start = 0 if kv_cache is None else kv_cache[2]
+    q_BTHK, k_BTGK, v_BTGK = _project_qkv(params, x_BTD, cfg)
+    if cfg.positional == "rope":
+        q_BTHK, k_BTGK = rope(q_BTHK, cfg.rope_theta, start), rope(k_BTGK, cfg.rope_theta, start)
+    if kv_cache is None and cfg.causal:
+        return causal_attention(q_BTHK, k_BTGK, v_BTGK, mask_BT, pattern=pattern)
+    if kv_cache is None:
+        allowed = None if mask_BT is None else mask_BT[:, None, None, None, :].astype(bool)
+        return attend(q_BTHK, k_BTGK, v_BTGK, allowed, pattern)
+    k_BSGK = jax.lax.dynamic_update_slice_in_dim(kv_cache[0], k_BTGK.astype(kv_cache[0].dtype), start, 1)
+    v_BSGK = jax.lax.dynamic_update_slice_in_dim(kv_cache[1], v_BTGK.astype(kv_cache[1].dtype), start, 1)
+    S = k_BSGK.shape[1]
+    allowed = (jnp.arange(S)[None, :] <= start + jnp.arange(x_BTD.shape[1])[:, None]) | (not cfg.causal)
+    if mask_BT is not None:
+        allowed = allowed & mask_BT[:, None, None, None, :].astype(bool)
+    return attend(q_BTHK, k_BSGK, v_BSGK, allowed, pattern)
+
+
+def project_out(params, z_BTHK):
+    """``z W_o + b_o`` ``[B, T, D]``: the attention output from the heads' mixed values."""
+    out_BTD = dense(z_BTHK.reshape(z_BTHK.shape[:2] + (-1,)), params["W_o"])
+    return out_BTD + params["b_o"] if "b_o" in params else out_BTD
+
+
+def head_outputs(params, z_BTHK):
+    """Each head's share of the attention output, ``z_h · W_o[h]`` ``[B, T, H, D]`` (W_o's rows h·d_head …
+    (h + 1)·d_head): summed over H, plus ``b_o``, it is :func:`project_out` (Elhage et al. 2021, §2.2)."""
+    H, K = z_BTHK.shape[2:]
+    W_HKD = params["W_o"].reshape(H, K, -1).astype(z_BTHK.dtype)
+    return jnp.einsum("bthk,hkd->bthd", z_BTHK, W_HKD)
 
 
 def attention(params, x_BTD, cfg, mask_BT=None, kv_cache=None):
@@ -122,21 +172,4 @@ def attention(params, x_BTD, cfg, mask_BT=None, kv_cache=None):
     sequence whose keys/values at every position S are cached; the new ones overwrite theirs and the queries
     attend over all S (``mask_BT`` is then ``[B, S]``; causal models see keys up to their own position).
     """
-    start = 0 if kv_cache is None else kv_cache[2]
-    q_BTHK, k_BTGK, v_BTGK = _project_qkv(params, x_BTD, cfg)
-    if cfg.positional == "rope":
-        q_BTHK, k_BTGK = rope(q_BTHK, cfg.rope_theta, start), rope(k_BTGK, cfg.rope_theta, start)
-    if kv_cache is None and cfg.causal:
-        o_BTHK = causal_attention(q_BTHK, k_BTGK, v_BTGK, mask_BT)
-    elif kv_cache is None:
-        o_BTHK = attend(q_BTHK, k_BTGK, v_BTGK, None if mask_BT is None else mask_BT[:, None, None, None, :].astype(bool))
-    else:
-        k_BSGK = jax.lax.dynamic_update_slice_in_dim(kv_cache[0], k_BTGK.astype(kv_cache[0].dtype), start, 1)
-        v_BSGK = jax.lax.dynamic_update_slice_in_dim(kv_cache[1], v_BTGK.astype(kv_cache[1].dtype), start, 1)
-        S = k_BSGK.shape[1]
-        allowed = (jnp.arange(S)[None, :] <= start + jnp.arange(x_BTD.shape[1])[:, None]) | (not cfg.causal)
-        if mask_BT is not None:
-            allowed = allowed & mask_BT[:, None, None, None, :].astype(bool)
-        o_BTHK = attend(q_BTHK, k_BSGK, v_BSGK, allowed)
-    out_BTD = dense(o_BTHK.reshape(x_BTD.shape[:2] + (-1,)), params["W_o"])
-    return out_BTD + params["b_o"] if "b_o" in params else out_BTD
+    return project_out(params, mix(params, x_BTD, cfg, mask_BT, kv_cache))

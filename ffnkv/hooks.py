@@ -6,6 +6,13 @@ A field left ``None`` adds no operation. Because values are arrays, many interve
 program: ``jax.vmap`` over a batch of Hooks, or differentiate with respect to them.
 
 At each site the order is: ``x -> x * scale + add -> where(patch_mask, patch_value, x)``.
+
+Attention heads: the site ``head`` is each head's output ``z_h · W_O[h]`` ``[B, T, H, D]`` (its contribution to
+``attn_out``; the sum over H plus the output bias is ``attn_out``). ``head_scale`` and ``head_patch_mask`` act on
+whole heads, so their rows broadcast against ``[B, T, H]`` (e.g. ``[L, H]``, ``[L, 1, T, H]``); ``head_add`` and
+``head_patch_value`` are vectors, broadcast against ``[B, T, H, D]`` (e.g. ``[L, H, D]``, ``acts.head_out``). The
+edited attention output is ``attn_out + Σ_h (edited_h − z_h)``: identity head hooks leave the logits bit-identical,
+and with every head field None the head outputs are not computed at all.
 """
 from __future__ import annotations
 
@@ -15,12 +22,18 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-SITES = ("ffn", "attn_out", "mlp_out", "resid_post")
+SITES = ("ffn", "attn_out", "mlp_out", "resid_post", "head_out")
+HEAD_FIELDS = ("head_scale", "head_add", "head_patch_mask", "head_patch_value")
 
 
 @struct.dataclass
 class Acts:
-    """Activations of every block, stacked on the layer axis: ``[L, B, T, D]`` (``ffn``: ``[L, B, T, F]``)."""
+    """Activations of every block, stacked on the layer axis: ``[L, B, T, D]`` (``ffn``: ``[L, B, T, F]``).
+
+    ``attn_pattern`` ``[L, B, H, T, S]`` (each head's attention weights, query t over key s) and ``head_out``
+    ``[L, B, T, H, D]`` (each head's output after any head hook) are captured only when asked
+    (``forward(..., capture_heads=True)``): the pattern is L·H·T² numbers per prompt. Otherwise they are None.
+    """
 
     resid_pre: jax.Array
     attn_out: jax.Array
@@ -28,6 +41,8 @@ class Acts:
     ffn: jax.Array
     mlp_out: jax.Array
     resid_post: jax.Array
+    attn_pattern: Optional[jax.Array] = None
+    head_out: Optional[jax.Array] = None
 
 
 @struct.dataclass
@@ -50,6 +65,15 @@ class Hooks:
     resid_add: Optional[jax.Array] = None
     resid_post_patch_mask: Optional[jax.Array] = None
     resid_post_patch_value: Optional[jax.Array] = None
+    # each attention head's output [L, B, T, H, D]: scale and patch mask per head [L, .., H], add and value [L, .., H, D]
+    head_scale: Optional[jax.Array] = None
+    head_add: Optional[jax.Array] = None
+    head_patch_mask: Optional[jax.Array] = None
+    head_patch_value: Optional[jax.Array] = None
+
+    def has_heads(self) -> bool:
+        """Whether any head field is set (only then does the block compute per-head outputs)."""
+        return any(getattr(self, name) is not None for name in HEAD_FIELDS)
 
     def merge(self, other: "Hooks") -> "Hooks":
         """Fields of ``other`` that are set replace those of ``self``."""
@@ -68,6 +92,18 @@ def apply_site(x, hooks: Hooks | None, site: str):
     if get("patch_mask") is not None:
         x = jnp.where(get("patch_mask"), get("patch_value"), x)
     return x
+
+
+def apply_heads(z_BTHD, hooks: Hooks):
+    """The head fields (already sliced to one layer) applied to the head outputs ``z_BTHD``: scale and mask are
+    per head (a trailing D axis is added), add and value per head and dimension."""
+    if hooks.head_scale is not None:
+        z_BTHD = z_BTHD * jnp.asarray(hooks.head_scale)[..., None]
+    if hooks.head_add is not None:
+        z_BTHD = z_BTHD + hooks.head_add
+    if hooks.head_patch_mask is not None:
+        z_BTHD = jnp.where(jnp.asarray(hooks.head_patch_mask)[..., None], hooks.head_patch_value, z_BTHD)
+    return z_BTHD
 
 
 def _layer_rows(n_layers: int, layer, row):
@@ -97,12 +133,28 @@ def neuron_mask_hooks(mask_LF, mean_LF=None) -> Hooks:
     return Hooks(ffn_scale=scale_LF, ffn_add=add_LF)
 
 
-def patch_from(acts: Acts, site: str, layers_L, positions_T) -> Hooks:
-    """Patch ``site`` with the cached ``acts`` where ``layers_L[l] & positions_T[t]`` (boolean masks)."""
+def ablate_heads(cfg, layer, heads, mean_HD=None) -> Hooks:
+    """Zero-ablate attention ``heads`` (index array or scalar) of ``layer``; with ``mean_HD`` (the layer's mean head
+    outputs ``[H, D]``, e.g. ``acts.head_out[layer].mean((0, 1))``) mean-ablate them."""
+    scale_LH = jnp.ones((cfg.n_layers, cfg.n_heads), jnp.float32).at[layer, heads].set(0.0)
+    if mean_HD is None:
+        return Hooks(head_scale=scale_LH)
+    add_HD = jnp.zeros((cfg.n_heads, cfg.d_model), jnp.float32).at[heads].set(jnp.asarray(mean_HD)[heads])
+    return Hooks(head_scale=scale_LH, head_add=_layer_rows(cfg.n_layers, layer, add_HD))
+
+
+def patch_from(acts: Acts, site: str, layers_L, positions_T, heads_H=None) -> Hooks:
+    """Patch ``site`` with the cached ``acts`` where ``layers_L[l] & positions_T[t]`` (boolean masks); for
+    ``site="head_out"`` (``acts`` captured with ``capture_heads=True``) also where ``heads_H[h]`` (default all)."""
     if site not in SITES:
         raise ValueError(f"site must be one of {SITES}")
     mask_LT = jnp.asarray(layers_L)[:, None] & jnp.asarray(positions_T)[None, :]
-    return Hooks(**{f"{site}_patch_mask": mask_LT[:, None, :, None], f"{site}_patch_value": getattr(acts, site)})
+    if site != "head_out":
+        return Hooks(**{f"{site}_patch_mask": mask_LT[:, None, :, None], f"{site}_patch_value": getattr(acts, site)})
+    if acts.head_out is None:
+        raise ValueError("patching heads needs acts captured with forward(..., capture_heads=True)")
+    heads_H = jnp.ones(acts.head_out.shape[3], bool) if heads_H is None else jnp.asarray(heads_H)
+    return Hooks(head_patch_mask=(mask_LT[:, :, None] & heads_H)[:, None], head_patch_value=acts.head_out)
 
 
 def add_vector(cfg, site: str, layer, positions_T, vec_D) -> Hooks:

@@ -1,4 +1,5 @@
-"""Imported GPT-2 / BERT checkpoints reproduce the ``transformers`` logits (needs the ``hf`` extra)."""
+"""Imported GPT-2 / BERT / Llama checkpoints reproduce the ``transformers`` logits, attention patterns and
+per-head outputs (needs the ``hf`` extra)."""
 import json
 
 import jax.numpy as jnp
@@ -86,6 +87,59 @@ def test_unsupported_and_missing_checkpoints_raise(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(hf | {"model_type": "t5"}))
     with pytest.raises(FfnkvError, match="model_type 't5'"):
         load_hf(tmp_path)
+
+
+def _hf_heads(model, tokens, out_projs, W_o_LHKD):
+    """transformers' attention weights ``[L, B, H, T, T]`` (``output_attentions=True``) and each head's output
+    ``z_h · W_o[h]`` ``[L, B, T, H, D]``, z read at the input of each layer's output projection."""
+    inputs = []
+    handles = [m.register_forward_pre_hook(lambda _, args: inputs.append(args[0].detach().numpy())) for m in out_projs]
+    with torch.no_grad():
+        out = model(torch.tensor(tokens, dtype=torch.long), output_attentions=True)
+    for h in handles:
+        h.remove()
+    pattern = np.stack([a.numpy() for a in out.attentions])
+    H, K = W_o_LHKD.shape[1:3]
+    z_LBTHK = np.stack(inputs).reshape(len(inputs), *tokens.shape, H, K)
+    return pattern, np.einsum("lbthk,lhkd->lbthd", z_LBTHK, W_o_LHKD)
+
+
+def _assert_heads_match(params, cfg, tokens, expected_pattern, expected_heads):
+    acts = forward(params, jnp.asarray(tokens), cfg, capture_heads=True).acts
+    np.testing.assert_allclose(np.asarray(acts.attn_pattern), expected_pattern, atol=TOL, rtol=0)
+    np.testing.assert_allclose(np.asarray(acts.head_out), expected_heads, atol=TOL, rtol=0)
+
+
+def test_gpt2_heads_match_transformers(tmp_path):
+    config = transformers.GPT2Config(vocab_size=97, n_positions=32, n_embd=48, n_layer=2, n_head=4, resid_pdrop=0.0,
+                                     embd_pdrop=0.0, attn_pdrop=0.0, attn_implementation="eager")
+    torch.manual_seed(2)
+    model = _save(transformers.GPT2LMHeadModel(config), tmp_path)
+    blocks = model.transformer.h
+    W_o = np.stack([b.attn.c_proj.weight.detach().numpy() for b in blocks]).reshape(2, 4, 12, 48)  # Conv1D: [in, out]
+    tokens = _tokens(97, 2, 11, seed=2)
+    pattern, heads = _hf_heads(model, tokens, [b.attn.c_proj for b in blocks], W_o)
+    cfg, params = load_hf(tmp_path)
+    _assert_heads_match(params, cfg, tokens, pattern, heads)
+
+
+def test_llama_grouped_query_heads_match_transformers(tmp_path):
+    """Llama with 4 query heads sharing 2 key/value heads: pattern and head outputs per query head."""
+    config = transformers.LlamaConfig(vocab_size=89, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                                      attn_implementation="eager")
+    torch.manual_seed(3)
+    model = _save(transformers.LlamaForCausalLM(config), tmp_path)
+    layers = model.model.layers
+    W_o = np.stack([b.self_attn.o_proj.weight.detach().numpy().T for b in layers]).reshape(2, 4, 8, 32)
+    tokens = _tokens(89, 2, 9, seed=3)
+    with torch.no_grad():
+        logits = model(torch.tensor(tokens, dtype=torch.long)).logits.numpy()
+    pattern, heads = _hf_heads(model, tokens, [b.self_attn.o_proj for b in layers], W_o)
+    cfg, params = load_hf(tmp_path)
+    assert (cfg.n_heads, cfg.kv_heads) == (4, 2)
+    np.testing.assert_allclose(np.asarray(forward(params, jnp.asarray(tokens), cfg).logits), logits, atol=TOL, rtol=0)
+    _assert_heads_match(params, cfg, tokens, pattern, heads)
 
 
 @pytest.mark.slow

@@ -164,3 +164,20 @@ def test_grouped_query_and_post_norm_run(tokens):
                 small_cfg(prenorm=False, embed_norm=True, causal=False, gelu_approximate=True, ffn="gelu")):
         logits, _ = ffnkv.forward(random_params(cfg), tokens, cfg)
         chex.assert_tree_all_finite(logits)
+
+
+def test_model_forward_is_jitted_once_per_shape_and_hook_fields(tokens):
+    from ffnkv.io import load
+
+    cfg = small_cfg(ffn="gelu")
+    params = jax.tree.map(np.asarray, random_params(cfg))
+    model = load.Model(cfg, params, tokenizer=None, name="small")
+    assert all(isinstance(w, jax.Array) for w in jax.tree.leaves(model.params))
+    np.testing.assert_array_equal(model.forward(tokens).logits, jax.jit(ffnkv.forward, static_argnums=2)(params, tokens, cfg).logits)
+    before = load._forward_jit._cache_size()
+    outs = [model.forward(np.asarray(tokens), ffnkv.ablate_heads(cfg, layer, head)).logits
+            for layer, head in ((0, 1), (2, 3), (1, 0))]
+    assert load._forward_jit._cache_size() == before + 1
+    assert len({float(o.sum()) for o in outs}) == 3
+    with pytest.raises(ffnkv.FfnkvError, match="shape"):
+        model.forward(tokens[0])

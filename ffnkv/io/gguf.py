@@ -17,9 +17,13 @@ from ffnkv.config import ModelConfig
 from ffnkv.errors import FfnkvError
 
 
-def _reader(path):
+def open_gguf(path):
+    """A ``gguf.GGUFReader`` of ``path`` (or ``path`` itself when it is one: parsing the metadata of a large vocabulary
+    takes seconds, so :func:`load_gguf` and :func:`special_tokens` can share one reader)."""
     import gguf
 
+    if isinstance(path, gguf.GGUFReader):
+        return path
     if not Path(path).is_file():
         raise FfnkvError(f"GGUF file {path} does not exist.")
     with open(path, "rb") as handle:
@@ -114,8 +118,9 @@ def tokenizer_from_gguf(reader):
 
 
 def load_gguf(path, with_tokenizer: bool = True):
-    """``(cfg, params, tokenizer)`` for a llama-style GGUF file; ``tokenizer`` is None when not asked for."""
-    reader = _reader(path)
+    """``(cfg, params, tokenizer)`` for a llama-style GGUF file (or its :func:`open_gguf` reader); ``tokenizer`` is
+    None when not asked for."""
+    reader = open_gguf(path)
     cfg = config_from_gguf(reader)
     try:
         params = params_from_tensors(_tensors(reader), cfg)
@@ -125,8 +130,9 @@ def load_gguf(path, with_tokenizer: bool = True):
 
 
 def special_tokens(path) -> dict:
-    """``bos_id``, ``eos_id`` (None when absent) and ``add_bos`` from the ``tokenizer.ggml.*`` metadata."""
-    reader = _reader(path)
+    """``bos_id``, ``eos_id`` (None when absent) and ``add_bos`` from the ``tokenizer.ggml.*`` metadata of a GGUF
+    file (or its :func:`open_gguf` reader)."""
+    reader = open_gguf(path)
     ids = {name: reader.fields.get(f"tokenizer.ggml.{name}_token_id") for name in ("bos", "eos")}
     add_bos = reader.fields.get("tokenizer.ggml.add_bos_token")
     return {f"{name}_id": None if f is None else int(f.contents()) for name, f in ids.items()} | \

@@ -10,7 +10,8 @@
 * a packaged model name: ``minilm`` (all-MiniLM-L6-v2) or ``smollm2`` (SmolLM2-135M-Instruct GGUF).
 
 Every source gives the same ``ffnkv.io.tokenizer.Tokenizer`` interface, so an analysis written against a
-``Model`` runs unchanged on a trained run and on a pretrained checkpoint.
+``Model`` runs unchanged on a trained run and on a pretrained checkpoint. ``Model.forward`` is
+``ffnkv.forward`` compiled for the user.
 """
 from __future__ import annotations
 
@@ -18,24 +19,43 @@ import dataclasses
 import json
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
+
 from ffnkv.config import ModelConfig
 from ffnkv.errors import FfnkvError
+from ffnkv.hooks import Hooks
 from ffnkv.io.run import Run
 from ffnkv.io.tokenizer import Tokenizer, task_tokenizer
+from ffnkv.model import Output, forward
 
 SOURCES = "a run dir (from `ffnkv train`), a Hugging Face directory (config.json + *.safetensors), a .gguf file " \
           "or a packaged model name (minilm, smollm2)"
 
 
+_forward_jit = jax.jit(forward, static_argnames=("cfg", "unroll", "capture_heads"))
+
+
 @dataclasses.dataclass(frozen=True)
 class Model:
-    """A model ready for ``ffnkv.forward(model.params, tokens, model.cfg)``."""
+    """A model ready for ``ffnkv.forward(model.params, tokens, model.cfg)``, or simply ``model.forward(tokens)``."""
 
     cfg: ModelConfig
     params: dict = dataclasses.field(repr=False)
     tokenizer: Tokenizer = dataclasses.field(repr=False)
     name: str
     run: Run | None = None
+
+    def __post_init__(self):
+        # importers read numpy; placing the weights on the device once spares every forward a copy of them
+        object.__setattr__(self, "params", jax.tree.map(jnp.asarray, self.params))
+
+    def forward(self, tokens_BT, hooks: Hooks | None = None, mask_BT=None, *, capture_heads: bool = False) -> Output:
+        """``ffnkv.forward(self.params, tokens_BT, self.cfg, hooks, mask_BT)`` under ``jax.jit``: compiled once per
+        token shape and per set of hook fields that are set (hooks are arrays, so new values reuse the program).
+        ``capture_heads``: see ``ffnkv.forward``. Call it inside your own ``jit``/``vmap``/``grad`` as well."""
+        tokens_BT = jnp.asarray(tokens_BT, jnp.int32)
+        return _forward_jit(self.params, tokens_BT, self.cfg, hooks, mask_BT, capture_heads=capture_heads)
 
 
 def _from_run(path: Path, step) -> Model:
@@ -61,10 +81,11 @@ def _from_hf(path: Path) -> Model:
 
 
 def _from_gguf(path: Path) -> Model:
-    from ffnkv.io.gguf import load_gguf, special_tokens
+    from ffnkv.io.gguf import load_gguf, open_gguf, special_tokens
 
-    cfg, params, backend = load_gguf(path)
-    special = special_tokens(path)
+    reader = open_gguf(path)
+    cfg, params, backend = load_gguf(reader)
+    special = special_tokens(reader)
     tok = Tokenizer(backend=backend, bos_id=special["bos_id"], eos_id=special["eos_id"],
                     add_bos=special["add_bos"] and special["bos_id"] is not None)
     return Model(cfg, params, tok, path.stem)
