@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "editability",
     "pretrained",
     "reproduce",
+    "report",
 )
 
 

@@ -24,12 +24,13 @@ def test_smoke_profile_writes_a_report_from_its_outputs_and_resumes(tmp_path, ca
     assert "| not run |" in report.split("| editability |")[1].split("\n")[0]
     compare = json.loads((out / "condcomp" / "compare.json").read_text())
     sum_relu = compare["kinds"]["relu"]["accuracy"]["SUM"]
-    claims = json.loads((out / "claims.json").read_text())
+    claims = json.loads((out / "claims.json").read_text())["claims"]
     first = claims[0]
     assert first["source"] == "Rahman et al. 2026" and f"relu {sum_relu:.2f}" in first["ours"]
     assert {c["source"] for c in claims} >= {"Rahman et al. 2026", "Geva et al. 2021", "Geva et al. 2022",
                                              "Dai et al. 2022", "Meng et al. 2022", "Meng et al. 2023"}
     assert all(c["rule"] and c["ours"] and c["paper"] for c in claims)  # each verdict states its rule and numbers
+    assert all(c["tests"] and c["n_seeds"] >= 1 for c in claims if c["verdict"] != "not applicable")
     assert "![eval accuracy per op vs step](condcomp/compare.png)" in report and (out / "condcomp/compare.png").is_file()
 
     stamp = (out / "stages" / "facts.json").stat().st_mtime_ns
