@@ -59,7 +59,7 @@ RULES = (
        "point", "<=", 0.1, "our reading of 'non-overlapping'; every op has specialists", "2026-12-01"),
     _R("rahman.double_dissociation", "double dissociation (Rahman 2026)", "op pairs × {zero, mean} ablation",
        "point", ">=", 1.0, "share of pairs dissociating (analysis.ablation's random controls)", "2026-12-01"),
-    _R("rahman.hierarchy", "generalists route to specialists (Rahman 2026)", "Welch p of generalist vs control score",
+    _R("rahman.hierarchy", "generalists route to specialists (Rahman 2026)", "permutation p of generalist vs control scores (and mean ≥ 0.05)",
        "point", "<", 0.05, "analysis.hierarchy's test", "2026-12-01"),
     _R("minilm.sparsity", "pretrained encoder sparser than its initialisation (Rahman 2026)", "Gini per layer",
        "point", ">", "initial Gini", "chance: the same architecture at initialisation", "2026-12-01"),
