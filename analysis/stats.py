@@ -113,8 +113,8 @@ def seed_items(items, item_ndim: int = 0):
     if not seeds:
         raise ValueError("no items: every seed's item array is empty")
     n_S = np.array([x.shape[0] for x in seeds])
-    pad = lambda n: max(8, 1 << int(n - 1).bit_length())  # noqa: E731  (shapes in powers of 2: few compilations)
-    x_SN = np.full((pad(len(seeds)), pad(n_S.max()), *seeds[0].shape[1:]), np.nan)
+    pad = lambda n: 1 << int(n - 1).bit_length()  # noqa: E731  (shapes in powers of 2: few compilations)
+    x_SN = np.full((pad(len(seeds)), max(8, pad(n_S.max())), *seeds[0].shape[1:]), np.nan)
     n_S = np.r_[n_S, np.zeros(x_SN.shape[0] - len(seeds), int)]
     for s, x in enumerate(seeds):
         x_SN[s, : len(x)] = x
@@ -147,6 +147,11 @@ def bootstrap(key, x_SN, n_S, statistic: str = "mean", n_boot: int = 2000, batch
     return jax.vmap(one)(keys) if batch_size >= n_boot else jax.lax.map(one, keys, batch_size=batch_size)
 
 
+@functools.partial(jax.jit, static_argnames=("statistic",))
+def _pooled(x_SN, statistic: str):
+    return STATISTICS[statistic][0](x_SN.reshape((-1,) + x_SN.shape[2:]))
+
+
 def interval(items, statistic: str = "mean", key=None, n_boot: int = 2000, level: float = 0.95) -> dict:
     """The statistic on all items pooled and its ``level`` percentile bootstrap interval (:func:`bootstrap`),
     with the seed and item counts it rests on. ``key``: a ``jax.random.key`` (required: the interval is a
@@ -159,7 +164,7 @@ def interval(items, statistic: str = "mean", key=None, n_boot: int = 2000, level
     x = jnp.asarray(x_SN, jnp.float32)
     batch = int(max(1, min(n_boot, 2 ** 24 // max(x.size, 1))))  # ≤ 16M resampled numbers at a time
     draws = np.asarray(bootstrap(key, x, jnp.asarray(n_S), statistic, n_boot, batch))
-    point = float(STATISTICS[statistic][0](x.reshape((-1,) + x.shape[2:])))
+    point = float(_pooled(x, statistic))
     alpha = (1.0 - level) / 2
     lo, hi = (float(q) for q in np.nanquantile(draws, [alpha, 1.0 - alpha]))
     return {"statistic": statistic, "point": point, "lo": lo, "hi": hi, "level": level,

@@ -188,9 +188,18 @@ def test_meng_edits_by_intervals_over_edits():
     edit = _edit(_per_edit(1.0, 0.95, 0.95), _per_edit(0.98, 0.95, 0.95), seq=_per_edit(0.3, 0.3, 0.3))
     assert verdicts(edit) == ["holds", "holds", "holds"]
     # S ≈ 0.8 sits on the cut: the interval straddles it
-    edit = _edit(_per_edit(1.0, 0.95, 0.95), _per_edit(0.8, 0.8, 0.8, n=25), seq=_per_edit(0.8, 0.8, 0.8, n=25, seed=1))
+    edit = _edit(_per_edit(1.0, 0.95, 0.95), _per_edit(0.8, 0.8, 0.8, n=32), seq=_per_edit(0.8, 0.8, 0.8, n=32, seed=1))
     rows = V.meng_edits(edit)
     assert rows[1]["verdict"] == "inconclusive" and rows[2]["verdict"] == "inconclusive"
     assert "[" in rows[1]["ours"]  # S with its interval
     edit = _edit(_per_edit(1.0, 0.95, 0.95), _per_edit(0.3, 0.2, 0.9), seq=_per_edit(0.9, 0.9, 0.9))
     assert verdicts(edit)[1:] == ["fails", "fails"]
+
+
+def test_smollm2_effects_by_medians_when_the_result_carries_per_fact_effects():
+    effects = {"suppress": {"own_mean": -0.3, "unrelated_mean": 0.0}, "amplify": {"own_mean": 9.0, "unrelated_mean": 0.0}}
+    vp = {"gold_rank_median": 10.0, "random_neuron_gold_rank_median": 500.0}
+    facts = _facts(12, x2_own=-0.3)
+    row = V.smollm2({"knowledge_neurons": {"effects": effects, "per_fact_effects": facts}, "value_projection": vp})[0]
+    assert row["verdict"] == "fails" and row["tests"][1]["rule"] == "smollm2.amplify"  # the mean +900% says nothing
+    assert row["tests"][0]["n_items"] == 12 and "median" in row["ours"]

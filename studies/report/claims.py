@@ -110,6 +110,12 @@ def rules_doc(rules, history: list[dict], changes: dict | None) -> str:
              "cut, **fails** when the whole interval is on the other side, **inconclusive** otherwise; a claim with "
              "several tests is their three-valued AND. A statistic `point` marks a rule still judged on a point value "
              "(its study does not yet carry the per-item arrays).", "",
+             "The tables are written by commands, never by hand: `ffnkv reproduce` writes `claims.json` into its "
+             "output dir; `ffnkv report --collect DIR --claims docs/claims.json --readme --docs` judges a reproduce "
+             "dir's outputs with today's rules into the committed claims file, the README's Results table (between "
+             "its `claims` markers), `docs/claims.md` and this file; `ffnkv report --readme --docs` rewrites the "
+             "tables from the committed claims file. `tests/test_readme_table.py` (fast tier) fails when the "
+             "README's table differs from the committed claims file.", "",
              "| rule | claim | items | statistic | cut | source of the cut | fixed |", "|---|---|---|---|---|---|---|"]
     for r in rules:
         cut = r.cut if isinstance(r.cut, str) else f"{r.cut:g}"

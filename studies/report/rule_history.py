@@ -73,7 +73,12 @@ def changes(history: list[dict], data: dict, root: Path, command: str) -> dict:
             if name not in data:
                 continue
             label, args = data[name]
-            for old, new in itertools.zip_longest(_claims(before, name, args), _claims(after, name, args)):
+            olds, news = _claims(before, name, args), _claims(after, name, args)
+            if len(olds) == 1 and len(news) > 1:  # one claim split into several (condcomp: one per op)
+                rows.append({"data": label, "claim": olds[0]["claim"], "before": olds[0]["verdict"],
+                             "after": "; ".join(f"{c['claim'].split(':')[0]}: {c['verdict']}" for c in news)})
+                continue
+            for old, new in itertools.zip_longest(olds, news):
                 rows.append({"data": label, "claim": (new or old)["claim"],
                              "before": old["verdict"] if old else "—", "after": new["verdict"] if new else "—"})
         if rows:
