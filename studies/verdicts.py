@@ -300,10 +300,23 @@ def rahman(comparison: dict) -> list[dict]:
         held = [k for k, v in verdicts.items() if v == "holds"]
         ours = ", ".join(f"{k} {v}" for k, v in verdicts.items())
         verdict = "holds" if verdicts and len(held) == len(verdicts) else "partial" if held or "partial" in verdicts.values() else "fails"
+        tests = [point_test(f"rahman.{key}", _rahman_number(comparison[k]["claims"][key]), v) | {"label": k}
+                 for k, v in verdicts.items()]
         rows.append(claim("Rahman et al. 2026", text, "qualitative (no protocol published)", ours, verdict,
-                          "per FFN kind by rahman_claims; all kinds hold → holds, some → partial",
-                          [point_test(f"rahman.{key}", len(held) / max(len(verdicts), 1), verdict)]))
+                          "per FFN kind by rahman_claims; all kinds hold → holds, some → partial", tests))
     return rows
+
+
+def _rahman_number(c: dict):
+    """The number one kind's Rahman claim rests on (``rahman_claims``): Gini, largest Jaccard, share of
+    dissociating pairs, permutation p."""
+    if "token_gini" in c:
+        return c["token_gini"]
+    if "jaccard" in c:
+        return max((j for j in c["jaccard"].values() if j is not None), default=None)
+    if "pairs_holding" in c:
+        return sum(len(v) for v in c["pairs_holding"].values()) / max(len(c["pairs"]) * len(c["pairs_holding"]), 1)
+    return c.get("p_value")
 
 
 def pos_specialisation(mini: dict) -> list[dict]:
