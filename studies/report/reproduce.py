@@ -40,14 +40,16 @@ def _claims_table(claims: list[dict]) -> list[str]:
 
 
 def commit() -> str:
-    """The checkout's commit (with ``+dirty`` for uncommitted changes), or ``unknown`` outside git."""
+    """The checkout's commit (with ``+dirty`` for uncommitted changes to the code: README.md and docs/ are
+    what the claims are written into), or ``unknown`` outside git."""
     import subprocess
 
     root = Path(__file__).resolve().parents[2]
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
                               check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!README.md",
+                                ":!docs"], cwd=root,
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
