@@ -178,7 +178,7 @@ def _key(rule_id: str):
     return jax.random.fold_in(jax.random.key(20), zlib.crc32(rule_id.encode()))
 
 
-def test(rule_id: str, items, cut=None) -> dict:
+def judge(rule_id: str, items, cut=None) -> dict:
     """One interval test of ``RULE[rule_id]`` on ``items`` (``analysis.stats.interval``); ``cut`` is the value of
     a baseline cut (rules whose cut names a baseline)."""
     rule = RULE[rule_id]
@@ -197,7 +197,7 @@ def point_test(rule_id: str, value, verdict: str, cut=None) -> dict:
 
 
 def claim(source, text, paper, ours, verdict, rule, tests=()) -> dict:
-    """A claim row; ``tests`` (from :func:`test` / :func:`point_test`) carry the intervals and seed counts."""
+    """A claim row; ``tests`` (from :func:`judge` / :func:`point_test`) carry the intervals and seed counts."""
     tests = list(tests)
     seeds = max((t["n_seeds"] for t in tests), default=1)
     return {"source": source, "claim": text, "paper": paper, "ours": ours, "verdict": verdict, "rule": rule,
@@ -278,7 +278,7 @@ def condcomp(compare) -> list[dict]:
         for k in kinds:
             if k in NONLINEAR or k == "none":
                 rule = "condcomp.attention_fails" if k == "none" else "condcomp.ffn_solves"
-                tests[k] = test(rule, [_binary(r["kinds"][k]["accuracy"][op], n_op[op]) for r in runs]) | {"label": k}
+                tests[k] = judge(rule, [_binary(r["kinds"][k]["accuracy"][op], n_op[op]) for r in runs]) | {"label": k}
         ours = ", ".join(f"{k} {_iv(tests[k]) if k in tests else format(kinds[k]['accuracy'][op], '.2f')}" for k in kinds)
         rows.append(claim("Rahman et al. 2026", f"{op}: attention alone cannot do it; a non-linear FFN can",
                           "qualitative: attention-only fails, FFN models succeed", ours,
@@ -342,13 +342,13 @@ def _effect_tests(per_fact_by_seed: list[list[dict]], prefix: str, controls: boo
     def col(name):
         return [np.array([f[name] for f in facts], float) for facts in per_fact_by_seed]
 
-    tests = [test(f"{prefix}.suppress", col("x0_own")), test(f"{prefix}.amplify", col("x2_own"))]
+    tests = [judge(f"{prefix}.suppress", col("x0_own")), judge(f"{prefix}.amplify", col("x2_own"))]
     if controls:
         for ctl in ("random", "unrelated"):
             if all(f"x0_{ctl}" in facts[0] for facts in per_fact_by_seed if facts):
                 for f, name in ((0, "suppress"), (2, "amplify")):
                     diff = [a - b for a, b in zip(col(f"x{f}_own"), col(f"x{f}_{ctl}"))]
-                    tests.append(test(f"{prefix}.{name}_vs_{ctl}", diff))
+                    tests.append(judge(f"{prefix}.{name}_vs_{ctl}", diff))
     return tests
 
 
@@ -426,12 +426,12 @@ def geva_memories(mem, label: str) -> list[dict]:
     blocks = all("blocks" in r["composition"] for r in runs)
     upper = list(range(L // 2, L))
     if blocks:
-        z = test("geva.zero_agreement", _block_items(runs, {"zero_agreement": 1, "zero_agreement_shuffled": -1}, list(range(L))))
+        z = judge("geva.zero_agreement", _block_items(runs, {"zero_agreement": 1, "zero_agreement_shuffled": -1}, list(range(L))))
         zero_txt = f"; zero − chance {_iv(z, '+.3f')}"
         v_zero, zero_rule = z["verdict"], ("zero agreement − zero agreement with values re-paired with keys (all "
                                           "layers, pooled) < 0 by its 95% interval over blocks of token rows")
-        ref_tests = [test("geva.refinement", _block_items(runs, {"residual": 1, "both": 1}, upper)),
-                     test("geva.refinement_ffn", _block_items(runs, {"ffn": 1}, upper))]
+        ref_tests = [judge("geva.refinement", _block_items(runs, {"residual": 1, "both": 1}, upper)),
+                     judge("geva.refinement_ffn", _block_items(runs, {"ffn": 1}, upper))]
         v_ref = ST.all_of(t["verdict"] for t in ref_tests)
         ref_rule = "upper-half kept ≥ 0.5 and FFN-alone < 0.5, each by its 95% interval over blocks of token rows"
         ref_txt = f"; upper half kept {_iv(ref_tests[0])}, FFN alone {_iv(ref_tests[1])}"
@@ -511,7 +511,7 @@ def dai(attr, n_layers: int) -> list[dict]:
                 if "dai.suppress_vs_random" in by else "")
     layer_items = [np.array([[sum(l >= n_layers // 2 for l, _ in f["neurons"]), len(f["neurons"])]
                              for f in r["facts"] if f["neurons"]], float) for r in runs]
-    up = test("dai.upper_layers", layer_items, cut=max(count_up, 0.5))
+    up = judge("dai.upper_layers", layer_items, cut=max(count_up, 0.5))
     return [
         claim("Dai et al. 2022", "suppressing a fact's knowledge neurons lowers p(correct), amplifying raises it, "
               "beyond random neurons and unrelated facts", "−29.0% (suppress), +31.2% (amplify), BERT-base (means)",
@@ -575,11 +575,11 @@ def _score_tests(runs, key: str, prefix: str, base_ns, es_cut=None) -> list[dict
     items = _edit_items(runs, key)
     if items is None:
         return None
-    tests = [test(f"{prefix}.S", items)]
+    tests = [judge(f"{prefix}.S", items)]
     if es_cut is not None:
-        tests.insert(0, test(f"{prefix}.ES", [x[:, 0] for x in items], cut=es_cut))
+        tests.insert(0, judge(f"{prefix}.ES", [x[:, 0] for x in items], cut=es_cut))
     if base_ns is not None:
-        tests.append(test(f"{prefix}.NS", [x[:, 2] for x in items], cut=0.8 * base_ns))
+        tests.append(judge(f"{prefix}.NS", [x[:, 2] for x in items], cut=0.8 * base_ns))
     return tests
 
 
@@ -637,7 +637,7 @@ def meng_edits(edit, small_lambda: dict | None = None) -> list[dict]:
         seq = edit["rome_sequential"]
         a, b = _edit_items(runs, "memit"), _edit_items(runs, "rome_sequential")
         if a is not None and b is not None:
-            t = test("memit.beats_sequential", [np.concatenate([x, y], 1) for x, y in zip(a, b)])
+            t = judge("memit.beats_sequential", [np.concatenate([x, y], 1) for x, y in zip(a, b)])
             verdict, txt = t["verdict"], f"; difference {_iv(t, '+.2f')}"
         else:
             verdict, txt = "holds" if mm["S"] > seq["S"] else "fails", ""
