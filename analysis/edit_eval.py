@@ -104,8 +104,10 @@ def score_single_edits(params, cfg, edit_fn, reqs, probes: EditProbe, unrelated:
 
 
 def summarise(scores: dict) -> dict:
-    """Means of the per-edit metrics and S = harmonic mean of ES, PS, NS (CounterFact's score)."""
+    """Means of the per-edit metrics and S = harmonic mean of ES, PS, NS (CounterFact's score); ``per_edit``
+    keeps each edit's ES, PS, NS (the items of the verdicts' intervals)."""
     out = {k: float(np.mean(np.asarray(scores[k]))) for k in METRICS if k in scores}
     parts = [out[k] for k in ("ES", "PS", "NS")]
     out["S"] = 0.0 if min(parts) <= 0 else float(len(parts) / sum(1.0 / p for p in parts))
+    out["per_edit"] = {k: np.asarray(scores[k], float).ravel().tolist() for k in ("ES", "PS", "NS") if k in scores}
     return out

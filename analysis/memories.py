@@ -207,11 +207,14 @@ def _composition_step(state, params, value_top1_LF, shuffled_LF, threshold, toke
             "zero_agreement": (zero_LBT * w_1BT).sum((1, 2)),
             "zero_agreement_shuffled": (zero_shuffled_LBT * w_1BT).sum((1, 2)),
             "refinement": (cat_LBT4 * w_1BT[..., None]).sum((1, 2))}
-    return jax.tree.map(jnp.add, state, sums)
+    block = (offset // (tokens_BT.size)) % state["blocks"].shape[0]
+    row_L7 = jnp.concatenate([jnp.stack([sums["n"], sums["zero_agreement"], sums["zero_agreement_shuffled"]], -1),
+                              sums["refinement"]], -1)
+    return {k: state[k] + v for k, v in sums.items()} | {"blocks": state["blocks"].at[block].add(row_L7)}
 
 
 def composition(params, cfg, tokens_NT, mask_NT=None, final_norm=False, threshold=0.0, batch_size=32, progress=False,
-                key=None):
+                key=None, n_blocks: int = 64):
     """Active memories, zero-agreement rate (§5.1) and inter-layer refinement categories (§5.2), per layer.
 
     A memory is active where ``m_i > threshold``. Zero agreement: the FFN output's top token differs from
@@ -219,13 +222,15 @@ def composition(params, cfg, tokens_NT, mask_NT=None, final_norm=False, threshol
     re-paired with the keys (:func:`shuffled_values`, one permutation from ``key``): the chance level, which
     depends on the vocabulary size and on how many memories are active. Refinement: the block output's top
     token equals the residual's (the FFN input) only, the FFN output's only, both, or neither (fractions in
-    ``REFINEMENT`` order).
+    ``REFINEMENT`` order). ``blocks``: the same counts per block of token rows (chunk i goes to block
+    i mod ``n_blocks``), the items of the verdicts' bootstrap intervals (rows of one sequence stay together).
     """
     value_top1_LF = value_top_tokens(params, cfg, 1, final_norm)[0][..., 0]
     shuffled_LF = jnp.asarray(shuffled_values(value_top1_LF, jax.random.key(0) if key is None else key)[0])
     L = cfg.n_layers
     state = {"n": jnp.zeros(L), "active": jnp.zeros(L), "zero_agreement": jnp.zeros(L),
-             "zero_agreement_shuffled": jnp.zeros(L), "refinement": jnp.zeros((L, 4))}
+             "zero_agreement_shuffled": jnp.zeros(L), "refinement": jnp.zeros((L, 4)),
+             "blocks": jnp.zeros((n_blocks, L, 3 + len(REFINEMENT)))}
     step = lambda s, tok, mask, off: _composition_step(s, params, value_top1_LF, shuffled_LF, threshold, tok,  # noqa: E731
                                                        mask, off, cfg, final_norm)
     sums = stream(step, state, tokens_NT, mask_NT, batch_size, progress)
@@ -234,7 +239,9 @@ def composition(params, cfg, tokens_NT, mask_NT=None, final_norm=False, threshol
             "zero_agreement": (sums["zero_agreement"] / n).tolist(),
             "zero_agreement_shuffled": (sums["zero_agreement_shuffled"] / n).tolist(),
             "refinement": {name: (sums["refinement"][:, i] / n).tolist() for i, name in enumerate(REFINEMENT)},
-            "n_positions": int(sums["n"][0])}
+            "n_positions": int(sums["n"][0]),
+            "blocks": {name: np.asarray(sums["blocks"][..., i]).tolist() for i, name in
+                       enumerate(("n", "zero_agreement", "zero_agreement_shuffled") + REFINEMENT)}}
 
 
 # ---- removing a token from the trigger prefixes --------------------------------------------------------

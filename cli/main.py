@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "editability",
     "pretrained",
     "reproduce",
+    "report",
 )
 
 

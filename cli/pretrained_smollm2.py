@@ -37,7 +37,8 @@ def plot_smollm2(result: dict, out_dir) -> list[str]:
                               "completeness_error_mean": attr["summary"]["completeness"]["mean_pair_relative_error"],
                               "effects": {name: {"own_mean": eff[f"x{f}_own"], "unrelated_mean": eff[f"x{f}_unrelated"],
                                                  "random_mean": eff[f"x{f}_random"]}
-                                          for name, f in (("suppress", 0), ("amplify", 2))}},
+                                          for name, f in (("suppress", 0), ("amplify", 2))},
+                              "per_fact_effects": [f["effects"] for f in attr["facts"] if f["neurons"]]},
         "value_projection": {"gold_rank_median": vp["answer_rank_median"],
                              "random_neuron_gold_rank_median": vp["random_answer_rank_median"]},
         "tracing_sites": result["tracing"]["sites"]})

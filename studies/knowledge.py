@@ -128,6 +128,8 @@ def attribution(params, cfg, tok, facts, s: KnowledgeSettings) -> dict:
     chance = A.suppression_amplification(params, cfg, enc, randoms, own, own, ig["prob"], all_positions=s.all_positions)
     for stat in ("mean", "median"):
         effects[stat] |= {k.replace("_own", "_random"): v for k, v in chance[stat].items() if k.endswith("_own")}
+    for row, ctl in zip(effects["per_fact"], chance["per_fact"]):
+        row |= {k.replace("_own", "_random"): v for k, v in ctl.items() if k.endswith("_own")}
     effects["by_relation"] = {}
     for rel in np.unique(relation_K):
         rows = [effects["per_fact"][k] for k in np.flatnonzero(relation_K == rel) if neurons[k]]

@@ -2,6 +2,7 @@
 chance baselines, not from the paper's numbers."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from studies import verdicts as V
@@ -26,11 +27,42 @@ def test_agreement_needs_to_clear_the_shuffled_baseline_by_two_sd():
     assert flat["verdict"] == "partial"
 
 
-@pytest.mark.parametrize("zero, chance, verdict", [(0.12, 0.15, "holds"), (0.12, 0.30, "partial"), (0.12, 0.9, "fails")])
-def test_zero_agreement_is_judged_relative_to_shuffled_values(zero, chance, verdict):
-    row = V.geva_memories(_mem([0.0] * 4, [0.0] * 4, [0.0] * 4, [zero] * 4, [chance] * 4), "m")[2]
+def _blocks(zero, chance, n_blocks=32, per_block=100, L=4, seed=0):
+    """Blocks of token rows whose zero-agreement counts are binomial around the given rates."""
+    rng = np.random.default_rng(seed)
+    return {"n": [[per_block] * L] * n_blocks,
+            "zero_agreement": rng.binomial(per_block, zero, (n_blocks, L)).tolist(),
+            "zero_agreement_shuffled": rng.binomial(per_block, chance, (n_blocks, L)).tolist(),
+            "residual": [[60] * L] * n_blocks, "both": [[10] * L] * n_blocks, "ffn": [[10] * L] * n_blocks,
+            "neither": [[20] * L] * n_blocks}
+
+
+@pytest.mark.parametrize("zero, chance, verdict", [(0.30, 0.45, "holds"), (0.45, 0.45, "inconclusive"),
+                                                   (0.60, 0.45, "fails")])
+def test_zero_agreement_must_be_below_chance_by_its_interval(zero, chance, verdict):
+    mem = _mem([0.0] * 4, [0.0] * 4, [0.0] * 4, [zero] * 4, [chance] * 4)
+    mem["composition"]["blocks"] = _blocks(zero, chance)
+    row = V.geva_memories(mem, "m")[2]
     assert row["verdict"] == verdict
+    (t,) = row["tests"]
+    assert t["rule"] == "geva.zero_agreement" and t["lo"] <= t["point"] <= t["hi"] and t["n_items"] == 32
     assert "shuffled-values chance level" in row["ours"]
+
+
+def test_zero_agreement_at_chance_no_longer_holds():
+    # the old ratio rule (≥ 0.68 of chance → holds) passed values unrelated to the output (ratio 1)
+    mem = _mem([0.0] * 4, [0.0] * 4, [0.0] * 4, [0.5] * 4, [0.5] * 4)
+    assert V.geva_memories(mem, "m")[2]["verdict"] == "fails"  # no blocks: point rule, difference 0 is not < 0
+    mem["composition"]["blocks"] = _blocks(0.5, 0.5)
+    assert V.geva_memories(mem, "m")[2]["verdict"] != "holds"
+
+
+def test_refinement_by_blocks():
+    mem = _mem([0.0] * 4, [0.0] * 4, [0.0] * 4, [0.5] * 4, [0.5] * 4)
+    mem["composition"]["blocks"] = _blocks(0.5, 0.5)
+    row = V.geva_memories(mem, "m")[3]
+    assert row["verdict"] == "holds" and [t["rule"] for t in row["tests"]] == ["geva.refinement", "geva.refinement_ffn"]
+    assert row["tests"][0]["point"] == pytest.approx(0.7)
 
 
 def test_promotion_uses_the_models_uniform_rate():
@@ -39,28 +71,55 @@ def test_promotion_uses_the_models_uniform_rate():
     assert V.geva_promotion(promo | {"uniform": 0.005}, 1000)["verdict"] == "holds"
 
 
-def _attr(layer_counts, mass, effects):
-    return {"summary": {"layer_counts": layer_counts, "mean_neurons_per_fact": 3.0, "effects_mean": effects,
-                        "layer_baselines": {"neuron_count": [0.25] * 4, "attribution_mass": mass}}}
+def _attr(per_fact, layer_counts=(1, 1, 1, 1), neurons=None):
+    """An attribution result: per-fact effects (a list of dicts), each fact's neurons (default: one per layer in
+    turn)."""
+    neurons = neurons or [[[k % 4, 0]] for k in range(len(per_fact))]
+    return {"summary": {"layer_counts": list(layer_counts), "mean_neurons_per_fact": 1.0,
+                        "effects_median": {k: float(np.median([f[k] for f in per_fact])) for k in per_fact[0]},
+                        "layer_baselines": {"neuron_count": [0.25] * 4, "attribution_mass": [0.25] * 4}},
+            "facts": [{"neurons": n, "effects": e} for n, e in zip(neurons, per_fact)]}
 
 
-GOOD = {"x0_own": -0.4, "x2_own": 0.5, "x0_unrelated": -0.01, "x2_unrelated": 0.01, "x0_random": -0.02, "x2_random": 0.02}
+def _facts(n=40, seed=0, **shift):
+    """Per-fact effects: own ×0 / ×2 around −40% / +50%, controls near 0; ``shift`` moves one column."""
+    rng = np.random.default_rng(seed)
+    centre = {"x0_own": -0.4, "x2_own": 0.5, "x0_unrelated": -0.01, "x2_unrelated": 0.01, "x0_random": -0.02,
+              "x2_random": 0.02} | shift
+    return [{k: float(c + 0.1 * rng.normal()) for k, c in centre.items()} for _ in range(n)]
 
 
-def test_dai_effects_against_random_neurons():
-    assert V.dai(_attr([1, 1, 1, 1], [0.25] * 4, GOOD), 4)[0]["verdict"] == "holds"
-    random_as_strong = GOOD | {"x0_random": -0.5, "x2_random": 0.6}
-    assert V.dai(_attr([1, 1, 1, 1], [0.25] * 4, random_as_strong), 4)[0]["verdict"] == "partial"
-    wrong_sign = GOOD | {"x0_own": 0.1}
-    assert V.dai(_attr([1, 1, 1, 1], [0.25] * 4, wrong_sign), 4)[0]["verdict"] == "partial"
-    unspecific = wrong_sign | {"x0_unrelated": -0.3, "x2_unrelated": 0.6}
-    assert V.dai(_attr([1, 1, 1, 1], [0.25] * 4, unspecific), 4)[0]["verdict"] == "fails"
+def test_dai_effects_by_medians_against_both_controls():
+    good = V.dai(_attr(_facts()), 4)[0]
+    assert good["verdict"] == "holds"
+    assert {t["rule"] for t in good["tests"]} == {"dai.suppress", "dai.amplify", "dai.suppress_vs_random",
+                                                 "dai.amplify_vs_random", "dai.suppress_vs_unrelated",
+                                                 "dai.amplify_vs_unrelated"}
+    assert V.dai(_attr(_facts(x0_random=-0.4, x2_random=0.5)), 4)[0]["verdict"] != "holds"  # random as strong
+    assert V.dai(_attr(_facts(x0_random=-0.8, x2_random=0.9)), 4)[0]["verdict"] == "fails"  # random stronger
+    assert V.dai(_attr(_facts(x0_own=0.3)), 4)[0]["verdict"] == "fails"  # wrong sign
 
 
-def test_dai_layers_against_neuron_count_and_attribution_mass():
-    assert V.dai(_attr([0, 1, 5, 5], [0.1, 0.1, 0.4, 0.4], GOOD), 4)[1]["verdict"] == "holds"
-    assert V.dai(_attr([9, 1, 0, 1], [0.1, 0.2, 0.3, 0.4], GOOD), 4)[1]["verdict"] == "partial"
-    assert V.dai(_attr([9, 1, 0, 1], [0.7, 0.1, 0.1, 0.1], GOOD), 4)[1]["verdict"] == "fails"
+def test_dai_median_is_not_dominated_by_one_fact():
+    facts = _facts(x2_own=0.02, x2_random=0.0, x2_unrelated=0.0)
+    facts[0]["x2_own"] = 400.0  # one fact's +40000% would carry a mean
+    amplify = next(t for t in V.dai(_attr(facts), 4)[0]["tests"] if t["rule"] == "dai.amplify")
+    assert amplify["point"] < 0.2
+
+
+def test_dai_layers_pool_each_facts_neurons():
+    facts = _facts()
+    upper = [[[2, 0], [3, 1]] for _ in facts]
+    assert V.dai(_attr(facts, (0, 0, 40, 40), upper), 4)[1]["verdict"] == "holds"
+    lower = [[[0, 0], [1, 1]] for _ in facts]
+    assert V.dai(_attr(facts, (40, 40, 0, 0), lower), 4)[1]["verdict"] == "fails"
+    mixed = [[[0, 0]] if k % 2 else [[3, 0]] for k in range(len(facts))]
+    assert V.dai(_attr(facts, (20, 0, 0, 20), mixed), 4)[1]["verdict"] == "inconclusive"
+
+
+def test_dai_accepts_one_result_per_seed():
+    rows = V.dai([_attr(_facts(seed=s)) for s in range(3)], 4)
+    assert rows[0]["n_seeds"] == 3 and rows[0]["tests"][0]["n_items"] == 120
 
 
 def _trace(last_subject, ci, further, te):
@@ -114,3 +173,33 @@ def test_meng_edits_without_sequential_or_check():
     edit = _edit(_score(0.95, s=0.85), _score(0.55))
     del edit["rome_sequential"], edit["delta_check"]
     assert verdicts(edit) == ["holds", "partial"]
+
+
+def _per_edit(es, ps, ns, n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    draw = lambda p: (rng.uniform(size=n) < p).astype(float).tolist()  # noqa: E731
+    per = {"ES": draw(es), "PS": draw(ps), "NS": draw(ns)}
+    means = {k: float(np.mean(v)) for k, v in per.items()}
+    s = 3 / sum(1 / max(v, 1e-9) for v in means.values())
+    return means | {"S": s, "per_edit": per}
+
+
+def test_meng_edits_by_intervals_over_edits():
+    edit = _edit(_per_edit(1.0, 0.95, 0.95), _per_edit(0.98, 0.95, 0.95), seq=_per_edit(0.3, 0.3, 0.3))
+    assert verdicts(edit) == ["holds", "holds", "holds"]
+    # S ≈ 0.8 sits on the cut: the interval straddles it
+    edit = _edit(_per_edit(1.0, 0.95, 0.95), _per_edit(0.8, 0.8, 0.8, n=32), seq=_per_edit(0.8, 0.8, 0.8, n=32, seed=1))
+    rows = V.meng_edits(edit)
+    assert rows[1]["verdict"] == "inconclusive" and rows[2]["verdict"] == "inconclusive"
+    assert "[" in rows[1]["ours"]  # S with its interval
+    edit = _edit(_per_edit(1.0, 0.95, 0.95), _per_edit(0.3, 0.2, 0.9), seq=_per_edit(0.9, 0.9, 0.9))
+    assert verdicts(edit)[1:] == ["fails", "fails"]
+
+
+def test_smollm2_effects_by_medians_when_the_result_carries_per_fact_effects():
+    effects = {"suppress": {"own_mean": -0.3, "unrelated_mean": 0.0}, "amplify": {"own_mean": 9.0, "unrelated_mean": 0.0}}
+    vp = {"gold_rank_median": 10.0, "random_neuron_gold_rank_median": 500.0}
+    facts = _facts(12, x2_own=-0.3)
+    row = V.smollm2({"knowledge_neurons": {"effects": effects, "per_fact_effects": facts}, "value_projection": vp})[0]
+    assert row["verdict"] == "fails" and row["tests"][1]["rule"] == "smollm2.amplify"  # the mean +900% says nothing
+    assert row["tests"][0]["n_items"] == 12 and "median" in row["ours"]

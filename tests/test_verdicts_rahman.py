@@ -40,17 +40,24 @@ def test_a_model_without_ffn_is_not_applicable():
 
 
 def _compare(relu_sum=0.95, none_sum=0.2, none_max=0.9):
-    acc = lambda s, m: {"accuracy": {"SUM": s, "MAX": m, "all": (s + m) / 2}}  # noqa: E731
-    return {"kinds": {"relu": acc(relu_sum, 1.0), "gelu": acc(0.97, 1.0), "none": acc(none_sum, none_max)}}
+    from configs.condcomp import get_config
+
+    acc = lambda s, m: {"accuracy": {"SUM": s, "MAX": m, "MIN": 1.0, "all": (s + m + 1) / 3}}  # noqa: E731
+    return {"config": get_config().to_dict(),
+            "kinds": {"relu": acc(relu_sum, 1.0), "gelu": acc(0.97, 1.0), "none": acc(none_sum, none_max)}}
 
 
-@pytest.mark.parametrize("compare, verdict", [
-    (_compare(none_max=0.3), "holds"),  # every op: FFN ≥ 0.9, attention-only < 0.5
-    (_compare(), "partial"),  # MAX is solved by attention alone
-    (_compare(relu_sum=0.89), "fails"),  # relu misses SUM, attention-only solves MAX
+@pytest.mark.parametrize("compare, verdicts", [
+    (_compare(none_max=0.3), ("holds", "holds")),  # every op: FFN ≥ 0.9, attention-only < 0.5
+    (_compare(), ("holds", "fails")),  # MAX is solved by attention alone
+    (_compare(relu_sum=0.89), ("inconclusive", "fails")),  # relu's SUM sits on the 0.9 cut
+    (_compare(relu_sum=0.8), ("fails", "fails")),
 ])
-def test_condcomp_rule(compare, verdict):
-    assert V.condcomp(compare)["verdict"] == verdict
+def test_condcomp_rule_per_op(compare, verdicts):
+    rows = V.condcomp(compare)
+    assert tuple(r["verdict"] for r in rows[:2]) == verdicts
+    assert rows[0]["claim"].startswith("SUM") and {t["label"] for t in rows[0]["tests"]} == {"relu", "gelu", "none"}
+    assert all(t["n_items"] > 300 for t in rows[0]["tests"])  # the eval sequences of one op
 
 
 def test_comparison_over_kinds_and_pretrained_check():

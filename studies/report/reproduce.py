@@ -29,10 +29,38 @@ def _stage_table(out: Path, stages: dict) -> list[str]:
 
 
 def _claims_table(claims: list[dict]) -> list[str]:
-    lines = ["| source | claim | paper | ours | verdict |", "|---|---|---|---|---|"]
+    from studies.report.claims import _cell, _test_text
+
+    lines = ["| source | claim | paper | ours | tests: measured [95% interval], cut, seeds × items | verdict |",
+             "|---|---|---|---|---|---|"]
     for c in claims:
-        lines.append(f"| {c['source']} | {c['claim']} | {c['paper']} | {c['ours']} | **{c['verdict']}** |")
+        tests = "<br>".join(", ".join(_test_text(t)) for t in c.get("tests") or [])
+        lines.append(f"| {c['source']} | {c['claim']} | {c['paper']} | {c['ours']} | {_cell(tests)} | **{c['verdict']}** |")
     return lines
+
+
+def commit() -> str:
+    """The checkout's commit (with ``+dirty`` for uncommitted changes to the code: README.md and docs/ are
+    what the claims are written into), or ``unknown`` outside git."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!README.md",
+                                ":!docs"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def claims_file(claims: list[dict], profile: str, what: str | None = None) -> dict:
+    """``claims.json``: the claims and where they come from (profile, commit, time)."""
+    return {"meta": {"what": what or f"`ffnkv reproduce --profile {profile}`", "profile": profile,
+                     "commit": commit(), "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                     "claims_file": "claims.json"}, "claims": claims}
 
 
 def build(out: Path, profile: str) -> tuple[str, list[dict]]:
@@ -61,7 +89,7 @@ def build(out: Path, profile: str) -> tuple[str, list[dict]]:
 
 def write_report(out: Path, profile: str) -> Path:
     text, claims = build(out, profile)
-    for name, content in (("report.md", text), ("claims.json", json.dumps(claims, indent=1) + "\n"),
+    for name, content in (("report.md", text), ("claims.json", json.dumps(claims_file(claims, profile), indent=1) + "\n"),
                           ("report.html", _html(text))):
         tmp = out / f".{name}.tmp"
         tmp.write_text(content)

@@ -47,7 +47,7 @@ def condcomp(out: Path):
             "relu's (`matched_d_ff`); accuracy on the held-out set.", "",
             *_md_table(["kind", "d_ff", "params", "eval loss"] + [f"acc {op}" for op in ops] + ["steps to 95%"], rows),
             "", _fig(out, d / "compare.png", "eval accuracy per op vs step"), ""]
-    claims = [C.condcomp(compare)]
+    claims = C.condcomp(compare)
     if rahman is not None:
         summary = (d / "analysis" / "rahman_summary.md").read_text().split("\n", 2)[2]
         text += ["### Functional specialisation (Rahman et al. 2026)", "", summary, "",
@@ -126,7 +126,7 @@ def editability(out: Path):
     best = max(res, key=lambda k: res[k]["row"]["ROME S"])
     claim = C.claim("ffnkv", "which FFN kind is most editable by ROME (same facts, matched parameters)", "—",
                     ", ".join(f"{k} S {r['row']['ROME S']:.2f}" for k, r in res.items()), f"{best} most editable",
-                    "argmax of ROME S")
+                    "argmax of ROME S", [C.point_test("editability.best", res[best]["row"]["ROME S"], f"{best} most editable")])
     return "\n".join([f"## {title}", "", table, "", _fig(out, d / "editability.png", "edit scores per kind"), ""]), [claim]
 
 

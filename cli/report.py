@@ -1,0 +1,79 @@
+"""Write the claims tables from a claims file: ``ffnkv report --readme [--docs] [--claims FILE]``.
+
+``--readme`` replaces the Results table of ``README.md`` (between ``<!-- claims:begin -->`` and
+``<!-- claims:end -->``) with the one generated from the claims file; ``--docs`` writes ``docs/claims.md``
+(every claim with its rule and tests) and ``docs/verdict_rules.md`` (the rules table of ``studies/verdicts.py``
+and the history of every rule change). The claims file defaults to ``docs/claims.json``, the committed one;
+``ffnkv reproduce`` writes ``claims.json`` into its output dir; ``--collect DIR`` judges the outputs under a
+reproduce dir again with today's rules and writes the claims file first (``ffnkv report --collect
+runs/reproduce-quick --readme --docs`` regenerates every table from a quick reproduction).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+NAME = "report"
+HELP = "write the README's Results table and the docs' claims and rules tables from a claims.json"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--claims", default="docs/claims.json", metavar="FILE",
+                        help="claims.json written by ffnkv reproduce (default: docs/claims.json)")
+    parser.add_argument("--readme", action="store_true", help="replace README.md's Results table")
+    parser.add_argument("--docs", action="store_true", help="write docs/claims.md and docs/verdict_rules.md")
+    parser.add_argument("--root", default=".", help="the repository root holding README.md and docs/ (default: .)")
+    parser.add_argument("--collect", default=None, metavar="DIR",
+                        help="first judge the study outputs under DIR (laid out as `ffnkv reproduce --out DIR` lays "
+                             "them out; unfinished stages are left out) and write the claims to --claims")
+    parser.add_argument("--what", default=None, help="with --collect: what the run was, recorded in the claims file")
+
+
+def run(args) -> int:
+    import json
+
+    from ffnkv.errors import FfnkvError
+    from studies import verdicts
+    from studies.report import claims as C
+    from studies.report.write import write_text
+
+    if not (args.readme or args.docs or args.collect):
+        raise FfnkvError("nothing to write; pass --collect DIR, --readme, --docs or any of them.")
+    root = Path(args.root)
+    if args.collect:
+        collect(Path(args.collect), Path(args.claims), args.what)
+    data = C.load(args.claims)
+    readme = root / "README.md"
+    if args.readme and not readme.is_file():
+        raise FfnkvError(f"{str(readme)!r} is not a file; run from the repository root or pass --root.")
+    text = C.replace_in_readme(readme.read_text(), C.readme_table(data)) if args.readme else None
+    if text is not None:
+        write_text(readme, text)
+        print(f"wrote the Results table of {readme} ({len(data['claims'])} claims)")
+    if args.docs:
+        changes_path = root / "docs" / "rule_changes.json"
+        changes = json.loads(changes_path.read_text()) if changes_path.is_file() else None
+        write_text(root / "docs" / "claims.md", C.docs_table(data))
+        write_text(root / "docs" / "verdict_rules.md", C.rules_doc(verdicts.RULES, verdicts.HISTORY, changes))
+        print(f"wrote {root / 'docs' / 'claims.md'} and {root / 'docs' / 'verdict_rules.md'}")
+    return 0
+
+
+def collect(out: Path, path: Path, what: str | None) -> None:
+    """The claims of every finished stage under ``out`` (``studies.report.reproduce.build``) into ``path``."""
+    import json
+
+    from ffnkv.errors import FfnkvError
+    from studies.report.reproduce import build, claims_file
+    from studies.report.write import write_json
+
+    if not out.is_dir():
+        raise FfnkvError(f"{str(out)!r} is not a directory; pass --collect with a `ffnkv reproduce --out` dir.")
+    marker = out / "reproduce.json"
+    profile = json.loads(marker.read_text())["profile"] if marker.is_file() else "partial"
+    claims = build(out, profile)[1]
+    if not claims:
+        raise FfnkvError(f"{str(out)!r} holds no finished stage to judge; run `ffnkv reproduce --out {out}` first.")
+    data = claims_file(claims, profile, what)
+    data["meta"]["claims_file"] = str(path)
+    write_json(path, data)
+    print(f"wrote {path} ({len(claims)} claims from {out})")
