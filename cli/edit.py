@@ -31,7 +31,8 @@ def add_arguments(parser) -> None:
                         help="ROME/MEMIT constraint key: the bare prompt's (reference code) or the prefix mean (Gupta et al.)")
     parser.add_argument("--memit-lambda", type=positive_float, default=None, help="absolute MEMIT λ (default: the relative rule)")
     parser.add_argument("--lambda-ratio", type=positive_float, default=None, help="λ / mean kᵀC⁻¹k (default: the band realises what GPT-J's band does at λ = 15000)")
-    parser.add_argument("--lambda-sweep", default="", help="comma list of λ ratios also scored (plus λ = 15000)")
+    parser.add_argument("--lambda-sweep", default=None, help="comma list of λ ratios also scored (plus λ = 15000); "
+                        "default: 6 ratios from the band rule's two readings (0.078 … 0.461 for 2 layers); '' none")
     parser.add_argument("--cov-text", default=None, help="glob of text files for C of a pretrained model")
     parser.add_argument("--cov-tokens", type=positive_int, default=20000, help="tokens of that text")
     parser.add_argument("--seed", type=nonnegative_int, default=0)
@@ -66,7 +67,7 @@ def settings_from(args):
                         layer_candidates=_ints(args.layers_to_try, "--layers-to-try") if args.layers_to_try else None,
                         memit_width=args.memit_width, memit_lambda=args.memit_lambda,
                         lambda_ratio=args.lambda_ratio,
-                        lambda_sweep=_floats(args.lambda_sweep, "--lambda-sweep"),
+                        lambda_sweep=None if args.lambda_sweep is None else _floats(args.lambda_sweep, "--lambda-sweep"),
                         cov_text=args.cov_text or LICENCE_TEXTS, cov_tokens=args.cov_tokens, mesh=args.mesh)
 
 
