@@ -90,7 +90,7 @@ def load_facts(model, path, seed: int = 0):
 def run(args) -> int:
     from ffnkv.io.load import load_model
     from studies import editing
-    from studies.report.edit_figures import edit_markdown, plot_scores
+    from studies.report.edit_figures import edit_markdown, plot_lambda_sweep, plot_scores
     from studies.report.write import write_json, write_text
 
     settings = settings_from(args)
@@ -104,5 +104,6 @@ def run(args) -> int:
     write_json(out / "edit.json", result)
     write_text(out / "edit.md", edit_markdown(result))
     plot_scores({"": result}, out / "edit.png", f"{model.name}: edits at layer {result['layer']} ({settings.token})")
+    plot_lambda_sweep(result, out / "edit_lambda_sweep.png")
     print(edit_markdown(result))
     return 0

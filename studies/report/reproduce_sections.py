@@ -108,7 +108,8 @@ def facts(out: Path):
     if edit:
         table = (run / "analysis/edit/edit.md").read_text().split("\n", 2)[2]
         text += ["### ROME and MEMIT (Meng et al. 2022, 2023)", "", table, "",
-                 _fig(out, run / "analysis/edit/edit.png", "edit scores"), ""]
+                 _fig(out, run / "analysis/edit/edit.png", "edit scores"), "",
+                 _fig(out, run / "analysis/edit/edit_lambda_sweep.png", "MEMIT S over the λ ratio r"), ""]
         claims += C.meng_edits(edit)
     return "\n".join(text), claims
 
