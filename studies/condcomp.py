@@ -44,7 +44,7 @@ class Plateau:
             raise ConfigError(f"plateau window={self.window!r} is not allowed; use a positive number of evals.")
 
     def __call__(self, evals: list[dict]) -> bool:
-        if len(evals) <= self.window or evals[-1]["step"] < self.min_steps:
+        if len(evals) <= self.window or evals[-1]["step"] < self.min_steps or not _acc_keys(evals[-1]):
             return False
         before, last = evals[: -self.window], evals[-self.window:]
         return all(max(r[k] for r in last) - max(r[k] for r in before) < self.delta for k in _acc_keys(evals[-1]))
