@@ -73,9 +73,12 @@ def plot_lambda_sweep(result: dict, path) -> None:
     r = [p["lambda_ratio"] for p in sweep]
     for metric in ("S", "ES", "NS", "unrelated_acc"):
         ax.plot(r, [p[metric] for p in sweep], marker="o", label=metric, linewidth=2 if metric == "S" else 1)
-    for name, value in (result["memit_lambda_rule"].get("readings") or {}).items():
+    readings = result["memit_lambda_rule"].get("readings") or {}
+    for name, value in readings.items():
         if name != "key_scale":
             ax.axvline(value, color="grey", linestyle=":", linewidth=1)
+            ax.text(value, 0.02, " E[kᵀC⁻¹k] = " + ("d_ff" if name == "d_ff" else f"{readings['key_scale']}·d_ff"),
+                    rotation=90, fontsize=7, color="grey", va="bottom")
     ax.set_xscale("log")
     ax.set_xlabel("r = λ / mean kᵀC⁻¹k")
     ax.set_ylim(0, 1.05)
