@@ -21,6 +21,11 @@ layers (3–8) realise 79% of a fact's residual (``band_realised``), two layers 
 0.46, 0.61, 0.73 for L = 1 … 4; 0.916 at L = 6). ``relative_lambda`` gives λ for any ratio. The paper's absolute
 λ on a 256-wide FFN realises ≈ 2% instead.
 
+The rule rests on E[kᵀC⁻¹k] = F for GPT-J's edit keys, which nobody measured; on SmolLM2 the edit keys give
+4.7·F (``SMOLLM2_KEY_SCALE``). Read that way, GPT-J's λ / s̄ is 0.916 / 4.7 and the band's ratio falls (0.078
+instead of 0.461 for two layers). ``ratio_readings`` gives both readings, ``ratio_grid`` the ratios between
+them that the editing study scores (issue 20).
+
 Defaults are MEMIT's GPT-J hyper-parameters (``MEMIT_HPARAMS``, ``MEMIT_LAMBDA``): Adam lr 0.5, 25 steps,
 KL factor 0.0625, weight decay 0.5, clamp factor 0.75, 5 context prefixes of 10 tokens plus the bare prompt
 (the reference code's ``get_context_templates``: lengths and counts ``[(10, 5)]``), λ (``mom2_update_weight``)
@@ -63,6 +68,25 @@ def band_lambda_ratio(n_layers: int, paper_ratio: float = PAPER_LAMBDA_RATIO,
     return math.sqrt(lo * hi)
 
 
+SMOLLM2_KEY_SCALE = 4.7  # mean kᵀC⁻¹k / d_ff of SmolLM2-135M's edit keys, layers 8–9 (7237 / 1536; docs/editing.md)
+
+
+def ratio_readings(n_layers: int, key_scale: float = SMOLLM2_KEY_SCALE) -> dict:
+    """The band rule's ratio under the two readings of GPT-J's keys: E[kᵀC⁻¹k] = F (``"d_ff"``, the identity
+    for keys distributed like C's) and E[kᵀC⁻¹k] = key_scale · F (``"measured"``, as SmolLM2's keys give)."""
+    return {"d_ff": band_lambda_ratio(n_layers),
+            "measured": band_lambda_ratio(n_layers, PAPER_LAMBDA_RATIO / key_scale), "key_scale": key_scale}
+
+
+def ratio_grid(n_layers: int, points: int = 6, key_scale: float = SMOLLM2_KEY_SCALE) -> tuple[float, ...]:
+    """``points`` ratios, evenly spaced in log r, from the ``"measured"`` reading to the ``"d_ff"`` one."""
+    r = ratio_readings(n_layers, key_scale)
+    lo, hi = sorted((r["measured"], r["d_ff"]))
+    if points < 2:
+        return (hi,)
+    return tuple(float(lo * (hi / lo) ** (i / (points - 1))) for i in range(points))
+
+
 def key_mahalanobis(K_EF, C_FF, ridge: float = 0.0):
     """s_i = k_iᵀ C⁻¹ k_i for each row of K (C regularised as in ``memit_update``): [E]."""
     C_FF = C_FF + ridge * jnp.maximum(jnp.mean(jnp.diag(C_FF)), 1e-12) * jnp.eye(C_FF.shape[0])
@@ -82,6 +106,40 @@ def memit_update(W_FD, K_EF, R_ED, C_FF, lam, ridge: float = 0.0):
     return W_FD + jnp.linalg.solve(A_FF, K_EF.T @ R_ED)
 
 
+def memit_targets(params, cfg, last: int, reqs: EditRequest, hp: DeltaHParams = MEMIT_HPARAMS, batch_size: int = 16):
+    """Step 1 (eq. 16): the target hidden states z_i = h_i + δ_i after block ``last``; returns (z_ED, info).
+    It does not depend on λ, so a λ sweep computes it once."""
+    if hp.constraint not in ("bare", "mean"):
+        raise ValueError(f"constraint {hp.constraint!r} is not 'bare' or 'mean'")
+    chunked = partial(jax.lax.map, batch_size=batch_size)
+    h0_ED = _hidden(params, cfg, last, reqs, hp, batch_size)
+    z_fn = lambda x: optimise_delta(params, cfg, "resid", last, x[0], _safe_norm(x[1]), hp)  # noqa: E731
+    delta_ED, nll_E, steps_E = chunked(z_fn, (reqs, h0_ED))
+    return h0_ED + delta_ED, {"nll": nll_E, "steps": steps_E, "delta_norm": jnp.linalg.norm(delta_ED, axis=-1)}
+
+
+def _hidden(params, cfg, last, reqs, hp, batch_size):
+    def one(r):
+        h_PD = hidden_at(params, cfg, last, r.tokens_PT, r.subject_P)
+        return h_PD[0] if hp.constraint == "bare" else h_PD.mean(0)
+    return jax.lax.map(one, reqs, batch_size=batch_size)
+
+
+def memit_spread(params, cfg, layers: tuple, C_LFF, reqs: EditRequest, z_ED, lam, hp: DeltaHParams = MEMIT_HPARAMS,
+                 batch_size: int = 16):
+    """Step 2 (Algorithm 1, lines 6–13): spread the residuals z − h over ``layers`` at λ; returns (params′, info)."""
+    chunked = partial(jax.lax.map, batch_size=batch_size)
+    residual_norms = []
+    for i, layer in enumerate(layers):
+        K_EF = chunked(lambda r: keys_at(params, cfg, layer, r.tokens_PT, r.subject_P).mean(0), reqs)
+        R_ED = (z_ED - _hidden(params, cfg, layers[-1], reqs, hp, batch_size)) / (len(layers) - i)
+        residual_norms.append(jnp.linalg.norm(R_ED, axis=-1).mean())
+        W_FD = memit_update(value_matrix(params, layer), K_EF, R_ED, C_LFF[i], lam, hp.ridge)
+        params = with_value_matrix(params, layer, W_FD)
+    final_gap = jnp.linalg.norm(z_ED - _hidden(params, cfg, layers[-1], reqs, hp, batch_size), axis=-1)
+    return params, {"residual_norm_per_layer": jnp.stack(residual_norms), "final_gap": final_gap}
+
+
 @partial(jax.jit, static_argnames=("cfg", "layers", "hp", "batch_size"))
 def memit_edit(params, cfg, layers: tuple, C_LFF, reqs: EditRequest, hp: DeltaHParams = MEMIT_HPARAMS,
                lam: float = MEMIT_LAMBDA, batch_size: int = 16):
@@ -90,28 +148,6 @@ def memit_edit(params, cfg, layers: tuple, C_LFF, reqs: EditRequest, hp: DeltaHP
     Per-fact work runs through ``lax.map`` in chunks of ``batch_size`` to bound memory. Returns
     ``(params′, info)``; info has the per-fact target NLL after δ optimisation and the steps taken.
     """
-    last = layers[-1]
-    chunked = partial(jax.lax.map, batch_size=batch_size)
-    if hp.constraint not in ("bare", "mean"):
-        raise ValueError(f"constraint {hp.constraint!r} is not 'bare' or 'mean'")
-
-    def mean_hidden(p):
-        def one(r):
-            h_PD = hidden_at(p, cfg, last, r.tokens_PT, r.subject_P)
-            return h_PD[0] if hp.constraint == "bare" else h_PD.mean(0)
-        return chunked(one, reqs)
-
-    h0_ED = mean_hidden(params)
-    z_fn = lambda x: optimise_delta(params, cfg, "resid", last, x[0], _safe_norm(x[1]), hp)  # noqa: E731
-    delta_ED, nll_E, steps_E = chunked(z_fn, (reqs, h0_ED))
-    z_ED = h0_ED + delta_ED
-    residual_norms = []
-    for i, layer in enumerate(layers):
-        K_EF = chunked(lambda r: keys_at(params, cfg, layer, r.tokens_PT, r.subject_P).mean(0), reqs)
-        R_ED = (z_ED - mean_hidden(params)) / (len(layers) - i)
-        residual_norms.append(jnp.linalg.norm(R_ED, axis=-1).mean())
-        W_FD = memit_update(value_matrix(params, layer), K_EF, R_ED, C_LFF[i], lam, hp.ridge)
-        params = with_value_matrix(params, layer, W_FD)
-    final_gap = jnp.linalg.norm(z_ED - mean_hidden(params), axis=-1)
-    return params, {"nll": nll_E, "steps": steps_E, "delta_norm": jnp.linalg.norm(delta_ED, axis=-1),
-                    "residual_norm_per_layer": jnp.stack(residual_norms), "final_gap": final_gap}
+    z_ED, info = memit_targets(params, cfg, layers[-1], reqs, hp, batch_size)
+    params, spread = memit_spread(params, cfg, layers, C_LFF, reqs, z_ED, lam, hp, batch_size)
+    return params, info | spread

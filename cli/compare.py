@@ -28,6 +28,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", type=output_dir, default="runs/compare", help="output dir (default runs/compare)")
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated FFN kinds (default: all six)")
     parser.add_argument("--threshold", type=fraction, default=0.95, help="accuracy for steps-to-threshold")
+    parser.add_argument("--no-plateau", action="store_true", help="train every kind the config's steps (default: stop "
+                        "when eval accuracy stops rising, studies.condcomp.Plateau; steps is the cap)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -42,7 +44,8 @@ def run(args) -> int:
     cfg = apply_overrides(load_config_file(args.config or "condcomp"), args.overrides)
     if args.no_progress:
         cfg = cfg.replace(progress=False)
-    settings = condcomp.CompareSettings(tuple(k.strip() for k in args.kinds.split(",") if k.strip()), args.threshold)
+    settings = condcomp.CompareSettings(tuple(k.strip() for k in args.kinds.split(",") if k.strip()), args.threshold,
+                                        None if args.no_plateau else condcomp.Plateau())
     out = Path(args.out)
     result = condcomp.run(cfg, out, settings, log=lambda line: print(line, flush=True))
     if jax.process_index() == 0:

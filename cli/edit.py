@@ -31,7 +31,8 @@ def add_arguments(parser) -> None:
                         help="ROME/MEMIT constraint key: the bare prompt's (reference code) or the prefix mean (Gupta et al.)")
     parser.add_argument("--memit-lambda", type=positive_float, default=None, help="absolute MEMIT λ (default: the relative rule)")
     parser.add_argument("--lambda-ratio", type=positive_float, default=None, help="λ / mean kᵀC⁻¹k (default: the band realises what GPT-J's band does at λ = 15000)")
-    parser.add_argument("--lambda-sweep", default="", help="comma list of λ ratios also scored (plus λ = 15000)")
+    parser.add_argument("--lambda-sweep", default=None, help="comma list of λ ratios also scored (plus λ = 15000); "
+                        "default: 6 ratios from the band rule's two readings (0.078 … 0.461 for 2 layers); '' none")
     parser.add_argument("--cov-text", default=None, help="glob of text files for C of a pretrained model")
     parser.add_argument("--cov-tokens", type=positive_int, default=20000, help="tokens of that text")
     parser.add_argument("--seed", type=nonnegative_int, default=0)
@@ -66,7 +67,7 @@ def settings_from(args):
                         layer_candidates=_ints(args.layers_to_try, "--layers-to-try") if args.layers_to_try else None,
                         memit_width=args.memit_width, memit_lambda=args.memit_lambda,
                         lambda_ratio=args.lambda_ratio,
-                        lambda_sweep=_floats(args.lambda_sweep, "--lambda-sweep"),
+                        lambda_sweep=None if args.lambda_sweep is None else _floats(args.lambda_sweep, "--lambda-sweep"),
                         cov_text=args.cov_text or LICENCE_TEXTS, cov_tokens=args.cov_tokens, mesh=args.mesh)
 
 
@@ -89,7 +90,7 @@ def load_facts(model, path, seed: int = 0):
 def run(args) -> int:
     from ffnkv.io.load import load_model
     from studies import editing
-    from studies.report.edit_figures import edit_markdown, plot_scores
+    from studies.report.edit_figures import edit_markdown, plot_lambda_sweep, plot_scores
     from studies.report.write import write_json, write_text
 
     settings = settings_from(args)
@@ -103,5 +104,6 @@ def run(args) -> int:
     write_json(out / "edit.json", result)
     write_text(out / "edit.md", edit_markdown(result))
     plot_scores({"": result}, out / "edit.png", f"{model.name}: edits at layer {result['layer']} ({settings.token})")
+    plot_lambda_sweep(result, out / "edit_lambda_sweep.png")
     print(edit_markdown(result))
     return 0

@@ -25,6 +25,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--d-ff", type=positive_int, default=256, help="ReLU width; other kinds are parameter-matched")
     parser.add_argument("--n-entities", type=positive_int, default=64, help="facts = entities × 6 relations")
     parser.add_argument("--loss", default="all", choices=("all", "attribute"), help="facts LM loss: every token or the attribute")
+    parser.add_argument("--names", default="families", choices=("families", "random"),
+                        help="facts world names: families differing only in the last token, or drawn one by one")
     parser.add_argument("--n-edits", type=positive_int, default=100)
     parser.add_argument("--n-unrelated", type=positive_int, default=100)
     parser.add_argument("--neuron-facts", type=positive_int, default=10, help="facts whose knowledge neurons are counted")
@@ -41,7 +43,7 @@ def run(args) -> int:
 
     settings = editability.EditabilitySettings(
         kinds=tuple(k for k in args.kinds.split(",") if k), steps=args.steps, d_model=args.d_model,
-        n_layers=args.n_layers, d_ff=args.d_ff, n_entities=args.n_entities, loss=args.loss, n_edits=args.n_edits,
+        n_layers=args.n_layers, d_ff=args.d_ff, n_entities=args.n_entities, loss=args.loss, names=args.names, n_edits=args.n_edits,
         n_unrelated=args.n_unrelated, neuron_facts=args.neuron_facts, trace_facts=args.trace_facts, token=args.token,
         seed=args.seed)
     out = Path(args.out)

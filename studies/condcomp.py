@@ -7,6 +7,12 @@ kind k is ``matched_d_ff(k, d_model, d_ff)`` with the config's relu ``d_ff`` as 
 parameters, d_ff, steps, final train/eval loss, eval accuracy per op, the first eval step with accuracy ≥ the
 threshold per op, and the eval curve. An interrupted training raises ``train.loop.TrainingInterrupted``: no
 result is returned for a half-trained comparison.
+
+Training runs to convergence (issue 20): ``Plateau`` stops a kind once its eval accuracy has stopped rising —
+at an eval step ≥ ``min_steps``, every op's best accuracy of the last ``window`` evals beats its best before
+them by less than ``delta`` — and ``cfg.steps`` is the cap. The rule reads only the eval records (asked at
+eval time, no host sync per step), which a resumed run reads back from metrics.jsonl, so it decides the same.
+Each kind's row reports where and why it stopped and each op's accuracy slope over its last ``window`` evals.
 """
 from __future__ import annotations
 
@@ -19,12 +25,51 @@ from ffnkv.errors import ConfigError
 KINDS = ("relu", "gelu", "swiglu", "softmax", "linear", "none")
 
 
+def _acc_keys(record: dict) -> list[str]:
+    return sorted(k for k in record if k.startswith("eval/acc/"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Plateau:
+    """The stopping rule (module docstring): ``rule(evals)`` is True when the run should stop at its last eval."""
+
+    delta: float = 0.01  # accuracy gain below which a window counts as flat
+    window: int = 5  # evals
+    min_steps: int = 1000  # no stop before this step
+
+    def __post_init__(self):
+        if not (isinstance(self.delta, (int, float)) and 0 <= self.delta < 1):
+            raise ConfigError(f"plateau delta={self.delta!r} is not allowed; use a number in [0, 1).")
+        if not isinstance(self.window, int) or self.window < 1:
+            raise ConfigError(f"plateau window={self.window!r} is not allowed; use a positive number of evals.")
+
+    def __call__(self, evals: list[dict]) -> bool:
+        if len(evals) <= self.window or evals[-1]["step"] < self.min_steps or not _acc_keys(evals[-1]):
+            return False
+        before, last = evals[: -self.window], evals[-self.window:]
+        return all(max(r[k] for r in last) - max(r[k] for r in before) < self.delta for k in _acc_keys(evals[-1]))
+
+    def stop_step(self, evals: list[dict]) -> int | None:
+        """The step at which the rule stops a run with these eval records (asked eval by eval), or None."""
+        return next((evals[i - 1]["step"] for i in range(1, len(evals) + 1) if self(evals[:i])), None)
+
+
+def end_slope(steps, acc, window: int) -> float:
+    """Least-squares slope of accuracy vs step over the last ``window`` + 1 evals, per 1000 steps."""
+    import numpy as np
+
+    x, y = np.asarray(steps[-window - 1:], float), np.asarray(acc[-window - 1:], float)
+    return float(np.polyfit(x, y, 1)[0] * 1000) if len(x) > 1 else float("nan")
+
+
 @dataclasses.dataclass(frozen=True)
 class CompareSettings:
-    """``kinds`` to train; ``threshold``: the accuracy whose first eval step is reported."""
+    """``kinds`` to train; ``threshold``: the accuracy whose first eval step is reported; ``plateau``: the
+    stopping rule (None: train ``cfg.steps``)."""
 
     kinds: tuple = KINDS
     threshold: float = 0.95
+    plateau: Plateau | None = Plateau()
 
     def __post_init__(self):
         bad = [k for k in self.kinds if k not in FFN_KINDS]
@@ -43,7 +88,7 @@ def kind_config(cfg, kind: str):
     return cfg.replace(model=m.replace(ffn=kind, d_ff=matched_d_ff(kind, m.d_model, m.d_ff, bias=m.bias)))
 
 
-def summarise(run_dir: Path, threshold: float) -> dict:
+def summarise(run_dir: Path, threshold: float, plateau: Plateau | None = None) -> dict:
     """One kind's row of compare.json, from its run dir."""
     import numpy as np
 
@@ -67,6 +112,9 @@ def summarise(run_dir: Path, threshold: float) -> dict:
         "accuracy": {op: evals[-1][f"eval/acc/{op}"] for op in ops},
         f"steps_to_{round(threshold * 100)}": reached,
         "curve": {"step": [r["step"] for r in evals], **{op: [r[f"eval/acc/{op}"] for r in evals] for op in ops}},
+        "stopped": "cap" if plateau is None or plateau.stop_step(evals) is None else "plateau",
+        "end_slope_per_1000_steps": {op: end_slope([r["step"] for r in evals], [r[f"eval/acc/{op}"] for r in evals],
+                                                   (plateau or Plateau()).window) for op in ops},
     }
 
 
@@ -83,10 +131,13 @@ def run(cfg, out: Path, settings: CompareSettings = CompareSettings(), log=print
         resolve(c)
     rows = {}
     for kind, c in configs.items():
-        result = train(c, Path(out) / kind)
+        result = train(c, Path(out) / kind, stop_rule=settings.plateau)
         log(f"{kind}: {result['status']} at step {result['step']}" +
             (f" in {result['seconds']:.1f} s" if "seconds" in result else ""))
-        rows[kind] = summarise(Path(out) / kind, settings.threshold)
+        rows[kind] = summarise(Path(out) / kind, settings.threshold, settings.plateau)
     return {"config": cfg.to_dict(), "reference": {"ffn": "relu", "d_ff": cfg.model.d_ff},
             "matching": "d_ff = ffnkv.matched_d_ff(kind, d_model, reference d_ff): FFN parameters closest to relu's",
-            "threshold": settings.threshold, "kinds": rows}
+            "threshold": settings.threshold, "kinds": rows,
+            "stopping": "cap only" if settings.plateau is None else dataclasses.asdict(settings.plateau) | {
+                "rule": "stop at the first eval step ≥ min_steps where every op's best accuracy over the last window "
+                        "evals beats its best before them by < delta; steps is the cap", "cap": cfg.steps}}

@@ -27,6 +27,7 @@ class EditabilitySettings:
     d_ff: int = 256
     n_entities: int = 64
     loss: str = "all"
+    names: str = "families"  # the facts world's names (ffnkv.data.facts): "families" or "random"
     n_edits: int = 100
     n_unrelated: int = 100
     neuron_facts: int = 10
@@ -42,7 +43,7 @@ def train_config(kind: str, s: EditabilitySettings):
     d_ff = matched_d_ff(kind, s.d_model, s.d_ff)
     return TrainConfig(model=ModelConfig(d_model=s.d_model, n_layers=s.n_layers, n_heads=4, d_ff=d_ff, ffn=kind),
                        data=DataConfig("facts", {"n_entities": s.n_entities, "n_relations": 6, "n_attributes": 12,
-                                                 "seed": s.seed, "loss": s.loss}),
+                                                 "seed": s.seed, "loss": s.loss, "names": s.names}),
                        optim=OptimConfig(lr=3e-3, warmup_steps=min(100, s.steps // 5), weight_decay=0.01),
                        steps=s.steps, batch_size=64, eval_every=s.steps, ckpt_every=s.steps, keep=1,
                        log_every=50, seed=s.seed, progress=False)

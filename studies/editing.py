@@ -15,8 +15,11 @@ file, a packaged name) and ``FactRecord``s, and returns a JSON-able dict. The do
   when fewer layers lie below it.
 * **λ** (unless ``settings.memit_lambda``): λ = ratio · mean kᵀC⁻¹k over the edit keys of the MEMIT layers,
   the ratio chosen so that the band realises the share of a fact's residual that GPT-J's six layers realise at
-  λ = 15000 (``analysis.memit.band_lambda_ratio``, 79%; ``settings.lambda_ratio`` overrides it);
-  ``lambda_sweep`` scores other ratios, and the paper's absolute λ = 15000 is scored beside them.
+  λ = 15000 (``analysis.memit.band_lambda_ratio``, 79%; ``settings.lambda_ratio`` overrides it). The rule
+  assumes E[kᵀC⁻¹k] = d_ff for GPT-J's keys; SmolLM2's give 4.7·d_ff, which reads the same rule as a ratio
+  about 6× smaller. So MEMIT S is reported over r, not at one point: ``lambda_sweep`` (default: ``sweep_points``
+  ratios from the 4.7·d_ff reading to the d_ff one, ``analysis.memit.ratio_grid``; 0.078 … 0.461 for two
+  layers) plus the paper's absolute λ = 15000, all in one compiled program (``memit_sweep``).
 * **C** = E[kkᵀ] over the non-padding positions of the run's own training batches (a facts run), or of local
   text tokenised by the model's tokenizer (``cov_text``; default the Debian licence texts) for a pretrained
   model. Nothing is downloaded.
@@ -28,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import glob
 import time
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -38,7 +42,7 @@ from ffnkv.sharding import make_mesh
 from analysis.edit_eval import next_token_probs, score_edited, score_single_edits, summarise
 from analysis.edit_requests import TOKENS, build_edits, context_prefixes, fact_set, known_mask
 from analysis.memit import (MEMIT_HPARAMS, MEMIT_LAMBDA, PAPER_LAMBDA_RATIO, band_lambda_ratio, band_realised,
-                            GPTJ_LAYERS, memit_edit, relative_lambda)
+                            GPTJ_LAYERS, memit_spread, memit_targets, ratio_grid, ratio_readings, relative_lambda)
 from analysis.rome import (CONSTRAINTS, ROME_HPARAMS, DeltaHParams, keys_at, optimise_delta, regularised_inverse,
                            rome_edit, rome_sequential, site_hooks)
 from ffnkv.errors import FfnkvError
@@ -64,7 +68,8 @@ class EditSettings:
     memit_width: int = 2
     memit_lambda: float | None = None
     lambda_ratio: float | None = None  # None: band_lambda_ratio(band width)
-    lambda_sweep: tuple = ()
+    lambda_sweep: tuple | None = None  # ratios; None: ratio_grid(band width, sweep_points); (): no sweep
+    sweep_points: int = 6
     rome: DeltaHParams = ROME_HPARAMS
     memit: DeltaHParams = MEMIT_HPARAMS
     cov_batches: int = 40
@@ -252,8 +257,23 @@ def run(model, facts, settings: EditSettings = EditSettings()) -> dict:
     return out
 
 
+@partial(jax.jit, static_argnames=("cfg", "layers", "hp"))
+def memit_sweep(params, cfg, layers: tuple, C_LFF, reqs, probes, others, lam_R, hp):
+    """MEMIT at every λ of ``lam_R``, each into a fresh copy of ``params``, scored: one compiled program over λ.
+    The targets z (eq. 16) do not depend on λ and are optimised once; ``lax.map`` runs the spread over the
+    layers and the scores per λ. Returns (per-λ scores [R, …], target info [E], per-λ spread info [R, …])."""
+    z_ED, info = memit_targets(params, cfg, layers[-1], reqs, hp)
+
+    def one(lam):
+        edited, spread = memit_spread(params, cfg, layers, C_LFF, reqs, z_ED, lam, hp)
+        return score_edited(edited, cfg, probes, others), spread
+
+    scores, spread = jax.lax.map(one, lam_R)
+    return scores, info, spread
+
+
 def memit_protocol(model, edit, mem, C, probes, others, hp, s: EditSettings) -> dict:
-    """MEMIT at the rule's λ (or ``s.memit_lambda``), plus the λ sweep and the paper's absolute λ."""
+    """MEMIT at the rule's λ (or ``s.memit_lambda``), the ratio sweep and the paper's absolute λ: one program."""
     cfg = model.cfg
     prefixes = context_prefixes(model.params, cfg, model.tokenizer, s.seed, hp.prefixes)
     reqs, _ = _requests(model, edit, prefixes, s)
@@ -262,27 +282,33 @@ def memit_protocol(model, edit, mem, C, probes, others, hp, s: EditSettings) -> 
     s_bar = float(np.mean([relative_lambda(keys(l), C[l], 1.0, hp.ridge)[1] for l in mem]))
     ratio = band_lambda_ratio(len(mem)) if s.lambda_ratio is None else s.lambda_ratio
     lam = s.memit_lambda if s.memit_lambda is not None else ratio * s_bar
+    ratios = ratio_grid(len(mem), s.sweep_points) if s.lambda_sweep is None else tuple(s.lambda_sweep)
+    lams = [lam] + [r * s_bar for r in ratios] + ([MEMIT_LAMBDA] if ratios else [])
+    t = time.time()
+    scores, info, spread = memit_sweep(model.params, cfg, tuple(mem), C_mem, reqs, probes, others,
+                                       jnp.asarray(lams, jnp.float32), hp)
+    seconds = (time.time() - t) / len(lams)
+    readings = ratio_readings(len(mem))
 
-    def one(lam_value):
-        t = time.time()
-        edited, info = memit_edit(model.params, cfg, tuple(mem), C_mem, reqs, hp, float(lam_value))
-        return summarise(score_edited(edited, cfg, probes, others)) | _stats(info) | {
-            "lambda": float(lam_value), "lambda_ratio": float(lam_value) / s_bar, "seconds": time.time() - t}
+    def row(i):
+        r = lams[i] / s_bar
+        reading = ("E[kᵀC⁻¹k] = d_ff" if np.isclose(r, readings["d_ff"], rtol=1e-6) else
+                   f"E[kᵀC⁻¹k] = {readings['key_scale']}·d_ff" if np.isclose(r, readings["measured"], rtol=1e-6) else
+                   "paper λ = 15000" if i == len(lams) - 1 and ratios else "")
+        return summarise(jax.tree.map(lambda x: x[i], scores)) | _stats(info | {"final_gap": spread["final_gap"][i]}) | {
+            "lambda": float(lams[i]), "lambda_ratio": float(r), "band_realised": band_realised(r, len(mem)),
+            "reading": reading, "seconds": seconds}
 
     ratio_rule = ("given" if s.lambda_ratio is not None else
                   f"such that the {len(mem)}-layer band realises what GPT-J’s {len(GPTJ_LAYERS)} layers realise at λ = 15000")
     rule = "given" if s.memit_lambda is not None else (
         f"λ = ratio · mean kᵀC⁻¹k over the edit keys of the MEMIT layers; ratio {ratio_rule}")
-    out = {"memit": one(lam), "memit_lambda_rule": {
+    return {"memit": row(0), "memit_lambda_rule": {
         "rule": rule, "ratio": lam / s_bar, "paper_ratio": PAPER_LAMBDA_RATIO,
         "band_realised": band_realised(lam / s_bar, len(mem)),
         "paper_band_realised": band_realised(PAPER_LAMBDA_RATIO, len(GPTJ_LAYERS)), "mean_key_mahalanobis": s_bar,
-        "d_ff": cfg.width, "lambda": float(lam)}}
-    sweep = [r * s_bar for r in s.lambda_sweep]
-    if s.lambda_sweep:
-        sweep.append(MEMIT_LAMBDA)
-    out["memit_lambda_sweep"] = [one(v) for v in sweep]
-    return out
+        "d_ff": cfg.width, "lambda": float(lam), "readings": readings, "key_scale_here": s_bar / cfg.width},
+        "memit_lambda_sweep": [row(i) for i in range(1, len(lams))]}
 
 
 def unedited_accuracy(model, facts) -> float:

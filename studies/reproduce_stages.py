@@ -57,7 +57,7 @@ def _knowledge(out, p):
 
 def _edit(out, p):
     sizes = _q(p, ["--n-edits", "25", "--n-unrelated", "50"], ["--n-edits", "3", "--n-unrelated", "4"])
-    return [["edit", str(out / "facts"), "--lambda-sweep", "0.03,0.1,0.3,0.916,3"] + sizes]
+    return [["edit", str(out / "facts")] + sizes]   # the default λ sweep: the band rule's two readings and between
 
 
 def _editability(out, p):

@@ -112,3 +112,48 @@ def test_bad_config():
         FactsTask(loss="everything")
     with pytest.raises(ConfigError):
         make_task("facts", n_entity=3)
+    with pytest.raises(ConfigError):
+        FactsTask(names="clans")
+    with pytest.raises(ConfigError):
+        FactsTask(names="families", family_size=1)
+
+
+@pytest.mark.parametrize("n_entities", [2, 9, 21, 40])
+def test_family_world_resolves_subjects_at_their_last_token(n_entities):
+    """Every subject shares all but its last token with another subject, and no other subject has its last
+    token too: the subject is told apart exactly at its last token."""
+    fam = FactsTask(n_entities=n_entities, n_attributes=8, seed=5, names="families", family_size=4)
+    ids = [tuple(fam.tokenizer.encode(s)) for s in fam.subjects]
+    assert len(set(fam.subjects)) == n_entities and len(set(ids)) == n_entities
+    for i, row in enumerate(ids):
+        assert len(row) >= 4 and 2 not in row and fam.tokenizer.decode(row) == fam.subjects[i]
+        assert any(j != i and other[:-1] == row[:-1] and len(other) == len(row) for j, other in enumerate(ids))
+    res = fam.subject_resolution()
+    assert res["unique_before_last"] == 0.0 and res["mean_resolving_token"] == res["mean_tokens"]
+    assert FactsTask(n_entities=n_entities, n_attributes=8, seed=5, names="families").subjects == fam.subjects
+
+
+def test_family_world_facts_and_templates_stay_well_formed():
+    fam = FactsTask(n_entities=12, n_attributes=8, seed=2, names="families")
+    assert len(fam.facts) == 12 * 6 and [f.subject for f in fam.facts[::6]] == fam.subjects
+    fact = fam.facts[13]
+    prompts = fam.prompts(fact) + fam.prompts(fact, "paraphrase")
+    enc = fam.encode_prompts(prompts)
+    for i, prompt in enumerate(prompts):   # the subject span is the whole name, not a sibling's prefix of it
+        row = enc["tokens"][i]
+        assert fam.tokenizer.decode(row[: enc["lengths"][i]]) == prompt
+        assert fam.tokenizer.decode(row[enc["subject_start"][i]: enc["subject_end"][i]]) == fact.subject
+    ev = fam.eval_set(0)
+    assert fam.eval_metrics(ev["targets"], ev) == {"train_fact_acc": 1.0, "paraphrase_acc": 1.0}
+    b = fam.batch(0, 0, 4)
+    assert b["tokens"].shape == (4, fam.seq_len) and (b["tokens"][:, 0] == BOS).all()
+
+
+def test_subject_resolution_counts_leading_tokens():
+    from ffnkv.data.facts import subject_resolution
+
+    res = subject_resolution([[1, 2, 3], [1, 2, 4], [5, 6, 7], [5, 8, 9]])
+    assert res["unique_before_last"] == 0.5 and res["unique_after"] == {1: 0.0, 2: 0.5, 3: 1.0}
+    assert res["mean_resolving_token"] == 2.5
+    # the random world tells most names apart before their last token (issue 20: 98% by the second of 4–5)
+    assert FactsTask(n_entities=100).subject_resolution()["unique_before_last"] > 0.9

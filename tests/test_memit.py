@@ -93,3 +93,45 @@ def test_band_realised_matches_memit_on_a_linear_model():
         W = memit_update(jnp.zeros((10, 4)), k[None], ((target - z) / (len(keys) - i))[None], C, ratio * s)
         z = z + k @ W
     np.testing.assert_allclose(jnp.linalg.norm(z) / jnp.linalg.norm(target), band_realised(ratio, 3), rtol=1e-4)
+
+
+def test_ratio_readings_span_the_two_readings_of_gptj_keys():
+    """Issue 20: the band rule read with E[kᵀC⁻¹k] = d_ff (0.461 for 2 layers) and with SmolLM2's 4.7·d_ff
+    (0.078); the sweep's grid runs between them, evenly in log r, and each reading keeps its band's share."""
+    from analysis.memit import (PAPER_LAMBDA_RATIO, SMOLLM2_KEY_SCALE, band_lambda_ratio, band_realised,
+                                ratio_grid, ratio_readings)
+
+    r = ratio_readings(2)
+    assert r["d_ff"] == pytest.approx(band_lambda_ratio(2)) and r["key_scale"] == SMOLLM2_KEY_SCALE
+    np.testing.assert_allclose(band_realised(r["measured"], 2),
+                               band_realised(PAPER_LAMBDA_RATIO / SMOLLM2_KEY_SCALE, 6), rtol=1e-6)
+    assert round(r["d_ff"], 3) == 0.461 and round(r["measured"], 3) == 0.078
+    grid = ratio_grid(2, 6)
+    assert len(grid) == 6 and grid[0] == pytest.approx(r["measured"]) and grid[-1] == pytest.approx(r["d_ff"])
+    np.testing.assert_allclose(np.diff(np.log(grid)), np.log(grid[-1] / grid[0]) / 5, rtol=1e-9)
+    assert ratio_grid(3, 1) == (pytest.approx(band_lambda_ratio(3)),)
+
+
+@pytest.mark.slow
+def test_memit_sweep_is_one_program_and_equals_memit_per_lambda():
+    """The sweep over λ compiles once (new λ values: no retrace) and each row is MEMIT at that λ, scored."""
+    from analysis.edit_eval import score_edited
+    from edit_fixtures import probe, unrelated
+    from studies.editing import memit_sweep
+
+    cfg, params = model()
+    C = spd(jax.random.key(5), cfg.d_ff)
+    reqs = stack([request(i) for i in range(2)])
+    probes, others = stack([probe(request(i), old=i) for i in range(2)]), unrelated()
+    hp = DeltaHParams(steps=3, weight_decay=0.0, clamp_factor=4.0)
+    C_LFF = jnp.stack([C, C])
+    lams = jnp.asarray([0.05, 3.0], jnp.float32)
+    scores, info, spread = memit_sweep(params, cfg, (0, 1), C_LFF, reqs, probes, others, lams, hp)
+    memit_sweep(params, cfg, (0, 1), C_LFF, reqs, probes, others, jnp.asarray([0.2, 40.0], jnp.float32), hp)
+    assert memit_sweep._cache_size() == 1
+    for i, lam in enumerate(np.asarray(lams)):
+        edited, one = memit_edit(params, cfg, (0, 1), C_LFF, reqs, hp, float(lam), 16)
+        want = score_edited(edited, cfg, probes, others)
+        for key in want:
+            np.testing.assert_allclose(np.asarray(scores[key][i]), np.asarray(want[key]), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(spread["final_gap"][i]), np.asarray(one["final_gap"]), rtol=1e-4, atol=1e-4)

@@ -21,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ffnkv.errors import ConfigError, FfnkvError, Interrupted
+from ffnkv.io.run import load_metrics
 from train import sharding
 from train.checkpoints import Checkpoints, log_stderr
 from train.config import TrainConfig, resolve
@@ -169,8 +170,12 @@ def _programs(cfg: TrainConfig, mesh):
     return _PROGRAMS[key]
 
 
-def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
+def train(cfg: TrainConfig, run_dir: str | Path, stop_rule=None) -> dict:
     """Train (or resume) the run in ``run_dir``; returns ``{"status": "done", "step": steps, ...}``.
+
+    ``stop_rule(evals) -> bool``, if given, is asked after every eval with the run's eval records so far (those
+    before a resume read back from metrics.jsonl); True stops the run there (saved; ``cfg.steps`` is the cap),
+    and a resumed run whose records already satisfy it trains no further (e.g. ``studies.condcomp.Plateau``).
 
     Raises ``TrainingInterrupted`` after saving when SIGTERM/SIGINT arrives, ``RunDirBusy`` when another
     process trains in ``run_dir``, ``TrainingDiverged`` on a non-finite loss. Every config mistake is raised
@@ -189,10 +194,10 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
         with RunLock(run_dir) if primary else contextlib.nullcontext():
             _check_run_dir(run_dir)
             _write_config(run_dir, cfg)
-            return _train(cfg, task, run_dir, mesh, stop)
+            return _train(cfg, task, run_dir, mesh, stop, stop_rule)
 
 
-def _train(cfg: TrainConfig, task, run_dir: Path, mesh, stop: _Stop) -> dict:
+def _train(cfg: TrainConfig, task, run_dir: Path, mesh, stop: _Stop, stop_rule=None) -> dict:
     primary = jax.process_index() == 0
     log = log_stderr if primary else (lambda message: None)
     init_fn, step_fn, eval_fn, abstract = _programs(cfg, mesh)
@@ -205,6 +210,7 @@ def _train(cfg: TrainConfig, task, run_dir: Path, mesh, stop: _Stop) -> dict:
     if start > 0:
         log(f"resuming {run_dir} from step {start}")
     metrics = MetricsLog(run_dir / "metrics.jsonl", start, enabled=primary)
+    evals = [r for r in load_metrics(run_dir) if "eval/loss" in r] if start > 0 and stop_rule else []
 
     eval_set = task.eval_set(cfg.seed)
 
@@ -212,6 +218,7 @@ def _train(cfg: TrainConfig, task, run_dir: Path, mesh, stop: _Stop) -> dict:
         record = {"step": int(jax.device_get(state.step))}
         record |= _evaluate(eval_fn, state.params, eval_set, task, mesh, cfg.batch_size)
         metrics.write(record)
+        evals.append(record)
         return record
 
     def save(state, force=False):
@@ -242,10 +249,12 @@ def _train(cfg: TrainConfig, task, run_dir: Path, mesh, stop: _Stop) -> dict:
             metrics.write({"step": step, **values})
             bar.set_postfix(loss=f"{values['loss']:.4f}", refresh=False)
 
+    halt = start > 0 and stop_rule is not None and stop_rule(evals)
+    last_eval = evals[-1] if halt else {}
     try:
         if start == 0:
             last_eval = evaluate(state)
-        for k in range(start, cfg.steps):
+        for k in range(start, start if halt else cfg.steps):
             if stop.signum is not None:
                 flush(pending)
                 save(state, force=True)
@@ -262,8 +271,11 @@ def _train(cfg: TrainConfig, task, run_dir: Path, mesh, stop: _Stop) -> dict:
                 pending = None
             if (k + 1) % cfg.eval_every == 0 or at_end:
                 last_eval = evaluate(state)
-            if (k + 1) % cfg.ckpt_every == 0 or at_end:
-                save(state, force=at_end)
+                halt = stop_rule is not None and stop_rule(evals)
+            if (k + 1) % cfg.ckpt_every == 0 or at_end or halt:
+                save(state, force=at_end or halt)
+            if halt:
+                break
         flush(pending)
         ckpts.wait()
     finally:
@@ -271,5 +283,6 @@ def _train(cfg: TrainConfig, task, run_dir: Path, mesh, stop: _Stop) -> dict:
         ckpts.wait()
         ckpts.close()
     seconds = time.perf_counter() - t0
-    return {"status": "done", "step": cfg.steps, "run_dir": str(run_dir), "seconds": seconds,
+    return {"status": "done", "step": int(jax.device_get(state.step)), "stopped_by_rule": halt,
+            "run_dir": str(run_dir), "seconds": seconds,
             "processes": jax.process_count(), "devices": mesh.size, **last_eval}

@@ -9,7 +9,10 @@ subjects, same relation) and counterfactual attributes (another attribute of the
 the tracing and editing work (Meng et al. 2022, CounterFact).
 
 Names are words of two-letter syllables (``Ka ##ro ##mi``) under a WordPiece tokenizer built with
-``tokenizers``: every template word and attribute is one token, every name several.
+``tokenizers``: every template word and attribute is one token, every name several. ``names="random"`` draws
+each name on its own (almost every name is told apart by its first two tokens); ``names="families"`` draws
+families of ``family_size`` names that share every token but the last (``Karo Mibe``, ``Karo Mibo``, …), so a
+subject is resolved only at its last token — the site Meng et al. (2022) trace (``subject_resolution``).
 """
 from __future__ import annotations
 
@@ -74,13 +77,81 @@ def _build_vocab(relations) -> list[str]:
     return list(SPECIALS) + [SEPARATOR] + sorted(words - {SEPARATOR}) + attributes + syllables
 
 
+NAME_KINDS = ("random", "families")
+
+
+def _word(rng, n: int) -> str:
+    return "".join(SYLLABLES[i] for i in rng.integers(0, len(SYLLABLES), n)).capitalize()
+
+
+def _random_names(task) -> list[str]:
+    """A two-syllable first name and a one- to three-syllable last name, each drawn on its own."""
+    rng = np.random.default_rng([task.seed, 0x5B1])
+    taken, names = set(task.tokenizer.vocab), []
+    while len(names) < task.n_entities:
+        words = [_word(rng, n) for n in (2, int(rng.integers(1, 4)))]
+        name = " ".join(words)
+        if name not in names and not taken.intersection(words):
+            names.append(name)
+    return names
+
+
+def _family_sizes(n: int, size: int) -> list[int]:
+    """``n`` names in families of ``size``; a remainder of one joins the last family, so every family has ≥ 2."""
+    sizes = [size] * (n // size) + ([n % size] if n % size else [])
+    if sizes[-1] == 1:
+        sizes = sizes[:-2] + [sizes[-2] + 1] if len(sizes) > 1 else [2]
+    return sizes
+
+
+def _family_names(task) -> list[str]:
+    """Families of names sharing every token but the last: a two-syllable first name and a two- or
+    three-syllable last name whose final syllable alone differs within the family; shuffled over families.
+    A draw is kept only if the tokenizer splits every member into exactly its syllables."""
+    rng = np.random.default_rng([task.seed, 0xFA3])
+    vocab, names, stems = task.tokenizer.vocab, [], set()
+    for size in _family_sizes(task.n_entities, task.family_size):
+        while True:
+            first, stem = _word(rng, 2), _word(rng, int(rng.integers(1, 3)))
+            lasts = rng.choice(len(SYLLABLES), size, replace=False)
+            family = [f"{first} {stem}{SYLLABLES[i]}" for i in lasts]
+            expect = [[vocab[first[:2]], vocab["##" + first[2:]], vocab[stem[:2]]]
+                      + [vocab["##" + stem[j: j + 2]] for j in range(2, len(stem), 2)] + [vocab["##" + SYLLABLES[i]]]
+                      for i in lasts]
+            if (first, stem) not in stems and all(task.tokenizer.encode(n) == e for n, e in zip(family, expect)):
+                stems.add((first, stem))
+                names += family
+                break
+    return [names[i] for i in rng.permutation(len(names))]
+
+
+def subject_resolution(ids_per_subject: list[list[int]]) -> dict:
+    """For each subject the number of leading tokens that no other subject shares (its *resolving* token);
+    ``unique_before_last``: the fraction resolved before their last token (a subject that is a prefix of
+    another is never resolved: it counts as resolved at its last token). ``unique_after`` [k]: the fraction
+    told apart by their first k tokens."""
+    prefixes = {}
+    for ids in ids_per_subject:
+        for k in range(1, len(ids) + 1):
+            prefixes[tuple(ids[:k])] = prefixes.get(tuple(ids[:k]), 0) + 1
+    resolve = [next((k for k in range(1, len(ids) + 1) if prefixes[tuple(ids[:k])] == 1), len(ids))
+               for ids in ids_per_subject]
+    lengths = [len(ids) for ids in ids_per_subject]
+    n = len(ids_per_subject)
+    return {"n_subjects": n, "tokens_min": min(lengths), "tokens_max": max(lengths),
+            "unique_before_last": sum(r < l for r, l in zip(resolve, lengths)) / n,
+            "unique_after": {k: sum(r <= k for r in resolve) / n for k in range(1, max(lengths) + 1)},
+            "mean_resolving_token": float(np.mean(resolve)), "mean_tokens": float(np.mean(lengths))}
+
+
 @dataclasses.dataclass(frozen=True)
 class FactsTask:
     """The facts task. ``n_entities`` subjects × ``n_relations`` relations, ``n_attributes`` values per relation.
 
     ``seed`` fixes the world (names, attributes, counterfactuals); ``batch(seed, step, batch_size)`` draws
     training packs of ``facts_per_seq`` facts. ``loss``: ``"attribute"`` (weights on the attribute tokens)
-    or ``"all"`` (every real next token). ``n_neighbours`` prompts per fact in ``neighbourhood``.
+    or ``"all"`` (every real next token). ``n_neighbours`` prompts per fact in ``neighbourhood``. ``names``:
+    ``"random"`` or ``"families"`` of ``family_size`` names differing only in their last token.
     """
 
     n_entities: int = 64
@@ -90,13 +161,16 @@ class FactsTask:
     facts_per_seq: int = 4  # facts packed into one training sequence
     loss: str = "attribute"
     n_neighbours: int = 10
+    names: str = "random"  # "random" or "families" (names that differ only in their last token)
+    family_size: int = 4
 
     def __post_init__(self):
         check_fields(self, "data.", {
             "n_entities": ints(2, 20000), "n_relations": ints(1, len(RELATIONS)),
             "n_attributes": ints(2, len(RELATIONS[0].attributes)), "seed": ints(0, 2 ** 32 - 1),
             "facts_per_seq": ints(1, 256), "n_neighbours": ints(1, 20000),
-            "loss": (lambda v: v in ("attribute", "all"), "'attribute' or 'all'")})
+            "loss": (lambda v: v in ("attribute", "all"), "'attribute' or 'all'"),
+            "names": (lambda v: v in NAME_KINDS, "'random' or 'families'"), "family_size": ints(2, 16)})
 
     # ---- the world -------------------------------------------------------------------------------------
     @functools.cached_property
@@ -113,16 +187,12 @@ class FactsTask:
 
     @functools.cached_property
     def subjects(self) -> list[str]:
-        """Distinct names ``First Last``: a two-syllable first name and a one- to three-syllable last name."""
-        rng = np.random.default_rng([self.seed, 0x5B1])
-        taken, names = set(self.tokenizer.vocab), []
-        while len(names) < self.n_entities:
-            words = ["".join(SYLLABLES[i] for i in rng.integers(0, len(SYLLABLES), n)).capitalize()
-                     for n in (2, int(rng.integers(1, 4)))]
-            name = " ".join(words)
-            if name not in names and not taken.intersection(words):
-                names.append(name)
-        return names
+        """Distinct names ``First Last`` (``names`` says how they are drawn; module docstring)."""
+        return _family_names(self) if self.names == "families" else _random_names(self)
+
+    def subject_resolution(self) -> dict:
+        """How many leading tokens tell each subject apart from every other (``subject_resolution``)."""
+        return subject_resolution([self.tokenizer.encode(name) for name in self.subjects])
 
     @functools.cached_property
     def attribute_index_ER(self) -> np.ndarray:

@@ -8,10 +8,14 @@ def table(rows: dict, threshold: float) -> str:
     ops = list(next(iter(rows.values()))["accuracy"])
     key = f"steps_to_{round(threshold * 100)}"
     head = ["kind", "d_ff", "params", "ffn params", "eval loss"] + [f"acc {op}" for op in ops] + [f"steps≥{threshold:.0%} all"]
+    head += ["stopped at"] + [f"slope {op}" for op in ops if op != "all"]
     lines = [head]
     for kind, r in rows.items():
+        slopes = r.get("end_slope_per_1000_steps", {})
         lines.append([kind, str(r["d_ff"]), str(r["params"]), str(r["ffn_params"]), f"{r['final_eval_loss']:.3f}"]
-                     + [f"{r['accuracy'][op]:.3f}" for op in ops] + [str(r[key]["all"] or "—")])
+                     + [f"{r['accuracy'][op]:.3f}" for op in ops] + [str(r[key]["all"] or "—")]
+                     + [f"{r['steps']} ({r.get('stopped', 'cap')})"]
+                     + [f"{slopes[op]:+.3f}" if op in slopes else "—" for op in ops if op != "all"])
     widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in lines)
 

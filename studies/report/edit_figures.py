@@ -49,7 +49,39 @@ def edit_markdown(result: dict) -> str:
                   f"d_ff {r['d_ff']}).", ""]
     if result.get("memit_lambda_sweep"):
         sweep = result["memit_lambda_sweep"]
-        lines += ["MEMIT λ sweep:", "", table(["λ", "λ ratio", "ES", "PS", "NS", "S", "unrelated_acc"],
-                                              [[p["lambda"], p["lambda_ratio"], p["ES"], p["PS"], p["NS"], p["S"],
-                                                p["unrelated_acc"]] for p in sweep], 3)]
+        readings = result["memit_lambda_rule"].get("readings")
+        if readings:
+            lines += [f"MEMIT S over the ratio r = λ / mean kᵀC⁻¹k (one program over λ): the band rule gives r = "
+                      f"{readings['d_ff']:.3f} if GPT-J's keys have E[kᵀC⁻¹k] = d_ff and r = {readings['measured']:.3f} "
+                      f"if {readings['key_scale']}·d_ff, as SmolLM2's do; here mean kᵀC⁻¹k = "
+                      f"{result['memit_lambda_rule']['key_scale_here']:.2f}·d_ff.", ""]
+        else:
+            lines += ["MEMIT λ sweep:", ""]
+        lines += [table(["λ", "λ ratio", "band share", "reading", "ES", "PS", "NS", "S", "unrelated_acc"],
+                        [[p["lambda"], p["lambda_ratio"], p.get("band_realised", "—"), p.get("reading") or "—",
+                          p["ES"], p["PS"], p["NS"], p["S"], p["unrelated_acc"]] for p in sweep], 3)]
     return "\n".join(lines)
+
+
+def plot_lambda_sweep(result: dict, path) -> None:
+    """MEMIT S, ES, NS and unrelated accuracy against the ratio r (log axis), the two readings marked."""
+    sweep = [p for p in result.get("memit_lambda_sweep", []) if p.get("reading") != "paper λ = 15000"]
+    if not sweep:
+        return
+    sweep = sorted(sweep, key=lambda p: p["lambda_ratio"])
+    fig, ax = subplots(figsize=(5.5, 3.4))
+    r = [p["lambda_ratio"] for p in sweep]
+    for metric in ("S", "ES", "NS", "unrelated_acc"):
+        ax.plot(r, [p[metric] for p in sweep], marker="o", label=metric, linewidth=2 if metric == "S" else 1)
+    readings = result["memit_lambda_rule"].get("readings") or {}
+    for name, value in readings.items():
+        if name != "key_scale":
+            ax.axvline(value, color="grey", linestyle=":", linewidth=1)
+            ax.text(value, 0.02, " E[kᵀC⁻¹k] = " + ("d_ff" if name == "d_ff" else f"{readings['key_scale']}·d_ff"),
+                    rotation=90, fontsize=7, color="grey", va="bottom")
+    ax.set_xscale("log")
+    ax.set_xlabel("r = λ / mean kᵀC⁻¹k")
+    ax.set_ylim(0, 1.05)
+    ax.set_title(f"MEMIT over r, layers {result['memit_layers']}")
+    ax.legend(fontsize=7)
+    save_figure(fig, path)

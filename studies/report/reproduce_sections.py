@@ -33,6 +33,13 @@ def _md_table(header: list[str], rows: list[list]) -> list[str]:
            ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
 
 
+def _stop_cells(row: dict, ops: list[str]) -> list[str]:
+    """Where and why a kind stopped, and its accuracy slope per op at the end (issue 20)."""
+    if "end_slope_per_1000_steps" not in row:
+        return ["—"] + ["—" for op in ops if op != "all"]
+    return [f"{row['steps']} ({row['stopped']})"] + [f"{row['end_slope_per_1000_steps'][op]:+.3f}" for op in ops if op != "all"]
+
+
 def condcomp(out: Path):
     title = "Conditional computation: which FFN kinds learn SUM, MAX and MIN"
     d = out / "condcomp"
@@ -42,10 +49,16 @@ def condcomp(out: Path):
     kinds = compare["kinds"]
     ops = list(next(iter(kinds.values()))["accuracy"])
     rows = [[k, r["d_ff"], f"{r['params']:,}", f"{r['final_eval_loss']:.3f}"]
-            + [f"{r['accuracy'][op]:.3f}" for op in ops] + [r["steps_to_95"]["all"] or "—"] for k, r in kinds.items()]
-    text = [f"## {title}", "", f"{next(iter(kinds.values()))['steps']} steps per kind, FFN parameters matched to "
-            "relu's (`matched_d_ff`); accuracy on the held-out set.", "",
-            *_md_table(["kind", "d_ff", "params", "eval loss"] + [f"acc {op}" for op in ops] + ["steps to 95%"], rows),
+            + [f"{r['accuracy'][op]:.3f}" for op in ops] + [r["steps_to_95"]["all"] or "—"]
+            + _stop_cells(r, ops) for k, r in kinds.items()]
+    stopping = compare.get("stopping")
+    rule = ("until the eval accuracy stopped rising (`studies.condcomp.Plateau`: " + stopping["rule"] +
+            f"; delta {stopping['delta']}, window {stopping['window']} evals, min_steps {stopping['min_steps']}, "
+            f"cap {stopping['cap']})") if isinstance(stopping, dict) else "a fixed number of steps"
+    text = [f"## {title}", "", f"Each kind trained {rule}, FFN parameters matched to relu's (`matched_d_ff`); "
+            "accuracy on the held-out set; the slope is accuracy per 1000 steps over the last evals.", "",
+            *_md_table(["kind", "d_ff", "params", "eval loss"] + [f"acc {op}" for op in ops] + ["steps to 95%"]
+                       + ["stopped at", *[f"slope {op}" for op in ops if op != "all"]], rows),
             "", _fig(out, d / "compare.png", "eval accuracy per op vs step"), ""]
     claims = C.condcomp(compare)
     if rahman is not None:
@@ -95,7 +108,8 @@ def facts(out: Path):
     if edit:
         table = (run / "analysis/edit/edit.md").read_text().split("\n", 2)[2]
         text += ["### ROME and MEMIT (Meng et al. 2022, 2023)", "", table, "",
-                 _fig(out, run / "analysis/edit/edit.png", "edit scores"), ""]
+                 _fig(out, run / "analysis/edit/edit.png", "edit scores"), "",
+                 _fig(out, run / "analysis/edit/edit_lambda_sweep.png", "MEMIT S over the λ ratio r"), ""]
         claims += C.meng_edits(edit)
     return "\n".join(text), claims
 
