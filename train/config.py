@@ -76,6 +76,7 @@ class TrainConfig:
     keep: int = 3
     log_every: int = 10
     seed: int = 0  # initialisation and data order
+    seeds: int = 1  # S seeds in one program: seed i (0 <= i < S) trains with seed + i for its init and data order
     mesh: tuple[int, int] = (-1, 1)
     progress: bool = True
 
@@ -86,6 +87,9 @@ class TrainConfig:
                 raise ConfigError(f"TrainConfig.{name}={value!r} is not allowed; use a positive integer.")
         if not _is_int(self.seed) or not 0 <= self.seed < 2 ** 32:
             raise ConfigError(f"TrainConfig.seed={self.seed!r} is not allowed; use an integer in [0, 2**32).")
+        if not _is_int(self.seeds) or not 1 <= self.seeds <= 2 ** 32 - self.seed:
+            raise ConfigError(f"TrainConfig.seeds={self.seeds!r} is not allowed; use a positive integer with "
+                              "seed + seeds <= 2**32.")
         mesh = tuple(self.mesh)
         if len(mesh) != 2 or not all(isinstance(m, int) and (m > 0 or m == -1) for m in mesh) or mesh[1] == -1:
             raise ConfigError(f"TrainConfig.mesh={self.mesh!r} is not allowed; use (data, model) like (-1, 1) or (8, 1).")
@@ -95,8 +99,12 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
-        """JSON-ready: tuples become lists."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        """JSON-ready: tuples become lists. ``seeds`` is left out when it is 1, so a single-seed run's config.json
+        (and checkpoint metadata) is what it was before seeds existed and older run dirs still resume."""
+        values = json.loads(json.dumps(dataclasses.asdict(self)))
+        if self.seeds == 1:
+            del values["seeds"]
+        return values
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -133,7 +141,7 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
 
     ``data.<name>`` other than ``data.kind`` sets a task argument (checked when the task is built).
     """
-    values = cfg.to_dict()
+    values = cfg.to_dict() | {"seeds": cfg.seeds}
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
