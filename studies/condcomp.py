@@ -6,7 +6,8 @@ kind k is ``matched_d_ff(k, d_model, d_ff)`` with the config's relu ``d_ff`` as 
 (nearly) the parameters of the relu FFN; ``none`` has no FFN at all. The result has, per kind: parameters, FFN
 parameters, d_ff, steps, final train/eval loss, eval accuracy per op, the first eval step with accuracy ≥ the
 threshold per op, and the eval curve. An interrupted training raises ``train.loop.TrainingInterrupted``: no
-result is returned for a half-trained comparison.
+result is returned for a half-trained comparison. With ``seeds`` S > 1 each kind trains S seeds in one program
+(``TrainConfig.seeds``); its row is seed 0's, with every seed's row under ``per_seed``.
 """
 from __future__ import annotations
 
@@ -21,10 +22,12 @@ KINDS = ("relu", "gelu", "swiglu", "softmax", "linear", "none")
 
 @dataclasses.dataclass(frozen=True)
 class CompareSettings:
-    """``kinds`` to train; ``threshold``: the accuracy whose first eval step is reported."""
+    """``kinds`` to train; ``threshold``: the accuracy whose first eval step is reported; ``seeds`` > 1: seeds
+    per kind (the config's seed, seed + 1, …), trained in one program (it replaces the config's ``seeds``)."""
 
     kinds: tuple = KINDS
     threshold: float = 0.95
+    seeds: int = 1
 
     def __post_init__(self):
         bad = [k for k in self.kinds if k not in FFN_KINDS]
@@ -33,6 +36,8 @@ class CompareSettings:
                               f"{', '.join(FFN_KINDS)}.")
         if not 0 < self.threshold <= 1:
             raise ConfigError(f"threshold={self.threshold} is not allowed; use a number in (0, 1].")
+        if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
+            raise ConfigError(f"seeds={self.seeds!r} is not allowed; use a positive integer.")
 
 
 def kind_config(cfg, kind: str):
@@ -43,16 +48,16 @@ def kind_config(cfg, kind: str):
     return cfg.replace(model=m.replace(ffn=kind, d_ff=matched_d_ff(kind, m.d_model, m.d_ff, bias=m.bias)))
 
 
-def summarise(run_dir: Path, threshold: float) -> dict:
-    """One kind's row of compare.json, from its run dir."""
+def summarise(run_dir: Path, threshold: float, seed: int | None = None) -> dict:
+    """One kind's row of compare.json, from its run dir (of seed index ``seed`` when it trained several)."""
     import numpy as np
 
     from ffnkv.config import ffn_params_per_layer
-    from ffnkv.io.run import load_metrics, load_run
+    from ffnkv.io.run import Run
     from ffnkv.params import count_params
 
-    cfg, model_cfg, params = load_run(run_dir)
-    records = load_metrics(run_dir)
+    run = Run(run_dir, seed)
+    model_cfg, params, records = run.model_cfg, run.params(), run.metrics()
     train_recs = [r for r in records if "loss" in r]
     evals = [r for r in records if "eval/loss" in r]
     ops = [k.removeprefix("eval/acc/") for k in evals[-1] if k.startswith("eval/acc/")]
@@ -78,6 +83,8 @@ def run(cfg, out: Path, settings: CompareSettings = CompareSettings(), log=print
 
     if cfg.data.kind != "condcomp":
         raise ConfigError(f"compare reports accuracy per op and needs data.kind='condcomp', not {cfg.data.kind!r}.")
+    if settings.seeds > 1:
+        cfg = cfg.replace(seeds=settings.seeds)
     configs = {kind: kind_config(cfg, kind) for kind in settings.kinds}
     for c in configs.values():
         resolve(c)
@@ -87,6 +94,9 @@ def run(cfg, out: Path, settings: CompareSettings = CompareSettings(), log=print
         log(f"{kind}: {result['status']} at step {result['step']}" +
             (f" in {result['seconds']:.1f} s" if "seconds" in result else ""))
         rows[kind] = summarise(Path(out) / kind, settings.threshold)
+        if c.seeds > 1:
+            rows[kind] |= {"seeds": c.seeds,
+                           "per_seed": [summarise(Path(out) / kind, settings.threshold, i) for i in range(c.seeds)]}
     return {"config": cfg.to_dict(), "reference": {"ffn": "relu", "d_ff": cfg.model.d_ff},
             "matching": "d_ff = ffnkv.matched_d_ff(kind, d_model, reference d_ff): FFN parameters closest to relu's",
             "threshold": settings.threshold, "kinds": rows}

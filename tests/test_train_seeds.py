@@ -194,6 +194,34 @@ def test_config_field_and_cli_option(tmp_path, capsys):
     assert "TrainConfig.seeds=0 is not allowed" in err and "Traceback" not in err and not run_dir.exists()
 
 
+def test_compare_study_trains_seeds_in_one_run_dir(tmp_path):
+    from studies import condcomp
+
+    result = condcomp.run(config(seeds=1), tmp_path, condcomp.CompareSettings(kinds=("relu",), seeds=S), log=lambda _: None)
+    row = result["kinds"]["relu"]
+    assert Run(tmp_path / "relu").n_seeds == S and row["seeds"] == S and len(row["per_seed"]) == S
+    for i, seed_row in enumerate(row["per_seed"]):
+        last = [r for r in load_metrics(tmp_path / "relu", seed=i) if "eval/loss" in r][-1]
+        assert seed_row["final_eval_loss"] == last["eval/loss"] and seed_row["accuracy"]["SUM"] == last["eval/acc/SUM"]
+    assert {k: v for k, v in row.items() if k not in ("seeds", "per_seed")} == row["per_seed"][0]
+    with pytest.raises(ConfigError, match="seeds=0 is not allowed"):
+        condcomp.CompareSettings(seeds=0)
+
+
+@pytest.mark.slow
+def test_editability_study_analyses_every_seed(tmp_path):
+    from studies import editability
+
+    settings = editability.EditabilitySettings(kinds=("relu",), steps=300, d_model=32, n_layers=2, d_ff=64,
+                                               n_entities=8, n_edits=4, n_unrelated=4, neuron_facts=2,
+                                               trace_facts=4, seeds=S)
+    kind = editability.run(tmp_path, settings)["kinds"]["relu"]
+    assert len(kind["per_seed"]) == S and Run(tmp_path / "relu").n_seeds == S
+    accs = [seed["row"]["train_fact_acc"] for seed in kind["per_seed"]]
+    assert accs == [r["eval/train_fact_acc"] for r in load_metrics(tmp_path / "relu") if "eval/loss" in r][-1]
+    assert kind["row"] == kind["per_seed"][0]["row"]
+
+
 EIGHT = """
 import json, sys
 sys.path.insert(0, "tests")
