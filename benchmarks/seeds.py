@@ -6,7 +6,9 @@ The step is ``train.step``'s, compiled as ``train.loop`` compiles it (state dona
 batches (seed i's from ``task.batch(seed + i, step, batch_size)``, already on the device, so the host's batch
 drawing is not timed). Model FLOPs per token: 3 × ``common.forward_flops_per_token`` (forward + backward).
 The three loops alternate in interleaved rounds (``common.interleaved``), so load on a shared machine falls on
-all of them alike; the peak is the better of one measurement before and one after.
+all of them alike; the peak is the better of one measurement before and one after. Each loop's CPU seconds
+(this process, all threads) are reported beside its wall time: on a machine shared with other work they say
+what the loop costs better than wall time does.
 
 Usage: ``python benchmarks/seeds.py [CONFIG|PRESET] [--seeds 4] [--steps 20] [--rounds 3] [--set k=v ...]``
 (default: the ``condcomp`` preset); prints one JSON object and a table.
@@ -46,7 +48,8 @@ class Seeds:
         stack = (lambda parts, f: parts[0][f]) if cfg.seeds == 1 else (lambda parts, f: np.stack([p[f] for p in parts]))
         self.batches = jax.device_put([{f: stack(parts, f) for f in FIELDS} for parts in per_step])
         start = time.perf_counter()
-        self.step = step or jit_train_step(cfg, make_optimizer(cfg), schedule(cfg)).lower(self.state, self.batches[0]).compile()
+        self.step = step or jit_train_step(cfg, make_optimizer(cfg), schedule(cfg)).lower(
+            self.state, self.batches[0]).compile()
         self.compile_s = time.perf_counter() - start
 
     def run(self):
@@ -59,6 +62,7 @@ class Seeds:
 def measure(cfg, k: int, steps: int, rounds: int) -> dict:
     cfg, task = resolve(cfg.replace(seeds=1))
     seq = int(np.shape(task.batch(cfg.seed, 0, 1)["tokens"])[1])
+    load_before = common.load_average()
     peaks = [common.matmul_peak_flops()]
     one = Seeds(cfg, task, steps)
     sequential = [one] + [Seeds(cfg.replace(seed=cfg.seed + i), task, steps, one.step) for i in range(1, k)]
@@ -67,29 +71,42 @@ def measure(cfg, k: int, steps: int, rounds: int) -> dict:
              f"{k} seeds sequential": lambda: [s.run() for s in sequential]}
     for fn in loops.values():  # warm-up: the first calls after compilation
         jax.block_until_ready(fn())
-    secs = common.interleaved(loops, repeats=rounds)
+    cpu = {name: [] for name in loops}
+
+    def cpu_timed(name, fn):
+        start = time.process_time()
+        out = jax.block_until_ready(fn())
+        cpu[name].append(time.process_time() - start)
+        return out
+
+    secs = common.interleaved({name: (lambda n=name, f=fn: cpu_timed(n, f)) for name, fn in loops.items()},
+                              repeats=rounds)
     peaks.append(common.matmul_peak_flops())
     flops_per_token = 3 * common.forward_flops_per_token(cfg.model, seq)
     tokens = {"1 seed": steps * cfg.batch_size * seq}
     tokens[f"{k} seeds batched"] = tokens[f"{k} seeds sequential"] = k * tokens["1 seed"]
-    rows = {name: common.row(name, "tokens", tokens[name], secs[name], tokens[name] * flops_per_token, peaks)
-            for name in loops}
+    rows = {name: common.row(name, "tokens", tokens[name], secs[name], tokens[name] * flops_per_token, peaks,
+                             cpu_s=float(np.median(cpu[name]))) for name in loops}
     return {"seeds": k, "steps": steps, "rounds": rounds, "batch_size": cfg.batch_size, "seq": seq,
             "model": cfg.model.to_dict(), "flops_per_token": flops_per_token, "rows": rows,
             "speedup_batched_vs_sequential": secs[f"{k} seeds sequential"] / secs[f"{k} seeds batched"],
             "batched_cost_in_single_runs": secs[f"{k} seeds batched"] / secs["1 seed"],
+            "cpu_speedup_batched_vs_sequential": (rows[f"{k} seeds sequential"]["cpu_s"]
+                                                  / rows[f"{k} seeds batched"]["cpu_s"]),
             "compile_s": {"1 seed": one.compile_s, f"{k} seeds batched": batched.compile_s},
-            "load_average": common.load_average(), "cpus": os.cpu_count()}
+            "load_average_before": load_before, "load_average": common.load_average(), "cpus": os.cpu_count()}
 
 
 def print_table(result: dict) -> None:
-    print(f"{'':<24}{'tokens/s':>12}{'seconds':>10}{'GFLOP/s':>10}{'of peak':>9}")
+    print(f"{'':<24}{'tokens/s':>12}{'seconds':>10}{'CPU s':>8}{'GFLOP/s':>10}{'of peak':>9}")
     for name, r in result["rows"].items():
-        print(f"{name:<24}{r['throughput']:>12,.0f}{r['seconds']:>10.3f}{r['model_flops_per_s'] / 1e9:>10.2f}"
-              f"{r['ratio_to_peak']:>9.1%}")
+        print(f"{name:<24}{r['throughput']:>12,.0f}{r['seconds']:>10.3f}{r['cpu_s']:>8.3f}"
+              f"{r['model_flops_per_s'] / 1e9:>10.2f}{r['ratio_to_peak']:>9.1%}")
     k, peak = result["seeds"], next(iter(result["rows"].values()))["peak_flops_per_s"]
-    print(f"{k} seeds batched: {result['speedup_batched_vs_sequential']:.2f}x faster than {k} sequential runs, "
-          f"costing {result['batched_cost_in_single_runs']:.2f} single-seed runs; matmul peak {peak / 1e9:.1f} GFLOP/s; "
+    print(f"{k} seeds batched: {result['speedup_batched_vs_sequential']:.2f}x the speed of {k} sequential runs "
+          f"(CPU time: {result['cpu_speedup_batched_vs_sequential']:.2f}x), "
+          f"costing {result['batched_cost_in_single_runs']:.2f} single-seed runs; "
+          f"matmul peak {peak / 1e9:.1f} GFLOP/s; "
           f"{result['steps']} steps × {result['rounds']} rounds; {result['rows']['1 seed']['device']}, "
           f"{result['cpus']} CPUs, load average {result['load_average'][0]}.")
 

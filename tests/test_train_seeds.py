@@ -3,7 +3,6 @@ SIGTERM is bitwise, the NaN stop names the seed, ``load_model(run_dir, seed=i)``
 are one compiled step program."""
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -93,7 +92,8 @@ def test_seeds_are_one_compiled_program(multi):
 def test_seeds_equal_separate_runs(multi, separate):
     run_dir, *_ = multi
     run = Run(run_dir)
-    assert run.n_seeds == S and run.config.seed == BASE and json.loads((run_dir / "config.json").read_text())["seeds"] == S
+    assert run.n_seeds == S and run.config.seed == BASE
+    assert json.loads((run_dir / "config.json").read_text())["seeds"] == S
     for i, alone in enumerate(separate):
         mine, theirs = load_metrics(run_dir, seed=i), load_metrics(alone)
         assert [r["step"] for r in mine] == [r["step"] for r in theirs] and len(mine) == 6 + 3
@@ -174,7 +174,8 @@ class _OneSeedNaN(CondComp):
 
 def test_nan_in_one_seed_stops_all_and_names_it(tmp_path):
     register_task("one_seed_nan", _OneSeedNaN)
-    with pytest.raises(TrainingDiverged, match=rf"seed {BASE + 1} of {S}: loss=nan .*step 5.*checkpoint is step 3"):
+    named = rf"seed {BASE + 1} \(of seeds {BASE}..{BASE + S - 1}\): loss=nan .*step 5.*checkpoint is step 3"
+    with pytest.raises(TrainingDiverged, match=named):
         train(config(data=DataConfig("one_seed_nan", TASK)), tmp_path)
     assert checkpoint_steps(tmp_path) == [3]
     assert all(np.isfinite(np.asarray(w)).all() for w in jax.tree.leaves(Run(tmp_path).all_params()))
@@ -197,7 +198,8 @@ def test_config_field_and_cli_option(tmp_path, capsys):
 def test_compare_study_trains_seeds_in_one_run_dir(tmp_path):
     from studies import condcomp
 
-    result = condcomp.run(config(seeds=1), tmp_path, condcomp.CompareSettings(kinds=("relu",), seeds=S), log=lambda _: None)
+    settings = condcomp.CompareSettings(kinds=("relu",), seeds=S)
+    result = condcomp.run(config(seeds=1), tmp_path, settings, log=lambda _: None)
     row = result["kinds"]["relu"]
     assert Run(tmp_path / "relu").n_seeds == S and row["seeds"] == S and len(row["per_seed"]) == S
     for i, seed_row in enumerate(row["per_seed"]):
@@ -245,3 +247,18 @@ def test_seeds_on_an_fsdp_mesh_match_one_device(multi, tmp_path):
     devices, losses = json.loads(out.stdout.decode().strip().splitlines()[-1])
     assert devices == 8
     assert_f32_close(losses, [r["loss"] for r in load_metrics(run_dir) if "loss" in r])
+
+
+@pytest.mark.slow
+def test_seeds_benchmark_runs_end_to_end():
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import seeds as bench
+
+    result = bench.measure(config(seeds=1), k=S, steps=2, rounds=1)
+    rows = result["rows"]
+    assert set(rows) == {"1 seed", f"{S} seeds batched", f"{S} seeds sequential"}
+    assert rows[f"{S} seeds batched"]["units"] == S * rows["1 seed"]["units"]
+    for r in rows.values():
+        assert r["throughput"] > 0 and 0 < r["ratio_to_peak"] == r["model_flops_per_s"] / r["peak_flops_per_s"]
+    assert result["speedup_batched_vs_sequential"] == (rows[f"{S} seeds sequential"]["seconds"]
+                                                       / rows[f"{S} seeds batched"]["seconds"])

@@ -127,7 +127,8 @@ def _evaluate(eval_fn, params, eval_sets: list[dict], task, mesh, chunk: int) ->
     seeds = len(eval_sets)
     n = len(eval_sets[0]["tokens"])
     if any(len(e["tokens"]) != n for e in eval_sets):
-        raise ConfigError(f"the task's eval sets differ in size between seeds; train the {seeds} seeds as separate runs.")
+        raise ConfigError(f"the task's eval sets differ in size between seeds; train the {seeds} seeds as "
+                          "separate runs.")
     pad = -n % chunk
     padded = [{k: np.concatenate([e[k], np.zeros((pad,) + e[k].shape[1:], e[k].dtype)]) for k in DEVICE_FIELDS}
               for e in eval_sets]
@@ -241,7 +242,8 @@ def _train(cfg: TrainConfig, task, run_dir: Path, mesh, stop: _Stop) -> dict:
             kept = (f"the last good checkpoint is step {good} in {run_dir / 'checkpoints'}" if good is not None
                     else "no checkpoint was saved before it")
             bad = np.flatnonzero(~finite_S)
-            which = "" if cfg.seeds == 1 else f"seed {', '.join(str(cfg.seed + int(i)) for i in bad)} of {cfg.seeds}: "
+            which = "" if cfg.seeds == 1 else (f"seed {', '.join(str(cfg.seed + int(i)) for i in bad)} (of seeds "
+                                               f"{cfg.seed}..{cfg.seed + cfg.seeds - 1}): ")
             loss, norm = (values[k] if cfg.seeds == 1 else values[k][int(bad[0])] for k in ("loss", "grad_norm"))
             raise TrainingDiverged(
                 f"{which}loss={loss} grad_norm={norm} at step {step} "

@@ -1,6 +1,9 @@
 """Training on the shared mesh (ffnkv.sharding): batch rows split on "data" (and on "model" too when it holds
 FSDP shards); parameters and optimizer state replicated, or FSDP-split on "model" by ffnkv.sharding's rule.
 
+Several seeds in one program (``TrainConfig.seeds``): a leading seed axis, replicated, in front of each seed's
+own placement, for the state and for the [S, B, T] batch.
+
 Multi-host: every process calls ``jax.distributed.initialize`` first (``init_distributed``); each then builds
 the same global batch (it is a pure function of seed and step) and contributes only its own rows.
 """
