@@ -1,6 +1,7 @@
 """Seeds as a batch axis: S seeds in one jitted program equal S separate runs (float32 rounding), resume after
 SIGTERM is bitwise, the NaN stop names the seed, ``load_model(run_dir, seed=i)`` gives seed i, and the S seeds
-are one compiled step program."""
+are one compiled step program. (The tests that train the S-seed config come first, so they share its compiled
+programs; the separate one-seed runs come last.)"""
 import json
 import os
 import signal
@@ -72,42 +73,12 @@ def multi(tmp_path_factory):
     return run_dir, result, traced, len(calls), programs["step"]
 
 
-@pytest.fixture(scope="module")
-def separate(tmp_path_factory):
-    """Seed BASE + i trained on its own, for each i."""
-    dirs = [tmp_path_factory.mktemp(f"seed{BASE + i}") for i in range(S)]
-    for i, run_dir in enumerate(dirs):
-        train(config(seed=BASE + i, seeds=1), run_dir)
-    return dirs
-
-
 def test_seeds_are_one_compiled_program(multi):
     run_dir, result, traced, calls, step_fn = multi
     assert result["seeds"] == S and result["step"] == 6
     T = np.shape(CondComp(**TASK).batch(0, 0, 1)["tokens"])[1]
     assert traced == [(S, 16, T)]  # one trace, of all seeds' batches at once
     assert calls == 6 and step_fn._cache_size() == 1  # one dispatch per step, one executable
-
-
-def test_seeds_equal_separate_runs(multi, separate):
-    run_dir, *_ = multi
-    run = Run(run_dir)
-    assert run.n_seeds == S and run.config.seed == BASE
-    assert json.loads((run_dir / "config.json").read_text())["seeds"] == S
-    for i, alone in enumerate(separate):
-        mine, theirs = load_metrics(run_dir, seed=i), load_metrics(alone)
-        assert [r["step"] for r in mine] == [r["step"] for r in theirs] and len(mine) == 6 + 3
-        for key in ("loss", "grad_norm", "eval/loss"):
-            pairs = [(a[key], b[key]) for a, b in zip(mine, theirs) if key in b]
-            assert pairs and all(isinstance(a, float) for a, _ in pairs)
-            assert_f32_close(*zip(*pairs))
-        model, reference = load_model(run_dir, seed=i), load_model(alone)
-        assert model.run.config.seed == BASE + i == reference.run.config.seed
-        assert_trees_equal(model.run.init_params(), reference.run.init_params())
-        tokens_BT = reference.run.task.eval_set(BASE + i)["tokens"]
-        assert_f32_close(forward(model.params, tokens_BT, model.cfg).logits,
-                         forward(reference.params, tokens_BT, reference.cfg).logits)
-    assert not np.allclose(load_metrics(separate[0])[-1]["eval/loss"], load_metrics(separate[1])[-1]["eval/loss"])
 
 
 def test_load_model_seed_and_all_params(multi):
@@ -208,6 +179,36 @@ def test_compare_study_trains_seeds_in_one_run_dir(tmp_path):
     assert {k: v for k, v in row.items() if k not in ("seeds", "per_seed")} == row["per_seed"][0]
     with pytest.raises(ConfigError, match="seeds=0 is not allowed"):
         condcomp.CompareSettings(seeds=0)
+
+
+@pytest.fixture(scope="module")
+def separate(tmp_path_factory):
+    """Seed BASE + i trained on its own, for each i."""
+    dirs = [tmp_path_factory.mktemp(f"seed{BASE + i}") for i in range(S)]
+    for i, run_dir in enumerate(dirs):
+        train(config(seed=BASE + i, seeds=1), run_dir)
+    return dirs
+
+
+def test_seeds_equal_separate_runs(multi, separate):
+    run_dir, *_ = multi
+    run = Run(run_dir)
+    assert run.n_seeds == S and run.config.seed == BASE
+    assert json.loads((run_dir / "config.json").read_text())["seeds"] == S
+    for i, alone in enumerate(separate):
+        mine, theirs = load_metrics(run_dir, seed=i), load_metrics(alone)
+        assert [r["step"] for r in mine] == [r["step"] for r in theirs] and len(mine) == 6 + 3
+        for key in ("loss", "grad_norm", "eval/loss"):
+            pairs = [(a[key], b[key]) for a, b in zip(mine, theirs) if key in b]
+            assert pairs and all(isinstance(a, float) for a, _ in pairs)
+            assert_f32_close(*zip(*pairs))
+        model, reference = load_model(run_dir, seed=i), load_model(alone)
+        assert model.run.config.seed == BASE + i == reference.run.config.seed
+        assert_trees_equal(model.run.init_params(), reference.run.init_params())
+        tokens_BT = reference.run.task.eval_set(BASE + i)["tokens"]
+        assert_f32_close(forward(model.params, tokens_BT, model.cfg).logits,
+                         forward(reference.params, tokens_BT, reference.cfg).logits)
+    assert not np.allclose(load_metrics(separate[0])[-1]["eval/loss"], load_metrics(separate[1])[-1]["eval/loss"])
 
 
 @pytest.mark.slow
