@@ -10,7 +10,11 @@ all of them alike; the peak is the better of one measurement before and one afte
 (this process, all threads) are reported beside its wall time: on a machine shared with other work they say
 what the loop costs better than wall time does.
 
-Usage: ``python benchmarks/seeds.py [CONFIG|PRESET] [--seeds 4] [--steps 20] [--rounds 3] [--set k=v ...]``
+With ``--seed-batch B`` a fourth loop runs the k seeds as one program that loops over groups of B vmapped seeds
+(``TrainConfig.seed_batch``; B = 1: a ``lax.map`` over the seeds).
+
+Usage: ``python benchmarks/seeds.py [CONFIG|PRESET] [--seeds 4] [--steps 20] [--rounds 3] [--seed-batch B]
+[--set k=v ...]``
 (default: the ``condcomp`` preset); prints one JSON object and a table.
 """
 from __future__ import annotations
@@ -59,7 +63,7 @@ class Seeds:
         return metrics
 
 
-def measure(cfg, k: int, steps: int, rounds: int) -> dict:
+def measure(cfg, k: int, steps: int, rounds: int, seed_batch: int | None = None) -> dict:
     cfg, task = resolve(cfg.replace(seeds=1))
     seq = int(np.shape(task.batch(cfg.seed, 0, 1)["tokens"])[1])
     load_before = common.load_average()
@@ -69,6 +73,9 @@ def measure(cfg, k: int, steps: int, rounds: int) -> dict:
     batched = Seeds(cfg.replace(seeds=k), task, steps)
     loops = {"1 seed": one.run, f"{k} seeds batched": batched.run,
              f"{k} seeds sequential": lambda: [s.run() for s in sequential]}
+    grouped = f"{k} seeds, groups of {seed_batch}"
+    if seed_batch is not None:
+        loops[grouped] = Seeds(cfg.replace(seeds=k, seed_batch=seed_batch), task, steps).run
     for fn in loops.values():  # warm-up: the first calls after compilation
         jax.block_until_ready(fn())
     cpu = {name: [] for name in loops}
@@ -84,7 +91,7 @@ def measure(cfg, k: int, steps: int, rounds: int) -> dict:
     peaks.append(common.matmul_peak_flops())
     flops_per_token = 3 * common.forward_flops_per_token(cfg.model, seq)
     tokens = {"1 seed": steps * cfg.batch_size * seq}
-    tokens[f"{k} seeds batched"] = tokens[f"{k} seeds sequential"] = k * tokens["1 seed"]
+    tokens[f"{k} seeds batched"] = tokens[f"{k} seeds sequential"] = tokens[grouped] = k * tokens["1 seed"]
     rows = {name: common.row(name, "tokens", tokens[name], secs[name], tokens[name] * flops_per_token, peaks,
                              cpu_s=float(np.median(cpu[name]))) for name in loops}
     return {"seeds": k, "steps": steps, "rounds": rounds, "batch_size": cfg.batch_size, "seq": seq,
@@ -98,9 +105,9 @@ def measure(cfg, k: int, steps: int, rounds: int) -> dict:
 
 
 def print_table(result: dict) -> None:
-    print(f"{'':<24}{'tokens/s':>12}{'seconds':>10}{'CPU s':>8}{'GFLOP/s':>10}{'of peak':>9}")
+    print(f"{'':<26}{'tokens/s':>12}{'seconds':>10}{'CPU s':>8}{'GFLOP/s':>10}{'of peak':>9}")
     for name, r in result["rows"].items():
-        print(f"{name:<24}{r['throughput']:>12,.0f}{r['seconds']:>10.3f}{r['cpu_s']:>8.3f}"
+        print(f"{name:<26}{r['throughput']:>12,.0f}{r['seconds']:>10.3f}{r['cpu_s']:>8.3f}"
               f"{r['model_flops_per_s'] / 1e9:>10.2f}{r['ratio_to_peak']:>9.1%}")
     k, peak = result["seeds"], next(iter(result["rows"].values()))["peak_flops_per_s"]
     print(f"{k} seeds batched: {result['speedup_batched_vs_sequential']:.2f}x the speed of {k} sequential runs "
@@ -117,10 +124,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=4, help="k: seeds batched in one program (default 4)")
     parser.add_argument("--steps", type=int, default=20, help="train steps per timed loop (default 20)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    parser.add_argument("--seed-batch", type=int, default=None, metavar="B",
+                        help="also time the k seeds as one program looping over groups of B (TrainConfig.seed_batch)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     cfg = apply_overrides(load_config_file(args.config), args.overrides)
-    result = measure(cfg, args.seeds, args.steps, args.rounds)
+    result = measure(cfg, args.seeds, args.steps, args.rounds, args.seed_batch)
     print(json.dumps(result, indent=2))
     print_table(result)
 

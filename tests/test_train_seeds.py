@@ -211,6 +211,19 @@ def test_seeds_equal_separate_runs(multi, separate):
     assert not np.allclose(load_metrics(separate[0])[-1]["eval/loss"], load_metrics(separate[1])[-1]["eval/loss"])
 
 
+def test_seed_groups_equal_one_vmapped_step(multi, tmp_path):
+    """``seed_batch=1``: the program loops over the seeds (lax.map) and trains the same models."""
+    run_dir, *_ = multi
+    train(config(seed_batch=1), tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["seed_batch"] == 1
+    for i in range(S):
+        for key in ("loss", "grad_norm", "eval/loss"):
+            pairs = [(a[key], b[key]) for a, b in zip(load_metrics(tmp_path, i), load_metrics(run_dir, i)) if key in b]
+            assert_f32_close(*zip(*pairs))
+    with pytest.raises(ConfigError, match="TrainConfig.seed_batch=0 is not allowed"):
+        config(seed_batch=0)
+
+
 @pytest.mark.slow
 def test_editability_study_analyses_every_seed(tmp_path):
     from studies import editability

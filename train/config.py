@@ -77,6 +77,7 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0  # initialisation and data order
     seeds: int = 1  # S seeds in one program: seed i (0 <= i < S) trains with seed + i for its init and data order
+    seed_batch: int | None = None  # seeds vmapped together; the program loops (lax.map) over such groups; None: all S
     mesh: tuple[int, int] = (-1, 1)
     progress: bool = True
 
@@ -90,6 +91,9 @@ class TrainConfig:
         if not _is_int(self.seeds) or not 1 <= self.seeds <= 2 ** 32 - self.seed:
             raise ConfigError(f"TrainConfig.seeds={self.seeds!r} is not allowed; use a positive integer with "
                               "seed + seeds <= 2**32.")
+        if self.seed_batch is not None and (not _is_int(self.seed_batch) or self.seed_batch < 1):
+            raise ConfigError(f"TrainConfig.seed_batch={self.seed_batch!r} is not allowed; use a positive integer "
+                              "or None (all seeds at once).")
         mesh = tuple(self.mesh)
         if len(mesh) != 2 or not all(isinstance(m, int) and (m > 0 or m == -1) for m in mesh) or mesh[1] == -1:
             raise ConfigError(f"TrainConfig.mesh={self.mesh!r} is not allowed; use (data, model) like (-1, 1) or (8, 1).")
@@ -99,11 +103,14 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
-        """JSON-ready: tuples become lists. ``seeds`` is left out when it is 1, so a single-seed run's config.json
-        (and checkpoint metadata) is what it was before seeds existed and older run dirs still resume."""
+        """JSON-ready: tuples become lists. ``seeds`` (when 1) and ``seed_batch`` (when None) are left out, so a
+        single-seed run's config.json (and checkpoint metadata) is what it was before seeds existed and older run
+        dirs still resume."""
         values = json.loads(json.dumps(dataclasses.asdict(self)))
         if self.seeds == 1:
             del values["seeds"]
+        if self.seed_batch is None:
+            del values["seed_batch"]
         return values
 
     @classmethod
@@ -141,7 +148,7 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
 
     ``data.<name>`` other than ``data.kind`` sets a task argument (checked when the task is built).
     """
-    values = cfg.to_dict() | {"seeds": cfg.seeds}
+    values = cfg.to_dict() | {"seeds": cfg.seeds, "seed_batch": cfg.seed_batch}
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():

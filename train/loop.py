@@ -158,7 +158,8 @@ _PROGRAMS: dict = {}
 def _programs(cfg: TrainConfig, mesh):
     """The jitted init/step/eval functions and the abstract state, shared by runs of the same model, optimizer
     and mesh in one process (so e.g. ``compare`` or a resume in the same process compiles once)."""
-    key = (json.dumps([cfg.model.to_dict(), cfg.to_dict()["optim"], cfg.steps, cfg.seed, cfg.seeds]), mesh)
+    key = (json.dumps([cfg.model.to_dict(), cfg.to_dict()["optim"], cfg.steps, cfg.seed, cfg.seeds, cfg.seed_batch]),
+           mesh)
     if key not in _PROGRAMS:
         rep = sharding.replicated(mesh)
         one_seed = jax.eval_shape(lambda: init_state(cfg, cfg.seed))

@@ -26,12 +26,27 @@ def make_train_step(cfg, optimizer, lr_schedule):
 
     With ``cfg.seeds = S > 1`` the state is stacked (``train.state.init_state``), the batch arrays are
     [S, B, T] (seed i's own data) and the step is ``jax.vmap`` of the one-seed step: S seeds, one program;
-    every metric is then [S].
+    every metric is then [S]. With ``cfg.seed_batch = b < S`` the program loops (``lax.map(batch_size=b)``)
+    over groups of b vmapped seeds: less memory, and on a CPU whose cores one seed already keeps busy, less
+    time than one S-wide step (docs/core_and_training.md, Seeds).
     """
     step = _one_seed_step(cfg, optimizer, lr_schedule)
     if cfg.seeds == 1:
         return step
-    return jax.vmap(step, in_axes=(SEED_AXES, 0), out_axes=(SEED_AXES, 0))
+    if cfg.seed_batch is None or cfg.seed_batch >= cfg.seeds:
+        return jax.vmap(step, in_axes=(SEED_AXES, 0), out_axes=(SEED_AXES, 0))
+
+    def grouped_step(state: TrainState, batch):
+        def one(xs):
+            (params, opt_state), seed_batch = xs
+            new, metrics = step(TrainState(state.step, params, opt_state), seed_batch)
+            return (new.params, new.opt_state), metrics
+
+        (params, opt_state), metrics = jax.lax.map(one, ((state.params, state.opt_state), batch),
+                                                   batch_size=cfg.seed_batch)
+        return TrainState(state.step + 1, params, opt_state), metrics
+
+    return grouped_step
 
 
 def _one_seed_step(cfg, optimizer, lr_schedule):
