@@ -24,6 +24,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--coordinator", default=None, help="multi-host: coordinator address host:port")
     parser.add_argument("--num-processes", type=int, default=None, help="multi-host: number of processes")
     parser.add_argument("--process-id", type=int, default=None, help="multi-host: this process's index")
+    parser.add_argument("--seeds", type=int, default=None, metavar="N",
+                        help="train N seeds (seed, seed+1, …: init and data order) as one program; sets `seeds`")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -32,6 +34,8 @@ def run(args) -> int:
     from train.config import apply_overrides, load_config_file, resolve
 
     cfg = apply_overrides(load_config_file(args.config), args.overrides)
+    if args.seeds is not None:
+        cfg = cfg.replace(seeds=args.seeds)
     if args.no_progress:
         cfg = cfg.replace(progress=False)
     resolve(cfg)  # config mistakes fail here, before anything touches the run dir

@@ -6,13 +6,14 @@ kind k is ``matched_d_ff(k, d_model, d_ff)`` with the config's relu ``d_ff`` as 
 (nearly) the parameters of the relu FFN; ``none`` has no FFN at all. The result has, per kind: parameters, FFN
 parameters, d_ff, steps, final train/eval loss, eval accuracy per op, the first eval step with accuracy ≥ the
 threshold per op, and the eval curve. An interrupted training raises ``train.loop.TrainingInterrupted``: no
-result is returned for a half-trained comparison.
+result is returned for a half-trained comparison. With ``seeds`` S > 1 each kind trains S seeds in one program
+(``TrainConfig.seeds``); its row is seed 0's, with every seed's row under ``per_seed``.
 
 Training runs to convergence (issue 20): ``Plateau`` stops a kind once its eval accuracy has stopped rising —
-at an eval step ≥ ``min_steps``, every op's best accuracy of the last ``window`` evals beats its best before
-them by less than ``delta`` — and ``cfg.steps`` is the cap. The rule reads only the eval records (asked at
-eval time, no host sync per step), which a resumed run reads back from metrics.jsonl, so it decides the same.
-Each kind's row reports where and why it stopped and each op's accuracy slope over its last ``window`` evals.
+at an eval step ≥ ``min_steps``, every op's (and every seed's) best accuracy of the last ``window`` evals beats
+its best before them by less than ``delta`` — and ``cfg.steps`` is the cap. The rule reads only the eval records
+(asked at eval time, no host sync per step), which a resumed run reads back from metrics.jsonl, so it decides the
+same. Each kind's row reports where and why it stopped and each op's accuracy slope over its last ``window`` evals.
 """
 from __future__ import annotations
 
@@ -46,8 +47,13 @@ class Plateau:
     def __call__(self, evals: list[dict]) -> bool:
         if len(evals) <= self.window or evals[-1]["step"] < self.min_steps or not _acc_keys(evals[-1]):
             return False
+        import numpy as np
+
+        def best(records, k):  # per seed: a record holds one number, or a list of one per seed
+            return np.max([np.atleast_1d(r[k]) for r in records], axis=0)
+
         before, last = evals[: -self.window], evals[-self.window:]
-        return all(max(r[k] for r in last) - max(r[k] for r in before) < self.delta for k in _acc_keys(evals[-1]))
+        return all(bool(np.all(best(last, k) - best(before, k) < self.delta)) for k in _acc_keys(evals[-1]))
 
     def stop_step(self, evals: list[dict]) -> int | None:
         """The step at which the rule stops a run with these eval records (asked eval by eval), or None."""
@@ -65,11 +71,13 @@ def end_slope(steps, acc, window: int) -> float:
 @dataclasses.dataclass(frozen=True)
 class CompareSettings:
     """``kinds`` to train; ``threshold``: the accuracy whose first eval step is reported; ``plateau``: the
-    stopping rule (None: train ``cfg.steps``)."""
+    stopping rule (None: train ``cfg.steps``); ``seeds`` > 1: seeds per kind (the config's seed, seed + 1, …),
+    trained in one program (it replaces the config's ``seeds``)."""
 
     kinds: tuple = KINDS
     threshold: float = 0.95
     plateau: Plateau | None = Plateau()
+    seeds: int = 1
 
     def __post_init__(self):
         bad = [k for k in self.kinds if k not in FFN_KINDS]
@@ -78,6 +86,8 @@ class CompareSettings:
                               f"{', '.join(FFN_KINDS)}.")
         if not 0 < self.threshold <= 1:
             raise ConfigError(f"threshold={self.threshold} is not allowed; use a number in (0, 1].")
+        if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
+            raise ConfigError(f"seeds={self.seeds!r} is not allowed; use a positive integer.")
 
 
 def kind_config(cfg, kind: str):
@@ -88,16 +98,16 @@ def kind_config(cfg, kind: str):
     return cfg.replace(model=m.replace(ffn=kind, d_ff=matched_d_ff(kind, m.d_model, m.d_ff, bias=m.bias)))
 
 
-def summarise(run_dir: Path, threshold: float, plateau: Plateau | None = None) -> dict:
-    """One kind's row of compare.json, from its run dir."""
+def summarise(run_dir: Path, threshold: float, plateau: Plateau | None = None, seed: int | None = None) -> dict:
+    """One kind's row of compare.json, from its run dir (of seed index ``seed`` when it trained several)."""
     import numpy as np
 
     from ffnkv.config import ffn_params_per_layer
-    from ffnkv.io.run import load_metrics, load_run
+    from ffnkv.io.run import Run
     from ffnkv.params import count_params
 
-    cfg, model_cfg, params = load_run(run_dir)
-    records = load_metrics(run_dir)
+    run = Run(run_dir, seed)
+    model_cfg, params, records = run.model_cfg, run.params(), run.metrics()
     train_recs = [r for r in records if "loss" in r]
     evals = [r for r in records if "eval/loss" in r]
     ops = [k.removeprefix("eval/acc/") for k in evals[-1] if k.startswith("eval/acc/")]
@@ -112,7 +122,7 @@ def summarise(run_dir: Path, threshold: float, plateau: Plateau | None = None) -
         "accuracy": {op: evals[-1][f"eval/acc/{op}"] for op in ops},
         f"steps_to_{round(threshold * 100)}": reached,
         "curve": {"step": [r["step"] for r in evals], **{op: [r[f"eval/acc/{op}"] for r in evals] for op in ops}},
-        "stopped": "cap" if plateau is None or plateau.stop_step(evals) is None else "plateau",
+        "stopped": "plateau" if evals[-1]["step"] < run.config.steps else "cap",
         "end_slope_per_1000_steps": {op: end_slope([r["step"] for r in evals], [r[f"eval/acc/{op}"] for r in evals],
                                                    (plateau or Plateau()).window) for op in ops},
     }
@@ -126,6 +136,8 @@ def run(cfg, out: Path, settings: CompareSettings = CompareSettings(), log=print
 
     if cfg.data.kind != "condcomp":
         raise ConfigError(f"compare reports accuracy per op and needs data.kind='condcomp', not {cfg.data.kind!r}.")
+    if settings.seeds > 1:
+        cfg = cfg.replace(seeds=settings.seeds)
     configs = {kind: kind_config(cfg, kind) for kind in settings.kinds}
     for c in configs.values():
         resolve(c)
@@ -135,6 +147,9 @@ def run(cfg, out: Path, settings: CompareSettings = CompareSettings(), log=print
         log(f"{kind}: {result['status']} at step {result['step']}" +
             (f" in {result['seconds']:.1f} s" if "seconds" in result else ""))
         rows[kind] = summarise(Path(out) / kind, settings.threshold, settings.plateau)
+        if c.seeds > 1:
+            rows[kind] |= {"seeds": c.seeds, "per_seed": [summarise(Path(out) / kind, settings.threshold,
+                                                                   settings.plateau, i) for i in range(c.seeds)]}
     return {"config": cfg.to_dict(), "reference": {"ffn": "relu", "d_ff": cfg.model.d_ff},
             "matching": "d_ff = ffnkv.matched_d_ff(kind, d_model, reference d_ff): FFN parameters closest to relu's",
             "threshold": settings.threshold, "kinds": rows,

@@ -4,7 +4,9 @@ neurons, edit it (``studies.editing``) — one row each.
 Facts LMs are trained with loss on every token (``loss="all"``), so subject representations carry the facts
 (issue 12); widths are matched to the ReLU FFN's parameter count; runs resume when their dir exists. The edit
 layer is the editing study's rule (editability per layer on calibration facts); causal tracing (Meng et al.
-2022 §2.1, the layer of peak MLP indirect effect at the subject's last token) is reported beside it.
+2022 §2.1, the layer of peak MLP indirect effect at the subject's last token) is reported beside it. With
+``seeds`` S > 1 each kind trains S seeds (``seed``, ``seed`` + 1, …; same facts world) in one program and every
+seed is analysed; the kind's entry is seed 0's, with every seed's under ``per_seed``.
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ class EditabilitySettings:
     trace_facts: int = 20
     token: str = "subject_last"
     seed: int = 0
+    seeds: int = 1
 
 
 def train_config(kind: str, s: EditabilitySettings):
@@ -46,7 +49,7 @@ def train_config(kind: str, s: EditabilitySettings):
                                                  "seed": s.seed, "loss": s.loss, "names": s.names}),
                        optim=OptimConfig(lr=3e-3, warmup_steps=min(100, s.steps // 5), weight_decay=0.01),
                        steps=s.steps, batch_size=64, eval_every=s.steps, ckpt_every=s.steps, keep=1,
-                       log_every=50, seed=s.seed, progress=False)
+                       log_every=50, seed=s.seed, seeds=s.seeds, progress=False)
 
 
 def _facts_enc(task, facts, all_templates: bool):
@@ -81,12 +84,21 @@ def neurons_per_fact(params, cfg, task, facts, steps: int = 20) -> float:
 
 
 def one_kind(kind: str, run_dir, s: EditabilitySettings) -> dict:
-    from ffnkv.data.counterfact import world_fact_records
-    from ffnkv.io.load import load_model
     from train.loop import train
 
     trained = train(train_config(kind, s), Path(run_dir))
-    model = load_model(run_dir)
+    per_seed = [one_seed(kind, run_dir, s, trained, i) for i in range(s.seeds)]
+    return per_seed[0] | ({"per_seed": per_seed} if s.seeds > 1 else {})
+
+
+def one_seed(kind: str, run_dir, s: EditabilitySettings, trained: dict, seed: int) -> dict:
+    """The row of seed index ``seed`` of the trained run dir."""
+    from ffnkv.data.counterfact import world_fact_records
+    from ffnkv.io.load import load_model
+
+    model = load_model(run_dir, seed=seed)
+    fact_acc = trained.get("eval/train_fact_acc", float("nan"))
+    fact_acc = fact_acc[seed] if isinstance(fact_acc, list) else fact_acc
     task = model.run.task
     records = world_fact_records(task, None, s.seed)
     known = set(r.case_id for r, k in zip(records, editing.known_mask(model.params, model.cfg, model.tokenizer, records)) if k)
@@ -95,7 +107,7 @@ def one_kind(kind: str, run_dir, s: EditabilitySettings) -> dict:
     neurons = neurons_per_fact(model.params, model.cfg, task, traced[: s.neuron_facts])
     res = editing.run(model, records, editing.EditSettings(n_edits=s.n_edits, n_unrelated=s.n_unrelated, seed=s.seed,
                                                            token=s.token))
-    row = {"ffn": kind, "d_ff": model.cfg.d_ff, "train_fact_acc": float(trained.get("eval/train_fact_acc", float("nan"))),
+    row = {"ffn": kind, "d_ff": model.cfg.d_ff, "train_fact_acc": float(fact_acc),
            "peak_mlp_layer": peak, "edit_layer": res["layer"], "neurons_per_fact": neurons}
     for key, name in (("rome_single", "ROME"), ("memit", "MEMIT")):
         row |= {f"{name} {m}": res[key][m] for m in ("ES", "PS", "NS", "S")}

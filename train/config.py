@@ -62,19 +62,31 @@ class TrainConfig:
     keep: int = 3
     log_every: int = 10
     seed: int = 0  # initialisation and data order
+    seeds: int = 1  # S seeds in one program: seed i (0 <= i < S) trains with seed + i for its init and data order
+    seed_batch: int | None = None  # seeds vmapped together; the program loops (lax.map) over such groups; None: all S
     mesh: tuple[int, int] = (-1, 1)
     progress: bool = True
 
     def __post_init__(self):
         check_fields(self, "TrainConfig.", _TRAIN_RULES)
+        if self.seed + self.seeds > 2 ** 32:
+            raise ConfigError(f"TrainConfig.seeds={self.seeds!r} is not allowed with seed={self.seed}; "
+                              "use seed + seeds <= 2**32.")
         object.__setattr__(self, "mesh", tuple(self.mesh))
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
-        """JSON-ready: tuples become lists."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        """JSON-ready: tuples become lists. ``seeds`` (when 1) and ``seed_batch`` (when None) are left out, so a
+        single-seed run's config.json (and checkpoint metadata) is what it was before seeds existed and older run
+        dirs still resume."""
+        values = json.loads(json.dumps(dataclasses.asdict(self)))
+        if self.seeds == 1:
+            del values["seeds"]
+        if self.seed_batch is None:
+            del values["seed_batch"]
+        return values
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -94,7 +106,7 @@ class TrainConfig:
 
 
 _TRAIN_RULES = {name: ints(1) for name in ("steps", "batch_size", "eval_every", "ckpt_every", "keep", "log_every")} | {
-    "seed": ints(0, 2 ** 32 - 1),
+    "seed": ints(0, 2 ** 32 - 1), "seeds": ints(1, 4096), "seed_batch": ints(1, 4096),
     "mesh": (lambda m: (m[0] == -1 or 1 <= m[0] <= INT_MAX) and 1 <= m[1] <= INT_MAX,
              "(data, model) device counts like (-1, 1) or (8, 1)")}
 
@@ -119,7 +131,7 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
 
     ``data.<name>`` other than ``data.kind`` sets a task argument (checked when the task is built).
     """
-    values = cfg.to_dict()
+    values = cfg.to_dict() | {"seeds": cfg.seeds, "seed_batch": cfg.seed_batch}
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():

@@ -5,12 +5,17 @@ Re-running on the same run dir resumes from the newest good checkpoint; batches 
 saves the current step and raises ``TrainingInterrupted`` (so no caller mistakes a half-trained model for a
 finished one); a NaN/inf loss or gradient norm raises ``TrainingDiverged`` before anything non-finite is saved.
 One process writes a run dir at a time (``train.lock``); checkpoints without a config.json are refused.
+
+Seeds (``cfg.seeds = S > 1``): S models train as one jitted program (``train.step``: ``vmap`` over a state
+stacked on a leading seed axis). Seed i uses ``cfg.seed + i`` for its initialisation, its batches and its eval
+set, so it is the run ``cfg.replace(seed=cfg.seed + i, seeds=1)`` would be, up to float32 rounding. Checkpoints
+hold the stacked leaves; every metrics.jsonl value is a list indexed by seed; a non-finite loss in any seed
+stops all of them (naming the seeds) before anything is saved.
 """
 from __future__ import annotations
 
 import contextlib
 import json
-import math
 import signal
 import threading
 import time
@@ -27,7 +32,7 @@ from train.checkpoints import Checkpoints, log_stderr
 from train.config import TrainConfig, resolve
 from train.lock import RunLock
 from train.metrics import MetricsLog
-from train.state import init_state, make_optimizer, schedule
+from train.state import init_state, make_optimizer, schedule, seed_values
 from train.step import make_eval_step, make_train_step
 
 DEVICE_FIELDS = ("tokens", "targets", "weights")
@@ -124,28 +129,52 @@ class _InterruptedAfterLastStep(TrainingInterrupted):
         self.step = self.steps = None
 
 
-def _device_batch(batch: dict, mesh) -> dict:
-    return sharding.shard_batch({k: batch[k] for k in DEVICE_FIELDS}, mesh)
+def _device_batch(batch: dict, mesh, seeds: int = 1) -> dict:
+    return sharding.shard_batch({k: batch[k] for k in DEVICE_FIELDS}, mesh, seeds)
 
 
-def _evaluate(eval_fn, params, eval_set: dict, task, mesh, chunk: int) -> dict:
-    """Loss, token accuracy (weighted positions) and the task's own metrics on the whole eval set."""
-    n = len(eval_set["tokens"])
+def _seeds_batch(task, cfg: TrainConfig, step: int) -> dict:
+    """The host batch of ``step``: seed ``cfg.seed``'s, or with S seeds each seed's own stacked to [S, B, T]."""
+    if cfg.seeds == 1:
+        return task.batch(cfg.seed, step, cfg.batch_size)
+    parts = [task.batch(s, step, cfg.batch_size) for s in seed_values(cfg)]
+    return {k: np.stack([p[k] for p in parts]) for k in DEVICE_FIELDS}
+
+
+def _per_seed(values_S, seeds: int):
+    """One number per seed as metrics.jsonl holds it: a float for a single-seed run, else a list of S floats."""
+    values_S = np.reshape(np.asarray(values_S, np.float64), (-1,))
+    return float(values_S[0]) if seeds == 1 else [float(v) for v in values_S]
+
+
+def _evaluate(eval_fn, params, eval_sets: list[dict], task, mesh, chunk: int) -> dict:
+    """Loss, token accuracy (weighted positions) and the task's own metrics on the whole eval set of each seed
+    (``eval_sets[i]`` is seed i's; with several, ``params`` are stacked and every value is a list over seeds)."""
+    seeds = len(eval_sets)
+    n = len(eval_sets[0]["tokens"])
+    if any(len(e["tokens"]) != n for e in eval_sets):
+        raise ConfigError(f"the task's eval sets differ in size between seeds; train the {seeds} seeds as "
+                          "separate runs.")
     pad = -n % chunk
-    padded = {k: np.concatenate([eval_set[k], np.zeros((pad,) + eval_set[k].shape[1:], eval_set[k].dtype)])
-              for k in DEVICE_FIELDS}
-    loss_sum = acc_sum = weight_sum = 0.0
+    padded = [{k: np.concatenate([e[k], np.zeros((pad,) + e[k].shape[1:], e[k].dtype)]) for k in DEVICE_FIELDS}
+              for e in eval_sets]
+    loss_sum = acc_sum = weight_sum = np.zeros(seeds)
     preds = []
     for start in range(0, n + pad, chunk):
-        part = {k: v[start:start + chunk] for k, v in padded.items()}
-        loss, acc, pred_BT = jax.device_get(eval_fn(params, _device_batch(part, mesh)))
-        w = float(part["weights"].sum())
-        loss_sum, acc_sum, weight_sum = loss_sum + float(loss) * w, acc_sum + float(acc) * w, weight_sum + w
-        preds.append(np.asarray(pred_BT))
-    out = {"eval/loss": loss_sum / max(weight_sum, 1.0), "eval/token_acc": acc_sum / max(weight_sum, 1.0)}
+        parts = [{k: v[start:start + chunk] for k, v in p.items()} for p in padded]
+        part = parts[0] if seeds == 1 else {k: np.stack([p[k] for p in parts]) for k in DEVICE_FIELDS}
+        loss, acc, pred = jax.device_get(eval_fn(params, _device_batch(part, mesh, seeds)))
+        w = np.asarray([float(p["weights"].sum()) for p in parts])
+        loss_sum = loss_sum + np.reshape(loss, -1).astype(np.float64) * w
+        acc_sum = acc_sum + np.reshape(acc, -1).astype(np.float64) * w
+        weight_sum = weight_sum + w
+        preds.append(np.asarray(pred).reshape((seeds, -1) + np.shape(pred)[-1:]))
+    out = {"eval/loss": _per_seed(loss_sum / np.maximum(weight_sum, 1.0), seeds),
+           "eval/token_acc": _per_seed(acc_sum / np.maximum(weight_sum, 1.0), seeds)}
     if hasattr(task, "eval_metrics"):
-        pred_BT = np.concatenate(preds)[:n]
-        out |= {f"eval/{k}": v for k, v in task.eval_metrics(pred_BT, eval_set).items()}
+        pred_SNT = np.concatenate(preds, axis=1)[:, :n]
+        per_seed = [task.eval_metrics(pred_SNT[i], eval_sets[i]) for i in range(seeds)]
+        out |= {f"eval/{k}": per_seed[0][k] if seeds == 1 else [float(m[k]) for m in per_seed] for k in per_seed[0]}
     return out
 
 
@@ -155,15 +184,18 @@ _PROGRAMS: dict = {}
 def _programs(cfg: TrainConfig, mesh):
     """The jitted init/step/eval functions and the abstract state, shared by runs of the same model, optimizer
     and mesh in one process (so e.g. ``compare`` or a resume in the same process compiles once)."""
-    key = (json.dumps([cfg.model.to_dict(), cfg.to_dict()["optim"], cfg.steps, cfg.seed]), mesh)
+    key = (json.dumps([cfg.model.to_dict(), cfg.to_dict()["optim"], cfg.steps, cfg.seed, cfg.seeds, cfg.seed_batch]),
+           mesh)
     if key not in _PROGRAMS:
         rep = sharding.replicated(mesh)
+        one_seed = jax.eval_shape(lambda: init_state(cfg, cfg.seed))
+        state_sharding = sharding.state_shardings(one_seed, mesh, cfg.seeds)
         abstract = jax.eval_shape(lambda: init_state(cfg))
-        state_sharding = sharding.state_shardings(abstract, mesh)
         abstract = jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh), abstract, state_sharding)
         init_fn = jax.jit(lambda: init_state(cfg), out_shardings=state_sharding)
+        batch_sharding = sharding.batch_sharding(mesh) if cfg.seeds == 1 else sharding.seeds_batch_sharding(mesh)
         step_fn = jax.jit(make_train_step(cfg, make_optimizer(cfg), schedule(cfg)), donate_argnums=0,
-                          in_shardings=(state_sharding, sharding.batch_sharding(mesh)), out_shardings=(state_sharding, rep))
+                          in_shardings=(state_sharding, batch_sharding), out_shardings=(state_sharding, rep))
         eval_fn = jax.jit(make_eval_step(cfg), out_shardings=rep)
         _PROGRAMS.clear()
         _PROGRAMS[key] = (init_fn, step_fn, eval_fn, abstract)
@@ -212,11 +244,11 @@ def _train(cfg: TrainConfig, task, run_dir: Path, mesh, stop: _Stop, stop_rule=N
     metrics = MetricsLog(run_dir / "metrics.jsonl", start, enabled=primary)
     evals = [r for r in load_metrics(run_dir) if "eval/loss" in r] if start > 0 and stop_rule else []
 
-    eval_set = task.eval_set(cfg.seed)
+    eval_sets = [task.eval_set(s) for s in seed_values(cfg)]
 
     def evaluate(state):
         record = {"step": int(jax.device_get(state.step))}
-        record |= _evaluate(eval_fn, state.params, eval_set, task, mesh, cfg.batch_size)
+        record |= _evaluate(eval_fn, state.params, eval_sets, task, mesh, cfg.batch_size)
         metrics.write(record)
         evals.append(record)
         return record
@@ -235,19 +267,24 @@ def _train(cfg: TrainConfig, task, run_dir: Path, mesh, stop: _Stop, stop_rule=N
         if pending is None:
             return
         step, values = pending
-        values = {k: float(v) for k, v in jax.device_get(values).items()}
-        if not all(math.isfinite(v) for v in values.values()):
+        values = {k: _per_seed(v, cfg.seeds) for k, v in jax.device_get(values).items()}
+        finite_S = np.all([np.isfinite(np.reshape(v, -1)) for v in values.values()], axis=0)
+        if not finite_S.all():
             ckpts.wait()
             good = ckpts.manager.latest_step()
             kept = (f"the last good checkpoint is step {good} in {run_dir / 'checkpoints'}" if good is not None
                     else "no checkpoint was saved before it")
+            bad = np.flatnonzero(~finite_S)
+            which = "" if cfg.seeds == 1 else (f"seed {', '.join(str(cfg.seed + int(i)) for i in bad)} (of seeds "
+                                               f"{cfg.seed}..{cfg.seed + cfg.seeds - 1}): ")
+            loss, norm = (values[k] if cfg.seeds == 1 else values[k][int(bad[0])] for k in ("loss", "grad_norm"))
             raise TrainingDiverged(
-                f"loss={values['loss']} grad_norm={values['grad_norm']} at step {step} "
+                f"{which}loss={loss} grad_norm={norm} at step {step} "
                 f"(learning rate {float(schedule(cfg)(step - 1)):.3g}); stopped, {kept} "
                 "(lower optim.lr or raise optim.warmup_steps).")
         if step % cfg.log_every == 0 or step == cfg.steps:
             metrics.write({"step": step, **values})
-            bar.set_postfix(loss=f"{values['loss']:.4f}", refresh=False)
+            bar.set_postfix(loss=f"{np.mean(values['loss']):.4f}", refresh=False)
 
     halt = start > 0 and stop_rule is not None and stop_rule(evals)
     last_eval = evals[-1] if halt else {}
@@ -260,7 +297,7 @@ def _train(cfg: TrainConfig, task, run_dir: Path, mesh, stop: _Stop, stop_rule=N
                 save(state, force=True)
                 ckpts.wait()
                 raise TrainingInterrupted(k, cfg.steps, stop.signum)
-            batch = _device_batch(task.batch(cfg.seed, k, cfg.batch_size), mesh)
+            batch = _device_batch(_seeds_batch(task, cfg, k), mesh, cfg.seeds)
             state, values = step_fn(state, batch)
             flush(pending)
             pending = (k + 1, values)
@@ -284,5 +321,5 @@ def _train(cfg: TrainConfig, task, run_dir: Path, mesh, stop: _Stop, stop_rule=N
         ckpts.close()
     seconds = time.perf_counter() - t0
     return {"status": "done", "step": int(jax.device_get(state.step)), "stopped_by_rule": halt,
-            "run_dir": str(run_dir), "seconds": seconds,
-            "processes": jax.process_count(), "devices": mesh.size, **last_eval}
+            "run_dir": str(run_dir), "seconds": seconds, "processes": jax.process_count(), "devices": mesh.size,
+            "seeds": cfg.seeds, **last_eval}

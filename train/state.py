@@ -38,7 +38,29 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     )
 
 
-def init_state(cfg: TrainConfig) -> TrainState:
-    """Step 0: ``init_params(jax.random.key(cfg.seed), cfg.model)`` and a fresh optimizer state."""
-    params = init_params(jax.random.key(cfg.seed), cfg.model)
+def init_state(cfg: TrainConfig, seed: int | None = None) -> TrainState:
+    """Step 0: ``init_params(jax.random.key(seed), cfg.model)`` and a fresh optimizer state.
+
+    ``seed`` defaults to ``cfg.seed``; with ``cfg.seeds = S > 1`` (and no ``seed``) it is S such states stacked
+    on a leading seed axis of ``params`` and ``opt_state`` (``step`` stays one scalar), seed i being exactly
+    ``init_state(cfg, cfg.seed + i)``.
+    """
+    if seed is None and cfg.seeds > 1:
+        return stack_states([init_state(cfg, s) for s in seed_values(cfg)])
+    params = init_params(jax.random.key(cfg.seed if seed is None else seed), cfg.model)
     return TrainState(jnp.zeros((), jnp.int32), params, make_optimizer(cfg).init(params))
+
+
+def seed_values(cfg: TrainConfig) -> list[int]:
+    """The seeds a run trains: ``cfg.seed, cfg.seed + 1, …, cfg.seed + cfg.seeds - 1`` (init and data order)."""
+    return [cfg.seed + i for i in range(cfg.seeds)]
+
+
+def stack_states(states: list[TrainState]) -> TrainState:
+    """States of one step stacked on a leading seed axis of ``params`` and ``opt_state``."""
+    params, opt_state = jax.tree.map(lambda *xs: jnp.stack(xs), *[(s.params, s.opt_state) for s in states])
+    return TrainState(states[0].step, params, opt_state)
+
+
+# vmap axes of a stacked state: one step counter for every seed, params and optimizer moments per seed
+SEED_AXES = TrainState(step=None, params=0, opt_state=0)

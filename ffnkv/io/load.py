@@ -3,7 +3,8 @@
 ``spec`` is any of:
 
 * a run dir written by ``ffnkv train`` (``config.json`` with a ``model`` section, ``checkpoints/``): the newest
-  readable checkpoint, or ``step``; the tokenizer is the task's own vocabulary; ``Model.run`` is the ``Run``;
+  readable checkpoint, or ``step``; of a run that trained several seeds, seed index ``seed`` (default 0); the
+  tokenizer is the task's own vocabulary; ``Model.run`` is the ``Run`` (the view of that seed);
 * a Hugging Face directory (``config.json`` with ``model_type`` gpt2 / bert / llama, ``*.safetensors``, and
   ``tokenizer.json`` or vocab files);
 * a ``.gguf`` file (llama-style, dequantised to float32);
@@ -58,8 +59,8 @@ class Model:
         return _forward_jit(self.params, tokens_BT, self.cfg, hooks, mask_BT, capture_heads=capture_heads)
 
 
-def _from_run(path: Path, step) -> Model:
-    run = Run(path)
+def _from_run(path: Path, step, seed) -> Model:
+    run = Run(path, seed)
     return Model(run.model_cfg, run.params(step), task_tokenizer(run.task), path.name, run)
 
 
@@ -108,15 +109,18 @@ def _kind(path: Path, spec) -> str:
     raise FfnkvError(f"{str(spec)!r} is not a model; give {SOURCES}.")
 
 
-def load_model(spec: str | Path, step: int | None = None) -> Model:
-    """The model named by ``spec`` (module docstring); ``step`` picks a checkpoint of a run dir."""
+def load_model(spec: str | Path, step: int | None = None, seed: int | None = None) -> Model:
+    """The model named by ``spec`` (module docstring); ``step`` picks a checkpoint of a run dir and ``seed`` one
+    seed (an index) of a run dir that trained several (``Run.n_seeds``)."""
     from ffnkv.io.packaged import PACKAGES, model_path
 
     path = model_path(str(spec)) if str(spec) in PACKAGES else Path(spec)
     kind = _kind(path, spec)
     if step is not None and kind != "run":
         raise FfnkvError(f"a checkpoint step was given, but {str(spec)!r} is not a run dir; drop the step.")
+    if seed is not None and kind != "run":
+        raise FfnkvError(f"a seed was given, but {str(spec)!r} is not a run dir; drop the seed.")
     if kind == "run":
-        return _from_run(path, step)
+        return _from_run(path, step, seed)
     model = _from_hf(path) if kind == "hf" else _from_gguf(path)
     return dataclasses.replace(model, name=str(spec)) if str(spec) in PACKAGES else model

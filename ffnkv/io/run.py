@@ -7,6 +7,11 @@ baseline needs no checkpoint), the task the model was trained on, and the metric
 
 Reading falls back the way training does: when the newest checkpoint cannot be restored, one line on stderr
 names it and the previous checkpoint is used (the run dir is left as it is).
+
+A run of S seeds (``seeds`` in config.json, written by ``ffnkv train --seeds S``) stores every leaf with a
+leading seed axis. ``Run(path, seed=i)`` is the view of seed i (its parameters as an ordinary pytree, its initial
+parameters, its metrics, ``config.seed`` = the base seed + i), so every analysis runs on seed i unchanged;
+``Run.n_seeds`` and ``Run.all_params()`` serve studies that want every seed at once.
 """
 from __future__ import annotations
 
@@ -41,10 +46,11 @@ class RunConfig:
 
     model: ModelConfig
     data: DataSpec
-    seed: int
+    seed: int  # the training seed (init and data order); in a view of seed i of a multi-seed run, base seed + i
     steps: int
     batch_size: int
     raw: dict = dataclasses.field(repr=False, compare=False)
+    seeds: int = 1  # seeds trained together in this run dir
 
     @classmethod
     def from_dict(cls, values: dict, where: str = "config.json") -> "RunConfig":
@@ -68,8 +74,11 @@ class RunConfig:
             model = ModelConfig.from_dict(values["model"])
         except FfnkvError as error:
             fail(f"has a bad model section ({error})")
+        seeds = values.get("seeds", 1)
+        if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
+            fail(f"has seeds={seeds!r}, not a positive integer")
         return cls(model, DataSpec(data["kind"], dict(data.get("kwargs", {}))), values["seed"], values["steps"],
-                   values["batch_size"], values)
+                   values["batch_size"], values, seeds)
 
 
 def _short(error: Exception) -> str:
@@ -96,9 +105,12 @@ def _collect_quietly() -> None:
 
 
 class Run:
-    """A run dir. ``Run(path).params()`` are the newest readable checkpoint's parameters."""
+    """A run dir. ``Run(path).params()`` are the newest readable checkpoint's parameters.
 
-    def __init__(self, path: str | Path):
+    ``seed`` (an index 0 … ``n_seeds`` − 1, default 0) picks one seed of a run that trained several.
+    """
+
+    def __init__(self, path: str | Path, seed: int | None = None):
         self.path = Path(path)
         file = self.path / "config.json"
         if not file.is_file():
@@ -107,10 +119,29 @@ class Run:
             values = json.loads(file.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise FfnkvError(f"{file} is not valid JSON ({error}); restore it or train the run again.") from None
-        self.config = RunConfig.from_dict(values, str(file))
+        config = RunConfig.from_dict(values, str(file))
+        self.base_seed = config.seed
+        self.seed_index = self._check_seed(config.seeds, 0 if seed is None else seed)
+        self.config = dataclasses.replace(config, seed=config.seed + self.seed_index)
+
+    def _check_seed(self, n: int, seed) -> int:
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < n:
+            raise FfnkvError(f"seed={seed!r} is out of range: run dir {str(self.path)!r} trained {n} seed(s); "
+                             f"give a seed index from 0 to {n - 1}.")
+        return seed
 
     def __repr__(self) -> str:
-        return f"Run({str(self.path)!r}, steps={self.steps})"
+        which = f", seed={self.seed_index} of {self.n_seeds}" if self.n_seeds > 1 else ""
+        return f"Run({str(self.path)!r}, steps={self.steps}{which})"
+
+    @property
+    def n_seeds(self) -> int:
+        """How many seeds this run dir trained together (1 for an ordinary run)."""
+        return self.config.seeds
+
+    def for_seed(self, seed: int) -> "Run":
+        """The view of seed index ``seed`` of this run dir."""
+        return Run(self.path, seed)
 
     @property
     def model_cfg(self) -> ModelConfig:
@@ -134,10 +165,14 @@ class Run:
         return make_task(self.config.data.kind, **self.config.data.kwargs)
 
     def _restore(self, step: int) -> dict:
-        """The parameters of checkpoint ``step``; an unreadable one raises ``_Unreadable`` with one line."""
+        """Checkpoint ``step``'s parameters as stored (leaves [S, ...] for a run of S > 1 seeds); an unreadable one
+        raises ``_Unreadable`` with one line."""
         import logging
 
         abstract = jax.eval_shape(lambda: init_params(jax.random.key(0), self.model_cfg))
+        lead = (self.n_seeds,) if self.n_seeds > 1 else ()
+        here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])  # every process reads the whole tree
+        abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(lead + a.shape, a.dtype, sharding=here), abstract)
         absl = logging.getLogger("absl")
         level = absl.level
         absl.setLevel(logging.ERROR)  # orbax warns of a checkpoint that training is still writing (the newest)
@@ -153,8 +188,20 @@ class Run:
         _collect_quietly()
         raise _Unreadable(message)
 
-    def params(self, step: int | None = None) -> dict:
-        """Parameters of checkpoint ``step``; by default the newest one that restores (see the module docstring)."""
+    def params(self, step: int | None = None, seed: int | None = None) -> dict:
+        """Parameters of checkpoint ``step`` (by default the newest one that restores; see the module docstring)
+        of seed index ``seed`` (by default this view's), as an ordinary one-model pytree."""
+        seed = self.seed_index if seed is None else self._check_seed(self.n_seeds, seed)
+        stored = self._stored_params(step)
+        return stored if self.n_seeds == 1 else jax.tree.map(lambda a: a[seed], stored)
+
+    def all_params(self, step: int | None = None) -> dict:
+        """Every seed's parameters of checkpoint ``step`` at once: each leaf with a leading seed axis [n_seeds, ...]
+        (a single-seed run too, with n_seeds = 1)."""
+        stored = self._stored_params(step)
+        return stored if self.n_seeds > 1 else jax.tree.map(lambda a: a[None], stored)
+
+    def _stored_params(self, step: int | None) -> dict:
         steps = self.steps
         if not steps:
             raise FfnkvError(f"run dir {str(self.path)!r} has no checkpoint yet; train it first.")
@@ -179,13 +226,17 @@ class Run:
         raise FfnkvError(f"no checkpoint of {self.path} is readable (steps {', '.join(map(str, steps))}; the oldest, "
                          f"{steps[0]}: {unreadable[-1][1]}); train the run again.")
 
-    def init_params(self) -> dict:
-        """The parameters before training (step 0), recomputed from the run's seed."""
-        return jax.jit(init_params, static_argnums=1)(jax.random.key(self.config.seed), self.model_cfg)
+    def init_params(self, seed: int | None = None) -> dict:
+        """The parameters before training (step 0) of seed index ``seed`` (default this view's), recomputed from
+        its training seed."""
+        seed = self.seed_index if seed is None else self._check_seed(self.n_seeds, seed)
+        return jax.jit(init_params, static_argnums=1)(jax.random.key(self.base_seed + seed), self.model_cfg)
 
-    def metrics(self) -> list[dict]:
-        """The records of metrics.jsonl (train records have ``loss``; eval records ``eval/...`` keys)."""
-        return load_metrics(self.path)
+    def metrics(self, seed: int | None = None) -> list[dict]:
+        """The records of metrics.jsonl (train records have ``loss``; eval records ``eval/...`` keys) of seed index
+        ``seed`` (default this view's): one number per key, as a single-seed run writes them."""
+        seed = self.seed_index if seed is None else self._check_seed(self.n_seeds, seed)
+        return load_metrics(self.path, seed if self.n_seeds > 1 else None)
 
 
 def checkpoint_steps(run_dir: str | Path) -> list[int]:
@@ -194,10 +245,14 @@ def checkpoint_steps(run_dir: str | Path) -> list[int]:
     return sorted(int(p.name) for p in ckpt.iterdir() if p.name.isdigit()) if ckpt.is_dir() else []
 
 
-def load_metrics(run_dir: str | Path) -> list[dict]:
-    """The records of a run dir's metrics.jsonl ([] before the first is written)."""
+def load_metrics(run_dir: str | Path, seed: int | None = None) -> list[dict]:
+    """The records of a run dir's metrics.jsonl ([] before the first is written). A multi-seed run writes a list
+    per value (one number per seed); ``seed`` (an index) picks that seed's number from each list."""
     path = Path(run_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    if seed is None:
+        return records
+    return [{k: v[seed] if isinstance(v, list) else v for k, v in r.items()} for r in records]
 
 
 # ---- the old tuple interface: thin wrappers until the study code uses Run (then delete) ------------------
@@ -214,6 +269,6 @@ def load_init_params(run_dir: str | Path) -> dict:
     return Run(run_dir).init_params()
 
 
-def load_run(run_dir: str | Path, step: int | None = None) -> tuple[dict, ModelConfig, dict]:
-    run = Run(run_dir)
+def load_run(run_dir: str | Path, step: int | None = None, seed: int | None = None) -> tuple[dict, ModelConfig, dict]:
+    run = Run(run_dir, seed)
     return run.config.raw, run.model_cfg, run.params(step)
