@@ -28,7 +28,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", type=output_dir, default="runs/compare", help="output dir (default runs/compare)")
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated FFN kinds (default: all six)")
     parser.add_argument("--threshold", type=fraction, default=0.95, help="accuracy for steps-to-threshold")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run(args) -> int:

@@ -7,7 +7,8 @@ packaged ``known_facts.json`` for a pretrained model). Writes ``edit.json``, ``e
 """
 from __future__ import annotations
 
-from cli.args import add_mesh, nonnegative_int, output_dir, positive_float, positive_int
+from cli.args import (add_distributed, add_mesh, mesh_of, nonnegative_int, output_dir, positive_float, positive_int,
+                       progress_of, start_distributed, writer)
 
 from pathlib import Path
 
@@ -37,6 +38,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=nonnegative_int, default=0)
     parser.add_argument("--out", type=output_dir, default=None, help="output dir")
     add_mesh(parser)
+    add_distributed(parser)
 
 
 def _ints(text, what):
@@ -67,7 +69,7 @@ def settings_from(args):
                         memit_width=args.memit_width, memit_lambda=args.memit_lambda,
                         lambda_ratio=args.lambda_ratio,
                         lambda_sweep=_floats(args.lambda_sweep, "--lambda-sweep"),
-                        cov_text=args.cov_text or LICENCE_TEXTS, cov_tokens=args.cov_tokens, mesh=args.mesh)
+                        cov_text=args.cov_text or LICENCE_TEXTS, cov_tokens=args.cov_tokens, mesh=mesh_of(args))
 
 
 def load_facts(model, path, seed: int = 0):
@@ -94,10 +96,13 @@ def run(args) -> int:
 
     settings = settings_from(args)
     editing.check_protocols(settings.protocols)
+    start_distributed(args)
     model = load_model(args.run_dir)
     editing.check(model, settings)
     facts = load_facts(model, args.facts, args.seed)
-    result = editing.run(model, facts, settings)
+    result = editing.run(model, facts, settings, progress_of(args))
+    if not writer(args):
+        return 0
     default = Path(args.run_dir) / "analysis" / "edit" if model.run is not None else Path("runs") / "edit" / model.name
     out = Path(args.out or default)
     write_json(out / "edit.json", result)

@@ -111,21 +111,36 @@ class Progress:
         return tqdm(total=total, initial=initial, desc=desc, unit=unit, file=sys.stderr, disable=not self.on,
                     dynamic_ncols=True, leave=True, mininterval=0.5, smoothing=0.1)
 
-    def chunks(self, items, desc: str, unit: str = "it", weight=None):
+    def named(self, name: str) -> "Progress":
+        """This progress with ``name`` as the description of the next job (for code that does not name it)."""
+        out = Progress(self.requested)
+        out._on, out.name = self._on, name
+        return out
+
+    name = "running"
+
+    def chunks(self, items, desc: str | None = None, unit: str = "it", weight=None, total: int | None = None):
         """Yields ``items`` (chunks of one compiled program): the caller's work on the first is the compile
-        phase, then a bar advances ``weight(item)`` units (default 1) after the work on each later one."""
-        items = list(items)
+        phase, then a bar over ``total`` units (default: every item's weight) advances ``weight(item)`` units
+        (default 1) after the work on each later one."""
+        desc = self.name if desc is None else desc
         weight = (lambda item: 1) if weight is None else weight
-        if not items:
+        rest = iter(items)
+        first = next(rest, _END)
+        if first is _END:
             return
+        if total is None:
+            later = list(rest)
+            total, rest = weight(first) + sum(weight(item) for item in later), iter(later)
         with self.compiling(desc):
-            yield items[0]
-        with self.bar(sum(weight(item) for item in items), desc, unit, initial=weight(items[0])) as bar:
-            for item in items[1:]:
+            yield first
+        with self.bar(total, desc, unit, initial=weight(first)) as bar:
+            for item in rest:
                 yield item
                 bar.update(weight(item))
 
 
+_END = object()
 SILENT = Progress(False)
 
 
