@@ -28,7 +28,8 @@ def chunks(tokens_NT, mask_NT=None, batch_size: int = 32):
         yield tok, mask, np.int32(start * T)
 
 
-def stream(step: Callable, state, tokens_NT, mask_NT=None, batch_size: int = 32, progress=False, mesh=None):
+def stream(step: Callable, state, tokens_NT, mask_NT=None, batch_size: int = 32, progress=False,
+           mesh=None):
     """``state = step(state, tokens_BT, mask_BT, offset)`` over all chunks; ``step`` should be jitted with donation.
     ``mesh``: each chunk's rows are placed split over its "data" axis (``batch_size`` a multiple of it).
     ``progress``: a ``ffnkv.progress.Progress`` (or a bool): the first chunk is the compile, then a bar over

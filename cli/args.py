@@ -99,3 +99,12 @@ def writer(args) -> bool:
 def mesh_of(args):
     """``--mesh``, or every device of every process on "data" when several processes take part."""
     return args.mesh if args.mesh is not None or (args.num_processes or 1) == 1 else (-1, 1)
+
+
+def finish_distributed(args) -> None:
+    """With several processes, wait until every one (process 0 writing the files) has got here, so that none
+    reaches jax.distributed's shutdown barrier minutes before the others."""
+    if (getattr(args, "num_processes", None) or 1) > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("ffnkv: the command's files are written")

@@ -7,8 +7,8 @@ packaged ``known_facts.json`` for a pretrained model). Writes ``edit.json``, ``e
 """
 from __future__ import annotations
 
-from cli.args import (add_distributed, add_mesh, mesh_of, nonnegative_int, output_dir, positive_float, positive_int,
-                       progress_of, start_distributed, writer)
+from cli.args import (add_distributed, add_mesh, finish_distributed, mesh_of, nonnegative_int, output_dir,
+                       positive_float, positive_int, progress_of, start_distributed, writer)
 
 from pathlib import Path
 
@@ -101,12 +101,12 @@ def run(args) -> int:
     editing.check(model, settings)
     facts = load_facts(model, args.facts, args.seed)
     result = editing.run(model, facts, settings, progress_of(args))
-    if not writer(args):
-        return 0
-    default = Path(args.run_dir) / "analysis" / "edit" if model.run is not None else Path("runs") / "edit" / model.name
-    out = Path(args.out or default)
-    write_json(out / "edit.json", result)
-    write_text(out / "edit.md", edit_markdown(result))
-    plot_scores({"": result}, out / "edit.png", f"{model.name}: edits at layer {result['layer']} ({settings.token})")
-    print(edit_markdown(result))
+    if writer(args):
+        default = Path(args.run_dir) / "analysis" / "edit" if model.run is not None else Path("runs") / "edit" / model.name
+        out = Path(args.out or default)
+        write_json(out / "edit.json", result)
+        write_text(out / "edit.md", edit_markdown(result))
+        plot_scores({"": result}, out / "edit.png", f"{model.name}: edits at layer {result['layer']} ({settings.token})")
+        print(edit_markdown(result))
+    finish_distributed(args)
     return 0

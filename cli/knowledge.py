@@ -6,8 +6,8 @@ under ``--out`` (default ``RUN_DIR/analysis/knowledge``, or ``runs/knowledge/NAM
 """
 from __future__ import annotations
 
-from cli.args import (add_distributed, add_mesh, fraction, mesh_of, nonnegative_int, output_dir, positive_float,
-                       positive_int, progress_of, start_distributed, writer)
+from cli.args import (add_distributed, add_mesh, finish_distributed, fraction, mesh_of, nonnegative_int, output_dir,
+                       positive_float, positive_int, progress_of, start_distributed, writer)
 
 NAME = "knowledge"
 HELP = "knowledge neurons (integrated gradients) and causal tracing of any model on a fact set"
@@ -73,8 +73,8 @@ def run(args) -> int:
     model = load_model(args.run_dir, args.step)
     result = knowledge.run(model, facts.model_facts(model, args.facts_file), s, progress_of(args))
     out = default_out(args.out, model, "knowledge")
-    if not writer(args):
-        return 0
-    report.write(result, out)
-    print(json.dumps(knowledge.summary(result) | {"out": str(out)}, indent=1))
+    if writer(args):
+        report.write(result, out)
+        print(json.dumps(knowledge.summary(result) | {"out": str(out)}, indent=1))
+    finish_distributed(args)
     return 0

@@ -6,8 +6,8 @@ line) or the probe sentences. The protocol is ``studies.memories``; files (``mem
 """
 from __future__ import annotations
 
-from cli.args import (add_distributed, add_mesh, finite_float, mesh_of, nonnegative_int, output_dir, positive_int,
-                       progress_of, start_distributed, writer)
+from cli.args import (add_distributed, add_mesh, finish_distributed, finite_float, mesh_of, nonnegative_int,
+                       output_dir, positive_int, progress_of, start_distributed, writer)
 
 NAME = "memories"
 HELP = "Geva 2021/2022 key-value memory analyses of any model (triggers, agreement, refinement, promotion)"
@@ -59,11 +59,11 @@ def run(args) -> int:
     texts = [line for f in args.text for line in Path(f).read_text().splitlines() if line.strip()] if args.text else None
     result = memories.run(model, memories.corpus(model, s, texts), s, progress_of(args))
     out = default_out(args.out, model, "memories")
-    if not writer(args):
-        return 0
-    report.write(result, out)
-    mem = result["memories"]
-    print(json.dumps({"agreement": {k: mem["agreement"][k] for k in ("agreement", "baseline")},
-                      "zero_agreement": mem["composition"]["zero_agreement"],
-                      "zero_agreement_shuffled": mem["composition"]["zero_agreement_shuffled"], "out": str(out)}))
+    if writer(args):
+        report.write(result, out)
+        mem = result["memories"]
+        print(json.dumps({"agreement": {k: mem["agreement"][k] for k in ("agreement", "baseline")},
+                          "zero_agreement": mem["composition"]["zero_agreement"],
+                          "zero_agreement_shuffled": mem["composition"]["zero_agreement_shuffled"], "out": str(out)}))
+    finish_distributed(args)
     return 0

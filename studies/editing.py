@@ -130,7 +130,8 @@ def second_moments(model, layers, s: EditSettings, progress: Progress = SILENT) 
     groups = [g for g in (batches[i: i + COV_GROUP] for i in range(0, len(batches), COV_GROUP))
               if any(np.asarray(m).any() for _, m in g)]
     total, n = None, 0
-    for group in progress.chunks(groups, "covariance", "tokens", lambda g: sum(int(np.asarray(m).sum()) for _, m in g)):
+    positions = lambda group: sum(int(np.asarray(m).sum()) for _, m in group)  # noqa: E731
+    for group in progress.chunks(groups, "covariance", "tokens", positions):
         C_LFF, n_g = key_second_moment(model.params, model.cfg, layers, group, mesh=mesh)
         total = C_LFF * n_g if total is None else total + C_LFF * n_g
         n += n_g

@@ -232,7 +232,8 @@ def sites(average: dict, kind: str) -> dict:
 
 def fact_keys(seed: int, n: int):
     """Fact k's noise key ``fold_in(key(seed), k)`` (``analysis.tracing``'s default), for any chunk of facts."""
-    return np.asarray(jax.random.key_data(jax.vmap(lambda k: jax.random.fold_in(jax.random.key(seed), k))(np.arange(n))))
+    keys = jax.vmap(lambda k: jax.random.fold_in(jax.random.key(seed), k))(np.arange(n))
+    return np.asarray(jax.random.key_data(keys))
 
 
 def causal_trace(params, cfg, enc, noise, window, kinds, layers, s: KnowledgeSettings, progress=SILENT) -> dict:
@@ -243,7 +244,8 @@ def causal_trace(params, cfg, enc, noise, window, kinds, layers, s: KnowledgeSet
 
     def chunk(rows):
         t = TR.causal_trace(params, cfg, rows_of(enc, rows), noise, s.samples, window, kinds, seed=s.seed,
-                            layers=layers, mesh=mesh, cell_batch=s.cell_batch, keys=jax.random.wrap_key_data(keys[rows]))
+                            layers=layers, mesh=mesh, cell_batch=s.cell_batch,
+                            keys=jax.random.wrap_key_data(keys[rows]))
         return {k: t[k] for k in ("p_clean", "p_corrupt", "restored")}
 
     cells = len(kinds) * np.asarray(enc["tokens"]).shape[1] * len(layers)

@@ -100,6 +100,8 @@ class Run:
 
     def _restore(self, step: int) -> dict:
         abstract = jax.eval_shape(lambda: init_params(jax.random.key(0), self.model_cfg))
+        here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])  # every process reads the whole tree
+        abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=here), abstract)
         with ocp.CheckpointManager(self.path.absolute() / "checkpoints", item_names=("params",),
                                    options=ocp.CheckpointManagerOptions(create=False)) as manager:
             out = manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract)))
