@@ -149,10 +149,9 @@ def chunk_rows(n: int, size: int, multiple: int = 1):
     padded by repeating row n − 1: an int32 array [k, rows]. Padding is under k × ``multiple`` rows."""
     import numpy as np
 
-    size = max(1, int(size))
-    k = -(-n // size)
-    rows = -(-n // k)
-    rows = -(-rows // multiple) * multiple
+    size = -(-max(1, int(size)) // multiple) * multiple
+    k = -(-n // size)  # no chunk is padding alone: (k − 1) · rows ≤ (k − 1) · size < n
+    rows = -(-(-(-n // k)) // multiple) * multiple
     return np.minimum(np.arange(k * rows), n - 1).reshape(k, rows).astype(np.int32)
 
 

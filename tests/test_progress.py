@@ -31,6 +31,7 @@ def test_chunks_are_equal_and_cover_every_row():
         assert rows.shape[1] % multiple == 0 and rows.shape[1] <= max(size, multiple) + multiple
         assert sorted(set(rows.ravel().tolist())) == list(range(n))
         assert rows.size - n < rows.shape[0] * multiple  # padding: under one multiple per chunk
+        assert (rows[:, 0] == np.arange(len(rows)) * rows.shape[1]).all()  # no chunk is padding alone
 
 
 def test_map_chunks_equals_one_call_and_compiles_once(capsys):
