@@ -41,10 +41,12 @@ def find_runs(path: Path) -> list[Path]:
 
 def analyse_run(run_dir: Path, settings, step) -> dict:
     from ffnkv.io.load import load_model
+    from ffnkv.io.run import Run
     from studies import specialisation
     from studies.report.specialisation import write_run
 
     start = time.perf_counter()
+    Run(run_dir)  # a damaged config.json is named as such, not as "not a model"
     model = load_model(run_dir, step)
     task = model.run.task
     if not hasattr(task, "ops"):

@@ -27,11 +27,26 @@ fraction = _checked(float, lambda v: 0 <= v <= 1, "a number between 0 and 1")
 
 
 def output_dir(text: str) -> str:
-    """A directory to write into: absent (it is created) or a directory, never a file."""
+    """A directory to write into: absent (it is created) or a directory, never a file, an empty path, or a place
+    where nothing can be created (``afile.txt/sub``, ``/proc/x``); checked before the command starts."""
     import os
+    import tempfile
+    from pathlib import Path
 
-    if os.path.exists(text) and not os.path.isdir(text):
+    if not text.strip():
+        raise argparse.ArgumentTypeError("'' is an empty path; pass a directory (it is created if absent)")
+    path = Path(text)
+    if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text!r} is a file; pass a directory (it is created if absent)")
+    existing = next(p for p in (path, *path.parents) if os.path.lexists(p) or p == Path("."))
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} cannot be created: {str(existing)!r} is a file; pass another "
+                                         "directory")
+    try:  # the one sure test that the directory can be written: make (and remove) an empty one
+        os.rmdir(tempfile.mkdtemp(prefix=".ffnkv-probe-", dir=existing))
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} cannot be created in {str(existing)!r} ({error.strerror}); pass "
+                                         "a writable directory") from None
     return text
 
 

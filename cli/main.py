@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 
 from cli.args import add_progress
 from ffnkv.errors import FfnkvError, Interrupted
@@ -38,14 +40,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM outside training, raised like SIGINT's KeyboardInterrupt (no ``except Exception`` swallows it)."""
+
+    signum = signal.SIGTERM
+
+
+def _terminate(signum, frame):
+    raise _Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         return int(args.run(args) or 0)
-    except KeyboardInterrupt:  # SIGINT outside training (which saves and raises Interrupted itself)
-        print(f"ffnkv {args.command}: error: interrupted (SIGINT) before finishing; nothing was recorded as done, "
-              "re-run the same command to resume.", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:  # a signal outside training (which saves and raises Interrupted itself)
+        signum = getattr(stop, "signum", signal.SIGINT)
+        print(f"ffnkv {args.command}: error: interrupted ({signal.Signals(signum).name}) before finishing; nothing "
+              "was recorded as done, re-run the same command to resume.", file=sys.stderr)
+        return 128 + signum
     except FfnkvError as error:
         print(f"ffnkv {args.command}: error: {error}", file=sys.stderr)
         return error.exit_code if isinstance(error, Interrupted) else 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

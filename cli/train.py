@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from cli.args import add_distributed, start_distributed
+from cli.args import add_distributed, output_dir, start_distributed
 
 NAME = "train"
 HELP = "train a model from a config file (resumes if the run dir has checkpoints)"
@@ -20,7 +20,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("config", help="Python config file with get_config() (e.g. configs/condcomp.py) or a preset: condcomp, facts, text")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field (repeatable), e.g. --set model.ffn=gelu --set steps=500")
-    parser.add_argument("--run-dir", required=True, help="output dir: config.json, metrics.jsonl, checkpoints/")
+    parser.add_argument("--run-dir", type=output_dir, required=True, help="output dir: config.json, metrics.jsonl, checkpoints/")
     add_distributed(parser)
 
 

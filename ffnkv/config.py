@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
+import types
+import typing
 
 import numpy as np
 
@@ -13,9 +17,103 @@ NORMS = ("layernorm", "rmsnorm")
 DTYPES = ("float32", "bfloat16", "float16")
 
 
+INT_MAX = 2 ** 31 - 1  # JAX's default integer is int32
+
+
+def ints(lo: int, hi: int = INT_MAX):
+    """A field rule: an integer in [lo, hi]."""
+    return lambda v: lo <= v <= hi, f"an integer from {lo} to {hi}"
+
+
+def reals(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False):
+    """A field rule: a finite number between lo and hi (each end included unless open)."""
+    text = f"a number in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+    return lambda v: (lo < v if lo_open else lo <= v) and (v < hi if hi_open else v <= hi), text
+
+
+def _fits(value, hint) -> bool:
+    """Whether ``value`` has the annotated type: bool is no number, numbers are finite, strings non-empty,
+    a tuple may come as a list (JSON has no tuples)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arm) for arm in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and -2 ** 63 <= value < 2 ** 63
+    if hint is float:
+        return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and \
+            math.isfinite(value)
+    if hint is str:
+        return isinstance(value, str) and bool(value.strip()) and "\0" not in value
+    if origin is tuple:
+        if not isinstance(value, (tuple, list)):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_fits(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_fits(v, a) for v, a in zip(value, args))
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    return isinstance(value, origin or hint)
+
+
+def _kind(hint) -> str:
+    """What an annotation asks for, in words."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_kind(arm) for arm in args)
+    names = {bool: "True or False", int: "an integer", float: "a finite number", str: "a non-empty string",
+             dict: "a dict", type(None): "None"}
+    if hint in names:
+        return names[hint]
+    if origin is tuple:
+        return f"a list of {_kind(args[0]).removeprefix('a ').removeprefix('an ')}s" if args[-1] is Ellipsis \
+            else f"a list of {len(args)} values like ({', '.join(_kind(a) for a in args)})"
+    return getattr(origin or hint, "__name__", str(hint))
+
+
+def check_fields(obj, where: str, rules: dict | None = None) -> None:
+    """Raise ConfigError for the first field of the dataclass ``obj`` whose value is not of its annotated type or
+    breaks its rule ``rules[name] = (ok(value) -> bool, what is allowed)``; an int field without a rule must be
+    non-negative and fit int32. The message names the field as ``{where}{name}`` (``where`` like ``"data."``).
+    Call it first in ``__post_init__``, so no later check meets a value of the wrong type."""
+    hints, rules = _type_hints(type(obj)), rules or {}
+    for field in dataclasses.fields(obj):
+        value, hint = getattr(obj, field.name), hints[field.name]
+        rule = rules.get(field.name)
+        if rule is None and (hint is int or (typing.get_origin(hint) in (typing.Union, types.UnionType)
+                                             and int in typing.get_args(hint))):
+            rule = (lambda v: v is None or 0 <= v <= INT_MAX, _kind(hint) + f" from 0 to {INT_MAX}")
+        ok = _fits(value, hint) and (rule is None or value is None or _apply(rule[0], value))
+        if not ok:
+            raise ConfigError(f"{where}{field.name}={value!r} is not allowed; use {rule[1] if rule else _kind(hint)}.")
+
+
+_type_hints = functools.cache(typing.get_type_hints)
+
+
+def _apply(ok, value) -> bool:
+    try:
+        return bool(ok(value))
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
 def _require(ok: bool, field: str, value, allowed: str) -> None:
     if not ok:
         raise ConfigError(f"ModelConfig.{field}={value!r} is not allowed; use {allowed}.")
+
+
+_MODEL_RULES = {name: (lambda v: 1 <= v <= INT_MAX, "a positive integer")
+                for name in ("vocab_size", "d_model", "n_layers", "n_heads", "max_len")} | {
+    "d_ff": (lambda v: 0 <= v <= INT_MAX, "a non-negative integer"),
+    "ffn_layers": (lambda v: all(0 <= i < 2 ** 31 for i in v), "None or a list of layer indices"),
+    "n_kv_heads": (lambda v: v is None or 1 <= v <= INT_MAX, "None or a positive integer"),
+    "norm_eps": reals(0, 1, lo_open=True),
+    "rope_theta": reals(1, 1e12, lo_open=True),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,10 +147,7 @@ class ModelConfig:
     rope_theta: float = 10000.0
 
     def __post_init__(self):
-        for name in ("vocab_size", "d_model", "n_layers", "n_heads", "max_len"):
-            value = getattr(self, name)
-            _require(isinstance(value, int) and value > 0, name, value, "a positive integer")
-        _require(isinstance(self.d_ff, int) and self.d_ff >= 0, "d_ff", self.d_ff, "a non-negative integer")
+        check_fields(self, "ModelConfig.", _MODEL_RULES)
         _require(self.ffn in FFN_KINDS, "ffn", self.ffn, "one of " + ", ".join(FFN_KINDS))
         _require(self.ffn == "none" or self.d_ff > 0, "d_ff", self.d_ff, "a positive width for an FFN kind other than 'none'")
         _require(self.positional in POSITIONAL, "positional", self.positional, "one of " + ", ".join(POSITIONAL))
@@ -65,7 +160,7 @@ class ModelConfig:
         _require(kv is None or (isinstance(kv, int) and kv > 0 and self.n_heads % kv == 0), "n_kv_heads", kv,
                  f"None or a positive divisor of n_heads={self.n_heads}")
         if self.ffn_layers is not None:
-            layers = tuple(int(i) for i in self.ffn_layers)
+            layers = tuple(int(i) for i in self.ffn_layers)  # numpy integers become ints
             _require(all(0 <= i < self.n_layers for i in layers) and len(set(layers)) == len(layers), "ffn_layers",
                      self.ffn_layers, f"None or distinct layer indices in [0, {self.n_layers})")
             object.__setattr__(self, "ffn_layers", tuple(sorted(layers)))
@@ -98,12 +193,14 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "ModelConfig":
+        if not isinstance(values, dict):
+            raise ConfigError(f"the model config must be a dict of ModelConfig fields, not {values!r}.")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"ModelConfig has no field {unknown[0]!r}; known fields: {', '.join(sorted(known))}.")
         values = dict(values)
-        if values.get("ffn_layers") is not None:
+        if isinstance(values.get("ffn_layers"), list):
             values["ffn_layers"] = tuple(values["ffn_layers"])
         return cls(**values)
 

@@ -1,11 +1,14 @@
 """The FFN registry: every kind is ``FF(x) = f(x·K)·V`` split into keys (x -> m) and values (m -> output).
 
 Geva et al. (2021), eq. 2: the coefficients ``m = f(x·K)`` weight the rows of V. Splitting the two halves
-lets hooks act on m between them. All kinds share one signature:
+lets hooks act on m between them. Every registry kind shares one signature:
 
     init(key, d_model, d_ff, bias, dtype) -> params
     coefficients(params, x_BTD, cfg) -> m_BTF
     values(params, m_BTF) -> out_BTD
+
+and the module-level ``coefficients(params, x_BTD, cfg)`` / ``values(params, m_BTF, x_BTD, cfg)`` dispatch on
+``cfg.ffn`` (``x_BTD`` gives ``none`` the shape of its zero output).
 """
 from __future__ import annotations
 

@@ -3,6 +3,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from tolerance import assert_f32_close
 
 import ffnkv
 from analysis import memories as M
@@ -42,9 +43,9 @@ def test_streaming_topk_equals_full_sort(params, corpus):
     m_LNF = np.where(mask.reshape(1, -1, 1), m_LNF, -np.inf)
     order = np.argsort(-m_LNF, axis=1, kind="stable")[:, :7]
     want_coef = np.take_along_axis(m_LNF, order, 1).transpose(0, 2, 1)
-    np.testing.assert_allclose(got["coef"], want_coef, rtol=1e-5, atol=1e-6)
+    assert_f32_close(got["coef"], want_coef)
     picked = np.take_along_axis(m_LNF, got["index"].transpose(0, 2, 1), 1).transpose(0, 2, 1)
-    np.testing.assert_allclose(picked, want_coef, rtol=1e-5, atol=1e-6)  # indices point at those coefficients
+    assert_f32_close(picked, want_coef)  # indices point at those coefficients
     assert M._trigger_step._cache_size() == 1  # one program for every chunk
 
 
@@ -102,7 +103,7 @@ def test_removal_inputs_and_effect(params, corpus):
         m = np.asarray(ffnkv.forward(params, jnp.asarray(toks[row: row + 1, :t]), CFG).acts.ffn)[0, 0, t - 1, 0]
         got = M._coefficient_at(params, jnp.asarray(np.pad(toks[row:row + 1, :t], [(0, 0), (0, 12 - t)])),
                                 jnp.array([0]), jnp.array([0]), jnp.array([t - 1]), CFG)
-        np.testing.assert_allclose(got[0], m, rtol=1e-5, atol=1e-6)
+        assert_f32_close(got[0], m)
 
 
 def test_no_ffn_model_is_a_clear_error(params):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tolerance import assert_f32_close
 
 pytestmark = pytest.mark.slow  # one subprocess on 8 fake devices runs every sweep on four meshes (minutes)
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +64,7 @@ def runs():
 def test_sharded_equals_single_device(runs, mesh):
     assert runs["devices"] == 8
     for key in ("attr", "attr2", "restored", "patched", "cov", "coef"):
-        np.testing.assert_allclose(runs[mesh][key], runs["none"][key], atol=1e-5, rtol=0, err_msg=key)
+        assert_f32_close(runs[mesh][key], runs["none"][key], err_msg=key)
     assert runs[mesh]["n"] == runs["none"]["n"]
     assert runs[mesh]["index"] == runs["none"]["index"]
 

@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import random_params, small_cfg
+from tolerance import assert_f32_close
 
 import ffnkv
 
@@ -81,7 +82,7 @@ def test_zero_ablating_a_layer_equals_removing_its_ffn(kind, tokens):
     ablated = ffnkv.forward(params, tokens, cfg, ffnkv.ablate_neurons(cfg, layer, jnp.arange(cfg.d_ff))).logits
     removed_cfg = cfg.replace(ffn_layers=(0, 2))
     removed = ffnkv.forward(params, tokens, removed_cfg).logits
-    np.testing.assert_allclose(ablated, removed, atol=1e-6)
+    assert_f32_close(ablated, removed)
     assert float(jnp.abs(ablated - ffnkv.forward(params, tokens, cfg).logits).max()) > 1e-3
 
 
@@ -104,7 +105,7 @@ def test_patching_clean_resid_post_restores_clean_logits(kind, tokens):
     assert float(jnp.abs(corrupted - clean.logits).max()) > 1e-2
     every = ffnkv.patch_from(clean.acts, "resid_post", jnp.ones(cfg.n_layers, bool), jnp.ones(tokens.shape[1], bool))
     patched = ffnkv.forward(params, tokens, cfg, noise.merge(every)).logits
-    np.testing.assert_allclose(patched, clean.logits, atol=1e-6)
+    assert_f32_close(patched, clean.logits)
 
 
 def test_vmapped_single_neuron_ablations_equal_a_loop(tokens):
@@ -114,7 +115,7 @@ def test_vmapped_single_neuron_ablations_equal_a_loop(tokens):
     run = jax.jit(lambda h: ffnkv.forward(params, tokens, cfg, h).logits)
     batched = jax.vmap(lambda i: run(ffnkv.ablate_neurons(cfg, layer, i)))(neurons)
     for i in range(6):
-        np.testing.assert_allclose(batched[i], run(ffnkv.ablate_neurons(cfg, layer, i)), rtol=1e-5, atol=1e-6)
+        assert_f32_close(batched[i], run(ffnkv.ablate_neurons(cfg, layer, i)))
 
 
 def test_hook_values_do_not_recompile(tokens):
@@ -154,8 +155,8 @@ def test_add_vector_adds_at_positions(tokens):
     positions = jnp.arange(tokens.shape[1]) == 4
     clean = ffnkv.forward(params, tokens, cfg).acts
     hooked = ffnkv.forward(params, tokens, cfg, ffnkv.add_vector(cfg, "mlp_out", 2, positions, vec)).acts
-    np.testing.assert_allclose(hooked.mlp_out[2, :, 4], clean.mlp_out[2, :, 4] + vec, atol=1e-5)
-    np.testing.assert_allclose(hooked.mlp_out[:, :, :4], clean.mlp_out[:, :, :4], atol=1e-6)
+    assert_f32_close(hooked.mlp_out[2, :, 4], clean.mlp_out[2, :, 4] + vec)
+    assert_f32_close(hooked.mlp_out[:, :, :4], clean.mlp_out[:, :, :4])
 
 
 def test_grouped_query_and_post_norm_run(tokens):

@@ -5,6 +5,7 @@ import jax
 import numpy as np
 import pytest
 from conftest import random_params, small_cfg
+from tolerance import assert_f32_close
 
 import ffnkv
 from analysis import patching as PA
@@ -31,7 +32,7 @@ def test_prefix_equals_full(name, site):
     fast = PA.activation_patching(params, cfg, enc, corrupt, site, recompute="prefix", position_buckets=2)
     full = PA.activation_patching(params, cfg, enc, corrupt, site, recompute="full")
     for key in ("p_clean", "p_corrupt", "patched"):
-        np.testing.assert_allclose(fast[key], full[key], atol=1e-6, rtol=1e-5)
+        assert_f32_close(fast[key], full[key], err_msg=key)
     assert fast["patched"].shape == (2, cfg.n_layers, 7)
 
 
@@ -55,7 +56,7 @@ def test_bidirectional_and_errors():
     enc, corrupt = _pairs(cfg)
     fast = PA.activation_patching(params, cfg, enc, corrupt, "mlp_out")
     full = PA.activation_patching(params, cfg, enc, corrupt, "mlp_out", recompute="full")
-    np.testing.assert_allclose(fast["patched"], full["patched"], atol=1e-6, rtol=1e-5)
+    assert_f32_close(fast["patched"], full["patched"])
     with pytest.raises(ffnkv.FfnkvError, match="site"):
         PA.activation_patching(params, cfg, enc, corrupt, "ffn")
     with pytest.raises(ffnkv.FfnkvError, match="shape"):

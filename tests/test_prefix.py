@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import random_params, small_cfg
+from tolerance import assert_f32_close
 
 import ffnkv
 from ffnkv.model import embed, unembed
@@ -22,7 +23,7 @@ def test_from_start_is_forward(name, tokens):
     params = random_params(cfg)
     out, cache = prefix_cache(params, tokens, cfg)
     x = jax.jit(lambda: forward_from(params, cache, cfg, 0, 0, embed(params, tokens, cfg)))()
-    np.testing.assert_allclose(unembed(params, x, cfg), out.logits, atol=1e-5, rtol=1e-5)
+    assert_f32_close(unembed(params, x, cfg), out.logits)
 
 
 @pytest.mark.parametrize("name", CFGS)
@@ -52,9 +53,9 @@ def test_patched_suffix_matches_full_forward(name, tokens):
     cells = [(layer, t) for layer in range(cfg.n_layers + 1) for t in (0, 2, 4)]
     got = jax.jit(lambda c: jax.lax.map(lambda lt: fast(lt[0], lt[1]), c))(jnp.asarray(cells, jnp.int32))
     want = jnp.stack([full(layer, t) for layer, t in cells])
-    np.testing.assert_allclose(got, want, atol=2e-5, rtol=1e-5)
+    assert_f32_close(got, want)
     for layer, t in ((0, 4), (2, 2), (cfg.n_layers, 0)):
-        np.testing.assert_allclose(jax.jit(fast, static_argnums=0)(layer, t), full(layer, t), atol=2e-5, rtol=1e-5)
+        assert_f32_close(jax.jit(fast, static_argnums=0)(layer, t), full(layer, t))
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=[] if i == 0 else pytest.mark.slow) for i, n in enumerate(CFGS)])
@@ -72,7 +73,7 @@ def test_entering_rows_equal_separate_forwards(name, tokens):
     for layer in range(L):
         hooks = ffnkv.Hooks(ffn_scale=jnp.ones((L, R, S, cfg.width)).at[layer].set(scale_LRSF[layer]))
         want = forward_from(params, cache, cfg, layer, t, x_LRSD[layer], hooks)
-        np.testing.assert_allclose(got[layer], want, atol=2e-5, rtol=1e-5)
+        assert_f32_close(got[layer], want)
 
 
 def test_hooks_on_suffix_and_gradient(tokens):
@@ -96,7 +97,7 @@ def test_hooks_on_suffix_and_gradient(tokens):
     s = jnp.linspace(0.0, 1.0, cfg.width)
     fast, full = jax.jit(jax.value_and_grad(fast)), jax.jit(jax.value_and_grad(full))
     for a, b in zip(fast(s), full(s)):
-        np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4)
+        assert_f32_close(a, b)
 
 
 def test_bidirectional_needs_whole_sequence(tokens):
@@ -104,6 +105,6 @@ def test_bidirectional_needs_whole_sequence(tokens):
     params = random_params(cfg)
     out, cache = prefix_cache(params, tokens, cfg)
     x = jax.jit(lambda: forward_from(params, cache, cfg, 1, 0, suffix(cache, 1, 0, tokens.shape[1])))()
-    np.testing.assert_allclose(unembed(params, x, cfg), out.logits, atol=1e-5, rtol=1e-5)
+    assert_f32_close(unembed(params, x, cfg), out.logits)
     with pytest.raises(ffnkv.FfnkvError, match="whole sequence"):
         forward_from(params, cache, cfg, 1, 2, suffix(cache, 1, 2, 3))

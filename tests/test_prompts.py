@@ -1,6 +1,7 @@
 """The prompt contract: subject span and answer token from text, with any tokenizer."""
 import numpy as np
 import pytest
+from tolerance import assert_f32_close
 
 from ffnkv.data import make_task
 from ffnkv.errors import FfnkvError
@@ -64,4 +65,4 @@ def test_attribution_and_tracing_read_the_contract():
     assert ig["attr"].shape == (2, 2, 16) and ig["completeness"]["relative_error"] < 0.05
     trace = tracing.causal_trace(params, cfg, enc, noise=1.0, samples=2, window=1, kinds=("resid",))
     assert trace["restored"].shape == (2, 1, 5, 2)
-    np.testing.assert_allclose(trace["p_clean"], ig["prob"], rtol=1e-5)
+    assert_f32_close(trace["p_clean"], ig["prob"])

@@ -5,6 +5,7 @@ import json
 import jax
 import numpy as np
 import pytest
+from tolerance import assert_f32_close
 
 import ffnkv
 from ffnkv.io.load import load_model
@@ -154,10 +155,10 @@ def test_whole_subject_restore_equals_the_single_cell_for_a_one_token_subject():
                   np.array([4, 6]), np.array([1, 2]), np.array([2, 3]))
     span = TR.restore_subject(params, cfg, enc, noise=1.0, samples=3, seed=1)
     cells = TR.causal_trace(params, cfg, enc, noise=1.0, samples=3, window=1, kinds=("resid", "mlp"), seed=1)
-    np.testing.assert_allclose(span["p_corrupt"], cells["p_corrupt"], rtol=1e-5)
+    assert_f32_close(span["p_corrupt"], cells["p_corrupt"])
     for n, t in enumerate(enc.subject_start):
-        np.testing.assert_allclose(span["restored"]["resid"][n], cells["restored"][n, 0, t], rtol=1e-4, atol=1e-7)
-        np.testing.assert_allclose(span["restored"]["mlp"][n], cells["restored"][n, 1, t], rtol=1e-4, atol=1e-7)
+        assert_f32_close(span["restored"]["resid"][n], cells["restored"][n, 0, t])
+        assert_f32_close(span["restored"]["mlp"][n], cells["restored"][n, 1, t])
 
 
 def test_paraphrases_without_the_subject_are_left_out(tmp_path):

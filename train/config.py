@@ -5,19 +5,10 @@ import ast
 import dataclasses
 import importlib.util
 import json
-import math
 from pathlib import Path
 
-from ffnkv.config import ModelConfig
+from ffnkv.config import INT_MAX, ModelConfig, check_fields, ints, reals
 from ffnkv.errors import ConfigError
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +17,9 @@ class DataConfig:
 
     kind: str = "condcomp"
     kwargs: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):  # the kwargs are checked by the task they build (ffnkv.data.make_task)
+        check_fields(self, "data.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,20 +36,12 @@ class OptimConfig:
     clip_norm: float = 1.0  # global gradient-norm clip
 
     def __post_init__(self):
-        rules = {"lr": (0, None, "a positive finite number, e.g. 3e-3"),
-                 "end_lr_frac": (0, 1, "a number in [0, 1]"),
-                 "weight_decay": (0, None, "a finite number >= 0"),
-                 "b1": (0, 1, "a number in [0, 1)"), "b2": (0, 1, "a number in [0, 1)"),
-                 "clip_norm": (0, None, "a positive finite number")}
-        for name, (lo, hi, what) in rules.items():
-            value = getattr(self, name)
-            ok = _is_number(value) and math.isfinite(value) and value >= lo and (hi is None or value <= hi)
-            strict_lo = name in ("lr", "clip_norm") and ok and value == 0
-            strict_hi = name in ("b1", "b2") and ok and value == 1
-            if not ok or strict_lo or strict_hi:
-                raise ConfigError(f"optim.{name}={value!r} is not allowed; use {what}.")
-        if not _is_int(self.warmup_steps) or self.warmup_steps < 0:
-            raise ConfigError(f"optim.warmup_steps={self.warmup_steps!r} is not allowed; use an integer >= 0.")
+        check_fields(self, "optim.", _OPTIM_RULES)
+
+
+_OPTIM_RULES = {"lr": reals(0, 10, lo_open=True), "warmup_steps": ints(0), "end_lr_frac": reals(0, 1),
+                "weight_decay": reals(0, 100), "b1": reals(0, 1, hi_open=True), "b2": reals(0, 1, hi_open=True),
+                "clip_norm": reals(0, 1e9, lo_open=True)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,16 +66,8 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "eval_every", "ckpt_every", "keep", "log_every"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"TrainConfig.{name}={value!r} is not allowed; use a positive integer.")
-        if not _is_int(self.seed) or not 0 <= self.seed < 2 ** 32:
-            raise ConfigError(f"TrainConfig.seed={self.seed!r} is not allowed; use an integer in [0, 2**32).")
-        mesh = tuple(self.mesh)
-        if len(mesh) != 2 or not all(isinstance(m, int) and (m > 0 or m == -1) for m in mesh) or mesh[1] == -1:
-            raise ConfigError(f"TrainConfig.mesh={self.mesh!r} is not allowed; use (data, model) like (-1, 1) or (8, 1).")
-        object.__setattr__(self, "mesh", mesh)
+        check_fields(self, "TrainConfig.", _TRAIN_RULES)
+        object.__setattr__(self, "mesh", tuple(self.mesh))
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
@@ -100,6 +78,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
+        if not isinstance(values, dict):
+            raise ConfigError(f"a training config must be a dict of TrainConfig fields, not {values!r}.")
         values = dict(values)
         _check_known(cls, values, "TrainConfig")
         if "model" in values:
@@ -111,6 +91,12 @@ class TrainConfig:
             _check_known(OptimConfig, values["optim"], "optim")
             values["optim"] = OptimConfig(**values["optim"])
         return cls(**values)
+
+
+_TRAIN_RULES = {name: ints(1) for name in ("steps", "batch_size", "eval_every", "ckpt_every", "keep", "log_every")} | {
+    "seed": ints(0, 2 ** 32 - 1),
+    "mesh": (lambda m: (m[0] == -1 or 1 <= m[0] <= INT_MAX) and 1 <= m[1] <= INT_MAX,
+             "(data, model) device counts like (-1, 1) or (8, 1)")}
 
 
 def _check_known(cls, values: dict, where: str) -> None:
@@ -149,6 +135,9 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
             node = node[part]
         if path[-1] not in node and path[:2] != ["data", "kwargs"]:
             raise ConfigError(f"--set {item!r}: unknown key {key.strip()!r}; known here: {', '.join(sorted(node))}.")
+        if isinstance(node.get(path[-1]), dict) and path[:2] != ["data", "kwargs"]:
+            raise ConfigError(f"--set {item!r}: {key.strip()!r} is a config section, not a value; set one of its "
+                              f"fields, e.g. --set {key.strip()}.{sorted(node[path[-1]])[0]}=….")
         node[path[-1]] = list(value) if isinstance(value, tuple) else value
     return TrainConfig.from_dict(values)
 
@@ -193,9 +182,17 @@ def _describe(error: Exception) -> str:
 
 
 def resolve(cfg: TrainConfig):
-    """Build the task and fit the model to it: returns (cfg with vocab_size/max_len set, task)."""
+    """Build the task and fit the model to it: returns (cfg with vocab_size/max_len set, task).
+
+    A task read from a content-keyed cache (text) gets its ``cache_dir`` pinned in the config, so a run names
+    the very corpus it was trained on: once the source files change, re-running the run is refused as a
+    different config and reading it back fails in one line, instead of silently using another tokenizer.
+    """
     from ffnkv.data import make_task
 
     task = make_task(cfg.data.kind, **cfg.data.kwargs)
     model = cfg.model.replace(vocab_size=int(task.vocab_size), max_len=max(cfg.model.max_len, int(task.seq_len)))
+    cache_dir = getattr(task, "cache_dir", None)
+    if isinstance(cache_dir, str) and "cache_dir" not in cfg.data.kwargs:
+        cfg = cfg.replace(data=DataConfig(cfg.data.kind, {**cfg.data.kwargs, "cache_dir": cache_dir}))
     return cfg.replace(model=model), task

@@ -46,13 +46,30 @@ class TrainingInterrupted(Interrupted):
 
 
 def _check_run_dir(run_dir: Path) -> None:
-    """A file is not a run dir; checkpoints without the config.json that made them are never resumed."""
+    """A file is not a run dir; checkpoints without the config.json that made them are never resumed; a
+    config.json must hold a valid training config (checked before the run dir is locked or written)."""
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"run dir {str(run_dir)!r} is a file, not a directory; pass a directory path.")
+    if (run_dir / "config.json").exists():
+        _read_config(run_dir / "config.json")
     ckpt = run_dir / "checkpoints"
     if not (run_dir / "config.json").exists() and ckpt.is_dir() and any(ckpt.iterdir()):
         raise ConfigError(f"run dir {str(run_dir)!r} has checkpoints but no config.json, so its config is unknown; "
                           "restore its config.json or use another --run-dir.")
+
+
+def _read_config(path: Path) -> dict:
+    """The training config a run dir's config.json holds, checked field by field."""
+    try:
+        old = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ConfigError(f"{str(path)!r} is not valid JSON; restore it or use another --run-dir.") from None
+    try:
+        TrainConfig.from_dict(old)
+    except ConfigError as error:
+        raise ConfigError(f"{str(path)!r} holds no valid training config ({error}); restore it or use another "
+                          "--run-dir.") from None
+    return old
 
 
 def _write_config(run_dir: Path, cfg: TrainConfig) -> None:
@@ -60,10 +77,7 @@ def _write_config(run_dir: Path, cfg: TrainConfig) -> None:
     path = run_dir / "config.json"
     new = cfg.to_dict()
     if path.exists():
-        try:
-            old = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            raise ConfigError(f"{str(path)!r} is not valid JSON; restore it or use another --run-dir.") from None
+        old = _read_config(path)
         old["progress"] = new["progress"]  # display only
         if old != new:
             diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
@@ -77,7 +91,9 @@ def _write_config(run_dir: Path, cfg: TrainConfig) -> None:
 
 
 class _Stop:
-    """Installed for SIGTERM and SIGINT while training; the loop checks ``signum`` between steps."""
+    """Installed for SIGTERM and SIGINT while training; the loop checks ``signum`` between steps. A signal that
+    arrives after the last step (during the final eval or save) is not lost: leaving the ``with`` block without
+    an exception raises ``TrainingInterrupted`` (the run is saved and complete, but the caller must stop)."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -93,9 +109,18 @@ class _Stop:
             self.previous = {s: signal.signal(s, self) for s in self.SIGNALS}
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
         for s, handler in self.previous.items():
             signal.signal(s, handler)
+        if exc_type is None and self.signum is not None:
+            raise _InterruptedAfterLastStep(self.signum)
+
+
+class _InterruptedAfterLastStep(TrainingInterrupted):
+    def __init__(self, signum: int):
+        Interrupted.__init__(self, "interrupted after the last step was saved; re-run the same command to finish.",
+                             signum)
+        self.step = self.steps = None
 
 
 def _device_batch(batch: dict, mesh) -> dict:

@@ -11,6 +11,7 @@ import functools
 
 import numpy as np
 
+from ffnkv.config import check_fields, ints
 from ffnkv.errors import ConfigError
 
 ALL_OPS = ("SUM", "MAX", "MIN", "PROD", "RANGE")
@@ -43,14 +44,13 @@ class CondComp:
     n_eval: int = 2048
 
     def __post_init__(self):
+        ops = f"a list of distinct names from {', '.join(ALL_OPS)}"
+        check_fields(self, "data.", {"n_operands": ints(1, 64), "modulus": ints(2, 2 ** 16), "n_eval": ints(1, 2 ** 20),
+                                     "ops": (lambda v: v and set(v) <= set(ALL_OPS) and len(set(v)) == len(v), ops)})
         object.__setattr__(self, "ops", tuple(self.ops))
-        bad = [op for op in self.ops if op not in ALL_OPS]
-        if bad or not self.ops or len(set(self.ops)) != len(self.ops):
-            raise ConfigError(f"data.ops={self.ops!r} is not allowed; use distinct names from {', '.join(ALL_OPS)}.")
-        if self.n_operands < 1 or self.modulus < 2:
-            raise ConfigError("data.n_operands must be ≥ 1 and data.modulus ≥ 2.")
-        if not isinstance(self.n_eval, int) or isinstance(self.n_eval, bool) or self.n_eval < 1:
-            raise ConfigError(f"data.n_eval={self.n_eval!r} is not allowed; use a positive integer.")
+        if len(ALL_OPS) * self.modulus ** self.n_operands >= 2 ** 62:  # sequence ids are int64
+            raise ConfigError(f"data.n_operands={self.n_operands} with data.modulus={self.modulus} gives more "
+                              "sequences than int64 ids can number; use fewer operands or a smaller modulus.")
         if self.n_eval > len(self.ops) * self.modulus ** self.n_operands // 4:
             raise ConfigError(f"data.n_eval={self.n_eval} is over a quarter of all sequences; lower it.")
 

@@ -53,17 +53,30 @@ def _field(record, path: str, where: str):
     return value
 
 
+def _text(value) -> bool:
+    """A non-empty string that is valid Unicode (JSON's ``"\\ud800"`` escape gives a lone surrogate, which no
+    tokenizer can read)."""
+    if not isinstance(value, str) or not value.strip():
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _string(record, path: str, where: str) -> str:
     value = _field(record, path, where)
-    if not isinstance(value, str) or not value.strip():
-        raise FfnkvError(f"{where}: field {path!r} must be a non-empty string.")
+    if not _text(value):
+        raise FfnkvError(f"{where}: field {path!r} must be a non-empty string of valid Unicode (no lone surrogates).")
     return value
 
 
 def _strings(record, path: str, where: str) -> tuple[str, ...]:
     value = _field(record, path, where)
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
-        raise FfnkvError(f"{where}: field {path!r} must be a non-empty list of non-empty strings.")
+    if not isinstance(value, list) or not value or not all(_text(v) for v in value):
+        raise FfnkvError(f"{where}: field {path!r} must be a non-empty list of non-empty strings of valid Unicode "
+                         "(no lone surrogates).")
     return tuple(value)
 
 
@@ -71,6 +84,30 @@ def _answer_tokens(tokenizer, prompt: str, answer: str) -> list[int]:
     """The tokens of ``answer`` as it follows ``prompt`` (with its leading space, as ``encode_prompts`` reads it)."""
     ids, offsets = tokenizer.encode_offsets(prompt + " " + answer)
     return [i for i, (a, _) in zip(ids, offsets) if a >= len(prompt)]
+
+
+def _unknown_id(tokenizer) -> int | None:
+    """The id a tokenizer gives text outside its vocabulary (WordPiece's [UNK]); None when it has none (byte-level BPE)."""
+    backend = getattr(tokenizer, "backend", None)
+    unk = getattr(getattr(backend, "model", None), "unk_token", None)
+    return backend.token_to_id(unk) if unk else None
+
+
+def _check_known_text(tokenizer, record: FactRecord, where: str) -> None:
+    """Every text of the record is in the tokenizer's vocabulary: a subject that reads as [UNK] (an emoji under
+    WordPiece) would be traced and edited as the unknown token, not as itself."""
+    unk = _unknown_id(tokenizer)
+    if unk is None:
+        return
+    fields = {"requested_rewrite.prompt": [record.prompt.replace("{}", " ")],
+              "requested_rewrite.subject": [record.subject], "requested_rewrite.target_true.str": [record.target_true],
+              "requested_rewrite.target_new.str": [record.target_new],
+              "paraphrase_prompts": record.paraphrase_prompts, "neighborhood_prompts": record.neighborhood_prompts}
+    for path, texts in fields.items():
+        for text in texts:
+            if unk in tokenizer.encode(text):
+                raise FfnkvError(f"{where}: field {path!r} ({text!r}) holds text the model's tokenizer does not know "
+                                 "(it reads as its unknown token); rephrase it in the model's vocabulary.")
 
 
 def parse_record(raw, index: int, tokenizer=None) -> FactRecord:
@@ -92,6 +129,7 @@ def parse_record(raw, index: int, tokenizer=None) -> FactRecord:
     if record.target_true == record.target_new:
         raise FfnkvError(f"{where}: fields 'target_true' and 'target_new' are the same ({record.target_new!r}).")
     if tokenizer is not None:
+        _check_known_text(tokenizer, record, where)
         for name in ("target_true", "target_new"):
             if not _answer_tokens(tokenizer, record.text, getattr(record, name)):
                 raise FfnkvError(f"{where}: field '{rw}.{name}.str' ({getattr(record, name)!r}) tokenises to nothing.")
@@ -106,6 +144,8 @@ def load_fact_file(path, tokenizer=None) -> list[FactRecord]:
         raw = json.loads(path.read_text())
     except FileNotFoundError:
         raise FfnkvError(f"fact file {str(path)!r} does not exist.") from None
+    except OSError as e:  # a directory, no permission, …
+        raise FfnkvError(f"fact file {str(path)!r} cannot be read ({e.strerror}); pass a JSON file.") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise FfnkvError(f"fact file {str(path)!r} is not valid JSON ({e}).") from None
     if not isinstance(raw, list) or not raw:

@@ -21,8 +21,9 @@ from typing import NamedTuple
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
+from ffnkv.config import check_fields, ints
 from ffnkv.data.facts_vocab import RELATIONS, SEPARATOR, SPECIALS, SYLLABLES
-from ffnkv.errors import ConfigError, FfnkvError
+from ffnkv.errors import FfnkvError
 
 PAD, BOS, UNK = 0, 1, 2
 
@@ -91,16 +92,11 @@ class FactsTask:
     n_neighbours: int = 10
 
     def __post_init__(self):
-        if not 1 <= self.n_relations <= len(RELATIONS):
-            raise ConfigError(f"data.n_relations={self.n_relations} is not allowed; use 1 to {len(RELATIONS)}.")
-        if not 2 <= self.n_attributes <= len(RELATIONS[0].attributes):
-            raise ConfigError(f"data.n_attributes={self.n_attributes} is not allowed; use 2 to {len(RELATIONS[0].attributes)}.")
-        if not 2 <= self.n_entities <= 20000:
-            raise ConfigError(f"data.n_entities={self.n_entities} is not allowed; use 2 to 20000.")
-        if self.loss not in ("attribute", "all"):
-            raise ConfigError(f"data.loss={self.loss!r} is not allowed; use 'attribute' or 'all'.")
-        if self.facts_per_seq < 1:
-            raise ConfigError("data.facts_per_seq must be ≥ 1.")
+        check_fields(self, "data.", {
+            "n_entities": ints(2, 20000), "n_relations": ints(1, len(RELATIONS)),
+            "n_attributes": ints(2, len(RELATIONS[0].attributes)), "seed": ints(0, 2 ** 32 - 1),
+            "facts_per_seq": ints(1, 256), "n_neighbours": ints(1, 20000),
+            "loss": (lambda v: v in ("attribute", "all"), "'attribute' or 'all'")})
 
     # ---- the world -------------------------------------------------------------------------------------
     @functools.cached_property

@@ -19,12 +19,15 @@ import functools
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from ffnkv.config import check_fields, ints, reals
 from ffnkv.errors import ConfigError, FfnkvError
 
 EOS = "<|endoftext|>"
@@ -186,11 +189,15 @@ def encode_to_memmap(tokenizer: TextTokenizer, texts: Iterable[str], path, chunk
     return total
 
 
-def _texts(files=(), wikitext=False, array_record=None, tfds_name=None, tfds_split="train", tfds_data_dir=None,
-           text_key="text") -> Iterator[str]:
+def _check_one_source(files, array_record, tfds_name) -> None:
     if sum(bool(x) for x in (files, array_record, tfds_name)) != 1:
         raise ConfigError("give exactly one text source: data.files (the text preset takes FFNKV_TEXT_FILES), "
                           "data.array_record or data.tfds_name.")
+
+
+def _texts(files=(), wikitext=False, array_record=None, tfds_name=None, tfds_split="train", tfds_data_dir=None,
+           text_key="text") -> Iterator[str]:
+    _check_one_source(files, array_record, tfds_name)
     if files:
         return read_text_files([files] if isinstance(files, str) else files, wikitext)
     if array_record:
@@ -209,33 +216,51 @@ def source_record(files=(), wikitext=False, array_record=None, tfds_name=None, t
             "sha256": [content_hash(f) for f in local]}
 
 
-def prepare_corpus(cache_dir, vocab_size: int = 4096, tokenizer_chars: int = 50_000_000, **source) -> Path:
+def prepare_corpus(cache_dir, vocab_size: int = 4096, tokenizer_chars: int = 50_000_000, accept=None,
+                   **source) -> Path:
     """Train the tokenizer (on the first ``tokenizer_chars`` characters) and encode the source into ``cache_dir``.
 
     ``source`` is one of ``files`` (+ ``wikitext``), ``array_record``, or ``tfds_name`` (+ split/dir/key).
-    Does nothing when ``cache_dir/meta.json`` exists.
+    Does nothing when ``cache_dir/meta.json`` exists. The corpus is built in a temporary directory beside
+    ``cache_dir`` and moved in (``meta.json`` last) only once ``accept(meta)`` has not raised, so a failure or
+    a rejected corpus leaves nothing behind, not even the parent directories it made.
     """
     cache = Path(cache_dir)
     if (cache / "meta.json").is_file():
         return cache
-    cache.mkdir(parents=True, exist_ok=True)
+    _check_one_source(source.get("files"), source.get("array_record"), source.get("tfds_name"))
+    made = [p for p in (cache.parent, *cache.parent.parents) if not p.exists()]
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    build = Path(tempfile.mkdtemp(prefix=f".{cache.name}.", suffix=".tmp", dir=cache.parent))
+    try:
+        def sample():
+            seen = 0
+            for text in _texts(**source):
+                if seen >= tokenizer_chars:
+                    return
+                seen += len(text)
+                yield text
 
-    def sample():
-        seen = 0
-        for text in _texts(**source):
-            if seen >= tokenizer_chars:
-                return
-            seen += len(text)
-            yield text
-
-    tokenizer = train_tokenizer(sample(), vocab_size)
-    tokenizer.tokenizer.save(str(cache / "tokenizer.json.tmp"))
-    os.replace(cache / "tokenizer.json.tmp", cache / "tokenizer.json")
-    n_tokens = encode_to_memmap(tokenizer, _texts(**source), cache / "tokens.bin")
-    meta = {"n_tokens": n_tokens, "dtype": "uint16" if tokenizer.vocab_size <= 2 ** 16 else "uint32",
-            "vocab_size": tokenizer.vocab_size, "source": source_record(**source)}
-    (cache / "meta.json.tmp").write_text(json.dumps(meta, indent=1))
-    os.replace(cache / "meta.json.tmp", cache / "meta.json")
+        tokenizer = train_tokenizer(sample(), vocab_size)
+        tokenizer.tokenizer.save(str(build / "tokenizer.json"))
+        n_tokens = encode_to_memmap(tokenizer, _texts(**source), build / "tokens.bin")
+        meta = {"n_tokens": n_tokens, "dtype": "uint16" if tokenizer.vocab_size <= 2 ** 16 else "uint32",
+                "vocab_size": tokenizer.vocab_size, "source": source_record(**source)}
+        if accept is not None:
+            accept(meta)
+        (build / "meta.json").write_text(json.dumps(meta, indent=1))
+        cache.mkdir(exist_ok=True)
+        for name in ("tokenizer.json", "tokens.bin", "meta.json"):
+            os.replace(build / name, cache / name)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        for path in made:  # innermost first
+            try:
+                path.rmdir()
+            except OSError:
+                break
+        raise
+    shutil.rmtree(build, ignore_errors=True)
     return cache
 
 
@@ -263,25 +288,44 @@ class TextTask:
     n_eval: int = 256
 
     def __post_init__(self):
-        object.__setattr__(self, "files", (self.files,) if isinstance(self.files, str) else tuple(self.files))
-        if not isinstance(self.n_eval, int) or isinstance(self.n_eval, bool) or self.n_eval < 1:
-            raise ConfigError(f"data.n_eval={self.n_eval!r} is not allowed; use a positive integer.")
+        if isinstance(self.files, str):
+            object.__setattr__(self, "files", (self.files,))
+        check_fields(self, "data.", {"vocab_size_target": ints(257, 2 ** 20), "seq_len": ints(1, 2 ** 20),
+                                     "eval_fraction": reals(0, 0.5, lo_open=True, hi_open=True),
+                                     "n_eval": ints(1, 2 ** 20)})
+        object.__setattr__(self, "files", tuple(self.files))
+        if self.cache_dir is None or not (Path(self.cache_dir) / "meta.json").is_file():
+            _check_one_source(self.files, self.array_record, self.tfds_name)  # a built cache may stand alone
+        source = self._source()  # a missing or unreadable source file fails here
         if self.cache_dir is None:
-            key = json.dumps([self._source(), self.vocab_size_target, CACHE_FORMAT], sort_keys=True)
+            key = json.dumps([source, self.vocab_size_target, CACHE_FORMAT], sort_keys=True)
             digest = hashlib.sha1(key.encode()).hexdigest()[:12]
             object.__setattr__(self, "cache_dir", str(Path(os.environ.get("FFNKV_DATA", "data")) / "text" / digest))
         if not (Path(self.cache_dir) / "meta.json").is_file():
+            if self.files:  # each byte is at most 3 tokens (an undecodable one becomes U+FFFD), plus one EOS
+                self._check_tokens(4 * sum(Path(f).stat().st_size for f in self.files), "at most ")
             prepare_corpus(self.cache_dir, self.vocab_size_target, files=self.files, wikitext=self.wikitext,
                            array_record=self.array_record, tfds_name=self.tfds_name, tfds_split=self.tfds_split,
-                           tfds_data_dir=self.tfds_data_dir, text_key=self.text_key)
-        if (self.files or self.array_record or self.tfds_name) and self.meta["source"] != self._source():
+                           tfds_data_dir=self.tfds_data_dir, text_key=self.text_key,
+                           accept=lambda meta: self._check_tokens(meta["n_tokens"]))
+        if (self.files or self.array_record or self.tfds_name) and self.meta["source"] != source:
+            built = {k: v for k, v in self.meta["source"].items() if k != "sha256"}
+            if built == {k: v for k, v in source.items() if k != "sha256"}:
+                names = built["files"] + ([built["array_record"]] if built["array_record"] else [])
+                raise FfnkvError(f"the contents of {', '.join(names)} "
+                                 f"changed since cache_dir {self.cache_dir!r} was built from them (a run trained on "
+                                 "it saw the old text); restore the files, or build a new cache and train again.")
             raise FfnkvError(f"cache_dir {self.cache_dir!r} holds a corpus built from another source "
                              f"({self.meta['source']}); use another cache_dir.")
-        if not 0.0 < self.eval_fraction < 0.5:
-            raise ConfigError(f"data.eval_fraction={self.eval_fraction} is not allowed; use a value in (0, 0.5).")
-        if self._n_train < self.seq_len + 1 or self.meta["n_tokens"] - self._n_train < self.seq_len + 1:
-            raise FfnkvError(f"the corpus in {self.cache_dir} has {self.meta['n_tokens']} tokens, too few for "
-                             f"seq_len={self.seq_len} with eval_fraction={self.eval_fraction}; add text or shorten seq_len.")
+        self._check_tokens(self.meta["n_tokens"])
+
+    def _check_tokens(self, n_tokens: int, bound: str = "") -> None:
+        """Both the training part and the held-out tail must hold a window of ``seq_len + 1`` tokens."""
+        n_train = int(n_tokens * (1.0 - self.eval_fraction))
+        if n_train < self.seq_len + 1 or n_tokens - n_train < self.seq_len + 1:
+            raise FfnkvError(f"the corpus ({', '.join(self.files) or self.cache_dir}) has {bound}{n_tokens} tokens, "
+                             f"too few for seq_len={self.seq_len} with eval_fraction={self.eval_fraction}; add text "
+                             "or shorten seq_len.")
 
     def _source(self) -> dict:
         return source_record(files=self.files, wikitext=self.wikitext, array_record=self.array_record,

@@ -47,17 +47,52 @@ class RunConfig:
     raw: dict = dataclasses.field(repr=False, compare=False)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "RunConfig":
+    def from_dict(cls, values: dict, where: str = "config.json") -> "RunConfig":
+        """Every field read is type-checked: a damaged or foreign ``config.json`` is one FfnkvError naming it."""
+        def fail(what: str):
+            raise FfnkvError(f"{where} {what}; it was not written by `ffnkv train` (restore it or train the run again).")
+
+        if not isinstance(values, dict):
+            fail("is not a JSON object")
+        for name in ("model", "data", "seed", "steps", "batch_size"):
+            if name not in values:
+                fail(f"lacks the field {name!r}")
+        data = values["data"]
+        if not isinstance(data, dict) or not isinstance(data.get("kind"), str) or \
+                not isinstance(data.get("kwargs", {}), dict):
+            fail(f"has data={data!r}, not {{'kind': str, 'kwargs': dict}}")
+        for name in ("seed", "steps", "batch_size"):
+            if not isinstance(values[name], int) or isinstance(values[name], bool) or values[name] < 0:
+                fail(f"has {name}={values[name]!r}, not a non-negative integer")
         try:
-            return cls(ModelConfig.from_dict(values["model"]),
-                       DataSpec(values["data"]["kind"], dict(values["data"].get("kwargs", {}))),
-                       int(values["seed"]), int(values["steps"]), int(values["batch_size"]), values)
-        except (KeyError, TypeError) as missing:
-            raise FfnkvError(f"config.json lacks the field {missing}; it was not written by `ffnkv train`.") from None
+            model = ModelConfig.from_dict(values["model"])
+        except FfnkvError as error:
+            fail(f"has a bad model section ({error})")
+        return cls(model, DataSpec(data["kind"], dict(data.get("kwargs", {}))), values["seed"], values["steps"],
+                   values["batch_size"], values)
 
 
 def _short(error: Exception) -> str:
     return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:160]}"
+
+
+class _Unreadable(Exception):
+    """A checkpoint that does not restore, as one line (orbax's exception is not kept: see ``_collect_quietly``)."""
+
+
+def _collect_quietly() -> None:
+    """Collect the asyncio futures of a failed restore now, silently: each holds one of tensorstore's errors
+    and, left to the interpreter's exit, would log it with a traceback ("exception was never retrieved")."""
+    import gc
+    import logging
+
+    logger = logging.getLogger("asyncio")
+    disabled, hook = logger.disabled, sys.unraisablehook
+    logger.disabled, sys.unraisablehook = True, lambda unraisable: None
+    try:
+        gc.collect()
+    finally:
+        logger.disabled, sys.unraisablehook = disabled, hook
 
 
 class Run:
@@ -72,7 +107,7 @@ class Run:
             values = json.loads(file.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise FfnkvError(f"{file} is not valid JSON ({error}); restore it or train the run again.") from None
-        self.config = RunConfig.from_dict(values)
+        self.config = RunConfig.from_dict(values, str(file))
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, steps={self.steps})"
@@ -99,13 +134,26 @@ class Run:
         return make_task(self.config.data.kind, **self.config.data.kwargs)
 
     def _restore(self, step: int) -> dict:
+        """The parameters of checkpoint ``step``; an unreadable one raises ``_Unreadable`` with one line."""
+        import logging
+
         abstract = jax.eval_shape(lambda: init_params(jax.random.key(0), self.model_cfg))
         here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])  # every process reads the whole tree
         abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=here), abstract)
-        with ocp.CheckpointManager(self.path.absolute() / "checkpoints", item_names=("params",),
-                                   options=ocp.CheckpointManagerOptions(create=False)) as manager:
-            out = manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract)))
-        return out["params"]
+        absl = logging.getLogger("absl")
+        level = absl.level
+        absl.setLevel(logging.ERROR)  # orbax warns of a checkpoint that training is still writing (the newest)
+        try:
+            with ocp.CheckpointManager(self.path.absolute() / "checkpoints", item_names=("params",),
+                                       options=ocp.CheckpointManagerOptions(create=False)) as manager:
+                out = manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract)))
+            return out["params"]
+        except Exception as error:  # orbax/tensorstore raise many types for a damaged checkpoint
+            message = _short(error)
+        finally:
+            absl.setLevel(level)
+        _collect_quietly()
+        raise _Unreadable(message)
 
     def params(self, step: int | None = None) -> dict:
         """Parameters of checkpoint ``step``; by default the newest one that restores (see the module docstring)."""
@@ -117,18 +165,21 @@ class Run:
                 raise FfnkvError(f"run dir {str(self.path)!r} has no checkpoint of step {step}; it has {steps}.")
             try:
                 return self._restore(step)
-            except Exception as error:  # orbax/tensorstore raise many types for a damaged checkpoint
-                raise FfnkvError(f"checkpoint {step} of {self.path} is unreadable ({_short(error)}); "
+            except _Unreadable as error:
+                raise FfnkvError(f"checkpoint {step} of {self.path} is unreadable ({error}); "
                                  f"pick another step of {steps}.") from None
-        for i in range(len(steps) - 1, -1, -1):
+        unreadable = []
+        for step in reversed(steps):
             try:
-                return self._restore(steps[i])
-            except Exception as error:  # as above
-                if i == 0:
-                    raise FfnkvError(f"no checkpoint of {self.path} is readable (the oldest, {steps[0]}: "
-                                     f"{_short(error)}); train the run again.") from None
-                print(f"checkpoint {steps[i]} of {self.path} is unreadable ({_short(error)}); "
-                      f"using checkpoint {steps[i - 1]}", file=sys.stderr)
+                params = self._restore(step)
+            except _Unreadable as error:
+                unreadable.append((step, error))
+                continue
+            for bad, error in unreadable:
+                print(f"checkpoint {bad} of {self.path} is unreadable ({error}); using checkpoint {step}", file=sys.stderr)
+            return params
+        raise FfnkvError(f"no checkpoint of {self.path} is readable (steps {', '.join(map(str, steps))}; the oldest, "
+                         f"{steps[0]}: {unreadable[-1][1]}); train the run again.")
 
     def init_params(self) -> dict:
         """The parameters before training (step 0), recomputed from the run's seed."""
