@@ -13,6 +13,7 @@ import jax
 import numpy as np
 
 from ffnkv import sharding
+from ffnkv.progress import Progress
 
 
 def chunks(tokens_NT, mask_NT=None, batch_size: int = 32):
@@ -27,16 +28,20 @@ def chunks(tokens_NT, mask_NT=None, batch_size: int = 32):
         yield tok, mask, np.int32(start * T)
 
 
-def stream(step: Callable, state, tokens_NT, mask_NT=None, batch_size: int = 32, progress: bool = False, mesh=None):
+def stream(step: Callable, state, tokens_NT, mask_NT=None, batch_size: int = 32, progress=False,
+           mesh=None):
     """``state = step(state, tokens_BT, mask_BT, offset)`` over all chunks; ``step`` should be jitted with donation.
-    ``mesh``: each chunk's rows are placed split over its "data" axis (``batch_size`` a multiple of it)."""
+    ``mesh``: each chunk's rows are placed split over its "data" axis (``batch_size`` a multiple of it).
+    ``progress``: a ``ffnkv.progress.Progress`` (or a bool): the first chunk is the compile, then a bar over
+    tokens; while it draws, the host waits for each chunk (so the bar is true), otherwise only at the end."""
     rows = sharding.rows_sharding(mesh)
     put = jax.device_put if rows is None else (lambda x: sharding.put(x, rows))  # noqa: E731
-    items = chunks(tokens_NT, mask_NT, batch_size)
-    if progress:
-        from tqdm import tqdm
-
-        items = tqdm(items, total=-(-len(tokens_NT) // batch_size), leave=False)
+    progress = Progress(progress) if isinstance(progress, bool) else progress
+    N, T = tokens_NT.shape
+    items = progress.chunks(chunks(tokens_NT, mask_NT, batch_size), None, "tokens", total=N * T,
+                            weight=lambda item: (min(N * T, int(item[2]) + batch_size * T) - int(item[2])))
     for tok, mask, offset in items:
         state = step(state, put(tok), put(mask), offset)
+        if progress.on:
+            jax.block_until_ready(state)
     return jax.tree.map(sharding.fetch, state)

@@ -310,15 +310,16 @@ def _span_all(params, tokens_NT, pos_N, gold_N, s0_N, s1_N, keys_N, nu, cfg, sam
 
 
 def restore_subject(params, cfg, enc, noise: float | None = None, samples: int = 10, seed: int = 0,
-                    layers=None) -> dict:
+                    layers=None, keys=None) -> dict:
     """Restoring the *whole* subject at once: the clean hidden states (``resid``) or MLP outputs (``mlp``) of
     every subject token at one layer l, in the corrupted run of :func:`causal_trace` (same noise: fact n's
-    samples from ``fold_in(key(seed), n)``). Meng et al. restore one token; a model whose last token reads the
+    samples from ``keys[n]``, default ``fold_in(key(seed), n)``). Meng et al. restore one token; a model whose last token reads the
     fact from all subject tokens shows the early site only here. Returns ``p_corrupt`` [N] and ``restored``
     ``{resid, mlp}`` [N, K] (mean restored P[o]) for the K ``layers`` (default all)."""
     check_prompts(enc, cfg, width_needed=False)
     nu = embedding_noise(params) if noise is None else float(noise)
-    keys = jax.vmap(lambda n: jax.random.fold_in(jax.random.key(seed), n))(jnp.arange(len(enc["tokens"])))
+    if keys is None:
+        keys = jax.vmap(lambda n: jax.random.fold_in(jax.random.key(seed), n))(jnp.arange(len(enc["tokens"])))
     arrays = [jnp.asarray(enc[k], jnp.int32) for k in ("tokens", "predict_pos", "target", "subject_start", "subject_end")]
     layers = tuple(range(cfg.n_layers)) if layers is None else tuple(int(l) for l in layers)
     p_corrupt, p_KNL = _span_all(params, *arrays, keys, jnp.float32(nu), cfg, int(samples), layers)

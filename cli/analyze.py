@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from cli.args import nonnegative_int
+from cli.args import nonnegative_int, progress_of
 from ffnkv.errors import FfnkvError
 
 NAME = "analyze"
@@ -67,7 +67,7 @@ def run(args) -> int:
     settings = SpecialisationSettings(tuple(args.analyses or ANALYSES), args.seed, args.n_random)
     path = Path(args.run_dir)
     runs = find_runs(path)
-    rows = [analyse_run(run_dir, settings, args.step) for run_dir in runs]
+    rows = [analyse_run(run_dir, settings, args.step) for run_dir in progress_of(args).chunks(runs, "analyze", "runs")]
     if len(runs) > 1:
         write_comparison(path / "analysis", rows)
         print(f"comparison of {len(rows)} runs -> {path / 'analysis'}")

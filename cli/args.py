@@ -69,3 +69,57 @@ def add_mesh(parser) -> None:
 
 
 finite_float = _checked(float, lambda v: True, "a finite number")
+
+
+def add_progress(parser) -> None:
+    """``--no-progress``, which every command takes (``cli.main`` adds it)."""
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars or compile lines on stderr (default: shown when stderr is a terminal; "
+                             "FFNKV_PROGRESS=1 forces them on)")
+
+
+def progress_of(args):
+    """The ``ffnkv.progress.Progress`` a command reports through: off with ``--no-progress``, else automatic."""
+    from ffnkv.progress import Progress
+
+    return Progress(False if getattr(args, "no_progress", False) else None)
+
+
+def add_distributed(parser) -> None:
+    """``--coordinator/--num-processes/--process-id``: one command run by several processes (jax.distributed)."""
+    group = parser.add_argument_group("multi-process (every process runs the same command with its own --process-id)")
+    group.add_argument("--coordinator", default=None, metavar="HOST:PORT", help="address of process 0's coordinator")
+    group.add_argument("--num-processes", type=positive_int, default=None, help="number of processes")
+    group.add_argument("--process-id", type=nonnegative_int, default=None, help="this process's index, 0 … N-1")
+
+
+def start_distributed(args) -> bool:
+    """``jax.distributed.initialize`` from the options of :func:`add_distributed` (CPU collectives through gloo);
+    returns whether several processes take part (then only process 0 writes files)."""
+    from ffnkv.sharding import init_distributed
+
+    init_distributed(args.coordinator, args.num_processes, args.process_id)
+    return (args.num_processes or 1) > 1
+
+
+def writer(args) -> bool:
+    """Whether this process writes the command's files and prints its summary: process 0, or a lone process."""
+    if (getattr(args, "num_processes", None) or 1) == 1:
+        return True
+    import jax
+
+    return jax.process_index() == 0
+
+
+def mesh_of(args):
+    """``--mesh``, or every device of every process on "data" when several processes take part."""
+    return args.mesh if args.mesh is not None or (args.num_processes or 1) == 1 else (-1, 1)
+
+
+def finish_distributed(args) -> None:
+    """With several processes, wait until every one (process 0 writing the files) has got here, so that none
+    reaches jax.distributed's shutdown barrier minutes before the others."""
+    if (getattr(args, "num_processes", None) or 1) > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("ffnkv: the command's files are written")

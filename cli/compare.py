@@ -30,7 +30,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threshold", type=fraction, default=0.95, help="accuracy for steps-to-threshold")
     parser.add_argument("--no-plateau", action="store_true", help="train every kind the config's steps (default: stop "
                         "when eval accuracy stops rising, studies.condcomp.Plateau; steps is the cap)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run(args) -> int:

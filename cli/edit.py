@@ -7,7 +7,8 @@ packaged ``known_facts.json`` for a pretrained model). Writes ``edit.json``, ``e
 """
 from __future__ import annotations
 
-from cli.args import add_mesh, nonnegative_int, output_dir, positive_float, positive_int
+from cli.args import (add_distributed, add_mesh, finish_distributed, mesh_of, nonnegative_int, output_dir,
+                       positive_float, positive_int, progress_of, start_distributed, writer)
 
 from pathlib import Path
 
@@ -38,6 +39,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=nonnegative_int, default=0)
     parser.add_argument("--out", type=output_dir, default=None, help="output dir")
     add_mesh(parser)
+    add_distributed(parser)
 
 
 def _ints(text, what):
@@ -68,7 +70,7 @@ def settings_from(args):
                         memit_width=args.memit_width, memit_lambda=args.memit_lambda,
                         lambda_ratio=args.lambda_ratio,
                         lambda_sweep=None if args.lambda_sweep is None else _floats(args.lambda_sweep, "--lambda-sweep"),
-                        cov_text=args.cov_text or LICENCE_TEXTS, cov_tokens=args.cov_tokens, mesh=args.mesh)
+                        cov_text=args.cov_text or LICENCE_TEXTS, cov_tokens=args.cov_tokens, mesh=mesh_of(args))
 
 
 def load_facts(model, path, seed: int = 0):
@@ -95,15 +97,18 @@ def run(args) -> int:
 
     settings = settings_from(args)
     editing.check_protocols(settings.protocols)
+    start_distributed(args)
     model = load_model(args.run_dir)
     editing.check(model, settings)
     facts = load_facts(model, args.facts, args.seed)
-    result = editing.run(model, facts, settings)
-    default = Path(args.run_dir) / "analysis" / "edit" if model.run is not None else Path("runs") / "edit" / model.name
-    out = Path(args.out or default)
-    write_json(out / "edit.json", result)
-    write_text(out / "edit.md", edit_markdown(result))
-    plot_scores({"": result}, out / "edit.png", f"{model.name}: edits at layer {result['layer']} ({settings.token})")
-    plot_lambda_sweep(result, out / "edit_lambda_sweep.png")
-    print(edit_markdown(result))
+    result = editing.run(model, facts, settings, progress_of(args))
+    if writer(args):
+        default = Path(args.run_dir) / "analysis" / "edit" if model.run is not None else Path("runs") / "edit" / model.name
+        out = Path(args.out or default)
+        write_json(out / "edit.json", result)
+        write_text(out / "edit.md", edit_markdown(result))
+        plot_scores({"": result}, out / "edit.png", f"{model.name}: edits at layer {result['layer']} ({settings.token})")
+        plot_lambda_sweep(result, out / "edit_lambda_sweep.png")
+        print(edit_markdown(result))
+    finish_distributed(args)
     return 0

@@ -5,7 +5,7 @@ causal tracing, knowledge neurons per fact and ``ffnkv edit``'s protocols. One t
 """
 from __future__ import annotations
 
-from cli.args import nonnegative_int, output_dir, positive_int
+from cli.args import nonnegative_int, output_dir, positive_int, progress_of
 
 from pathlib import Path
 
@@ -47,7 +47,7 @@ def run(args) -> int:
         n_unrelated=args.n_unrelated, neuron_facts=args.neuron_facts, trace_facts=args.trace_facts, token=args.token,
         seed=args.seed)
     out = Path(args.out)
-    result = editability.run(out, settings)
+    result = editability.run(out, settings, progress_of(args))
     rows = [[r["row"][c] for c in COLUMNS] for r in result["kinds"].values()]
     text = table(COLUMNS, rows, digits=3)
     write_json(out / "editability.json", result)

@@ -6,7 +6,8 @@ under ``--out`` (default ``RUN_DIR/analysis/knowledge``, or ``runs/knowledge/NAM
 """
 from __future__ import annotations
 
-from cli.args import add_mesh, fraction, nonnegative_int, output_dir, positive_float, positive_int
+from cli.args import (add_distributed, add_mesh, finish_distributed, fraction, mesh_of, nonnegative_int, output_dir,
+                       positive_float, positive_int, progress_of, start_distributed, writer)
 
 NAME = "knowledge"
 HELP = "knowledge neurons (integrated gradients) and causal tracing of any model on a fact set"
@@ -42,6 +43,7 @@ def add_arguments(parser) -> None:
     a("--examples", type=positive_int, default=3, help="per-fact tracing heatmaps")
     a("--out", type=output_dir, default=None, help="output dir")
     add_mesh(parser)
+    add_distributed(parser)
 
 
 def settings(args):
@@ -55,7 +57,7 @@ def settings(args):
         all_positions=args.all_positions, unrelated=args.unrelated, batch_size=args.batch_size,
         samples=args.samples, noise_factor=args.noise_factor, window=args.window,
         single_layer=not args.no_single_layer, kinds=tuple(args.trace_kinds or KINDS),
-        layer_stride=args.layer_stride, cell_batch=args.cell_batch, examples=args.examples, mesh=args.mesh)
+        layer_stride=args.layer_stride, cell_batch=args.cell_batch, examples=args.examples, mesh=mesh_of(args))
 
 
 def run(args) -> int:
@@ -66,9 +68,13 @@ def run(args) -> int:
     from studies import facts, knowledge
     from studies.report import knowledge as report
 
+    s = settings(args)
+    start_distributed(args)
     model = load_model(args.run_dir, args.step)
-    result = knowledge.run(model, facts.model_facts(model, args.facts_file), settings(args))
+    result = knowledge.run(model, facts.model_facts(model, args.facts_file), s, progress_of(args))
     out = default_out(args.out, model, "knowledge")
-    report.write(result, out)
-    print(json.dumps(knowledge.summary(result) | {"out": str(out)}, indent=1))
+    if writer(args):
+        report.write(result, out)
+        print(json.dumps(knowledge.summary(result) | {"out": str(out)}, indent=1))
+    finish_distributed(args)
     return 0

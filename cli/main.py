@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 
+from cli.args import add_progress
 from ffnkv.errors import FfnkvError, Interrupted
 
 COMMAND_MODULES = (
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"cli.{name}")
         command = sub.add_parser(module.NAME, help=module.HELP, description=module.__doc__)
         module.add_arguments(command)
+        add_progress(command)
         command.set_defaults(run=module.run)
     return parser
 

@@ -6,7 +6,8 @@ line) or the probe sentences. The protocol is ``studies.memories``; files (``mem
 """
 from __future__ import annotations
 
-from cli.args import add_mesh, finite_float, nonnegative_int, output_dir, positive_int
+from cli.args import (add_distributed, add_mesh, finish_distributed, finite_float, mesh_of, nonnegative_int,
+                       output_dir, positive_int, progress_of, start_distributed, writer)
 
 NAME = "memories"
 HELP = "Geva 2021/2022 key-value memory analyses of any model (triggers, agreement, refinement, promotion)"
@@ -32,6 +33,7 @@ def add_arguments(parser) -> None:
     a("--seed", type=nonnegative_int, default=0)
     a("--out", type=output_dir, default=None, help="output dir")
     add_mesh(parser)
+    add_distributed(parser)
 
 
 def run(args) -> int:
@@ -46,19 +48,22 @@ def run(args) -> int:
     s = memories.MemoriesSettings(max_tokens=args.max_tokens, k=args.k, batch_size=args.batch_size,
                                   final_norm=args.final_norm, threshold=args.threshold, n_shuffles=args.shuffles,
                                   removal_keys=args.removal_keys, sample_keys=args.sample_keys, clusters=args.clusters,
-                                  top_n=args.top_n, window=args.window, seed=args.seed, mesh=args.mesh)
+                                  top_n=args.top_n, window=args.window, seed=args.seed, mesh=mesh_of(args))
     from ffnkv.errors import FfnkvError
 
     missing = [f for f in args.text or () if not Path(f).is_file()]
     if missing:
         raise FfnkvError(f"--text file {missing[0]!r} does not exist.")
+    start_distributed(args)
     model = load_model(args.run_dir, args.step)
     texts = [line for f in args.text for line in Path(f).read_text().splitlines() if line.strip()] if args.text else None
-    result = memories.run(model, memories.corpus(model, s, texts), s)
+    result = memories.run(model, memories.corpus(model, s, texts), s, progress_of(args))
     out = default_out(args.out, model, "memories")
-    report.write(result, out)
-    mem = result["memories"]
-    print(json.dumps({"agreement": {k: mem["agreement"][k] for k in ("agreement", "baseline")},
-                      "zero_agreement": mem["composition"]["zero_agreement"],
-                      "zero_agreement_shuffled": mem["composition"]["zero_agreement_shuffled"], "out": str(out)}))
+    if writer(args):
+        report.write(result, out)
+        mem = result["memories"]
+        print(json.dumps({"agreement": {k: mem["agreement"][k] for k in ("agreement", "baseline")},
+                          "zero_agreement": mem["composition"]["zero_agreement"],
+                          "zero_agreement_shuffled": mem["composition"]["zero_agreement_shuffled"], "out": str(out)}))
+    finish_distributed(args)
     return 0

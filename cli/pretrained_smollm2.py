@@ -18,9 +18,11 @@ def settings(args):
 
 def run_smollm2(model, args) -> dict:
     """The study on ``model`` (a ``load_model`` Model: the packaged SmolLM2 or ``--path``)."""
+    from cli.args import progress_of
     from studies import facts, knowledge
 
-    return knowledge.run(model, facts.model_facts(model, getattr(args, "facts_file", None)), settings(args))
+    return knowledge.run(model, facts.model_facts(model, getattr(args, "facts_file", None)), settings(args),
+                         progress_of(args))
 
 
 def plot_smollm2(result: dict, out_dir) -> list[str]:

@@ -48,6 +48,7 @@ def run(args) -> int:
     settings = reproduce.ReproduceSettings("quick" if args.quick else args.profile or "full", args.out,
                                            _names(args.stages), _names(args.redo))
     start = time.perf_counter()
-    result = reproduce.run(settings, main, log=lambda line: print(line, flush=True))
+    command = (lambda argv: main(argv + ["--no-progress"])) if args.no_progress else main
+    result = reproduce.run(settings, command, log=lambda line: print(line, flush=True))
     print(f"\nreproduce ({settings.profile}) finished in {time.perf_counter() - start:.0f} s; report: {result['report']}")
     return 0

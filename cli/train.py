@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from cli.args import output_dir
+from cli.args import add_distributed, output_dir, start_distributed
 
 NAME = "train"
 HELP = "train a model from a config file (resumes if the run dir has checkpoints)"
@@ -21,16 +21,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field (repeatable), e.g. --set model.ffn=gelu --set steps=500")
     parser.add_argument("--run-dir", type=output_dir, required=True, help="output dir: config.json, metrics.jsonl, checkpoints/")
-    parser.add_argument("--coordinator", default=None, help="multi-host: coordinator address host:port")
-    parser.add_argument("--num-processes", type=int, default=None, help="multi-host: number of processes")
-    parser.add_argument("--process-id", type=int, default=None, help="multi-host: this process's index")
+    add_distributed(parser)
     parser.add_argument("--seeds", type=int, default=None, metavar="N",
                         help="train N seeds (seed, seed+1, …: init and data order) as one program; sets `seeds`")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args) -> int:
-    from train import sharding
     from train.config import apply_overrides, load_config_file, resolve
 
     cfg = apply_overrides(load_config_file(args.config), args.overrides)
@@ -39,7 +35,7 @@ def run(args) -> int:
     if args.no_progress:
         cfg = cfg.replace(progress=False)
     resolve(cfg)  # config mistakes fail here, before anything touches the run dir
-    sharding.init_distributed(args.coordinator, args.num_processes, args.process_id)
+    start_distributed(args)
     from train.loop import train
 
     result = train(cfg, args.run_dir)

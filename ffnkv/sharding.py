@@ -66,7 +66,9 @@ def tree_shardings(tree, mesh):
 
 def put(x, sharding: NamedSharding):
     """A host array, the same in every process, placed with ``sharding``; each process supplies only the slices
-    its own devices hold. Device arrays are resharded."""
+    its own devices hold. Device arrays are resharded; typed PRNG keys travel as their key data."""
+    if jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key):
+        return jax.random.wrap_key_data(put(jax.random.key_data(x), sharding), impl=jax.random.key_impl(x))
     if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer):
         if jax.process_count() == 1 or not x.is_fully_addressable:
             return jax.device_put(x, sharding)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ffnkv.progress import SILENT, Progress
 from studies import editing
 
 KINDS = ("relu", "gelu", "swiglu", "softmax")
@@ -39,7 +40,7 @@ class EditabilitySettings:
     seeds: int = 1
 
 
-def train_config(kind: str, s: EditabilitySettings):
+def train_config(kind: str, s: EditabilitySettings, progress: bool = False):
     from ffnkv.config import ModelConfig, matched_d_ff
     from train.config import DataConfig, OptimConfig, TrainConfig
 
@@ -49,7 +50,7 @@ def train_config(kind: str, s: EditabilitySettings):
                                                  "seed": s.seed, "loss": s.loss, "names": s.names}),
                        optim=OptimConfig(lr=3e-3, warmup_steps=min(100, s.steps // 5), weight_decay=0.01),
                        steps=s.steps, batch_size=64, eval_every=s.steps, ckpt_every=s.steps, keep=1,
-                       log_every=50, seed=s.seed, seeds=s.seeds, progress=False)
+                       log_every=50, seed=s.seed, seeds=s.seeds, progress=progress)
 
 
 def _facts_enc(task, facts, all_templates: bool):
@@ -83,15 +84,16 @@ def neurons_per_fact(params, cfg, task, facts, steps: int = 20) -> float:
     return float(np.mean([len(f["neurons"]) for f in found]))
 
 
-def one_kind(kind: str, run_dir, s: EditabilitySettings) -> dict:
+def one_kind(kind: str, run_dir, s: EditabilitySettings, progress: Progress = SILENT) -> dict:
     from train.loop import train
 
-    trained = train(train_config(kind, s), Path(run_dir))
-    per_seed = [one_seed(kind, run_dir, s, trained, i) for i in range(s.seeds)]
+    trained = train(train_config(kind, s, progress.requested is not False), Path(run_dir))
+    per_seed = [one_seed(kind, run_dir, s, trained, i, progress) for i in range(s.seeds)]
     return per_seed[0] | ({"per_seed": per_seed} if s.seeds > 1 else {})
 
 
-def one_seed(kind: str, run_dir, s: EditabilitySettings, trained: dict, seed: int) -> dict:
+def one_seed(kind: str, run_dir, s: EditabilitySettings, trained: dict, seed: int,
+             progress: Progress = SILENT) -> dict:
     """The row of seed index ``seed`` of the trained run dir."""
     from ffnkv.data.counterfact import world_fact_records
     from ffnkv.io.load import load_model
@@ -103,10 +105,11 @@ def one_seed(kind: str, run_dir, s: EditabilitySettings, trained: dict, seed: in
     records = world_fact_records(task, None, s.seed)
     known = set(r.case_id for r, k in zip(records, editing.known_mask(model.params, model.cfg, model.tokenizer, records)) if k)
     traced = [task.facts[i] for i in sorted(known)][: s.trace_facts]
+    progress.write(f"{kind}: tracing {len(traced)} facts, knowledge neurons of {min(len(traced), s.neuron_facts)}…")
     peak, ie_L = peak_mlp_layer(model.params, model.cfg, task, traced, seed=s.seed)
     neurons = neurons_per_fact(model.params, model.cfg, task, traced[: s.neuron_facts])
     res = editing.run(model, records, editing.EditSettings(n_edits=s.n_edits, n_unrelated=s.n_unrelated, seed=s.seed,
-                                                           token=s.token))
+                                                           token=s.token), progress)
     row = {"ffn": kind, "d_ff": model.cfg.d_ff, "train_fact_acc": float(fact_acc),
            "peak_mlp_layer": peak, "edit_layer": res["layer"], "neurons_per_fact": neurons}
     for key, name in (("rome_single", "ROME"), ("memit", "MEMIT")):
@@ -116,8 +119,10 @@ def one_seed(kind: str, run_dir, s: EditabilitySettings, trained: dict, seed: in
     return {"row": row, "mlp_indirect_effect_by_layer": ie_L, "edit": res}
 
 
-def run(out_dir, settings: EditabilitySettings = EditabilitySettings()) -> dict:
-    """Every kind of ``settings.kinds`` trained under ``out_dir/<kind>``; ``{"settings", "kinds"}``."""
+def run(out_dir, settings: EditabilitySettings = EditabilitySettings(), progress: Progress | None = None) -> dict:
+    """Every kind of ``settings.kinds`` trained under ``out_dir/<kind>``; ``{"settings", "kinds"}``. ``progress``:
+    where training and the sweeps report (default: bars when stderr is a terminal)."""
+    progress = Progress() if progress is None else progress
     from ffnkv.config import FFN_KINDS
     from ffnkv.errors import FfnkvError
 
@@ -125,5 +130,8 @@ def run(out_dir, settings: EditabilitySettings = EditabilitySettings()) -> dict:
     if bad or not settings.kinds:
         raise FfnkvError(f"kinds {','.join(settings.kinds)!r} are not allowed; use FFN kinds with keys and values: "
                          f"{', '.join(KINDS)}.")
-    kinds = {kind: one_kind(kind, Path(out_dir) / kind, settings) for kind in settings.kinds}
+    kinds = {}
+    for kind in settings.kinds:
+        progress.write(f"editability: FFN kind {kind} ({len(kinds) + 1} of {len(settings.kinds)})")
+        kinds[kind] = one_kind(kind, Path(out_dir) / kind, settings, progress)
     return {"settings": dataclasses.asdict(settings), "kinds": kinds}

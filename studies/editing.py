@@ -47,6 +47,7 @@ from analysis.rome import (CONSTRAINTS, ROME_HPARAMS, DeltaHParams, keys_at, opt
                            rome_edit, rome_sequential, site_hooks)
 from ffnkv.errors import FfnkvError
 from ffnkv.model import forward
+from ffnkv.progress import SILENT, Progress, map_chunks
 
 PROTOCOLS = ("single", "sequential", "memit")
 LICENCE_TEXTS = "/usr/share/common-licenses/*"
@@ -116,8 +117,12 @@ def text_batches(tokenizer, pattern: str, n_tokens: int, window: int, batch_size
         yield tokens, mask
 
 
-def second_moments(model, layers, s: EditSettings) -> tuple[dict, dict]:
-    """C per layer and where it came from."""
+COV_GROUP = 4  # batches per call of key_second_moment: the bar advances (and the host waits) once per group
+
+
+def second_moments(model, layers, s: EditSettings, progress: Progress = SILENT) -> tuple[dict, dict]:
+    """C per layer and where it came from: the batches in groups of ``COV_GROUP``, each group's mean weighted
+    by its positions (the bar counts the positions, the first group's call is the compile)."""
     task = model.run.task if model.run is not None else None
     if task is not None and hasattr(task, "batch"):
         batches = task_batches(task, s.seed + 1000, s.cov_batches, s.cov_batch_size, pad_id=0)
@@ -125,21 +130,39 @@ def second_moments(model, layers, s: EditSettings) -> tuple[dict, dict]:
     else:
         batches = text_batches(model.tokenizer, s.cov_text, s.cov_tokens, min(s.cov_window, model.cfg.max_len))
         source = f"{s.cov_text} tokenised by the model's tokenizer, up to {s.cov_tokens} tokens"
-    C_LFF, n = key_second_moment(model.params, model.cfg, layers, batches,
-                                 mesh=None if s.mesh is None else make_mesh(s.mesh))
-    return {l: C_LFF[i] for i, l in enumerate(layers)}, {"source": source, "n_positions": n}
+    mesh = None if s.mesh is None else make_mesh(s.mesh)
+    batches = list(batches)
+    groups = [g for g in (batches[i: i + COV_GROUP] for i in range(0, len(batches), COV_GROUP))
+              if any(np.asarray(m).any() for _, m in g)]
+    total, n = None, 0
+    positions = lambda group: sum(int(np.asarray(m).sum()) for _, m in group)  # noqa: E731
+    for group in progress.chunks(groups, "covariance", "tokens", positions):
+        C_LFF, n_g = key_second_moment(model.params, model.cfg, layers, group, mesh=mesh)
+        total = C_LFF * n_g if total is None else total + C_LFF * n_g
+        n += n_g
+    if total is None:
+        raise FfnkvError("the corpus for the key second moment has no unmasked positions; give it real tokens.")
+    return {l: total[i] / n for i, l in enumerate(layers)}, {"source": source, "n_positions": n}
 
 
 def _stats(info: dict) -> dict:
     return {k: float(np.mean(np.asarray(v))) for k, v in info.items() if k in ("nll", "steps", "delta_norm", "final_gap")}
 
 
-def rome_single(model, layer, C_FF, reqs, probes, others, hp) -> dict:
-    """ROME edits one by one, each into a fresh model; means over edits and S."""
+EDIT_CHUNK = 8  # single edits per dispatched chunk (score_single_edits' batch)
+
+
+def rome_single(model, layer, C_FF, reqs, probes, others, hp, progress: Progress = SILENT) -> dict:
+    """ROME edits one by one, each into a fresh model; means over edits and S. The edits are dispatched in
+    equal chunks of one compiled program (the bar counts edits)."""
     t = time.time()
     Cinv = regularised_inverse(C_FF, hp.ridge)
     edit_fn = lambda p, r, Cinv_FF: rome_edit(p, model.cfg, layer, Cinv_FF, r, hp)  # noqa: E731
-    scores, info = score_single_edits(model.params, model.cfg, edit_fn, reqs, probes, others, edit_args=(Cinv,))
+    run = jax.jit(lambda p, c, rs, ps, us: score_single_edits(p, model.cfg, edit_fn, rs, ps, us, edit_args=(c,)))
+    take = lambda tree, rows: jax.tree.map(lambda x: x[rows], tree)  # noqa: E731
+    n = int(jax.tree.leaves(reqs)[0].shape[0])
+    scores, info = map_chunks(lambda rows: run(model.params, Cinv, take(reqs, rows), take(probes, rows), others),
+                              n, EDIT_CHUNK, progress, f"ROME edits at layer {layer}", "edits")
     return summarise(scores) | _stats(info) | {"seconds": time.time() - t}
 
 
@@ -208,9 +231,11 @@ def check(model, s: EditSettings) -> None:
         raise FfnkvError(f"candidate layers {bad} are outside the model's {cfg.n_layers} layers.")
 
 
-def run(model, facts, settings: EditSettings = EditSettings()) -> dict:
-    """Locate (unless ``settings.layer``), edit and score; a JSON-able dict (see the module docstring)."""
+def run(model, facts, settings: EditSettings = EditSettings(), progress: Progress | None = None) -> dict:
+    """Locate (unless ``settings.layer``), edit and score; a JSON-able dict (see the module docstring).
+    ``progress``: where the sweeps report (default: a bar when stderr is a terminal)."""
     s = settings
+    progress = Progress() if progress is None else progress
     check(model, s)
     model = dataclasses.replace(model, params=jax.tree.map(jnp.asarray, model.params))  # importers give numpy
     rome_hp = dataclasses.replace(s.rome, constraint=s.constraint)
@@ -220,7 +245,7 @@ def run(model, facts, settings: EditSettings = EditSettings()) -> dict:
     cal, edit, unrelated, n_known = _split(model, facts, s, calibrate)
     candidates = tuple(s.layer_candidates or range(cfg.n_layers)) if calibrate else (s.layer,)
     need = sorted(set(candidates) | {l for c in candidates for l in memit_layers(c, s.memit_width, cfg.n_layers)})
-    C, cov_info = second_moments(model, need, s)
+    C, cov_info = second_moments(model, need, s, progress)
     prefixes = context_prefixes(model.params, cfg, model.tokenizer, s.seed, rome_hp.prefixes)
     others = fact_set(model.tokenizer, unrelated)
     out = {"model": model.name, "ffn": cfg.ffn, "n_layers": cfg.n_layers, "d_ff": cfg.width, "token": s.token,
@@ -229,7 +254,11 @@ def run(model, facts, settings: EditSettings = EditSettings()) -> dict:
            "edited": [r.case_id for r in edit]}
     if calibrate:
         cal_reqs, cal_probes = _requests(model, cal, prefixes, s)
-        per_layer = {l: rome_single(model, l, C[l], cal_reqs, cal_probes, others, rome_hp) for l in candidates}
+        per_layer = {}
+        with progress.bar(len(candidates), "layer rule (ROME on the calibration facts)", "layers") as bar:
+            for l in candidates:
+                per_layer[l] = rome_single(model, l, C[l], cal_reqs, cal_probes, others, rome_hp)
+                bar.update(1)
         layer = max(candidates, key=lambda l: (per_layer[l]["S"], -l))
         out["layer_rule"] = {"rule": "editability per layer: ROME single S on the calibration facts, argmax "
                                      "(earliest on a tie)", "S_by_layer": {str(l): per_layer[l]["S"] for l in candidates},
@@ -243,16 +272,18 @@ def run(model, facts, settings: EditSettings = EditSettings()) -> dict:
     out["unedited"] = summarise(score_edited(model.params, cfg, probes, others))
     if s.delta_check:
         k = min(s.delta_check, len(edit))
+        progress.write(f"testbed check: an unconstrained δ on {k} facts at layer {layer}…")
         out["delta_check"] = delta_flip_rate(model, layer, jax.tree.map(lambda x: x[:k], reqs),
                                              jax.tree.map(lambda x: x[:k], probes), rome_hp)
     if "single" in s.protocols:
-        out["rome_single"] = rome_single(model, layer, C[layer], reqs, probes, others, rome_hp)
+        out["rome_single"] = rome_single(model, layer, C[layer], reqs, probes, others, rome_hp, progress)
     if "sequential" in s.protocols:
         t = time.time()
+        progress.write(f"ROME: {len(edit)} edits in sequence at layer {layer}…")
         edited, info = rome_sequential(model.params, cfg, layer, C[layer], reqs, rome_hp)
         out["rome_sequential"] = summarise(score_edited(edited, cfg, probes, others)) | _stats(info) | {"seconds": time.time() - t}
     if "memit" in s.protocols:
-        out |= memit_protocol(model, edit, mem, C, probes, others, memit_hp, s)
+        out |= memit_protocol(model, edit, mem, C, probes, others, memit_hp, s, progress)
     jax.clear_caches()
     return out
 
@@ -272,7 +303,7 @@ def memit_sweep(params, cfg, layers: tuple, C_LFF, reqs, probes, others, lam_R, 
     return scores, info, spread
 
 
-def memit_protocol(model, edit, mem, C, probes, others, hp, s: EditSettings) -> dict:
+def memit_protocol(model, edit, mem, C, probes, others, hp, s: EditSettings, progress: Progress = SILENT) -> dict:
     """MEMIT at the rule's λ (or ``s.memit_lambda``), the ratio sweep and the paper's absolute λ: one program."""
     cfg = model.cfg
     prefixes = context_prefixes(model.params, cfg, model.tokenizer, s.seed, hp.prefixes)
@@ -285,6 +316,8 @@ def memit_protocol(model, edit, mem, C, probes, others, hp, s: EditSettings) -> 
     ratios = ratio_grid(len(mem), s.sweep_points) if s.lambda_sweep is None else tuple(s.lambda_sweep)
     lams = [lam] + [r * s_bar for r in ratios] + ([MEMIT_LAMBDA] if ratios else [])
     t = time.time()
+    progress.write(f"MEMIT: {len(edit)} edits at once in layers {list(mem)}, {len(lams)} values of λ in one "
+                   "program…")
     scores, info, spread = memit_sweep(model.params, cfg, tuple(mem), C_mem, reqs, probes, others,
                                        jnp.asarray(lams, jnp.float32), hp)
     seconds = (time.time() - t) / len(lams)

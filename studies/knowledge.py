@@ -29,6 +29,8 @@ from analysis import tracing as TR
 from analysis.ablation import random_like
 from analysis.memories import token_rank
 from ffnkv.errors import FfnkvError
+from ffnkv.progress import SILENT, Progress, map_chunks
+from ffnkv.prompts import FIELDS, Prompts
 from studies import facts as FS
 
 WHAT = ("attribution", "tracing", "all")
@@ -68,8 +70,24 @@ def _mesh(s):
     return None if s.mesh is None else make_mesh(s.mesh)
 
 
-def run(model, records, settings: KnowledgeSettings = KnowledgeSettings()) -> dict:
-    """Screening, then ``attribution`` and/or ``tracing`` (module docstring) on ``records``; JSON-able."""
+CHUNKS = 16  # a sweep is dispatched in about this many equal chunks (one program; the bar advances per chunk)
+
+
+def rows_of(enc, rows) -> Prompts:
+    """The prompts at ``rows`` with the padding of the whole set kept, so every chunk has one shape."""
+    return Prompts(**{f: np.asarray(enc[f])[rows] for f in FIELDS})
+
+
+def chunk_size(n: int, in_flight: int, mesh) -> int:
+    """Rows per chunk: about n / CHUNKS, at least ``in_flight`` per "data" device of ``mesh``."""
+    d = 1 if mesh is None else mesh.shape["data"]
+    return max(-(-n // CHUNKS), in_flight * d)
+
+
+def run(model, records, settings: KnowledgeSettings = KnowledgeSettings(), progress: Progress | None = None) -> dict:
+    """Screening, then ``attribution`` and/or ``tracing`` (module docstring) on ``records``; JSON-able.
+    ``progress``: where the sweeps report (default: a bar when stderr is a terminal)."""
+    progress = Progress() if progress is None else progress
     cfg, params, tok = model.cfg, jax.tree.map(np.asarray, model.params), model.tokenizer
     if not cfg.causal:
         raise FfnkvError(f"{model.name!r} is not a causal LM; knowledge neurons and tracing need next-token prediction.")
@@ -81,9 +99,9 @@ def run(model, records, settings: KnowledgeSettings = KnowledgeSettings()) -> di
            "screening": {"n_records": len(records), "n_known": int(known_N.sum()), "chosen": chosen.tolist()},
            "settings": dataclasses.asdict(settings)}
     if settings.what in ("attribution", "all"):
-        out["attribution"] = attribution(params, cfg, tok, facts, settings)
+        out["attribution"] = attribution(params, cfg, tok, facts, settings, progress)
     if settings.what in ("tracing", "all"):
-        out["tracing"] = tracing(params, cfg, tok, facts, known_N[chosen], settings)
+        out["tracing"] = tracing(params, cfg, tok, facts, known_N[chosen], settings, progress)
     return out
 
 
@@ -104,12 +122,30 @@ def _random_neurons(neurons, cfg, rng) -> list:
     return [[int(a), int(b)] for a, b in zip(layers, units)]
 
 
-def attribution(params, cfg, tok, facts, s: KnowledgeSettings) -> dict:
+def integrated_gradients(params, cfg, enc, s: KnowledgeSettings, progress=SILENT) -> dict:
+    """``analysis.attribution.integrated_gradients`` of every prompt, dispatched in equal chunks of prompts."""
+    mesh = _mesh(s)
+
+    def chunk(rows):
+        ig = A.integrated_gradients(params, cfg, rows_of(enc, rows), s.steps, s.rule, s.batch_size, path=s.path,
+                                    mesh=mesh)
+        return {k: ig[k] for k in ("attr", "prob", "prob_zero")}
+
+    ig = map_chunks(chunk, len(enc), chunk_size(len(enc), s.batch_size, mesh), progress, "integrated gradients",
+                    "prompts", multiple=1 if mesh is None else mesh.shape["data"])
+    attr = ig["attr"]
+    per_path = (attr, cfg.has_ffn_L()) if s.path == "layer" else (attr.reshape(len(attr), 1, -1), [True])
+    return ig | {"steps": s.steps, "rule": s.rule, "path": s.path,
+                 "completeness": A.completeness(per_path[0], ig["prob"], ig["prob_zero"], per_path[1])}
+
+
+def attribution(params, cfg, tok, facts, s: KnowledgeSettings, progress=SILENT) -> dict:
     """Knowledge neurons of ``facts`` with their effects and chance baselines (module docstring)."""
     enc, fact_N = FS.all_prompts(tok, facts, s.paraphrases)
     start = time.perf_counter()
-    ig = A.integrated_gradients(params, cfg, enc, s.steps, s.rule, s.batch_size, path=s.path, mesh=_mesh(s))
+    ig = integrated_gradients(params, cfg, enc, s, progress)
     seconds = time.perf_counter() - start
+    progress.write(f"knowledge neurons: suppression/amplification of {len(facts)} facts…")
     relation_N = np.array([str(facts[k].relation_id) for k in fact_N])
     generic = A.generic_neurons(ig["attr"], relation_N, s.threshold, s.generic_relations) if s.generic_relations else None
     kn = A.knowledge_neurons(ig["attr"], fact_N, s.threshold, s.share, exclude_LF=generic)
@@ -196,10 +232,43 @@ def sites(average: dict, kind: str) -> dict:
     return out
 
 
-def whole_subject(params, cfg, enc, noise, facts_mask, layers, s: KnowledgeSettings) -> dict:
+def fact_keys(seed: int, n: int):
+    """Fact k's noise key ``fold_in(key(seed), k)`` (``analysis.tracing``'s default), for any chunk of facts."""
+    keys = jax.vmap(lambda k: jax.random.fold_in(jax.random.key(seed), k))(np.arange(n))
+    return np.asarray(jax.random.key_data(keys))
+
+
+def causal_trace(params, cfg, enc, noise, window, kinds, layers, s: KnowledgeSettings, progress=SILENT) -> dict:
+    """``analysis.tracing.causal_trace`` of every prompt, dispatched in equal chunks of facts (each fact keeps
+    the noise of the unchunked trace); the bar counts grid cells."""
+    keys = fact_keys(s.seed, len(enc))
+    mesh = _mesh(s)
+
+    def chunk(rows):
+        t = TR.causal_trace(params, cfg, rows_of(enc, rows), noise, s.samples, window, kinds, seed=s.seed,
+                            layers=layers, mesh=mesh, cell_batch=s.cell_batch,
+                            keys=jax.random.wrap_key_data(keys[rows]))
+        return {k: t[k] for k in ("p_clean", "p_corrupt", "restored")}
+
+    cells = len(kinds) * np.asarray(enc["tokens"]).shape[1] * len(layers)
+    what = f"tracing ({'window' if window > 1 else 'single layer'} {window})"
+    out = map_chunks(chunk, len(enc), chunk_size(len(enc), 1, None), progress, what, "cells", per_row=cells)
+    return out | {"kinds": list(kinds), "layers": list(layers), "noise": noise, "samples": s.samples,
+                  "window": window, "seed": s.seed}
+
+
+def whole_subject(params, cfg, enc, noise, facts_mask, layers, s: KnowledgeSettings, progress=SILENT) -> dict:
     """Mean ± 95% CI over facts of the indirect effect of restoring every subject token at one layer (hidden
     states or MLP outputs; ``analysis.tracing.restore_subject``), per layer."""
-    out = TR.restore_subject(params, cfg, enc, noise, s.samples, s.seed, layers)
+    keys = fact_keys(s.seed, len(enc))
+
+    def chunk(rows):
+        out = TR.restore_subject(params, cfg, rows_of(enc, rows), noise, s.samples, s.seed, layers,
+                                 keys=jax.random.wrap_key_data(keys[rows]))
+        return {"p_corrupt": out["p_corrupt"], **out["restored"]}
+
+    got = map_chunks(chunk, len(enc), chunk_size(len(enc), 1, None), progress, "tracing (whole subject)", "facts")
+    out = {"p_corrupt": got["p_corrupt"], "restored": {k: got[k] for k in ("resid", "mlp")}}
     keep = np.ones(len(enc), bool) if facts_mask is None else np.asarray(facts_mask, bool)
     rows = {}
     for kind, p_NL in out["restored"].items():
@@ -208,23 +277,21 @@ def whole_subject(params, cfg, enc, noise, facts_mask, layers, s: KnowledgeSetti
     return rows
 
 
-def tracing(params, cfg, tok, facts, known_K, s: KnowledgeSettings) -> dict:
+def tracing(params, cfg, tok, facts, known_K, s: KnowledgeSettings, progress=SILENT) -> dict:
     """Causal traces of each fact's main prompt with the paper's window and with single-layer restores."""
     enc = FS.main_prompts(tok, facts)
     layers = tuple(range(0, cfg.n_layers, s.layer_stride))
     noise = TR.embedding_noise(params, s.noise_factor)
     window = min(s.window, cfg.n_layers)
     start = time.perf_counter()
-    trace = TR.causal_trace(params, cfg, enc, noise, s.samples, window, s.kinds, seed=s.seed, layers=layers, mesh=_mesh(s),
-                            cell_batch=s.cell_batch)
+    trace = causal_trace(params, cfg, enc, noise, window, s.kinds, layers, s, progress)
     averaged = known_K if known_K.any() else None  # Meng et al. average over known facts; else over all
     restores = {"window": TR.average_by_category(trace, enc, averaged)}
     single_kinds = tuple(k for k in ("mlp", "attn") if k in s.kinds)
     if s.single_layer and single_kinds and window > 1:
-        single = TR.causal_trace(params, cfg, enc, noise, s.samples, 1, single_kinds, seed=s.seed, layers=layers, mesh=_mesh(s),
-                                 cell_batch=s.cell_batch)
+        single = causal_trace(params, cfg, enc, noise, 1, single_kinds, layers, s, progress)
         restores["single"] = TR.average_by_category(single, enc, averaged)
-    span = whole_subject(params, cfg, enc, noise, averaged, layers, s) if s.whole_subject else None
+    span = whole_subject(params, cfg, enc, noise, averaged, layers, s, progress) if s.whole_subject else None
     seconds = time.perf_counter() - start
     known = restores["window"]
     site_table = {kind if kind == "resid" else f"{kind} ({how})": sites(avg, kind) for how, avg in restores.items()

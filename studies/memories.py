@@ -14,6 +14,7 @@ import dataclasses
 import jax
 import numpy as np
 
+from ffnkv.progress import Progress
 from ffnkv.sharding import make_mesh
 
 from analysis import memories as M
@@ -80,21 +81,26 @@ def _sample_triggers(triggers: dict, n: int, rng) -> dict:
     return {name: np.asarray(a)[:, keys] for name, a in triggers.items()}
 
 
-def run(model, data: dict, settings: MemoriesSettings = MemoriesSettings()) -> dict:
-    """Every analysis of the module docstring on ``data`` (from :func:`corpus`); JSON-able."""
+def run(model, data: dict, settings: MemoriesSettings = MemoriesSettings(), progress: Progress | None = None) -> dict:
+    """Every analysis of the module docstring on ``data`` (from :func:`corpus`); JSON-able. ``progress``: where
+    the streamed passes report (default: a bar when stderr is a terminal)."""
     params, cfg, s = model.params, model.cfg, settings
+    progress = Progress() if progress is None else progress
     tokens, targets, mask = data["tokens"], data["targets"], data.get("mask")
     key_agree, key_zero, key_cluster = jax.random.split(jax.random.key(s.seed), 3)
     rng = np.random.default_rng(s.seed)
     triggers = M.trigger_search(params, cfg, tokens, mask, k=s.k, batch_size=s.batch_size,
-                                mesh=None if s.mesh is None else make_mesh(s.mesh))
+                                mesh=None if s.mesh is None else make_mesh(s.mesh),
+                                progress=progress.named("trigger search"))
     triggers = {name: np.asarray(a) for name, a in triggers.items()}
     ids_LFk = np.asarray(M.value_top_tokens(params, cfg, 10, s.final_norm)[0])
     ids_other = np.asarray(M.value_top_tokens(params, cfg, 1, not s.final_norm)[0])
     agree = M.agreement(ids_LFk[..., 0], triggers["index"], targets, key_agree, s.n_shuffles)
     next_LF = agree.pop("next_token_LF")
     agree["uniform"] = 1.0 / cfg.vocab_size
-    comp = M.composition(params, cfg, tokens, mask, s.final_norm, s.threshold, s.batch_size, key=key_zero)
+    comp = M.composition(params, cfg, tokens, mask, s.final_norm, s.threshold, s.batch_size, key=key_zero,
+                         progress=progress.named("composition"))
+    progress.write("token removal…")
     removal = M.removal_effect(params, cfg, tokens, _sample_triggers(triggers, s.removal_keys, rng), min(5, s.k),
                                data.get("protect", 0))
     top1_LF = triggers["coef"][..., 0]
@@ -104,9 +110,10 @@ def run(model, data: dict, settings: MemoriesSettings = MemoriesSettings()) -> d
         "k": s.k, "threshold": s.threshold, "agreement": agree, "composition": comp, "removal": removal,
         "top_trigger_coef_mean": (np.where(fired_LF, top1_LF, 0).sum(1) / np.maximum(fired_LF.sum(1), 1)).tolist(),
         "final_norm_changes_value_top1": (ids_LFk[..., 0] != ids_other[..., 0]).mean(1).tolist()}
-    dom_LF = np.asarray(P.dominance(params, cfg, tokens, mask, s.top_n, s.batch_size))
+    dom_LF = np.asarray(P.dominance(params, cfg, tokens, mask, s.top_n, s.batch_size,
+                                    progress=progress.named("sub-update dominance")))
     clusters = [P.cluster_values(params, cfg, layer, s.clusters, jax.random.fold_in(key_cluster, layer), s.final_norm)
-                for layer in range(cfg.n_layers)]
+                for layer in progress.chunks(range(cfg.n_layers), "value clusters", "layers")]
     promotion = {
         "top_n": s.top_n, "uniform": s.top_n / cfg.width,
         "dominant_values": [np.argsort(-d)[:20].tolist() for d in dom_LF],

@@ -35,7 +35,7 @@ _SMOKE_MEMORIES = ["--max-tokens", "2000", "--clusters", "4"]
 def _condcomp(out, p):
     smoke = ["--kinds", "relu,none", "--set", "steps=60", "--set", "model.d_model=32", "--set", "model.d_ff=64",
              "--set", "data.n_eval=128", "--set", "eval_every=30"]
-    return [["compare", "--out", str(out / "condcomp"), "--no-progress"] + _q(p, [], smoke)]
+    return [["compare", "--out", str(out / "condcomp")] + _q(p, [], smoke)]
 
 
 def _specialise(out, p):
@@ -43,8 +43,7 @@ def _specialise(out, p):
 
 
 def _facts(out, p):
-    return [["train", "facts", "--run-dir", str(out / "facts"), "--no-progress"] + _q(p, ["--set", "steps=600"],
-                                                                                    _SMOKE_FACTS)]
+    return [["train", "facts", "--run-dir", str(out / "facts")] + _q(p, ["--set", "steps=600"], _SMOKE_FACTS)]
 
 
 def _memories(out, p):
@@ -70,7 +69,7 @@ def _editability(out, p):
 
 def _text(out, p):
     run_dir = str(out / "text")
-    return [["train", "text", "--run-dir", run_dir, "--no-progress"] + _q(p, ["--set", "steps=300"], ["--set", "steps=20"]),
+    return [["train", "text", "--run-dir", run_dir] + _q(p, ["--set", "steps=300"], ["--set", "steps=20"]),
             ["memories", run_dir] + _q(p, ["--max-tokens", "40000"], _SMOKE_MEMORIES)]
 
 

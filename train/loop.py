@@ -23,10 +23,10 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from tqdm import tqdm
 
 from ffnkv.errors import ConfigError, FfnkvError, Interrupted
 from ffnkv.io.run import load_metrics
+from ffnkv.progress import Progress
 from train import sharding
 from train.checkpoints import Checkpoints, log_stderr
 from train.config import TrainConfig, resolve
@@ -256,8 +256,8 @@ def _train(cfg: TrainConfig, task, run_dir: Path, mesh, stop: _Stop, stop_rule=N
     def save(state, force=False):
         ckpts.save(state, {"config": cfg.to_dict()}, force=force)
 
-    bar = tqdm(total=cfg.steps, initial=start, disable=not (cfg.progress and primary), desc="train",
-               dynamic_ncols=True, leave=False)
+    progress = Progress(None if cfg.progress else False)  # process 0 only; automatic unless switched off
+    bars = []  # the bar starts once the first step has compiled
     pending = None  # (step, device metrics) of the last dispatched update, fetched one step late
     last_eval = {}
     t0 = time.perf_counter()
@@ -284,7 +284,8 @@ def _train(cfg: TrainConfig, task, run_dir: Path, mesh, stop: _Stop, stop_rule=N
                 "(lower optim.lr or raise optim.warmup_steps).")
         if step % cfg.log_every == 0 or step == cfg.steps:
             metrics.write({"step": step, **values})
-            bar.set_postfix(loss=f"{np.mean(values['loss']):.4f}", refresh=False)
+            for bar in bars:
+                bar.set_postfix(loss=f"{np.mean(values['loss']):.4f}", refresh=False)
 
     halt = start > 0 and stop_rule is not None and stop_rule(evals)
     last_eval = evals[-1] if halt else {}
@@ -298,10 +299,15 @@ def _train(cfg: TrainConfig, task, run_dir: Path, mesh, stop: _Stop, stop_rule=N
                 ckpts.wait()
                 raise TrainingInterrupted(k, cfg.steps, stop.signum)
             batch = _device_batch(_seeds_batch(task, cfg, k), mesh, cfg.seeds)
-            state, values = step_fn(state, batch)
+            if k == start:
+                with progress.compiling("train step"):
+                    state, values = step_fn(state, batch)
+                bars.append(progress.bar(cfg.steps, "train", "steps", initial=start))
+            else:
+                state, values = step_fn(state, batch)
             flush(pending)
             pending = (k + 1, values)
-            bar.update(1)
+            bars[0].update(1)
             at_end = k + 1 == cfg.steps
             if (k + 1) % cfg.ckpt_every == 0 or (k + 1) % cfg.eval_every == 0 or at_end:
                 flush(pending)  # nothing non-finite is ever evaluated as good or saved
@@ -316,7 +322,8 @@ def _train(cfg: TrainConfig, task, run_dir: Path, mesh, stop: _Stop, stop_rule=N
         flush(pending)
         ckpts.wait()
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
         ckpts.wait()
         ckpts.close()
     seconds = time.perf_counter() - t0
