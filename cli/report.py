@@ -1,7 +1,8 @@
 """Write the claims tables from a claims file: ``ffnkv report --readme [--docs] [--claims FILE]``.
 
 ``--readme`` replaces the Results table of ``README.md`` (between ``<!-- claims:begin -->`` and
-``<!-- claims:end -->``) with the one generated from the claims file; ``--docs`` writes ``docs/claims.md``
+``<!-- claims:end -->``) with the one generated from the claims file, and the API example's measured time
+(between the quickstart markers) from ``results/quickstart/quickstart.json``; ``--docs`` writes ``docs/claims.md``
 (every claim with its rule and tests) and ``docs/verdict_rules.md`` (the rules table of ``studies/verdicts.py``
 and the history of every rule change). The claims file defaults to ``docs/claims.json``, the committed one;
 ``ffnkv reproduce`` writes ``claims.json`` into its output dir; ``--collect DIR`` judges the outputs under a
@@ -46,6 +47,9 @@ def run(args) -> int:
     if args.readme and not readme.is_file():
         raise FfnkvError(f"{str(readme)!r} is not a file; run from the repository root or pass --root.")
     text = C.replace_in_readme(readme.read_text(), C.readme_table(data)) if args.readme else None
+    quick = root / C.QUICKSTART
+    if text is not None and quick.is_file():
+        text = C.replace_quickstart(text, C.quickstart_line(json.loads(quick.read_text())))
     if text is not None:
         write_text(readme, text)
         print(f"wrote the Results table of {readme} ({len(data['claims'])} claims)")

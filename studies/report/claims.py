@@ -84,6 +84,30 @@ def replace_in_readme(readme: str, table: str) -> str:
     return f"{head}{BEGIN}\n{table}{END}{tail}"
 
 
+QUICKSTART = "results/quickstart/quickstart.json"
+QUICK_BEGIN, QUICK_END = "<!-- quickstart:begin -->", "<!-- quickstart:end -->"
+
+
+def quickstart_line(data: dict) -> str:
+    """The README's sentence on the example's wall time, from ``benchmarks/quickstart.py``'s JSON."""
+    runs = data["runs"]
+    secs = ", ".join(f"{r['seconds']:.1f} s" for r in runs)
+    loads = ", ".join(f"{r['load_before']:.1f}" for r in runs)
+    return (f"Measured by `python benchmarks/quickstart.py --json {QUICKSTART}`: {secs} wall on {data['cpus']} cores "
+            f"(load average before each run: {loads}; peak {max(r['peak_rss_mib'] for r in runs):.0f} MiB), "
+            "from a fresh process: import, loading SmolLM2, every compile and the analysis.\n")
+
+
+def replace_quickstart(readme: str, line: str) -> str:
+    """``readme`` with the text between the quickstart markers replaced by ``line``."""
+    if readme.count(QUICK_BEGIN) != 1 or readme.count(QUICK_END) != 1:
+        raise FfnkvError(f"the README needs exactly one {QUICK_BEGIN} line followed by one {QUICK_END} line under "
+                         "the API example; add them and re-run.")
+    head, rest = readme.split(QUICK_BEGIN)
+    _, tail = rest.split(QUICK_END)
+    return f"{head}{QUICK_BEGIN}\n{line}{QUICK_END}{tail}"
+
+
 def docs_table(data: dict) -> str:
     """``docs/claims.md``: every claim with the paper's figure, ours in words, the rule and every test."""
     meta = data.get("meta", {})
