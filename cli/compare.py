@@ -54,7 +54,8 @@ def run(args) -> int:
     cfg = cfg.replace(**{k: v for k, v in {"seed": args.seed, "mesh": args.mesh}.items() if v is not None})
     if args.no_progress:
         cfg = cfg.replace(progress=False)
-    settings = condcomp.CompareSettings(tuple(k.strip() for k in args.kinds.split(",") if k.strip()), args.accuracy_threshold,
+    kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+    settings = condcomp.CompareSettings(kinds, args.accuracy_threshold,
                                         None if args.no_plateau else condcomp.Plateau())
     out = Path(args.out or "runs/compare")
     result = condcomp.run(cfg, out, settings, log=lambda line: print(line, flush=True))

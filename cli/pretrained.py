@@ -56,7 +56,7 @@ def add_arguments(parser) -> None:
     dec.add_argument("--layer-stride", type=positive_int, default=3, help="trace every k-th layer")
     dec.add_argument("--window", type=positive_int, default=10, help="layers restored together for MLP/attention tracing")
     dec.add_argument("--trace-kinds", nargs="+", type=trace_kind, default=["resid", "mlp"], choices=KINDS,
-                     help="restored kinds")
+                     help="restored kinds (default: resid mlp)")
     dec.add_argument("--ig-steps", type=positive_int, default=30, help="integrated-gradient steps")
     add_mesh(dec, "one device")
     dec.add_argument("--kn-threshold", type=fraction, default=0.2, help="knowledge neurons: coarse threshold t × max "
