@@ -39,14 +39,16 @@ def test_help(capsys):
 def test_train_command_and_resume(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run_dir = tmp_path / "run"
-    args = ["train", write_config(tmp_path), "--set", "steps=6", "--set", "optim.lr=1e-3", "--out", "run"]
+    args = ["train", write_config(tmp_path), "--set", "steps=6", "--set", "optim.lr=1e-3", "--out", "run",
+            "--seed", "3", "--mesh", "(1,1)"]
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out)["step"] == 6
     saved = json.loads((run_dir / "config.json").read_text())
-    assert saved["optim"]["lr"] == 1e-3 and saved["steps"] == 6
+    assert saved["optim"]["lr"] == 1e-3 and saved["steps"] == 6 and saved["seed"] == 3 and saved["mesh"] == [1, 1]
     assert main(args) == 0
     assert "resuming" in capsys.readouterr().err
-    assert main(["train", write_config(tmp_path), "--set", "steps=7", "--out", str(run_dir)]) == 2
+    assert main(["train", write_config(tmp_path), "--set", "steps=7", "--out", str(run_dir), "--seed", "3",
+                 "--mesh", "(1,1)"]) == 2
     assert "different config" in capsys.readouterr().err
 
 
