@@ -1,20 +1,24 @@
-"""Analyse a trained run: ``ffnkv analyze RUN_DIR [ANALYSIS ...]`` (default: all four analyses).
+"""Analyse a trained run: ``ffnkv analyze RUN_DIR [ANALYSIS ...] [--out DIR]`` (default: all four analyses).
 
 RUN_DIR is a run dir or a dir of runs such as ``ffnkv compare`` writes; then each run is analysed and a
-side-by-side comparison is written into ``RUN_DIR/analysis/``. The study is ``studies.specialisation``
-(Rahman et al. 2026: sparsity, specialisation, ablation, hierarchy, and with all four the claims) on the run's
-own probe set; outputs (JSON, PNG, ``rahman_summary.md``) go to ``<run>/analysis/``.
+side-by-side comparison is written too. The study is ``studies.specialisation`` (Rahman et al. 2026) on the
+run's own probe set; files by ``studies.report.specialisation``.
 """
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-from cli.args import nonnegative_int, progress_of
+from cli.args import add_out, add_seed, nonnegative_int, progress_of
 from ffnkv.errors import FfnkvError
 
 NAME = "analyze"
 HELP = "analyse a trained run or every run of a compare dir (sparsity, specialisation, ablation, hierarchy)"
+DESCRIPTION = """Rahman et al. (2026)'s analyses of a conditional-computation run: sparsity, specialisation,
+ablation, hierarchy, and with all four the claims, on the run's own probe set. RUN_DIR is a run dir, or a dir
+of runs such as ffnkv compare writes; then every run is analysed and a side-by-side comparison is written.
+Files (JSON, PNG, rahman_summary.md) go to --out: by default RUN/analysis/ for each run and RUN_DIR/analysis/
+for the comparison; with --out DIR, DIR itself for one run, DIR/RUN/ per run and DIR for the comparison."""
 
 
 def add_arguments(parser) -> None:
@@ -24,8 +28,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("analyses", nargs="*", metavar="ANALYSIS",
                         help=f"which analyses (default: all): {', '.join(ANALYSES)}")
     parser.add_argument("--step", type=nonnegative_int, default=None, help="checkpoint step (default: the newest)")
-    parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of random control sets and permutations")
+    add_seed(parser, "random control sets and permutations")
     parser.add_argument("--n-random", type=int, default=20, help="random control sets per ablated set (>= 20)")
+    add_out(parser, "RUN/analysis per run, RUN_DIR/analysis for a comparison")
 
 
 def find_runs(path: Path) -> list[Path]:
@@ -35,11 +40,11 @@ def find_runs(path: Path) -> list[Path]:
     runs = sorted(p for p in path.iterdir() if (p / "config.json").is_file()) if path.is_dir() else []
     if not runs:
         raise FfnkvError(f"{str(path)!r} is neither a run dir nor a dir of runs (no config.json found); "
-                         "pass the --run-dir of ffnkv train or the output dir of ffnkv compare.")
+                         "pass the --out of ffnkv train or of ffnkv compare.")
     return runs
 
 
-def analyse_run(run_dir: Path, settings, step) -> dict:
+def analyse_run(run_dir: Path, settings, step, out: Path) -> dict:
     from ffnkv.io.load import load_model
     from ffnkv.io.run import Run
     from studies import specialisation
@@ -55,7 +60,7 @@ def analyse_run(run_dir: Path, settings, step) -> dict:
     results = specialisation.run(model, task.eval_set(model.run.config.seed), task.ops, settings)
     label = model.cfg.ffn if run_dir.name == model.cfg.ffn else f"{model.cfg.ffn} ({run_dir.name})"
     row = {"label": label, "kind": model.cfg.ffn, "results": results, "seconds": time.perf_counter() - start}
-    out = write_run(run_dir / "analysis", row, task.ops)
+    out = write_run(out, row, task.ops)
     print(f"{label}: {', '.join(settings.analyses)} in {row['seconds']:.1f}s -> {out}")
     return row
 
@@ -67,8 +72,12 @@ def run(args) -> int:
     settings = SpecialisationSettings(tuple(args.analyses or ANALYSES), args.seed, args.n_random)
     path = Path(args.run_dir)
     runs = find_runs(path)
-    rows = [analyse_run(run_dir, settings, args.step) for run_dir in progress_of(args).chunks(runs, "analyze", "runs")]
-    if len(runs) > 1:
-        write_comparison(path / "analysis", rows)
-        print(f"comparison of {len(rows)} runs -> {path / 'analysis'}")
+    many = len(runs) > 1
+    outs = {r: (r / "analysis" if args.out is None else Path(args.out) / r.name if many else Path(args.out))
+            for r in runs}
+    rows = [analyse_run(r, settings, args.step, outs[r]) for r in progress_of(args).chunks(runs, "analyze", "runs")]
+    if many:
+        out = path / "analysis" if args.out is None else Path(args.out)
+        write_comparison(out, rows)
+        print(f"comparison of {len(rows)} runs -> {out}")
     return 0

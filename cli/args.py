@@ -1,4 +1,6 @@
-"""argparse types that range-check numbers, so a bad option is one line (``argparse``'s usage error, exit 2)."""
+"""The command line's one vocabulary (docs/cli.md): the shared options (``--out``, ``--facts``, ``--n-facts``,
+``--seed``, ``--mesh``, ``--no-progress``), hidden deprecated aliases of old spellings, the help formatter, and
+argparse types that range-check numbers, so a bad option is one line (argparse's usage error, exit 2)."""
 from __future__ import annotations
 
 import argparse
@@ -61,11 +63,81 @@ def mesh_shape(text: str) -> tuple[int, int]:
     return data, model
 
 
-def add_mesh(parser) -> None:
-    """The ``--mesh`` option of the analysis commands."""
+MESH_HELP = ("device mesh (DATA,MODEL), e.g. (-1,1): every device on the data axis, parameters replicated; (1,8): "
+             "parameters split 8 ways")
+
+
+def add_mesh(parser, default_text: str = "one device") -> None:
+    """``--mesh (DATA,MODEL)``: the device mesh a command runs its model on."""
     parser.add_argument("--mesh", type=mesh_shape, default=None, metavar="(DATA,MODEL)",
-                        help="sweep the analysis over a device mesh, e.g. (-1,1): every device on the data axis, "
-                             "parameters replicated; (1,8): parameters split 8 ways (default: one device)")
+                        help=f"{MESH_HELP} (default: {default_text})")
+
+
+class _Deprecated(argparse.Action):
+    """An old spelling: stores like the new option and says on stderr which name to use."""
+
+    def __init__(self, option_strings, dest, new: str, **kw):
+        self.new = new
+        super().__init__(option_strings, dest, **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import sys
+
+        print(f"{parser.prog}: warning: {option_string} is deprecated; use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, True if self.nargs == 0 else values)
+
+
+def alias(parser, old: str, new: str, dest: str, flag: bool = False, **kw) -> None:
+    """``old`` as a hidden, deprecated spelling of the option ``new`` (same ``dest``; ``kw``: its type, nargs)."""
+    parser.add_argument(old, dest=dest, action=_Deprecated, new=new, default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS, **({"nargs": 0} if flag else kw))
+
+
+def facts_file(text: str) -> str:
+    """A fact file that exists; a bare count gets the hint that counts are ``--n-facts`` now."""
+    from pathlib import Path
+
+    if Path(text).is_file():
+        return text
+    if text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a file; --facts takes a fact file (for a number of "
+                                         f"facts use --n-facts {text.strip()})")
+    raise argparse.ArgumentTypeError(f"{text!r} is not a file; pass a CounterFact-format JSON file")
+
+
+def add_facts(parser, default_file: str, n_default, n_help: str) -> None:
+    """``--facts FILE`` (the fact set) and ``--n-facts N`` (how many of its facts the command uses)."""
+    parser.add_argument("--facts", type=facts_file, default=None, metavar="FILE",
+                        help=f"CounterFact-format JSON file of facts (default: {default_file})")
+    parser.add_argument("--n-facts", type=positive_int, default=n_default, metavar="N", help=n_help)
+
+
+def trace_kind(text: str) -> str:
+    """A causal-tracing kind of analysis.tracing; ``hidden``, the old name of ``resid``, still reads as it."""
+    return "resid" if text == "hidden" else text
+
+
+def add_seed(parser, what: str) -> None:
+    """``--seed S``: the seed of everything random the command does."""
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help=f"seed of {what}")
+
+
+def add_out(parser, default_text: str | None, what: str = "output dir") -> None:
+    """``--out DIR``: where the command writes (checked before it starts); ``None``: required."""
+    parser.add_argument("--out", type=output_dir, default=None, metavar="DIR", required=default_text is None,
+                        help=what + ("" if default_text is None else f" (default: {default_text})"))
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Each option's default in its help, unless the help already says it or there is none to say."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or default is None or default is False or default is argparse.SUPPRESS
+                or default == [] or not action.option_strings):
+            return text
+        return f"{text} (default: {default})" if text else f"(default: {default})"
 
 
 finite_float = _checked(float, lambda v: True, "a finite number")
@@ -75,7 +147,7 @@ def add_progress(parser) -> None:
     """``--no-progress``, which every command takes (``cli.main`` adds it)."""
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bars or compile lines on stderr (default: shown when stderr is a terminal; "
-                             "FFNKV_PROGRESS=1 forces them on)")
+                             "the environment variable FFNKV_PROGRESS=1 forces them on)")
 
 
 def progress_of(args):

@@ -7,18 +7,23 @@ packaged ``known_facts.json`` for a pretrained model). Writes ``edit.json``, ``e
 """
 from __future__ import annotations
 
-from cli.args import (add_distributed, add_mesh, finish_distributed, mesh_of, nonnegative_int, output_dir,
-                       positive_float, positive_int, progress_of, start_distributed, writer)
+from cli.args import (add_distributed, add_facts, add_mesh, add_out, add_seed, finish_distributed, mesh_of,
+                       nonnegative_int, positive_float, positive_int, progress_of, start_distributed, writer)
 
 from pathlib import Path
 
 NAME = "edit"
 HELP = "ROME and MEMIT fact edits on any model, scored CounterFact-style"
+DESCRIPTION = """Edit facts with ROME and MEMIT and score the edits CounterFact-style (efficacy, paraphrase and
+neighbourhood scores). SPEC is a facts run dir, a Hugging Face dir, a GGUF file or a packaged name (smollm2);
+--facts FILE a CounterFact-format file (default: the run's own facts world, or the shipped well-known facts for
+a pretrained model). Writes edit.json, edit.md and edit.png under --out."""
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("run_dir", metavar="SPEC", help="a facts run dir, a Hugging Face dir, a .gguf file or a packaged name")
-    parser.add_argument("--facts", default=None, help="CounterFact-format JSON file (default: the run's world / known_facts.json)")
+    add_facts(parser, "the run's facts world, else the shipped well-known facts", None,
+              "use a seeded sample of N facts of the fact set, relations in turn (default: all of them)")
     parser.add_argument("--layer", type=nonnegative_int, default=None, help="edit layer (default: editability per layer on calibration facts)")
     parser.add_argument("--layers-to-try", default=None, help="comma list of candidate layers for the layer rule (default all)")
     parser.add_argument("--memit-width", type=positive_int, default=2, help="MEMIT edits this many layers ending at the edit layer")
@@ -36,8 +41,8 @@ def add_arguments(parser) -> None:
                         "default: 6 ratios from the band rule's two readings (0.078 … 0.461 for 2 layers); '' none")
     parser.add_argument("--cov-text", default=None, help="glob of text files for C of a pretrained model")
     parser.add_argument("--cov-tokens", type=positive_int, default=20000, help="tokens of that text")
-    parser.add_argument("--seed", type=nonnegative_int, default=0)
-    parser.add_argument("--out", type=output_dir, default=None, help="output dir")
+    add_seed(parser, "the fact sample and the choice of edited, unrelated and calibration facts")
+    add_out(parser, "RUN_DIR/analysis/edit for a run, runs/edit/NAME for other models")
     add_mesh(parser)
     add_distributed(parser)
 
@@ -101,6 +106,10 @@ def run(args) -> int:
     model = load_model(args.run_dir)
     editing.check(model, settings)
     facts = load_facts(model, args.facts, args.seed)
+    if args.n_facts is not None:
+        from studies.facts import select
+
+        facts = [facts[i] for i in select(facts, None, args.n_facts, args.seed, False)]
     result = editing.run(model, facts, settings, progress_of(args))
     if writer(args):
         default = Path(args.run_dir) / "analysis" / "edit" if model.run is not None else Path("runs") / "edit" / model.name

@@ -1,4 +1,5 @@
-"""The ``ffnkv`` command. Each subcommand is a module in cli/ with NAME, HELP, add_arguments, run."""
+"""The ``ffnkv`` command. Each subcommand is a module in cli/ with NAME, HELP, DESCRIPTION (its ``--help`` text
+for users: plain text, no RST), add_arguments, run; the shared options are cli.args's (docs/cli.md)."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +8,7 @@ import signal
 import sys
 import threading
 
-from cli.args import add_progress
+from cli.args import HelpFormatter, add_progress
 from ffnkv.errors import FfnkvError, Interrupted
 
 COMMAND_MODULES = (
@@ -30,11 +31,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="ffnkv", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="ffnkv", description="ffnkv: transformer FFNs as key-value memories (docs/cli.md lists the "
+                     "options every command shares)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name in COMMAND_MODULES:
         module = importlib.import_module(f"cli.{name}")
-        command = sub.add_parser(module.NAME, help=module.HELP, description=module.__doc__)
+        command = sub.add_parser(module.NAME, help=module.HELP, description=module.DESCRIPTION,
+                                 formatter_class=HelpFormatter)
         module.add_arguments(command)
         add_progress(command)
         command.set_defaults(run=module.run)

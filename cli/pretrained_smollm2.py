@@ -4,16 +4,14 @@ the shipped well-known facts, the known ones only, with the settings a CPU affor
 study's files plus ``results.json`` (the summary ``ffnkv reproduce`` reads)."""
 from __future__ import annotations
 
-TRACE_KINDS = {"hidden": "resid", "mlp": "mlp", "attn": "attn"}  # CLI name -> analysis.tracing kind
-
-
 def settings(args):
     from studies.knowledge import KnowledgeSettings
 
-    return KnowledgeSettings(n_facts=args.facts, seed=args.seed, known_only=True, steps=args.ig_steps, path="joint",
+    return KnowledgeSettings(n_facts=args.n_facts, seed=args.seed, known_only=True, steps=args.ig_steps, path="joint",
                              threshold=args.kn_threshold, generic_relations=3, all_positions=True,
                              samples=args.samples, window=args.window, layer_stride=args.layer_stride,
-                             kinds=tuple(TRACE_KINDS[k] for k in args.trace_kinds), examples=2)
+                             kinds=tuple(args.trace_kinds), examples=2,
+                             mesh=args.mesh)
 
 
 def run_smollm2(model, args) -> dict:
@@ -21,7 +19,7 @@ def run_smollm2(model, args) -> dict:
     from cli.args import progress_of
     from studies import facts, knowledge
 
-    return knowledge.run(model, facts.model_facts(model, getattr(args, "facts_file", None)), settings(args),
+    return knowledge.run(model, facts.model_facts(model, args.facts), settings(args),
                          progress_of(args))
 
 

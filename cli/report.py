@@ -15,6 +15,12 @@ from pathlib import Path
 
 NAME = "report"
 HELP = "write the README's Results table and the docs' claims and rules tables from a claims.json"
+DESCRIPTION = """Write the claims tables from a claims file: --readme replaces the Results table of README.md
+(between <!-- claims:begin --> and <!-- claims:end -->); --docs writes docs/claims.md (every claim with its rule
+and tests) and docs/verdict_rules.md (the verdict rules and the history of every rule change). --collect DIR
+first judges the outputs under a reproduce dir again with today's rules and writes the claims file, e.g.
+  ffnkv report --collect runs/reproduce-quick --readme --docs
+regenerates every table from a quick reproduction. Files are written under --root (the repository)."""
 
 
 def add_arguments(parser) -> None:

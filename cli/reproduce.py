@@ -16,11 +16,18 @@ from __future__ import annotations
 
 import time
 
-from cli.args import output_dir
+from cli.args import add_out
 from studies.reproduce_stages import PROFILES
 
 NAME = "reproduce"
 HELP = "run every training and analysis of the study (--quick: ~13 min on 2 CPU cores) and write report.md"
+DESCRIPTION = """Reproduce the whole study with one command. Stages, in order (each an ordinary ffnkv command on
+a run dir under --out): condcomp (ffnkv compare), specialise (ffnkv analyze), facts (train the facts LM),
+memories, knowledge and edit (on the facts LM), editability (facts LMs per FFN kind: one table), text (an LM on
+local text and Geva's analyses on it), minilm and smollm2 (the real pretrained models, when the models or all
+extra is installed). A finished stage leaves OUT/stages/NAME.json and re-running skips it; an interrupted stage
+resumes its training from the last checkpoint. OUT/report.md (and report.html) is rewritten at the end from
+the stages' outputs: every section with its figures and numbers, and the claims table."""
 
 
 def add_arguments(parser) -> None:
@@ -28,7 +35,7 @@ def add_arguments(parser) -> None:
                         "same as --profile quick")
     parser.add_argument("--profile", default=None, choices=PROFILES,
                         help="full (default: every command's own defaults), quick, or smoke (seconds; for tests)")
-    parser.add_argument("--out", type=output_dir, default=None, help="output dir (default runs/reproduce-PROFILE)")
+    add_out(parser, "runs/reproduce-PROFILE")
     parser.add_argument("--stages", default=None, help="comma list of stages to run (default: all); the report "
                         "always covers every finished stage")
     parser.add_argument("--redo", default="", help="comma list of finished stages to run again")

@@ -38,7 +38,7 @@ def model_facts(model, path=None) -> list[FactRecord]:
     if task is not None and hasattr(task, "facts"):
         return run_facts(task)
     if model.run is not None:
-        raise FfnkvError(f"run {model.name!r} is not a facts run; give a fact file (--facts-file).")
+        raise FfnkvError(f"run {model.name!r} is not a facts run; give a fact file (--facts FILE).")
     return load_fact_file(KNOWN_FACTS, model.tokenizer)
 
 

@@ -43,7 +43,7 @@ def _specialise(out, p):
 
 
 def _facts(out, p):
-    return [["train", "facts", "--run-dir", str(out / "facts")] + _q(p, ["--set", "steps=600"], _SMOKE_FACTS)]
+    return [["train", "facts", "--out", str(out / "facts")] + _q(p, ["--set", "steps=600"], _SMOKE_FACTS)]
 
 
 def _memories(out, p):
@@ -51,7 +51,7 @@ def _memories(out, p):
 
 
 def _knowledge(out, p):
-    return [["knowledge", str(out / "facts")] + _q(p, ["--facts", "40", "--samples", "5"], ["--facts", "3", "--steps", "4"])]
+    return [["knowledge", str(out / "facts")] + _q(p, ["--n-facts", "40", "--samples", "5"], ["--n-facts", "3", "--ig-steps", "4"])]
 
 
 def _edit(out, p):
@@ -69,7 +69,7 @@ def _editability(out, p):
 
 def _text(out, p):
     run_dir = str(out / "text")
-    return [["train", "text", "--run-dir", run_dir] + _q(p, ["--set", "steps=300"], ["--set", "steps=20"]),
+    return [["train", "text", "--out", run_dir] + _q(p, ["--set", "steps=300"], ["--set", "steps=20"]),
             ["memories", run_dir] + _q(p, ["--max-tokens", "40000"], _SMOKE_MEMORIES)]
 
 
@@ -80,7 +80,7 @@ def _minilm(out, p):
 
 def _smollm2(out, p):
     return [["pretrained", "smollm2", "--out", str(out / "pretrained" / "smollm2")]
-            + _q(p, ["--facts", "6", "--samples", "2", "--layer-stride", "6", "--ig-steps", "12"])]
+            + _q(p, ["--n-facts", "6", "--samples", "2", "--layer-stride", "6", "--ig-steps", "12"])]
 
 
 def _text_missing() -> str | None:

@@ -60,7 +60,7 @@ def write_config(tmp_path, changes="") -> str:
 
 def start_training(tmp_path, run_dir, changes):
     env = os.environ | {"PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "cli", "train", write_config(tmp_path, changes), "--run-dir",
+    return subprocess.Popen([sys.executable, "-m", "cli", "train", write_config(tmp_path, changes), "--out",
                              str(run_dir)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 

@@ -59,6 +59,15 @@ def test_analyze_one_analysis_of_one_run(compare_dir, tmp_path):
     assert before == after
 
 
+def test_analyze_out_puts_one_run_in_out_and_each_run_of_a_dir_under_it(compare_dir, tmp_path):
+    assert main(["analyze", str(compare_dir / "relu"), "sparsity", "--out", str(tmp_path / "one")]) == 0
+    assert json.loads((tmp_path / "one" / "sparsity.json").read_text())["active_rule"] == "m > 0"
+    assert main(["analyze", str(compare_dir), "sparsity", "--out", str(tmp_path / "all")]) == 0
+    for name in ("relu", "relu_seed1"):
+        assert (tmp_path / "all" / name / "sparsity.json").is_file()
+    assert set(json.loads((tmp_path / "all" / "rahman_comparison.json").read_text())) == {"relu", "relu (relu_seed1)"}
+
+
 @pytest.mark.parametrize("argv, message", [
     (["sparsity", "--n-random", "5"], "at least 20"),
     (["nonsense"], "unknown analysis 'nonsense'"),

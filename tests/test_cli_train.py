@@ -19,34 +19,36 @@ from _train_helpers import start_training, wait_for_step, write_config
 ])
 def test_config_errors_are_one_line(tmp_path, capsys, override, message):
     run_dir = tmp_path / "run"
-    assert main(["train", write_config(tmp_path), "--set", override, "--run-dir", str(run_dir)]) == 2
+    assert main(["train", write_config(tmp_path), "--set", override, "--out", str(run_dir)]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and err.startswith("ffnkv train: error:")
     assert not run_dir.exists()
 
 
 def test_missing_config_file(tmp_path, capsys):
-    assert main(["train", str(tmp_path / "nope.py"), "--run-dir", str(tmp_path / "r")]) == 2
+    assert main(["train", str(tmp_path / "nope.py"), "--out", str(tmp_path / "r")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 
 def test_help(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--help"])
-    assert exit_info.value.code == 0 and "--run-dir" in capsys.readouterr().out
+    assert exit_info.value.code == 0 and "--out" in capsys.readouterr().out
 
 
 def test_train_command_and_resume(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run_dir = tmp_path / "run"
-    args = ["train", write_config(tmp_path), "--set", "steps=6", "--set", "optim.lr=1e-3", "--run-dir", "run"]
+    args = ["train", write_config(tmp_path), "--set", "steps=6", "--set", "optim.lr=1e-3", "--out", "run",
+            "--seed", "3", "--mesh", "(1,1)"]
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out)["step"] == 6
     saved = json.loads((run_dir / "config.json").read_text())
-    assert saved["optim"]["lr"] == 1e-3 and saved["steps"] == 6
+    assert saved["optim"]["lr"] == 1e-3 and saved["steps"] == 6 and saved["seed"] == 3 and saved["mesh"] == [1, 1]
     assert main(args) == 0
     assert "resuming" in capsys.readouterr().err
-    assert main(["train", write_config(tmp_path), "--set", "steps=7", "--run-dir", str(run_dir)]) == 2
+    assert main(["train", write_config(tmp_path), "--set", "steps=7", "--out", str(run_dir), "--seed", "3",
+                 "--mesh", "(1,1)"]) == 2
     assert "different config" in capsys.readouterr().err
 
 

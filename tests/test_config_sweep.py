@@ -102,7 +102,7 @@ def test_every_set_key_of_every_preset_refuses_bad_values_before_training(sandbo
     run_dir = str(sandbox / "run")
     if preset != "text":  # the control: the preset itself passes validation and reaches train()
         with pytest.raises(_Reached):
-            cli_main.main(["train", preset, "--run-dir", run_dir])
+            cli_main.main(["train", preset, "--out", run_dir])
     keys = swept_keys(preset)
     assert {"model.norm_eps", "model.rope_theta", "model.causal", "optim.lr", "seed", "mesh"} <= {k for k, _ in keys}
     failures = []
@@ -110,7 +110,7 @@ def test_every_set_key_of_every_preset_refuses_bad_values_before_training(sandbo
         for case, value in bad_values(key, hint).items():
             before = _snapshot(sandbox)
             try:
-                code, err = _run(["train", preset, "--run-dir", run_dir, "--set", f"{key}={value}"], capsys)
+                code, err = _run(["train", preset, "--out", run_dir, "--set", f"{key}={value}"], capsys)
             except _Reached:
                 code, err = "reached train()", capsys.readouterr().err
             new = _snapshot(sandbox) - before
@@ -122,7 +122,7 @@ def test_every_set_key_of_every_preset_refuses_bad_values_before_training(sandbo
 def test_text_preset_control_builds_only_after_validation(sandbox, capsys):
     """The text preset's own config passes (its corpus cache is then built) and reaches train()."""
     with pytest.raises(_Reached):
-        cli_main.main(["train", "text", "--run-dir", str(sandbox / "run")])
+        cli_main.main(["train", "text", "--out", str(sandbox / "run")])
     assert any((sandbox / "data" / "text").glob("*/meta.json")) and not (sandbox / "run").exists()
 
 
@@ -130,13 +130,13 @@ def test_the_real_entry_point_gives_one_line_exit_2_and_no_run_dir(tmp_path):
     root = Path(__file__).resolve().parents[1]
     env = os.environ | {"PYTHONPATH": str(root)}
     run_dir = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "cli", "train", "condcomp", "--run-dir", str(run_dir), "--set",
+    proc = subprocess.run([sys.executable, "-m", "cli", "train", "condcomp", "--out", str(run_dir), "--set",
                            "model.norm_eps=nan"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.splitlines() == [
         "ffnkv train: error: ModelConfig.norm_eps='nan' is not allowed; use a number in (0, 1]."]
     assert not run_dir.exists()
-    proc = subprocess.run([sys.executable, "-m", "cli", "train", "condcomp", "--run-dir", ""], cwd=tmp_path, env=env,
+    proc = subprocess.run([sys.executable, "-m", "cli", "train", "condcomp", "--out", ""], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.splitlines() == [
-        "ffnkv train: error: argument --run-dir: '' is an empty path; pass a directory (it is created if absent)"]
+        "ffnkv train: error: argument --out: '' is an empty path; pass a directory (it is created if absent)"]
     assert list(tmp_path.iterdir()) == []

@@ -14,7 +14,7 @@ import pytest
 pytestmark = pytest.mark.slow  # three commands, each run by two processes and by one (minutes on 2 cores)
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = {
-    "knowledge": ["knowledge", "{run}", "all", "--facts", "4", "--steps", "4", "--unrelated", "2", "--samples", "2",
+    "knowledge": ["knowledge", "{run}", "all", "--n-facts", "4", "--ig-steps", "4", "--unrelated-per-fact", "2", "--samples", "2",
                   "--trace-kinds", "resid", "mlp"],
     "edit": ["edit", "{run}", "--layer", "0", "--n-edits", "3", "--n-unrelated", "3", "--protocols", "single,memit"],
     "memories": ["memories", "{run}", "--max-tokens", "400", "--clusters", "2", "--shuffles", "4", "--batch-size", "8"],

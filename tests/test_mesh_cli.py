@@ -11,7 +11,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
-KNOWLEDGE = ["knowledge", "{run}", "attribution", "--facts", "4", "--steps", "4", "--unrelated", "2"]
+KNOWLEDGE = ["knowledge", "{run}", "attribution", "--n-facts", "4", "--ig-steps", "4", "--unrelated-per-fact", "2"]
 COMMANDS = [KNOWLEDGE,
             ["memories", "{run}", "--max-tokens", "400", "--clusters", "2", "--shuffles", "4"],
             ["edit", "{run}", "--layer", "0", "--n-edits", "2", "--n-unrelated", "2", "--protocols", "single,memit"]]

@@ -81,7 +81,7 @@ def facts_run(tmp_path_factory):
     return path
 
 
-KNOWLEDGE = ["knowledge", "{run}", "tracing", "--facts", "3", "--samples", "2", "--trace-kinds", "resid",
+KNOWLEDGE = ["knowledge", "{run}", "tracing", "--n-facts", "3", "--samples", "2", "--trace-kinds", "resid",
              "--no-single-layer"]
 
 
@@ -107,9 +107,9 @@ def test_train_shows_its_compile_and_bar(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FFNKV_PROGRESS", "1")
     argv = ["train", "condcomp", "--set", "steps=3", "--set", "model.d_model=16", "--set", "model.d_ff=32",
             "--set", "model.n_layers=1", "--set", "eval_every=3", "--set", "data.n_eval=32", "--set", "batch_size=8"]
-    assert main(argv + ["--run-dir", str(tmp_path / "on")]) == 0
+    assert main(argv + ["--out", str(tmp_path / "on")]) == 0
     err = capsys.readouterr().err
     assert "compiling train step…" in err and "3/3" in err and "steps" in err
-    assert main(argv + ["--run-dir", str(tmp_path / "off"), "--no-progress"]) == 0
+    assert main(argv + ["--out", str(tmp_path / "off"), "--no-progress"]) == 0
     err = capsys.readouterr().err
     assert "compiling" not in err and "3/3" not in err

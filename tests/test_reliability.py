@@ -57,9 +57,9 @@ def _world(tmp: Path) -> dict:
             "badcfg": str(damaged / "badcfg"), "small": str(tmp / "small.txt"), "empty": str(tmp / "empty.txt")}
 
 
-T = ["train", "{cfg}", "--run-dir", "{run}"]
+T = ["train", "{cfg}", "--out", "{run}"]
 TEXT = {"FFNKV_TEXT_FILES": "{small}", "FFNKV_DATA": "{tmp}/data"}  # the corpus cache would land in tmp
-TT = ["train", "text", "--run-dir", "{run}", "--set"]
+TT = ["train", "text", "--out", "{run}", "--set"]
 BAD_INPUT = [  # (argv, env, exit code, the one line on stderr)
     (T + ["--set", "model.norm_eps=nan"], {}, 2, "ffnkv train: error: ModelConfig.norm_eps='nan' is not allowed"),
     (T + ["--set", "model.rope_theta=-1"], {}, 2, "ffnkv train: error: ModelConfig.rope_theta=-1 is not allowed"),
@@ -73,20 +73,20 @@ BAD_INPUT = [  # (argv, env, exit code, the one line on stderr)
     (T + ["--set", "optim=5"], {}, 2, "ffnkv train: error: --set 'optim=5': 'optim' is a config section, not a value"),
     (T + ["--set", "data=5"], {}, 2, "ffnkv train: error: --set 'data=5': 'data' is a config section, not a value"),
     (T + ["--set", "mesh=5"], {}, 2, "ffnkv train: error: TrainConfig.mesh=5 is not allowed"),
-    (["train", "{cfg}", "--run-dir", ""], {}, 2, "ffnkv train: error: argument --run-dir: '' is an empty path"),
-    (["train", "{cfg}", "--run-dir", "{file}/sub"], {}, 2,
-     "ffnkv train: error: argument --run-dir: '{file}/sub' cannot be created: '{file}' is a file"),
-    (["train", "{cfg}", "--run-dir", "/proc/ffnkv-x"], {}, 2,
-     "ffnkv train: error: argument --run-dir: '/proc/ffnkv-x' cannot be created in '/proc'"),
+    (["train", "{cfg}", "--out", ""], {}, 2, "ffnkv train: error: argument --out: '' is an empty path"),
+    (["train", "{cfg}", "--out", "{file}/sub"], {}, 2,
+     "ffnkv train: error: argument --out: '{file}/sub' cannot be created: '{file}' is a file"),
+    (["train", "{cfg}", "--out", "/proc/ffnkv-x"], {}, 2,
+     "ffnkv train: error: argument --out: '/proc/ffnkv-x' cannot be created in '/proc'"),
     (["compare", "--out", ""], {}, 2, "ffnkv compare: error: argument --out: '' is an empty path"),
     (["compare", "--out", "{file}/sub"], {}, 2,
      "ffnkv compare: error: argument --out: '{file}/sub' cannot be created: '{file}' is a file"),
     (["reproduce", "--out", ""], {}, 2, "ffnkv reproduce: error: argument --out: '' is an empty path"),
     (["reproduce", "--out", "{file}/sub"], {}, 2,
      "ffnkv reproduce: error: argument --out: '{file}/sub' cannot be created: '{file}' is a file"),
-    (["train", "{cfg}", "--run-dir", "{listcfg}"], {}, 2,
+    (["train", "{cfg}", "--out", "{listcfg}"], {}, 2,
      "ffnkv train: error: '{listcfg}/config.json' holds no valid training config (a training config must be a dict"),
-    (["train", "{cfg}", "--run-dir", "{badcfg}"], {}, 2,
+    (["train", "{cfg}", "--out", "{badcfg}"], {}, 2,
      "ffnkv train: error: '{badcfg}/config.json' holds no valid training config (ModelConfig.d_model='x' is not allowed"),
     (["analyze", "{listcfg}"], {}, 2, "ffnkv analyze: error: {listcfg}/config.json is not a JSON object"),
     (["analyze", "{badcfg}"], {}, 2,
@@ -97,7 +97,7 @@ BAD_INPUT = [  # (argv, env, exit code, the one line on stderr)
     (TT + ["data.seq_len=200"], TEXT, 2, "ffnkv train: error: the corpus ({small}) has "),  # after tokenising
     (TT + ["data.files=[]"], TEXT, 2, "ffnkv train: error: give exactly one text source"),
     (TT + ["data.vocab_size_target=-1"], TEXT, 2, "ffnkv train: error: data.vocab_size_target=-1 is not allowed"),
-    (["train", "text", "--run-dir", "{run}"], TEXT | {"FFNKV_TEXT_FILES": "{empty}"}, 2,
+    (["train", "text", "--out", "{run}"], TEXT | {"FFNKV_TEXT_FILES": "{empty}"}, 2,
      "ffnkv train: error: the corpus ({empty}) has at most 0 tokens"),
     (T + ["--set", "optim.lr=nan"], {}, 2, "ffnkv train: error: optim.lr='nan' is not allowed"),
     (T + ["--set", "optim.lr=inf"], {}, 2, "ffnkv train: error: optim.lr='inf' is not allowed"),
@@ -110,25 +110,28 @@ BAD_INPUT = [  # (argv, env, exit code, the one line on stderr)
     (T + ["--set", "seed=-1"], {}, 2, "ffnkv train: error: TrainConfig.seed=-1 is not allowed"),
     (T + ["--set", "data.n_eval=0"], {}, 2, "ffnkv train: error: data.n_eval=0 is not allowed"),
     (T + ["--set", "mesh=(3,1)"], {}, 2, "ffnkv train: error: mesh=(3, 1) does not fit 1 devices"),
-    (["train", "{syntax}", "--run-dir", "{run}"], {}, 2,
+    (["train", "{syntax}", "--out", "{run}"], {}, 2,
      "ffnkv train: error: config file '{syntax}' failed to load: SyntaxError at line 1"),
-    (["train", "{imports}", "--run-dir", "{run}"], {}, 2,
+    (["train", "{imports}", "--out", "{run}"], {}, 2,
      "ffnkv train: error: config file '{imports}' failed to load: ModuleNotFoundError: No module named"),
-    (["train", "{cfg}", "--run-dir", "{file}"], {}, 2, "ffnkv train: error: argument --run-dir: '{file}' is a file"),
-    (["train", "{cfg}", "--run-dir", "{orphan}"], {}, 2,
+    (["train", "{cfg}", "--out", "{file}"], {}, 2, "ffnkv train: error: argument --out: '{file}' is a file"),
+    (["train", "{cfg}", "--out", "{orphan}"], {}, 2,
      "ffnkv train: error: run dir '{orphan}' has checkpoints but no config.json"),
     (T + ["--num-processes", "2"], {}, 2, "ffnkv train: error: --num-processes=2 needs --coordinator"),
-    (["train", "text", "--run-dir", "{run}"], {"FFNKV_TEXT_FILES": "{tmp}/missing.txt"}, 2,
+    (["train", "text", "--out", "{run}"], {"FFNKV_TEXT_FILES": "{tmp}/missing.txt"}, 2,
      "ffnkv train: error: FFNKV_TEXT_FILES='{tmp}/missing.txt' matches no regular file"),
-    (["train", "text", "--run-dir", "{run}", "--set", "data.files=['{tmp}/gone.txt']"], {}, 2,
+    (["train", "text", "--out", "{run}", "--set", "data.files=['{tmp}/gone.txt']"], {}, 2,
      "ffnkv train: error: text source '{tmp}/gone.txt' does not exist"),
     (["pretrained", "smollm2", "--path", "{cut_gguf}", "--out", "{run}"], {}, 2,
      "ffnkv pretrained: error: {cut_gguf} is truncated or damaged"),
     (["analyze", "{tmp}", "--n-random", "5"], {}, 2, "ffnkv analyze: error: n_random=5 is too few"),
     (["analyze", "{tmp}", "--seed", "-1"], {}, 2, "ffnkv analyze: error: argument --seed: -1 must be at least 0"),
     (["analyze", "{tmp}"], {}, 2, "ffnkv analyze: error: '{tmp}' is neither a run dir nor a dir of runs"),
-    (["compare", "--threshold", "2", "--out", "{run}"], {}, 2,
+    (["compare", "--accuracy-threshold", "2", "--out", "{run}"], {}, 2,
+     "ffnkv compare: error: argument --accuracy-threshold: 2 must be a number between 0 and 1"),
+    (["compare", "--threshold", "2", "--out", "{run}"], {}, 2,  # the old spelling, still checked
      "ffnkv compare: error: argument --threshold: 2 must be a number between 0 and 1"),
+    (["train", "{cfg}"], {}, 2, "ffnkv train: error: no run dir given; pass --out DIR."),
     (["compare", "--kinds", "relu,maxout", "--out", "{run}"], {}, 2,
      "ffnkv compare: error: kinds 'relu,maxout' is not allowed"),
     (["compare", "--out", "{file}"], {}, 2, "ffnkv compare: error: argument --out: '{file}' is a file"),
@@ -147,8 +150,11 @@ BAD_INPUT = [  # (argv, env, exit code, the one line on stderr)
     (["memories", "{tmp}", "--max-tokens", "-5"], {}, 2,
      "ffnkv memories: error: argument --max-tokens: -5 must be at least 1"),
     (["memories", "{tmp}", "--out", "{file}"], {}, 2, "ffnkv memories: error: argument --out: '{file}' is a file"),
-    (["knowledge", "{tmp}", "--threshold", "2"], {}, 2,
-     "ffnkv knowledge: error: argument --threshold: 2 must be a number between 0 and 1"),
+    (["knowledge", "{tmp}", "--kn-threshold", "2"], {}, 2,
+     "ffnkv knowledge: error: argument --kn-threshold: 2 must be a number between 0 and 1"),
+    (["knowledge", "{tmp}", "--facts", "40"], {}, 2, "ffnkv knowledge: error: argument --facts: '40' is not a file; "
+     "--facts takes a fact file (for a number of facts use --n-facts 40)"),
+    (["edit", "{tmp}", "--facts", "{tmp}/none.json"], {}, 2, "ffnkv edit: error: argument --facts: "),
     (["knowledge", "{tmp}", "--samples", "0"], {}, 2,
      "ffnkv knowledge: error: argument --samples: 0 must be at least 1"),
     (["knowledge", "{tmp}", "--mesh", "(0,1)"], {}, 2, "ffnkv knowledge: error: argument --mesh: (0,1) must have"),
@@ -229,7 +235,7 @@ def test_second_writer_is_refused(tmp_path, capsys):
     cfg = write_config(tmp_path)
     with RunLock(run):
         before = _snapshot(tmp_path)  # .lock holds this process's pid: the refused trainer must not rewrite it
-        assert main(["train", cfg, "--run-dir", str(run)]) == 2
+        assert main(["train", cfg, "--out", str(run)]) == 2
         assert _snapshot(tmp_path) == before
     err = capsys.readouterr().err
     assert err.startswith(f"ffnkv train: error: run dir '{run}' is in use by another process (pid {os.getpid()})")
@@ -271,7 +277,7 @@ def test_an_interrupted_study_stage_stays_unfinished_and_the_command_exits_128_p
     config.write_text("import sys\nsys.path.insert(0, %r)\nfrom _train_helpers import tiny_config\n"
                       "from train.config import DataConfig\n\ndef get_config():\n    return tiny_config(data=DataConfig("
                       "'signals_itself', {'n_operands': 3, 'modulus': 7, 'n_eval': 64}))\n" % str(Path(__file__).parent))
-    stage = reproduce_stages.Stage("train", "a training", lambda out, p: [["train", str(config), "--run-dir",
+    stage = reproduce_stages.Stage("train", "a training", lambda out, p: [["train", str(config), "--out",
                                                                              str(out / "run")]])
     monkeypatch.setattr(reproduce, "STAGES", {"train": stage})
     out = tmp_path / "repro"
@@ -297,7 +303,7 @@ def test_tracing_when_no_sampled_fact_is_known_writes_its_results(tmp_path, caps
                       steps=2, batch_size=8, eval_every=2, ckpt_every=2, keep=1, progress=False)
     train(cfg, tmp_path / "run")
     out = tmp_path / "k"
-    assert main(["knowledge", str(tmp_path / "run"), "tracing", "--facts", "2", "--samples", "1", "--out", str(out)]) == 0
+    assert main(["knowledge", str(tmp_path / "run"), "tracing", "--n-facts", "2", "--samples", "1", "--out", str(out)]) == 0
     assert "Traceback" not in capsys.readouterr().err and (out / "tracing.json").is_file()
 
 
@@ -410,7 +416,7 @@ def test_knowledge_with_a_bad_facts_file_is_one_line(tmp_path, capsys):
         files[case] = _facts_file(tmp_path / case, _set_subject(subject))
     for case, path in files.items():
         before = _snapshot(tmp_path)
-        assert main(["knowledge", str(tmp_path / "run"), "tracing", "--facts-file", str(path), "--facts", "2"]) == 2
+        assert main(["knowledge", str(tmp_path / "run"), "tracing", "--facts", str(path), "--n-facts", "2"]) == 2
         err = capsys.readouterr().err
         assert len(err.splitlines()) == 1 and err.startswith("ffnkv knowledge: error: "), (case, err)
         assert _snapshot(tmp_path) == before
@@ -430,7 +436,7 @@ def test_a_text_run_whose_corpus_changed_is_refused_not_misread(tmp_path, monkey
     corpus.write_text("\n\n".join(" ".join(rng.choice(words, 12)) for _ in range(600)) + "\n")
     monkeypatch.setenv("FFNKV_TEXT_FILES", str(corpus))
     run = tmp_path / "run"
-    argv = ["train", "text", "--run-dir", str(run), "--no-progress"] + [
+    argv = ["train", "text", "--out", str(run), "--no-progress"] + [
         a for kv in ("steps=2", "model.d_model=16", "model.n_layers=1", "model.d_ff=32", "batch_size=4",
                      "data.vocab_size_target=300", "data.seq_len=16", "data.n_eval=4", "eval_every=2", "ckpt_every=2")
         for a in ("--set", kv)]

@@ -31,10 +31,10 @@ def test_second_process_refused_first_unaffected_and_sigkill_leaves_no_lock(tmp_
         wait_for_step(first, run, 2)
         config_before, lock_before = (run / "config.json").read_bytes(), (run / ".lock").read_bytes()
         assert lock_before == f"{first.pid}\n".encode()
-        assert main(["train", write_config(tmp_path), "--run-dir", str(run)]) == 2
+        assert main(["train", write_config(tmp_path), "--out", str(run)]) == 2
         err = capsys.readouterr().err
         assert err == (f"ffnkv train: error: run dir '{run}' is in use by another process (pid {first.pid}); "
-                       "wait for it to finish or use another --run-dir.\n")
+                       "wait for it to finish or use another run dir (--out).\n")
         step_then = max(r["step"] for r in _records(run))
         wait_for_step(first, run, step_then + 3)  # the first writer goes on
         assert (run / "config.json").read_bytes() == config_before

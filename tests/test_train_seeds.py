@@ -161,7 +161,7 @@ def test_config_field_and_cli_option(tmp_path, capsys):
     with pytest.raises(ConfigError, match="seed \\+ seeds <= 2\\*\\*32"):
         tiny_config(seed=2 ** 32 - 1, seeds=2)
     run_dir = tmp_path / "run"
-    assert main(["train", write_config(tmp_path), "--seeds", "0", "--run-dir", str(run_dir)]) == 2
+    assert main(["train", write_config(tmp_path), "--seeds", "0", "--out", str(run_dir)]) == 2
     err = capsys.readouterr().err
     assert "TrainConfig.seeds=0 is not allowed" in err and "Traceback" not in err and not run_dir.exists()
 

@@ -61,7 +61,7 @@ def test_two_processes_match_one(tmp_path, one_device_losses):
                       "def get_config():\n    return tiny_config(ckpt_every=20, eval_every=20)\n")
     train_cmd = [sys.executable, "-m", "cli", "train", str(config)]
     port = _free_port()
-    procs = [subprocess.Popen(train_cmd + ["--run-dir", str(tmp_path / "multi"), "--coordinator", f"localhost:{port}",
+    procs = [subprocess.Popen(train_cmd + ["--out", str(tmp_path / "multi"), "--coordinator", f"localhost:{port}",
                                            "--num-processes", "2", "--process-id", str(i)],
                               cwd=ROOT, env=_env(JAX_PLATFORMS="cpu"), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
              for i in range(2)]

@@ -33,7 +33,7 @@ class RunLock:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
             os.close(fd)
             raise RunDirBusy(f"run dir {str(self.path.parent)!r} is in use by another process (pid {holder}); "
-                             "wait for it to finish or use another --run-dir.") from None
+                             "wait for it to finish or use another run dir (--out).") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self.fd = fd

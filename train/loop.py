@@ -61,7 +61,7 @@ def _check_run_dir(run_dir: Path) -> None:
     ckpt = run_dir / "checkpoints"
     if not (run_dir / "config.json").exists() and ckpt.is_dir() and any(ckpt.iterdir()):
         raise ConfigError(f"run dir {str(run_dir)!r} has checkpoints but no config.json, so its config is unknown; "
-                          "restore its config.json or use another --run-dir.")
+                          "restore its config.json or use another run dir (--out).")
 
 
 def _read_config(path: Path) -> dict:
@@ -69,12 +69,12 @@ def _read_config(path: Path) -> dict:
     try:
         old = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ConfigError(f"{str(path)!r} is not valid JSON; restore it or use another --run-dir.") from None
+        raise ConfigError(f"{str(path)!r} is not valid JSON; restore it or use another run dir (--out).") from None
     try:
         TrainConfig.from_dict(old)
     except ConfigError as error:
         raise ConfigError(f"{str(path)!r} holds no valid training config ({error}); restore it or use another "
-                          "--run-dir.") from None
+                          "run dir (--out).") from None
     return old
 
 
@@ -88,7 +88,7 @@ def _write_config(run_dir: Path, cfg: TrainConfig) -> None:
         if old != new:
             diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             raise ConfigError(f"run dir {str(run_dir)!r} holds a run with a different config (fields: {', '.join(diff)}); "
-                              "use another --run-dir or the same config to resume.")
+                              "use another run dir (--out) or the same config to resume.")
         return
     if jax.process_index() == 0:
         tmp = path.with_suffix(".json.tmp")
