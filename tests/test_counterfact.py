@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from ffnkv.data.counterfact import KNOWN_FACTS, FactRecord, load_fact_file, record_json, world_fact_records
+from ffnkv.data.counterfact import HELDOUT_FACTS, KNOWN_FACTS, FactRecord, load_fact_file, record_json, world_fact_records
 from ffnkv.data.facts import FactsTask
 from ffnkv.errors import FfnkvError
 from ffnkv.io.tokenizer import task_tokenizer
@@ -109,3 +109,14 @@ def test_world_records_match_the_task():
     enc = encode_prompts(task_tokenizer(task), [r.prompt for r in records], [r.subject for r in records],
                          [r.target_true for r in records])
     assert list(enc.target) == [task.attribute_id(r.target_true) for r in records]
+
+
+def test_heldout_facts_file_is_packaged_well_formed_and_disjoint_from_known_facts():
+    records, known = load_fact_file(HELDOUT_FACTS), load_fact_file(KNOWN_FACTS)
+    assert len(records) >= 50 and len({r.relation_id for r in records}) >= 10
+    assert len({r.case_id for r in records}) == len(records)
+    assert all(r.target_new != r.target_true for r in records)
+    assert all(len(r.paraphrase_prompts) >= 2 and 2 <= len(r.neighborhood_prompts) <= 4 for r in records)
+    assert all(r.subject not in p for r in records for p in r.neighborhood_prompts)  # neighbours are other subjects
+    assert all(r.subject in p for r in records for p in r.paraphrase_prompts)
+    assert not {r.subject.lower() for r in records} & {k.subject.lower() for k in known}

@@ -10,7 +10,9 @@ A record::
 
 ``load_fact_file`` reads a JSON list of such records into ``FactRecord``s; ``world_fact_records`` gives the
 same records from the built-in facts world, so every editing protocol reads one kind of input.
-``KNOWN_FACTS`` is the packaged file of well-known facts (``known_facts.json``) for pretrained models.
+``KNOWN_FACTS`` is the packaged file of well-known facts (``known_facts.json``) for pretrained models;
+``HELDOUT_FACTS`` (``heldout_facts.json``) is a second such file, written and committed before any model was run
+on it, for measuring edits on facts nobody picked or tuned on (provenance in ``heldout_facts.md``).
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import numpy as np
 from ffnkv.errors import FfnkvError
 
 KNOWN_FACTS = Path(__file__).with_name("known_facts.json")
+HELDOUT_FACTS = Path(__file__).with_name("heldout_facts.json")
 
 
 @dataclasses.dataclass(frozen=True)
