@@ -236,8 +236,9 @@ def check_prompts(enc, cfg, width_needed=True) -> None:
         raise FfnkvError("predict_pos must lie inside each prompt; re-encode the prompts.")
 
 
-def integrated_gradients(params, cfg, enc, steps: int = 20, rule: str = "midpoint", batch_size: int = 2,
-                         path: str = "layer", recompute: str = "prefix", mesh=None, alpha_blocks: int = 1) -> dict:
+def integrated_gradients(params, cfg, enc, steps: int = 20, rule: str = "midpoint", batch_size: int | None = None,
+                         path: str = "layer", recompute: str = "prefix", mesh=None, alpha_blocks: int = 1,
+                         memory_gb: float | None = None, on_plan=None) -> dict:
     """Attributions of every (layer, neuron) for every prompt, with the completeness check.
 
     ``enc``: ``tokens`` [N, T], ``predict_pos`` [N] (the position whose logits predict the gold token),
@@ -246,7 +247,9 @@ def integrated_gradients(params, cfg, enc, steps: int = 20, rule: str = "midpoin
     module docstring). ``recompute``: ``"prefix"`` or ``"full"`` (module docstring). ``mesh``: a
     ffnkv.sharding mesh whose "data" axis splits the prompts (parameters FSDP-split on "model" when it has
     several devices); ``None`` runs on the default device. ``alpha_blocks``: the α nodes of each path are cut
-    into this many blocks, each its own sweep item (more items to split over the mesh; same numbers). Returns numpy arrays ``attr`` [N, L, F], ``prob``
+    into this many blocks, each its own sweep item (more items to split over the mesh; same numbers). Items in
+    flight: the memory plan's chunk (analysis.plan.attribution_plan within ``memory_gb``, default half the
+    available memory; at most ``batch_size`` when given), shown to ``on_plan``. Returns numpy arrays ``attr`` [N, L, F], ``prob``
     [N] (= P(α=1)), ``prob_zero`` [N, P] (= P(α=0) per path: P = L, or 1 for the joint path) and
     ``completeness`` (see :func:`completeness`).
     """
@@ -256,8 +259,14 @@ def integrated_gradients(params, cfg, enc, steps: int = 20, rule: str = "midpoin
     arrays = sharding.put_inputs((enc["tokens"], enc["predict_pos"], enc["target"], _mask(enc, cfg)), mesh)
     if alpha_blocks < 1:
         raise FfnkvError(f"alpha_blocks={alpha_blocks} is not allowed; use a positive integer.")
-    attr, p_zero, prob = _ig_all(sharding.put_params(params, mesh), *arrays, cfg, steps, rule,
-                                 min(batch_size, len(enc["tokens"])), path, recompute, mesh, int(alpha_blocks))
+    from analysis.plan import attribution_plan
+
+    p = attribution_plan(cfg, len(enc["tokens"]), np.asarray(enc["tokens"]).shape[1], steps, int(alpha_blocks), path,
+                         recompute, memory_gb, batch_size)
+    if on_plan is not None:
+        on_plan(p)
+    attr, p_zero, prob = _ig_all(sharding.put_params(params, mesh), *arrays, cfg, steps, rule, p.chunk, path,
+                                 recompute, mesh, int(alpha_blocks))
     attr, p_zero, prob = sharding.fetch(attr), sharding.fetch(p_zero), sharding.fetch(prob)
     per_path = (attr, cfg.has_ffn_L()) if path == "layer" else (attr.reshape(len(attr), 1, -1), [True])
     return {"attr": attr, "prob": prob, "prob_zero": p_zero, "steps": steps, "rule": rule, "path": path,

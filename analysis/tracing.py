@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from analysis.attribution import check_prompts, gold_prob, prob_of
+from analysis.plan import tracing_plan
 from ffnkv import sharding
 from ffnkv.errors import FfnkvError
 from ffnkv.hooks import Hooks
@@ -207,8 +208,9 @@ _trace_jit = jax.jit(trace_impl, static_argnames=("cfg", "kind_ids", "window", "
 
 
 def causal_trace(params, cfg, enc, noise: float | None = None, samples: int = 10, window: int = 10,
-                 kinds=KINDS, seed: int = 0, cell_batch: int = 8, layers=None, keys=None, recompute: str = "prefix",
-                 mesh=None, sample_blocks: int = 1, position_buckets: int = 8) -> dict:
+                 kinds=KINDS, seed: int = 0, cell_batch: int | None = None, layers=None, keys=None,
+                 recompute: str = "prefix", mesh=None, sample_blocks: int = 1, position_buckets: int = 8,
+                 memory_gb: float | None = None, on_plan=None) -> dict:
     """Causal traces of every encoded prompt.
 
     ``enc``: ``tokens`` [N, T], ``predict_pos`` [N], ``target`` [N], ``subject_start`` / ``subject_end`` [N]
@@ -220,7 +222,10 @@ def causal_trace(params, cfg, enc, noise: float | None = None, samples: int = 10
     docstring; ``cell_batch`` cells in flight). ``mesh``: a ffnkv.sharding mesh whose
     "data" axis splits the (fact, cell, sample block) items; ``sample_blocks`` (dividing ``samples``) cuts
     each cell's samples into that many items (more to split over the mesh; same numbers). ``position_buckets``:
-    suffix lengths are multiples of ⌈T / buckets⌉ (fewer programs, a little more recompute).
+    suffix lengths are multiples of ⌈T / buckets⌉ (fewer programs, a little more recompute). The cells in
+    flight come from the memory plan (analysis.plan.tracing_plan: the largest chunk within ``memory_gb``,
+    default half the available memory; at most ``cell_batch`` when given), shown to ``on_plan`` before compiling;
+    the plan refuses (FfnkvError) when one item does not fit.
     """
     check_prompts(enc, cfg, width_needed=False)
     bad = [k for k in kinds if k not in KINDS]
@@ -242,9 +247,13 @@ def causal_trace(params, cfg, enc, noise: float | None = None, samples: int = 10
     T = np.asarray(enc["tokens"]).shape[1]
     arrays = sharding.put_inputs((enc["tokens"], enc["predict_pos"], enc["target"], s0, s1), mesh)
     keys = keys if mesh is None else sharding.put(keys, sharding.replicated(mesh))
+    buckets = max(1, int(position_buckets))
+    p = tracing_plan(cfg, N, T, kind_ids, layers, int(samples), int(sample_blocks), int(window), recompute, buckets,
+                     memory_gb, cell_batch)
+    if on_plan is not None:
+        on_plan(p)
     out = _trace_jit(sharding.put_params(params, mesh), *arrays, keys, jnp.float32(nu), cfg, kind_ids, int(window),
-                     int(samples), int(min(cell_batch, len(kind_ids) * T * len(layers))), layers, recompute, mesh,
-                     max(1, int(position_buckets)), int(sample_blocks))
+                     int(samples), p.chunk, layers, recompute, mesh, buckets, int(sample_blocks))
     p_clean, p_corrupt, restored = (sharding.fetch(a) for a in out)
     return {"p_clean": p_clean, "p_corrupt": p_corrupt, "restored": restored,
             "kinds": list(kinds), "layers": list(layers), "noise": nu, "samples": samples, "window": window,

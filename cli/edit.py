@@ -34,6 +34,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--lambda-sweep", default="", help="comma list of λ ratios also scored (plus λ = 15000)")
     parser.add_argument("--cov-text", default=None, help="glob of text files for C of a pretrained model")
     parser.add_argument("--cov-tokens", type=positive_int, default=20000, help="tokens of that text")
+    parser.add_argument("--memory-gb", type=positive_float, default=None, help="memory budget in GB (default: half the available memory)")
     parser.add_argument("--seed", type=nonnegative_int, default=0)
     parser.add_argument("--out", type=output_dir, default=None, help="output dir")
     add_mesh(parser)
@@ -67,7 +68,8 @@ def settings_from(args):
                         memit_width=args.memit_width, memit_lambda=args.memit_lambda,
                         lambda_ratio=args.lambda_ratio,
                         lambda_sweep=_floats(args.lambda_sweep, "--lambda-sweep"),
-                        cov_text=args.cov_text or LICENCE_TEXTS, cov_tokens=args.cov_tokens, mesh=args.mesh)
+                        cov_text=args.cov_text or LICENCE_TEXTS, cov_tokens=args.cov_tokens, mesh=args.mesh,
+                        memory_gb=args.memory_gb)
 
 
 def load_facts(model, path, seed: int = 0):

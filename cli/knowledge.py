@@ -37,8 +37,9 @@ def add_arguments(parser) -> None:
     a("--no-single-layer", action="store_true", help="skip the single-layer MLP/attention restores")
     a("--trace-kinds", nargs="+", default=None, help="restored kinds (default all of analysis.tracing.KINDS)")
     a("--layer-stride", type=positive_int, default=1, help="trace every k-th layer")
-    a("--batch-size", type=positive_int, default=2, help="prompts in flight (attribution)")
-    a("--cell-batch", type=positive_int, default=8, help="grid cells in flight (tracing)")
+    a("--batch-size", type=positive_int, default=None, help="at most this many prompts in flight (attribution; default: the memory plan's)")
+    a("--cell-batch", type=positive_int, default=None, help="at most this many grid cells in flight (tracing; default: the memory plan's)")
+    a("--memory-gb", type=positive_float, default=None, help="memory budget of the sweeps in GB (default: half the available memory)")
     a("--examples", type=positive_int, default=3, help="per-fact tracing heatmaps")
     a("--out", type=output_dir, default=None, help="output dir")
     add_mesh(parser)
@@ -55,7 +56,8 @@ def settings(args):
         all_positions=args.all_positions, unrelated=args.unrelated, batch_size=args.batch_size,
         samples=args.samples, noise_factor=args.noise_factor, window=args.window,
         single_layer=not args.no_single_layer, kinds=tuple(args.trace_kinds or KINDS),
-        layer_stride=args.layer_stride, cell_batch=args.cell_batch, examples=args.examples, mesh=args.mesh)
+        layer_stride=args.layer_stride, cell_batch=args.cell_batch, examples=args.examples, mesh=args.mesh,
+        memory_gb=args.memory_gb)
 
 
 def run(args) -> int:

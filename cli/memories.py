@@ -6,7 +6,7 @@ line) or the probe sentences. The protocol is ``studies.memories``; files (``mem
 """
 from __future__ import annotations
 
-from cli.args import add_mesh, finite_float, nonnegative_int, output_dir, positive_int
+from cli.args import add_mesh, finite_float, nonnegative_int, output_dir, positive_float, positive_int
 
 NAME = "memories"
 HELP = "Geva 2021/2022 key-value memory analyses of any model (triggers, agreement, refinement, promotion)"
@@ -19,7 +19,8 @@ def add_arguments(parser) -> None:
     a("--text", nargs="+", default=None, help="text files streamed instead of the run's corpus, one row per line")
     a("--max-tokens", type=positive_int, default=200_000, help="corpus size streamed (tokens)")
     a("--k", type=positive_int, default=25, help="trigger prefixes kept per key")
-    a("--batch-size", type=positive_int, default=32, help="rows per streamed chunk")
+    a("--batch-size", type=positive_int, default=32, help="at most this many rows per streamed chunk (fewer where --memory-gb asks)")
+    a("--memory-gb", type=positive_float, default=None, help="memory budget in GB (default: half the available memory)")
     a("--final-norm", action="store_true",
       help="project through the final norm before the unembedding (default: raw x·E, as Geva 2021)")
     a("--threshold", type=finite_float, default=0.0, help="a memory is active where m > threshold")
@@ -46,7 +47,8 @@ def run(args) -> int:
     s = memories.MemoriesSettings(max_tokens=args.max_tokens, k=args.k, batch_size=args.batch_size,
                                   final_norm=args.final_norm, threshold=args.threshold, n_shuffles=args.shuffles,
                                   removal_keys=args.removal_keys, sample_keys=args.sample_keys, clusters=args.clusters,
-                                  top_n=args.top_n, window=args.window, seed=args.seed, mesh=args.mesh)
+                                  top_n=args.top_n, window=args.window, seed=args.seed, mesh=args.mesh,
+                                  memory_gb=args.memory_gb)
     from ffnkv.errors import FfnkvError
 
     missing = [f for f in args.text or () if not Path(f).is_file()]

@@ -41,6 +41,7 @@ from analysis.memit import (MEMIT_HPARAMS, MEMIT_LAMBDA, PAPER_LAMBDA_RATIO, ban
                             GPTJ_LAYERS, memit_edit, relative_lambda)
 from analysis.rome import (CONSTRAINTS, ROME_HPARAMS, DeltaHParams, keys_at, optimise_delta, regularised_inverse,
                            rome_edit, rome_sequential, site_hooks)
+from analysis.plan import announce, edit_plan
 from ffnkv.errors import FfnkvError
 from ffnkv.model import forward
 
@@ -74,6 +75,7 @@ class EditSettings:
     cov_window: int = 64
     delta_check: int = 20
     mesh: tuple | None = None  # (data, model) device counts of the sweeps' mesh; None: one device
+    memory_gb: float | None = None  # the edit sweeps' memory budget (analysis.plan); None: half the available memory
 
 
 def memit_layers(layer: int, width: int, n_layers: int | None = None) -> tuple[int, ...]:
@@ -129,12 +131,13 @@ def _stats(info: dict) -> dict:
     return {k: float(np.mean(np.asarray(v))) for k, v in info.items() if k in ("nll", "steps", "delta_norm", "final_gap")}
 
 
-def rome_single(model, layer, C_FF, reqs, probes, others, hp) -> dict:
+def rome_single(model, layer, C_FF, reqs, probes, others, hp, batch_size: int = 8) -> dict:
     """ROME edits one by one, each into a fresh model; means over edits and S."""
     t = time.time()
     Cinv = regularised_inverse(C_FF, hp.ridge)
     edit_fn = lambda p, r, Cinv_FF: rome_edit(p, model.cfg, layer, Cinv_FF, r, hp)  # noqa: E731
-    scores, info = score_single_edits(model.params, model.cfg, edit_fn, reqs, probes, others, edit_args=(Cinv,))
+    scores, info = score_single_edits(model.params, model.cfg, edit_fn, reqs, probes, others, batch_size,
+                                      edit_args=(Cinv,))
     return summarise(scores) | _stats(info) | {"seconds": time.time() - t}
 
 
@@ -222,9 +225,13 @@ def run(model, facts, settings: EditSettings = EditSettings()) -> dict:
            "constraint": s.constraint, "n_facts": len(facts), "n_known_facts": n_known, "n_calibration": len(cal),
            "n_edits": len(edit), "n_unrelated": len(unrelated), "covariance": cov_info, "prefixes": prefixes,
            "edited": [r.case_id for r in edit]}
+    reqs, probes = _requests(model, edit, prefixes, s)
+    p = edit_plan(cfg, len(edit), reqs.tokens_PT.shape[1] + reqs.essence_tokens_MT.shape[1], reqs.tokens_PT.shape[2],
+                  rome_hp.steps, s.memory_gb, max_chunk=8)
+    announce(p)
     if calibrate:
         cal_reqs, cal_probes = _requests(model, cal, prefixes, s)
-        per_layer = {l: rome_single(model, l, C[l], cal_reqs, cal_probes, others, rome_hp) for l in candidates}
+        per_layer = {l: rome_single(model, l, C[l], cal_reqs, cal_probes, others, rome_hp, p.chunk) for l in candidates}
         layer = max(candidates, key=lambda l: (per_layer[l]["S"], -l))
         out["layer_rule"] = {"rule": "editability per layer: ROME single S on the calibration facts, argmax "
                                      "(earliest on a tie)", "S_by_layer": {str(l): per_layer[l]["S"] for l in candidates},
@@ -234,14 +241,13 @@ def run(model, facts, settings: EditSettings = EditSettings()) -> dict:
         out["layer_rule"] = {"rule": "given"}
     mem = memit_layers(layer, s.memit_width, cfg.n_layers)
     out |= {"layer": layer, "memit_layers": list(mem)}
-    reqs, probes = _requests(model, edit, prefixes, s)
     out["unedited"] = summarise(score_edited(model.params, cfg, probes, others))
     if s.delta_check:
         k = min(s.delta_check, len(edit))
         out["delta_check"] = delta_flip_rate(model, layer, jax.tree.map(lambda x: x[:k], reqs),
                                              jax.tree.map(lambda x: x[:k], probes), rome_hp)
     if "single" in s.protocols:
-        out["rome_single"] = rome_single(model, layer, C[layer], reqs, probes, others, rome_hp)
+        out["rome_single"] = rome_single(model, layer, C[layer], reqs, probes, others, rome_hp, p.chunk)
     if "sequential" in s.protocols:
         t = time.time()
         edited, info = rome_sequential(model.params, cfg, layer, C[layer], reqs, rome_hp)

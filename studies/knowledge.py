@@ -28,6 +28,7 @@ from analysis import attribution as A
 from analysis import tracing as TR
 from analysis.ablation import random_like
 from analysis.memories import token_rank
+from analysis.plan import announce
 from ffnkv.errors import FfnkvError
 from studies import facts as FS
 
@@ -48,17 +49,18 @@ class KnowledgeSettings:
     n_facts: int = 120; seed: int = 0; known_only: bool = False  # noqa: E702
     steps: int = 20; rule: str = "midpoint"; path: str = "layer"  # noqa: E702
     threshold: float = 0.2; share: float = 0.7; paraphrases: bool = True; generic_relations: int = 0  # noqa: E702
-    all_positions: bool = False; unrelated: int = 10; batch_size: int = 2; value_random: int = 20  # noqa: E702
+    all_positions: bool = False; unrelated: int = 10; batch_size: int | None = None; value_random: int = 20  # noqa: E702
     samples: int = 10; noise_factor: float = 3.0; window: int = 10  # noqa: E702
     single_layer: bool = True; whole_subject: bool = True  # noqa: E702
-    kinds: tuple = TR.KINDS; layer_stride: int = 1; cell_batch: int = 8; examples: int = 3  # noqa: E702
+    kinds: tuple = TR.KINDS; layer_stride: int = 1; cell_batch: int | None = None; examples: int = 3  # noqa: E702
     mesh: tuple | None = None  # (data, model) device counts of the sweeps' mesh; None: one device
+    memory_gb: float | None = None  # the sweeps' memory budget (analysis.plan); None: half the available memory
 
     def __post_init__(self):
         if self.what not in WHAT:
             raise FfnkvError(f"what={self.what!r} is not a knowledge analysis; use one of {', '.join(WHAT)}.")
         for name in ("steps", "samples", "window", "layer_stride", "batch_size", "cell_batch"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise FfnkvError(f"{name} must be a positive integer; got {getattr(self, name)}.")
 
 
@@ -108,7 +110,8 @@ def attribution(params, cfg, tok, facts, s: KnowledgeSettings) -> dict:
     """Knowledge neurons of ``facts`` with their effects and chance baselines (module docstring)."""
     enc, fact_N = FS.all_prompts(tok, facts, s.paraphrases)
     start = time.perf_counter()
-    ig = A.integrated_gradients(params, cfg, enc, s.steps, s.rule, s.batch_size, path=s.path, mesh=_mesh(s))
+    ig = A.integrated_gradients(params, cfg, enc, s.steps, s.rule, s.batch_size, path=s.path, mesh=_mesh(s),
+                                memory_gb=s.memory_gb, on_plan=announce)
     seconds = time.perf_counter() - start
     relation_N = np.array([str(facts[k].relation_id) for k in fact_N])
     generic = A.generic_neurons(ig["attr"], relation_N, s.threshold, s.generic_relations) if s.generic_relations else None
@@ -214,13 +217,13 @@ def tracing(params, cfg, tok, facts, known_K, s: KnowledgeSettings) -> dict:
     window = min(s.window, cfg.n_layers)
     start = time.perf_counter()
     trace = TR.causal_trace(params, cfg, enc, noise, s.samples, window, s.kinds, seed=s.seed, layers=layers, mesh=_mesh(s),
-                            cell_batch=s.cell_batch)
+                            cell_batch=s.cell_batch, memory_gb=s.memory_gb, on_plan=announce)
     averaged = known_K if known_K.any() else None  # Meng et al. average over known facts; else over all
     restores = {"window": TR.average_by_category(trace, enc, averaged)}
     single_kinds = tuple(k for k in ("mlp", "attn") if k in s.kinds)
     if s.single_layer and single_kinds and window > 1:
         single = TR.causal_trace(params, cfg, enc, noise, s.samples, 1, single_kinds, seed=s.seed, layers=layers, mesh=_mesh(s),
-                                 cell_batch=s.cell_batch)
+                                 cell_batch=s.cell_batch, memory_gb=s.memory_gb, on_plan=announce)
         restores["single"] = TR.average_by_category(single, enc, averaged)
     span = whole_subject(params, cfg, enc, noise, averaged, layers, s) if s.whole_subject else None
     seconds = time.perf_counter() - start
