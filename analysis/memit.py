@@ -105,13 +105,15 @@ def memit_edit(params, cfg, layers: tuple, C_LFF, reqs: EditRequest, hp: DeltaHP
     z_fn = lambda x: optimise_delta(params, cfg, "resid", last, x[0], _safe_norm(x[1]), hp)  # noqa: E731
     delta_ED, nll_E, steps_E = chunked(z_fn, (reqs, h0_ED))
     z_ED = h0_ED + delta_ED
-    residual_norms = []
-    for i, layer in enumerate(layers):
+    def write(params, x):  # one layer of the band (traced): the program does not grow with the band's width
+        i, layer, C_FF = x
         K_EF = chunked(lambda r: keys_at(params, cfg, layer, r.tokens_PT, r.subject_P).mean(0), reqs)
-        R_ED = (z_ED - mean_hidden(params)) / (len(layers) - i)
-        residual_norms.append(jnp.linalg.norm(R_ED, axis=-1).mean())
-        W_FD = memit_update(value_matrix(params, layer), K_EF, R_ED, C_LFF[i], lam, hp.ridge)
-        params = with_value_matrix(params, layer, W_FD)
+        R_ED = (z_ED - mean_hidden(params)) / (len(layers) - i).astype(jnp.float32)
+        W_FD = memit_update(value_matrix(params, layer), K_EF, R_ED, C_FF, lam, hp.ridge)
+        return with_value_matrix(params, layer, W_FD), jnp.linalg.norm(R_ED, axis=-1).mean()
+
+    band = (jnp.arange(len(layers)), jnp.asarray(layers, jnp.int32), jnp.asarray(C_LFF))
+    params, residual_norms = jax.lax.scan(write, params, band)
     final_gap = jnp.linalg.norm(z_ED - mean_hidden(params), axis=-1)
     return params, {"nll": nll_E, "steps": steps_E, "delta_norm": jnp.linalg.norm(delta_ED, axis=-1),
-                    "residual_norm_per_layer": jnp.stack(residual_norms), "final_gap": final_gap}
+                    "residual_norm_per_layer": residual_norms, "final_gap": final_gap}
