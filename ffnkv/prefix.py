@@ -165,19 +165,21 @@ def entering_sweep(fn, xs, first_X, chunk: int, mesh=None, consts=()):
     (host ints [X]) is the block each item's rows enter at: items are cut into chunks of ``chunk`` items with
     one ``first``, so ``first`` reaches ``fn`` traced but the same for every row of the chunk and
     :func:`forward_from`'s ``lax.cond`` skips the blocks below it as a real branch. One program whatever the
-    depth, with the FLOPs of one program per entry block. Each group is padded to whole chunks with repeats of
-    its first item (computed and dropped); chunks are split over the "data" axis of ``mesh``. Returns the
-    results in item order (leading axis X)."""
+    depth, with the FLOPs of one program per entry block. Each group is padded to whole chunks (a multiple of
+    the "data" size of ``mesh``) with repeats of its first item (computed and dropped); each device gets an equal
+    share of every group, in the same order. Returns the results in item order (leading axis X)."""
     first_X = np.asarray(first_X)
     groups = [np.flatnonzero(first_X == f) for f in np.unique(first_X)]
     chunk = max(1, min(int(chunk), max(len(g) for g in groups)))
-    order, label = [], []
-    for g in groups:
-        g = np.concatenate([g, np.repeat(g[:1], -len(g) % chunk)])
-        order.append(g.reshape(-1, chunk))
-        label.append(np.full(len(g) // chunk, first_X[g[0]], np.int32))
-    order_CK = np.concatenate(order)
-    chunks = (jnp.asarray(np.concatenate(label)), jax.tree.map(lambda a: jnp.asarray(np.asarray(a)[order_CK]), xs))
+    d = 1 if mesh is None else mesh.shape["data"]
+    order, label = [], []  # per group [d, chunks per device, chunk]: every device meets the groups in one order,
+    for g in groups:       # so a branch holding collectives (FSDP weights) runs on all of them at once
+        g = np.concatenate([g, np.repeat(g[:1], -len(g) % (chunk * d))])
+        order.append(g.reshape(d, -1, chunk))
+        label.append(np.full(order[-1].shape[:2], first_X[g[0]], np.int32))
+    order_CK = np.concatenate(order, 1).reshape(-1, chunk)
+    label_C = np.concatenate(label, 1).reshape(-1)
+    chunks = (jnp.asarray(label_C), jax.tree.map(lambda a: jnp.asarray(np.asarray(a)[order_CK]), xs))
 
     def one_chunk(*args):
         *cs, (first, x_K) = args
