@@ -7,7 +7,9 @@ positions t, t + 1, …, change it, and apply blocks l … L−1 to those positi
 cached keys/values of positions < t (its own keys/values at positions ≥ t are recomputed). Integrated gradients
 at the prediction position (one position, blocks ≥ l), a causal-tracing cell (t, l) and an activation-patching
 cell cost a fraction of a full forward. ``forward_from`` reuses ffnkv.model.block unchanged;
-``forward_entering`` runs rows that enter at different blocks in one pass (integrated gradients of every layer).
+``forward_entering`` runs rows that enter at different blocks in one pass (integrated gradients of every layer);
+``entering_sweep`` maps over items that enter at different blocks in chunks of one entry block each. None of
+them holds a per-layer copy of anything: the programs (and their compile time) do not grow with depth.
 
 Bidirectional models see every position, so for them a suffix must cover the whole sequence (start 0); the
 saving over layers remains.
