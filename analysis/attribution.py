@@ -17,8 +17,10 @@ every layer's coefficient vector there is patched to α·w̄^l at once, so downs
 them. One path instead of L costs L times less, and completeness then holds for the sum over all layers,
 ``Σ_{l,i} Attr = P(α=1) − P(α=0)``. The pretrained-model study (SmolLM2) uses it.
 
-All layers, all α and all prompts are one jitted program: a sweep over prompts (their clean contexts), then
-per layer a sweep over (prompt, block of α nodes) items with the block's α ``vmap``-ped, all split over the
+All layers, all α and all prompts are one jitted program whose size does not grow with depth: with the cached
+prefix, one sweep over (prompt, block of α nodes) items, each running every layer's rows at once
+(``ffnkv.prefix.forward_entering``); otherwise a sweep over prompts (their clean contexts), then one sweep over
+(prompt, layer, block of α nodes) items with the layer traced; the block's α ``vmap``-ped, all split over the
 "data" axis of ``mesh`` (ffnkv.sharding). Only the prediction position's coefficients are scaled, so positions
 before it and layers below l keep their clean values: ``recompute="prefix"`` (default) caches the clean run
 once per prompt and recomputes only the prediction position in layers ≥ l (ffnkv.prefix; bidirectional models
@@ -87,7 +89,7 @@ def _prompt_context(params, cfg, recompute, prompt):
     clean run's cache."""
     tokens_T, pos, gold, mask_T = prompt
     if recompute == "prefix":  # logits of the prediction position only (the others' unembedding is dropped)
-        out, cache = prefix_cache(params, tokens_T[None], cfg, None, mask_T[None], unroll=True)
+        out, cache = prefix_cache(params, tokens_T[None], cfg, None, mask_T[None])
         logits_V = logits_at(params, cache.resid[-1], cfg, pos)[0]
     else:
         out, cache = forward(params, tokens_T[None], cfg, None, mask_T[None]), None
@@ -180,9 +182,10 @@ def ig_impl(params, tokens_NT, pos_N, gold_N, mask_NT, cfg, steps, rule, batch_s
             recompute="prefix", mesh=None, alpha_blocks=1):
     """Un-jitted core of :func:`integrated_gradients` (tests wrap it in ``chex.assert_max_traces``).
 
-    A sweep over prompts (P(α=1), coefficients, clean cache); then per layer (static, so a prefix program
-    holds only blocks ≥ l) a sweep over (prompt n, block b of α nodes) items, each the weighted gradient sum
-    of its block, ``batch_size`` in flight. All split over the "data" axis of ``mesh``."""
+    Layer paths over the cached prefix: one sweep over (prompt n, block b of α nodes) items, each the prompt's
+    clean cache and every layer's rows entering at their block (:func:`_entering_ig`). Otherwise a sweep over
+    prompts (P(α=1), coefficients), then one over (prompt n, path, block b) items (the layer traced), each the
+    weighted gradient sum of its block. ``batch_size`` items in flight, split over the "data" axis of ``mesh``."""
     alphas_BK, weights_BK = (jnp.asarray(a) for a in node_blocks(steps, rule, alpha_blocks))
     prompts = (tokens_NT, pos_N, gold_N, mask_NT)
     N, Bk = tokens_NT.shape[0], alpha_blocks
@@ -200,17 +203,16 @@ def ig_impl(params, tokens_NT, pos_N, gold_N, mask_NT, cfg, steps, rule, batch_s
         return attr_XLF.reshape((N, Bk) + attr_XLF.shape[1:]).sum(1), first(p_zero_XL), first(p_one_X)
     ctx = sharding.sweep(lambda p, item: _prompt_context(p, cfg, recompute, item), prompts, mesh, batch_size, (params,))
     one = _layer_ig if path == "layer" else _joint_ig
-    attr, p_zero = [], []
-    for layer in range(cfg.n_layers) if path == "layer" else (0,):
-        def item(p, ctx, prompts, x, layer=layer):
-            n, b = x
-            return one(p, cfg, recompute, alphas_BK[b], weights_BK[b], take(ctx, n), take(prompts, n), layer)
+    P = cfg.n_layers if path == "layer" else 1  # one sweep over (prompt, path, α block) items, the layer traced
+    n_X, l_X, b_X = (jnp.asarray(a.reshape(-1), jnp.int32) for a in np.indices((N, P, Bk)))
 
-        attr_X, p_zero_X = sharding.sweep(item, (n_X, b_X), mesh, batch_size, (params, ctx, prompts))
-        attr.append(attr_X.reshape((N, Bk) + attr_X.shape[1:]).sum(1))
-        p_zero.append(p_zero_X.reshape(N, Bk)[:, 0])
-    attr_NLF = jnp.stack(attr, 1).reshape(N, cfg.n_layers, cfg.width)
-    return attr_NLF, jnp.stack(p_zero, 1), ctx["p_one"]
+    def item(p, ctx, prompts, x):
+        n, layer, b = x
+        return one(p, cfg, recompute, alphas_BK[b], weights_BK[b], take(ctx, n), take(prompts, n), layer)
+
+    attr_X, p_zero_X = sharding.sweep(item, (n_X, l_X, b_X), mesh, batch_size, (params, ctx, prompts))
+    attr_NLF = attr_X.reshape((N, P, Bk) + attr_X.shape[1:]).sum(2).reshape(N, cfg.n_layers, cfg.width)
+    return attr_NLF, p_zero_X.reshape(N, P, Bk)[:, :, 0], ctx["p_one"]
 
 
 _ig_all = jax.jit(ig_impl, static_argnames=("cfg", "steps", "rule", "batch_size", "path", "recompute", "mesh",
@@ -234,8 +236,9 @@ def check_prompts(enc, cfg, width_needed=True) -> None:
         raise FfnkvError("predict_pos must lie inside each prompt; re-encode the prompts.")
 
 
-def integrated_gradients(params, cfg, enc, steps: int = 20, rule: str = "midpoint", batch_size: int = 2,
-                         path: str = "layer", recompute: str = "prefix", mesh=None, alpha_blocks: int = 1) -> dict:
+def integrated_gradients(params, cfg, enc, steps: int = 20, rule: str = "midpoint", batch_size: int | None = None,
+                         path: str = "layer", recompute: str = "prefix", mesh=None, alpha_blocks: int = 1,
+                         memory_gb: float | None = None, on_plan=None) -> dict:
     """Attributions of every (layer, neuron) for every prompt, with the completeness check.
 
     ``enc``: ``tokens`` [N, T], ``predict_pos`` [N] (the position whose logits predict the gold token),
@@ -244,7 +247,9 @@ def integrated_gradients(params, cfg, enc, steps: int = 20, rule: str = "midpoin
     module docstring). ``recompute``: ``"prefix"`` or ``"full"`` (module docstring). ``mesh``: a
     ffnkv.sharding mesh whose "data" axis splits the prompts (parameters FSDP-split on "model" when it has
     several devices); ``None`` runs on the default device. ``alpha_blocks``: the α nodes of each path are cut
-    into this many blocks, each its own sweep item (more items to split over the mesh; same numbers). Returns numpy arrays ``attr`` [N, L, F], ``prob``
+    into this many blocks, each its own sweep item (more items to split over the mesh; same numbers). Items in
+    flight: the memory plan's chunk (analysis.plan.attribution_plan within ``memory_gb``, default half the
+    available memory; at most ``batch_size`` when given), shown to ``on_plan``. Returns numpy arrays ``attr`` [N, L, F], ``prob``
     [N] (= P(α=1)), ``prob_zero`` [N, P] (= P(α=0) per path: P = L, or 1 for the joint path) and
     ``completeness`` (see :func:`completeness`).
     """
@@ -254,8 +259,14 @@ def integrated_gradients(params, cfg, enc, steps: int = 20, rule: str = "midpoin
     arrays = sharding.put_inputs((enc["tokens"], enc["predict_pos"], enc["target"], _mask(enc, cfg)), mesh)
     if alpha_blocks < 1:
         raise FfnkvError(f"alpha_blocks={alpha_blocks} is not allowed; use a positive integer.")
-    attr, p_zero, prob = _ig_all(sharding.put_params(params, mesh), *arrays, cfg, steps, rule,
-                                 min(batch_size, len(enc["tokens"])), path, recompute, mesh, int(alpha_blocks))
+    from analysis.plan import attribution_plan
+
+    p = attribution_plan(cfg, len(enc["tokens"]), np.asarray(enc["tokens"]).shape[1], steps, int(alpha_blocks), path,
+                         recompute, memory_gb, batch_size)
+    if on_plan is not None:
+        on_plan(p)
+    attr, p_zero, prob = _ig_all(sharding.put_params(params, mesh), *arrays, cfg, steps, rule, p.chunk, path,
+                                 recompute, mesh, int(alpha_blocks))
     attr, p_zero, prob = sharding.fetch(attr), sharding.fetch(p_zero), sharding.fetch(prob)
     per_path = (attr, cfg.has_ffn_L()) if path == "layer" else (attr.reshape(len(attr), 1, -1), [True])
     return {"attr": attr, "prob": prob, "prob_zero": p_zero, "steps": steps, "rule": rule, "path": path,

@@ -129,15 +129,18 @@ def memit_spread(params, cfg, layers: tuple, C_LFF, reqs: EditRequest, z_ED, lam
                  batch_size: int = 16):
     """Step 2 (Algorithm 1, lines 6–13): spread the residuals z − h over ``layers`` at λ; returns (params′, info)."""
     chunked = partial(jax.lax.map, batch_size=batch_size)
-    residual_norms = []
-    for i, layer in enumerate(layers):
+
+    def write(params, x):  # one layer of the band (traced): the program does not grow with the band's width
+        i, layer, C_FF = x
         K_EF = chunked(lambda r: keys_at(params, cfg, layer, r.tokens_PT, r.subject_P).mean(0), reqs)
-        R_ED = (z_ED - _hidden(params, cfg, layers[-1], reqs, hp, batch_size)) / (len(layers) - i)
-        residual_norms.append(jnp.linalg.norm(R_ED, axis=-1).mean())
-        W_FD = memit_update(value_matrix(params, layer), K_EF, R_ED, C_LFF[i], lam, hp.ridge)
-        params = with_value_matrix(params, layer, W_FD)
+        R_ED = (z_ED - _hidden(params, cfg, layers[-1], reqs, hp, batch_size)) / (len(layers) - i).astype(jnp.float32)
+        W_FD = memit_update(value_matrix(params, layer), K_EF, R_ED, C_FF, lam, hp.ridge)
+        return with_value_matrix(params, layer, W_FD), jnp.linalg.norm(R_ED, axis=-1).mean()
+
+    band = (jnp.arange(len(layers)), jnp.asarray(layers, jnp.int32), jnp.asarray(C_LFF))
+    params, residual_norms = jax.lax.scan(write, params, band)
     final_gap = jnp.linalg.norm(z_ED - _hidden(params, cfg, layers[-1], reqs, hp, batch_size), axis=-1)
-    return params, {"residual_norm_per_layer": jnp.stack(residual_norms), "final_gap": final_gap}
+    return params, {"residual_norm_per_layer": residual_norms, "final_gap": final_gap}
 
 
 @partial(jax.jit, static_argnames=("cfg", "layers", "hp", "batch_size"))

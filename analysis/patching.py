@@ -11,7 +11,8 @@ Wang et al. 2023, "Interpretability in the wild").
 
 A patch at (l, t) leaves positions < t and blocks < l as in the corrupted run, so ``recompute="prefix"``
 (default) caches the corrupted run once and recomputes only positions ≥ t in blocks ≥ l (ffnkv.prefix), the
-cells grouped by (suffix length, layer), both static. ``recompute="full"`` reruns the whole corrupted forward
+cells grouped by suffix length (static) and run in chunks entering at one block (a traced layer), so the
+program does not grow with depth. ``recompute="full"`` reruns the whole corrupted forward
 per cell (same numbers; the benchmark's baseline). All cells of all pairs are one jitted program: a sweep
 over pairs (clean and corrupted runs), then sweeps over (pair, cell) items, all split over the "data" axis
 of ``mesh`` (ffnkv.sharding).
@@ -28,7 +29,7 @@ from ffnkv import sharding
 from ffnkv.errors import FfnkvError
 from ffnkv.hooks import Hooks
 from ffnkv.model import forward
-from ffnkv.prefix import forward_from, logits_at, prefix_cache, suffix, suffix_groups, take
+from ffnkv.prefix import entering_sweep, forward_from, logits_at, prefix_cache, suffix, suffix_groups, take
 
 SITES = ("resid_pre", "attn_out", "mlp_out")
 
@@ -61,48 +62,57 @@ def _cell_full(params, cfg, site, ctx, pair, layer, t):
     return gold_prob(params, cfg, corrupt_T, pos, gold, hooks)
 
 
-def _cell_prefix(params, cfg, site, start, layer, ctx, pair, t):
-    """:func:`_cell_full` over the cached corrupted prefix: positions ≥ ``start`` in blocks ≥ ``layer``
-    (both static)."""
-    _, corrupt_T, pos, gold = pair
-    L, T = cfg.n_layers, corrupt_T.shape[0]
+def _cell_prefix(params, cfg, site, start, ctx, pairs, layer, x):
+    """:func:`_cell_full` over pair n's cached corrupted prefix: positions ≥ ``start`` (static) in blocks ≥
+    ``layer`` (traced, the same for the whole chunk: ffnkv.prefix.entering_sweep)."""
+    n, t = x
+    pos, gold = pairs[2][n], pairs[3][n]
+    T = pairs[1].shape[1]
     cache = ctx["cache"]
     at_S = jnp.arange(start, T) == t
-    x_BSD = suffix(cache, layer, start, T - start)
+    x_BSD = cache.resid[n, layer][:, start:]
     if site == "resid_pre":
-        x_BSD = jnp.where(at_S[None, :, None], ctx["resid_pre"][layer][:, start:], x_BSD)
+        x_BSD = jnp.where(at_S[None, :, None], ctx["resid_pre"][n, layer][:, start:], x_BSD)
         hooks = None
     else:
-        mask = ((jnp.arange(L) == layer)[:, None] & at_S[None, :])[:, None, :, None]
-        hooks = Hooks(**{f"{site}_patch_mask": mask, f"{site}_patch_value": ctx[site][:, :, start:]})
-    x_BSD = forward_from(params, cache, cfg, layer, start, x_BSD, hooks)
+        def hooks(j):
+            mask = ((j == layer) & at_S)[None, :, None]
+            return Hooks(**{f"{site}_patch_mask": mask, f"{site}_patch_value": ctx[site][n, j, :, t][:, None]})
+    x_BSD = forward_from(params, lambda j: (cache.k[n, j], cache.v[n, j]), cfg, layer, start, x_BSD, hooks)
     p = jax.nn.softmax(logits_at(params, x_BSD, cfg, jnp.maximum(pos - start, 0))[0])[gold]
-    return jnp.where(pos >= start, p, ctx["p_corrupt"])
+    return jnp.where(pos >= start, p, ctx["p_corrupt"][n])
 
 
 def patch_impl(params, clean_NT, corrupt_NT, pos_N, gold_N, cfg, site, layers, recompute="prefix", mesh=None,
                cell_batch=8, position_buckets=8):
-    """Un-jitted core of :func:`activation_patching`: ``(p_clean [N], p_corrupt [N], patched [N, K, T])``."""
+    """Un-jitted core of :func:`activation_patching`: ``(p_clean [N], p_corrupt [N], patched [N, K, T])``.
+
+    For ``"prefix"`` one sweep per suffix length (static; at most ``position_buckets``), its (pair, cell) items
+    in chunks entering at one block (ffnkv.prefix.entering_sweep), so the program does not grow with depth."""
     pairs = (clean_NT, corrupt_NT, pos_N, gold_N)
     ctx = sharding.sweep(lambda p, x: _pair_context(p, cfg, recompute, x), pairs, mesh, None, (params,))
     N, T, K = clean_NT.shape[0], clean_NT.shape[1], len(layers)
-    groups: dict[tuple, list] = {}
+    groups: dict[int, list] = {}
     length = {t: n for n, ts in suffix_groups(T, cfg.causal, position_buckets).items() for t in ts}
     for k, layer in enumerate(layers):
         for t in range(T):
-            groups.setdefault((T, 0) if recompute == "full" else (length[t], layer), []).append((k, layer, t))
+            groups.setdefault(T if recompute == "full" else length[t], []).append((k, layer, t))
     patched = jnp.zeros((N, K, T), jnp.float32)
-    for (n_suffix, layer), group in groups.items():
+    for n_suffix, group in groups.items():
         n_X, c_X = (a.reshape(-1) for a in np.indices((N, len(group))))
         cell_X = np.asarray(group, np.int32)[c_X]
         if recompute == "full":
             def item(p, ctx, pairs, x):
                 return _cell_full(p, cfg, site, take(ctx, x[0]), take(pairs, x[0]), x[1], x[2])
+
+            xs = tuple(jnp.asarray(a, jnp.int32) for a in (n_X, cell_X[:, 1], cell_X[:, 2]))
+            values_X = sharding.sweep(item, xs, mesh, cell_batch, (params, ctx, pairs))
         else:
-            def item(p, ctx, pairs, x, start=T - n_suffix, layer=layer):
-                return _cell_prefix(p, cfg, site, start, layer, take(ctx, x[0]), take(pairs, x[0]), x[2])
-        xs = tuple(jnp.asarray(a, jnp.int32) for a in (n_X, cell_X[:, 1], cell_X[:, 2]))
-        values_X = sharding.sweep(item, xs, mesh, cell_batch, (params, ctx, pairs))
+            def item(p, ctx, pairs, layer, x, start=T - n_suffix):
+                return _cell_prefix(p, cfg, site, start, ctx, pairs, layer, x)
+
+            xs = (np.asarray(n_X, np.int32), cell_X[:, 2])
+            values_X = entering_sweep(item, xs, cell_X[:, 1], cell_batch, mesh, (params, ctx, pairs))
         patched = patched.at[n_X, cell_X[:, 0], cell_X[:, 2]].set(values_X)
     return ctx["p_clean"], ctx["p_corrupt"], patched
 

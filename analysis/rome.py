@@ -176,9 +176,10 @@ def rome_edit(params, cfg, layer: int, Cinv_FF, req: EditRequest, hp: DeltaHPara
                  "steps": steps}
 
 
-@partial(jax.jit, static_argnames=("cfg", "layer", "hp"))
+@partial(jax.jit, static_argnames=("cfg", "hp"))
 def rome_sequential(params, cfg, layer: int, C_FF, reqs: EditRequest, hp: DeltaHParams = ROME_HPARAMS):
-    """Apply E stacked requests one after another (``lax.scan``); returns the final params and per-edit info."""
+    """Apply E stacked requests one after another (``lax.scan``); returns the final params and per-edit info.
+    ``layer`` is traced: one program serves every layer."""
     Cinv_FF = regularised_inverse(C_FF, hp.ridge)
     return jax.lax.scan(lambda p, r: rome_edit(p, cfg, layer, Cinv_FF, r, hp), params, reqs)
 

@@ -33,12 +33,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from analysis.attribution import check_prompts, gold_prob
+from analysis.attribution import check_prompts, gold_prob, prob_of
+from analysis.plan import tracing_plan
 from ffnkv import sharding
 from ffnkv.errors import FfnkvError
 from ffnkv.hooks import Hooks
 from ffnkv.model import forward
-from ffnkv.prefix import forward_from, logits_at, prefix_cache, suffix_groups, take
+from ffnkv.prefix import entering_sweep, forward_from, logits_at, prefix_cache, suffix_groups, take
 
 KINDS = ("resid", "mlp", "attn", "resid_sever_mlp", "resid_sever_attn")
 CATEGORIES = ("first_subject", "middle_subject", "last_subject", "first_subsequent", "further", "last")
@@ -72,20 +73,32 @@ def _cell_hooks(kind, t, layer, noise_TD, clean, corrupt, cfg, window, T):
         attn_out_patch_mask=mask(attn_L), attn_out_patch_value=jnp.where(kind == 2, clean.attn_out, corrupt.attn_out))
 
 
-def _fact_context(params, cfg, nu, samples, recompute, item):
-    """Per fact, once: the noise, P[o] clean and per sample corrupted, the clean and corrupted activations
-    (patch values) and, for ``"prefix"``, the clean and corrupted caches."""
+def _uses(kind_ids):
+    """Which patched activations the kinds need: (mlp_out, attn_out)."""
+    return any(k in (1, 3) for k in kind_ids), any(k in (2, 4) for k in kind_ids)
+
+
+def _fact_context(params, cfg, nu, samples, recompute, kind_ids, item):
+    """Per fact, once: the noise, P[o] clean and per sample corrupted, and the clean and corrupted activations
+    the cells read — for ``"full"`` the patch values, for ``"prefix"`` the clean residuals, the corrupted
+    caches and the MLP/attention outputs the kinds restore or freeze."""
     tokens_T, pos, gold, s0, s1, key = item
     T, D = tokens_T.shape[0], cfg.d_model
     subject_T = (jnp.arange(T) >= s0) & (jnp.arange(T) < s1)
     noise_STD = nu * jax.random.normal(key, (samples, T, D)) * subject_T[None, :, None]
     clean_out, clean = prefix_cache(params, tokens_T[None], cfg)
     corrupt_out, corrupt = jax.vmap(lambda z: prefix_cache(params, tokens_T[None], cfg, Hooks(embed_add=z)))(noise_STD)
-    keep = lambda acts: {"resid_post": acts.resid_post, "mlp_out": acts.mlp_out, "attn_out": acts.attn_out}  # noqa: E731
     ctx = {"noise": noise_STD, "p_clean": jax.nn.softmax(clean_out.logits[0, pos])[gold],
-           "p_corrupt": jax.nn.softmax(corrupt_out.logits[:, 0, pos], -1)[:, gold],
-           "clean": keep(clean_out.acts), "corrupt": keep(corrupt_out.acts)}
-    return ctx | ({"clean_cache": clean, "corrupt_cache": corrupt} if recompute == "prefix" else {})
+           "p_corrupt": jax.nn.softmax(corrupt_out.logits[:, 0, pos], -1)[:, gold]}
+    if recompute == "full":
+        keep = lambda acts: {"resid_post": acts.resid_post, "mlp_out": acts.mlp_out, "attn_out": acts.attn_out}  # noqa: E731
+        return ctx | {"clean": keep(clean_out.acts), "corrupt": keep(corrupt_out.acts)}
+    mlp, attn = _uses(kind_ids)
+    ctx |= {"clean_resid": clean.resid, "corrupt_cache": corrupt}
+    for name, used in (("mlp_out", mlp), ("attn_out", attn)):
+        if used:
+            ctx |= {f"clean_{name}": getattr(clean_out.acts, name), f"corrupt_{name}": getattr(corrupt_out.acts, name)}
+    return ctx
 
 
 def _cell_full(params, cfg, window, ctx, fact, cell, samples_S):
@@ -108,33 +121,36 @@ def first_layer(kind: int, layer: int, window: int) -> int:
     return layer + 1 if kind in (0, 3, 4) else max(layer - window // 2, 0)
 
 
-def _cell_prefix(params, cfg, window, start, first, ctx, fact, cell, samples_S):
-    """:func:`_cell_full` over the cached corrupted prefix: positions ≥ ``start`` in blocks ≥ ``first`` (static:
-    the blocks below are not in the program, so cells batch)."""
-    tokens_T, pos, gold = fact[:3]
-    kind, t, layer = cell
-    T, L = tokens_T.shape[0], cfg.n_layers
+def _cell_prefix(params, cfg, window, start, kind_ids, ctx, facts, first, x):
+    """:func:`_cell_full` over fact n's cached corrupted prefixes: positions ≥ ``start`` (static) in blocks ≥
+    ``first`` (traced, the same for the whole chunk: ffnkv.prefix.entering_sweep), each block reading its
+    cached keys/values and patch values from the context as it runs."""
+    n, kind, t, layer, samples_S = x
+    pos, gold = facts[1][n], facts[2][n]
+    L, T = cfg.n_layers, ctx["clean_resid"].shape[-2]
     resid = (kind == 0) | (kind == 3) | (kind == 4)
     at_S = jnp.arange(start, T) == t
     win = window_L(layer, L, window)
-    mlp_L = jnp.where(kind == 1, win, (kind == 3) & (jnp.arange(L) > layer))
-    attn_L = jnp.where(kind == 2, win, (kind == 4) & (jnp.arange(L) > layer))
-    mask = lambda rows_L: (rows_L[:, None] & at_S[None, :])[:, None, :, None]  # noqa: E731  [L,1,S,1]
-    part = lambda a: a[:, :, start:]  # noqa: E731  [L,1,T,D] -> suffix
-    clean_BSD = ctx["clean_cache"].resid[first][:, start:]
+    mlp, attn = _uses(kind_ids)
+    cache = ctx["corrupt_cache"]
+    clean_x_BSD = ctx["clean_resid"][n, first][:, start:]
 
     def sample(s):
-        cache, acts = take(ctx["corrupt_cache"], s), take(ctx["corrupt"], s)
-        x_BSD = cache.resid[first][:, start:]
-        x_BSD = jnp.where(resid & at_S[None, :, None], clean_BSD, x_BSD)
-        hooks = Hooks(
-            mlp_out_patch_mask=mask(mlp_L),
-            mlp_out_patch_value=jnp.where(kind == 1, part(ctx["clean"]["mlp_out"]), part(acts["mlp_out"])),
-            attn_out_patch_mask=mask(attn_L),
-            attn_out_patch_value=jnp.where(kind == 2, part(ctx["clean"]["attn_out"]), part(acts["attn_out"])))
-        x_BSD = forward_from(params, cache, cfg, first, start, x_BSD, hooks)
-        p = jax.nn.softmax(logits_at(params, x_BSD, cfg, pos - start)[0])[gold]
-        return jnp.where(pos >= start, p, ctx["p_corrupt"][s])
+        x_BSD = jnp.where(resid & at_S[None, :, None], clean_x_BSD, cache.resid[n, s, first][:, start:])
+
+        def hooks(j):
+            out = {}
+            for site, restore, freeze, used in (("mlp_out", 1, 3, mlp), ("attn_out", 2, 4, attn)):
+                if used:
+                    on = jnp.where(kind == restore, win[j], (kind == freeze) & (j > layer))
+                    value_1D = jnp.where(kind == restore, ctx[f"clean_{site}"][n, j, :, t],
+                                         ctx[f"corrupt_{site}"][n, s, j, :, t])
+                    out |= {f"{site}_patch_mask": (on & at_S)[None, :, None], f"{site}_patch_value": value_1D[:, None]}
+            return Hooks(**out)
+
+        x_BSD = forward_from(params, lambda j: (cache.k[n, s, j], cache.v[n, s, j]), cfg, first, start, x_BSD, hooks)
+        p = prob_of(logits_at(params, x_BSD, cfg, pos - start)[0], gold)
+        return jnp.where(pos >= start, p, ctx["p_corrupt"][n, s])
 
     return jax.vmap(sample)(samples_S).sum()
 
@@ -149,34 +165,40 @@ def trace_impl(params, tokens_NT, pos_N, gold_N, s0_N, s1_N, keys_N, nu, cfg, ki
     """Un-jitted core (tests wrap it in ``chex.assert_max_traces``); see :func:`causal_trace`.
 
     A sweep over facts (contexts), then sweeps over (fact, cell, block of samples) items, ``cell_batch`` in
-    flight — for ``"prefix"`` one sweep per (suffix length, first changed block), both static, so the blocks
-    below are not in its program; one sweep for ``"full"`` — all split over the "data" axis of ``mesh``."""
+    flight: for ``"prefix"`` one per suffix length (static; at most ``position_buckets``), its items in chunks
+    entering at one block (ffnkv.prefix.entering_sweep), so the program does not grow with depth and holds
+    only the work each cell needs; one sweep for ``"full"``. All split over the "data" axis of ``mesh``."""
     layers = tuple(range(cfg.n_layers)) if layers is None else layers
     facts = (tokens_NT, pos_N, gold_N, s0_N, s1_N, keys_N)
-    ctx = sharding.sweep(lambda p, f: _fact_context(p, cfg, nu, samples, recompute, f), facts, mesh, None, (params,))
+    ctx = sharding.sweep(lambda p, f: _fact_context(p, cfg, nu, samples, recompute, kind_ids, f), facts, mesh, None,
+                         (params,))
     N, T, C, K = tokens_NT.shape[0], tokens_NT.shape[1], len(kind_ids), len(layers)
     samples_BS = jnp.arange(samples).reshape(sample_blocks, -1)
     cells = [(c, kind, t, li, l) for c, kind in enumerate(kind_ids) for t in range(T) for li, l in enumerate(layers)]
     length = {t: n for n, ts in suffix_groups(T, cfg.causal, position_buckets).items() for t in ts}
-    groups: dict[tuple, list] = {}
+    groups: dict[int, list] = {}
     for cell in cells:
-        key = (T, 0) if recompute == "full" else (length[cell[2]], first_layer(cell[1], cell[4], window))
-        groups.setdefault(key, []).append(cell)
+        groups.setdefault(T if recompute == "full" else length[cell[2]], []).append(cell)
     total = jnp.zeros((N, C, T, K, sample_blocks), jnp.float32)
-    for (n_suffix, first), group in groups.items():
+    for n_suffix, group in groups.items():
         n_X, x_X, b_X = (a.reshape(-1) for a in np.indices((N, len(group), sample_blocks)))
         cell_X = np.asarray(group, np.int32)[x_X]
         if recompute == "full":
-            one = functools.partial(_cell_full, cfg=cfg, window=window)
+            def item(p, ctx, facts, x):
+                n, kind, t, layer, b = x
+                return _cell_full(p, cfg, window, take(ctx, n), take(facts, n), (kind, t, layer), samples_BS[b])
+
+            xs = tuple(jnp.asarray(a, jnp.int32) for a in (n_X, cell_X[:, 1], cell_X[:, 2], cell_X[:, 4], b_X))
+            values_X = sharding.sweep(item, xs, mesh, cell_batch, (params, ctx, facts))
         else:
-            one = functools.partial(_cell_prefix, cfg=cfg, window=window, start=T - n_suffix, first=first)
+            def item(p, ctx, facts, first, x, start=T - n_suffix):
+                n, kind, t, layer, b = x
+                return _cell_prefix(p, cfg, window, start, kind_ids, ctx, facts, first,
+                                    (n, kind, t, layer, samples_BS[b]))
 
-        def item(p, ctx, facts, x, one=one):
-            n, kind, t, layer, b = x
-            return one(params=p, ctx=take(ctx, n), fact=take(facts, n), cell=(kind, t, layer), samples_S=samples_BS[b])
-
-        xs = tuple(jnp.asarray(a, jnp.int32) for a in (n_X, cell_X[:, 1], cell_X[:, 2], cell_X[:, 4], b_X))
-        values_X = sharding.sweep(item, xs, mesh, cell_batch, (params, ctx, facts))
+            first_X = [first_layer(kind, layer, window) for kind, layer in zip(cell_X[:, 1], cell_X[:, 4])]
+            xs = tuple(np.asarray(a, np.int32) for a in (n_X, cell_X[:, 1], cell_X[:, 2], cell_X[:, 4], b_X))
+            values_X = entering_sweep(item, xs, first_X, cell_batch, mesh, (params, ctx, facts))
         total = total.at[n_X, cell_X[:, 0], cell_X[:, 2], cell_X[:, 3], b_X].set(values_X)
     return ctx["p_clean"], ctx["p_corrupt"].mean(-1), total.sum(-1) / samples
 
@@ -186,8 +208,9 @@ _trace_jit = jax.jit(trace_impl, static_argnames=("cfg", "kind_ids", "window", "
 
 
 def causal_trace(params, cfg, enc, noise: float | None = None, samples: int = 10, window: int = 10,
-                 kinds=KINDS, seed: int = 0, cell_batch: int = 8, layers=None, keys=None, recompute: str = "prefix",
-                 mesh=None, sample_blocks: int = 1, position_buckets: int = 8) -> dict:
+                 kinds=KINDS, seed: int = 0, cell_batch: int | None = None, layers=None, keys=None,
+                 recompute: str = "prefix", mesh=None, sample_blocks: int = 1, position_buckets: int = 8,
+                 memory_gb: float | None = None, on_plan=None) -> dict:
     """Causal traces of every encoded prompt.
 
     ``enc``: ``tokens`` [N, T], ``predict_pos`` [N], ``target`` [N], ``subject_start`` / ``subject_end`` [N]
@@ -199,7 +222,10 @@ def causal_trace(params, cfg, enc, noise: float | None = None, samples: int = 10
     docstring; ``cell_batch`` cells in flight). ``mesh``: a ffnkv.sharding mesh whose
     "data" axis splits the (fact, cell, sample block) items; ``sample_blocks`` (dividing ``samples``) cuts
     each cell's samples into that many items (more to split over the mesh; same numbers). ``position_buckets``:
-    suffix lengths are multiples of ⌈T / buckets⌉ (fewer programs, a little more recompute).
+    suffix lengths are multiples of ⌈T / buckets⌉ (fewer programs, a little more recompute). The cells in
+    flight come from the memory plan (analysis.plan.tracing_plan: the largest chunk within ``memory_gb``,
+    default half the available memory; at most ``cell_batch`` when given), shown to ``on_plan`` before compiling;
+    the plan refuses (FfnkvError) when one item does not fit.
     """
     check_prompts(enc, cfg, width_needed=False)
     bad = [k for k in kinds if k not in KINDS]
@@ -221,9 +247,13 @@ def causal_trace(params, cfg, enc, noise: float | None = None, samples: int = 10
     T = np.asarray(enc["tokens"]).shape[1]
     arrays = sharding.put_inputs((enc["tokens"], enc["predict_pos"], enc["target"], s0, s1), mesh)
     keys = keys if mesh is None else sharding.put(keys, sharding.replicated(mesh))
+    buckets = max(1, int(position_buckets))
+    p = tracing_plan(cfg, N, T, kind_ids, layers, int(samples), int(sample_blocks), int(window), recompute, buckets,
+                     memory_gb, cell_batch)
+    if on_plan is not None:
+        on_plan(p)
     out = _trace_jit(sharding.put_params(params, mesh), *arrays, keys, jnp.float32(nu), cfg, kind_ids, int(window),
-                     int(samples), int(min(cell_batch, len(kind_ids) * T * len(layers))), layers, recompute, mesh,
-                     max(1, int(position_buckets)), int(sample_blocks))
+                     int(samples), p.chunk, layers, recompute, mesh, buckets, int(sample_blocks))
     p_clean, p_corrupt, restored = (sharding.fetch(a) for a in out)
     return {"p_clean": p_clean, "p_corrupt": p_corrupt, "restored": restored,
             "kinds": list(kinds), "layers": list(layers), "noise": nu, "samples": samples, "window": window,

@@ -8,6 +8,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from analysis.plan import (block_flops, cache_flops, flops_parts, forward_flops_per_token,  # noqa: F401
+                           suffix_flops)
+
 
 def seconds(fn, *args, repeats: int = 5) -> float:
     """Median wall time of ``fn(*args)`` after one warm-up (compilation) call, blocking on the result."""
@@ -30,27 +33,6 @@ def matmul_peak_flops(n: int = 2048, dtype=jnp.float32) -> float:
     a = jax.random.normal(jax.random.key(0), (n, n), dtype)
     b = jax.random.normal(jax.random.key(1), (n, n), dtype)
     return 2 * n**3 / seconds(jax.jit(jnp.matmul), a, b)
-
-
-def flops_parts(cfg, seq_len: int) -> dict:
-    """Matmul FLOPs per token (a multiply-add counts 2) of the pieces of the forward pass.
-
-    ``proj``: one layer's Q, K, V, O projections 2·D·(H + 2G + H)·d_head; ``scores``: one layer's QKᵀ and AV
-    over all T keys, 2·2·T·D (the causal half is computed too); ``ffn``: one FFN layer 2·D·F·(3 if swiglu
-    else 2); ``unembed``: 2·D·V. Norms, softmaxes and activations are not counted.
-    """
-    D = cfg.d_model
-    return {"proj": 2 * D * cfg.head_dim * (2 * cfg.n_heads + 2 * cfg.kv_heads), "scores": 4 * seq_len * D,
-            "ffn": 2 * D * cfg.width * (3 if cfg.ffn == "swiglu" else 2), "unembed": 2 * D * cfg.vocab_size}
-
-
-def forward_flops_per_token(cfg, seq_len: int, logits: bool = True) -> float:
-    """Matmul FLOPs of one token's forward pass: L·(proj + scores) + (FFN layers)·ffn + unembed
-    (:func:`flops_parts`). ``logits=False`` leaves out the unembedding, for programs that only read
-    activations (XLA drops the unused logits as dead code)."""
-    p = flops_parts(cfg, seq_len)
-    return (cfg.n_layers * (p["proj"] + p["scores"]) + float(cfg.has_ffn_L().sum()) * p["ffn"]
-            + (p["unembed"] if logits else 0))
 
 
 def peak_rss_mib() -> float:
@@ -93,27 +75,6 @@ def interleaved(fns: dict, repeats: int = 3, burst: int = 1) -> dict:
                 jax.block_until_ready(fn())
                 times[name].append(time.perf_counter() - start)
     return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
-
-
-def block_flops(cfg, layer: int, keys: int) -> float:
-    """Matmul FLOPs per query token of block ``layer`` attending over ``keys`` keys (:func:`flops_parts`)."""
-    p = flops_parts(cfg, keys)
-    return p["proj"] + p["scores"] + float(cfg.has_ffn_L()[layer]) * p["ffn"]
-
-
-def suffix_flops(cfg, first: int, tokens: int, keys: int, logits: int = 1) -> float:
-    """A forward from block ``first`` over ``tokens`` suffix positions attending over ``keys`` keys, with the
-    logits of ``logits`` positions (ffnkv.prefix.forward_from + logits_at)."""
-    body = sum(block_flops(cfg, j, keys) for j in range(first, cfg.n_layers))
-    return tokens * body + logits * flops_parts(cfg, keys)["unembed"]
-
-
-def cache_flops(cfg, seq: int, logits: int | None = None) -> float:
-    """One run and its prefix cache: the forward with the logits of ``logits`` positions (default all ``seq``)
-    plus the keys/values recomputed from each block's input, 2·D·2G·d_head per token and layer."""
-    kv = 2 * cfg.d_model * 2 * cfg.kv_heads * cfg.head_dim
-    unembed = (seq if logits is None else logits) * flops_parts(cfg, seq)["unembed"]
-    return seq * (forward_flops_per_token(cfg, seq, logits=False) + cfg.n_layers * kv) + unembed
 
 
 def load_average() -> list[float]:

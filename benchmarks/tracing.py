@@ -3,8 +3,8 @@
 Reference shape (issue #15): 4 layers, d_model 256, 4 heads, d_ff 1024, vocab 4096; one 16-token prompt with
 a 4-token subject; S = 10 noise samples; grid [16 tokens × 4 layers] of restored states (``--kinds`` adds
 mlp, attn and the severed kinds).
-``--compare`` also times the reference-code pattern: one jitted call per (kind, token, layer) cell with the
-S samples as its batch.
+``--compare`` also times the reference-code pattern (ROME's loop): one jitted call per (kind, token, layer) cell of
+the same kinds with the S samples as its batch, and reports the ratio.
 Run: ``python benchmarks/tracing.py [--samples 10] [--window 10] [--facts 1] [--compare]``.
 """
 from __future__ import annotations
@@ -36,8 +36,9 @@ def grid_flops(cfg, seq: int, samples: int) -> float:
     return seq * common.forward_flops_per_token(cfg, seq) * (1 + samples + cells * samples)
 
 
-def _loop_seconds(params, cfg, enc, samples, window, seq) -> float:
-    """The reference-code pattern on fact 0: one jitted call per (kind, token, layer) cell, S samples batched."""
+def _loop_seconds(params, cfg, enc, samples, window, seq, kinds) -> float:
+    """The reference-code pattern (ROME's ``trace_with_patch`` loop) on fact 0: one jitted call per (kind, token,
+    layer) cell of ``kinds``, each a whole corrupted forward per sample, the S samples batched."""
     nu = TR.embedding_noise(params)
     tokens_T = jnp.asarray(enc["tokens"][0])
     subject_T = (jnp.arange(seq) >= enc["subject_start"][0]) & (jnp.arange(seq) < enc["subject_end"][0])
@@ -53,9 +54,11 @@ def _loop_seconds(params, cfg, enc, samples, window, seq) -> float:
             return TR.gold_prob(params, cfg, tokens_T, pos, gold, hooks)
         return jax.vmap(one)(noise_STD, corrupt).mean()
 
+    ids = [TR.KINDS.index(k) for k in kinds]
+
     def loop():
-        return [cell(k, t, layer) for k in range(len(TR.KINDS)) for t in range(seq) for layer in range(cfg.n_layers)]
-    return common.seconds(loop, repeats=1)
+        return [cell(k, t, layer) for k in ids for t in range(seq) for layer in range(cfg.n_layers)]
+    return common.seconds(loop, repeats=3)
 
 
 def prefix_grid_flops(cfg, seq: int, samples: int, kinds=TR.KINDS, window: int = 10, buckets: int = 8) -> float:
@@ -69,7 +72,7 @@ def prefix_grid_flops(cfg, seq: int, samples: int, kinds=TR.KINDS, window: int =
 
 
 def measure(ffn: str = "relu", seq: int = 16, facts: int = 1, samples: int = 10, window: int = 10,
-            cell_batch: int = 8, kinds: str = "resid", compare: bool = False, repeats: int = 3) -> dict:
+            cell_batch: int | None = None, kinds: str = "resid", compare: bool = False, repeats: int = 3) -> dict:
     """Seconds of ``analysis.tracing.causal_trace`` for the [T × L] grid of ``kinds`` (comma-separated) with S
     samples, cached-prefix vs full recompute interleaved in one process, traces checked equal. FLOPs:
     :func:`prefix_grid_flops` vs :func:`grid_flops`. ``compare`` adds the per-cell loop (all 5 kinds)."""
@@ -90,8 +93,10 @@ def measure(ffn: str = "relu", seq: int = 16, facts: int = 1, samples: int = 10,
              "full": facts * seq * common.forward_flops_per_token(cfg, seq) * (1 + samples + cells * samples)}
     extras = {}
     if compare:
-        loop_s = _loop_seconds(params, cfg, enc, samples, window, seq)
-        extras = {"loop_seconds_per_grid_all_kinds": loop_s}
+        loop_s = _loop_seconds(params, cfg, enc, samples, window, seq, kind_names)
+        loop_flops = seq * common.forward_flops_per_token(cfg, seq) * cells * samples
+        extras = {"loop_seconds_per_grid": loop_s, "speedup_vs_loop": loop_s * facts / secs["prefix"],
+                  "loop_model_flops": loop_flops, "loop_ratio_to_peak": loop_flops / loop_s / max(peaks)}
     return common.row("causal tracing", "grid cells", facts * cells, secs["prefix"], flops["prefix"], peaks,
                       ffn=ffn, seq=seq, facts=facts, samples=samples, window=window, kinds=list(kind_names),
                       cell_batch=cell_batch, cells_per_grid=cells, first_call_s=first, full_seconds=secs["full"],
@@ -107,7 +112,7 @@ def main() -> None:
     parser.add_argument("--facts", type=int, default=1)
     parser.add_argument("--samples", type=int, default=10)
     parser.add_argument("--window", type=int, default=10)
-    parser.add_argument("--cell-batch", type=int, default=8)
+    parser.add_argument("--cell-batch", type=int, default=None, help="cells in flight (default: the memory plan's)")
     parser.add_argument("--kinds", default="resid", help=f"comma-separated subset of {','.join(TR.KINDS)}")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--compare", action="store_true")
@@ -115,6 +120,10 @@ def main() -> None:
     print(f"device: {r['device']}  ffn={r['ffn']}  grid {r['kinds']} x {r['seq']} tokens x 4 layers, "
           f"{r['samples']} samples; load average {r['load_average']}")
     common.print_comparison(r)
+    if "loop_seconds_per_grid" in r:
+        print(f"reference-code loop (one jitted call per cell, same grid): {r['loop_seconds_per_grid']:.3f} s per fact, "
+              f"{r['loop_model_flops'] / 1e9:.2f} GFLOP, {r['loop_ratio_to_peak']:.1%} of peak; cached prefix "
+              f"{r['speedup_vs_loop']:.1f}x faster")
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--cov-tokens", type=positive_int, default=20000, help="tokens of that text")
     add_seed(parser, "the fact sample and the choice of edited, unrelated and calibration facts")
     add_out(parser, "RUN_DIR/analysis/edit for a run, runs/edit/NAME for other models")
+    parser.add_argument("--memory-gb", type=positive_float, default=None, help="memory budget in GB (default: half the available memory)")
     add_mesh(parser)
     add_distributed(parser)
 
@@ -75,7 +76,8 @@ def settings_from(args):
                         memit_width=args.memit_width, memit_lambda=args.memit_lambda,
                         lambda_ratio=args.lambda_ratio,
                         lambda_sweep=None if args.lambda_sweep is None else _floats(args.lambda_sweep, "--lambda-sweep"),
-                        cov_text=args.cov_text or LICENCE_TEXTS, cov_tokens=args.cov_tokens, mesh=mesh_of(args))
+                        cov_text=args.cov_text or LICENCE_TEXTS, cov_tokens=args.cov_tokens, mesh=mesh_of(args),
+                        memory_gb=args.memory_gb)
 
 
 def load_facts(model, path, seed: int = 0):

@@ -51,8 +51,9 @@ def add_arguments(parser) -> None:
     a("--trace-kinds", nargs="+", type=trace_kind, default=None, choices=KINDS,
       help="restored kinds (default: all)")
     a("--layer-stride", type=positive_int, default=1, help="trace every k-th layer")
-    a("--batch-size", type=positive_int, default=2, help="prompts in flight (attribution)")
-    a("--cell-batch", type=positive_int, default=8, help="grid cells in flight (tracing)")
+    a("--batch-size", type=positive_int, default=None, help="at most this many prompts in flight (attribution; default: the memory plan's)")
+    a("--cell-batch", type=positive_int, default=None, help="at most this many grid cells in flight (tracing; default: the memory plan's)")
+    a("--memory-gb", type=positive_float, default=None, help="memory budget of the sweeps in GB (default: half the available memory)")
     a("--examples", type=positive_int, default=3, help="per-fact tracing heatmaps")
     add_out(parser, "RUN_DIR/analysis/knowledge for a run, runs/knowledge/NAME for other models")
     add_mesh(parser)
@@ -70,7 +71,8 @@ def settings(args):
         all_positions=args.all_positions, unrelated=args.unrelated_per_fact, batch_size=args.batch_size,
         samples=args.samples, noise_factor=args.noise_factor, window=args.window,
         single_layer=not args.no_single_layer, kinds=tuple(args.trace_kinds or KINDS),
-        layer_stride=args.layer_stride, cell_batch=args.cell_batch, examples=args.examples, mesh=mesh_of(args))
+        layer_stride=args.layer_stride, cell_batch=args.cell_batch, examples=args.examples, mesh=mesh_of(args),
+        memory_gb=args.memory_gb)
 
 
 def run(args) -> int:

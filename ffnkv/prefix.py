@@ -7,7 +7,9 @@ positions t, t + 1, …, change it, and apply blocks l … L−1 to those positi
 cached keys/values of positions < t (its own keys/values at positions ≥ t are recomputed). Integrated gradients
 at the prediction position (one position, blocks ≥ l), a causal-tracing cell (t, l) and an activation-patching
 cell cost a fraction of a full forward. ``forward_from`` reuses ffnkv.model.block unchanged;
-``forward_entering`` runs rows that enter at different blocks in one pass (integrated gradients of every layer).
+``forward_entering`` runs rows that enter at different blocks in one pass (integrated gradients of every layer);
+``entering_sweep`` maps over items that enter at different blocks in chunks of one entry block each. None of
+them holds a per-layer copy of anything: the programs (and their compile time) do not grow with depth.
 
 Bidirectional models see every position, so for them a suffix must cover the whole sequence (start 0); the
 saving over layers remains.
@@ -16,8 +18,10 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
+from ffnkv import sharding
 from ffnkv.attention import keys_values
 from ffnkv.errors import FfnkvError
 from ffnkv.hooks import Acts, Hooks
@@ -64,65 +68,130 @@ def suffix(cache: Cache, layer, start, length: int):
     return jax.lax.dynamic_slice_in_dim(x_BTD, start, length, 1)
 
 
-def _rows(tree, first: int):
-    return jax.tree.map(lambda a: a[first:], tree)
+def _rows_at(tree, j):
+    return jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, j, 0, keepdims=False), tree)
 
 
-def forward_from(params, cache: Cache, cfg, layer, start, x_BSD, hooks: Hooks | None = None):
+def forward_from(params, cache, cfg, layer, start, x_BSD, hooks=None):
     """Blocks ``layer … L−1`` applied to positions ``start … start + S − 1`` whose input to block ``layer`` is
     ``x_BSD``; returns the residual leaving the last block ``[B, S, D]`` (``ffnkv.model.unembed`` reads it).
 
-    ``hooks`` are per-layer rows as in ``forward`` (leading axis L) with the position axis running over the
-    S suffix positions. ``layer`` may be a Python int (blocks < layer are not in the program) or traced (they
-    are skipped by ``lax.cond``, which stays a branch when the layer is not batched). With ``layer = 0``,
-    ``start = 0`` and ``x_BSD`` the embeddings this equals ``forward`` (tests hold it).
+    ``cache``: a :class:`Cache`, or a function ``j -> (k, v)`` giving block j's cached keys/values
+    ``[B, T, G, d_head]`` (read inside the block's step, so a sweep never copies a whole cache per row).
+    ``hooks``: per-layer rows as in ``forward`` (leading axis L) with the position axis running over the S
+    suffix positions, or a function ``j -> Hooks`` of block j. ``layer`` may be a Python int (blocks < layer are
+    not in the program) or traced: one scan over every block, those below ``layer`` skipped by ``lax.cond`` —
+    a real branch when ``layer`` is the same for every row (not batched; :func:`entering_sweep`). With
+    ``layer = 0``, ``start = 0`` and ``x_BSD`` the embeddings this equals ``forward`` (tests hold it).
     """
-    if not cfg.causal and x_BSD.shape[1] != cache.k.shape[2]:
+    lazy = callable(cache)
+    kv = cache if lazy else (lambda j: (cache.k[j], cache.v[j]))
+    if not cfg.causal and x_BSD.shape[1] != (kv(0)[0] if lazy else cache.k[0]).shape[1]:
         raise FfnkvError("a bidirectional model sees every position, so forward_from needs the whole sequence "
                          "(start 0, all positions).")
     params = _cast(params, cfg)
-    hooks = Hooks() if hooks is None else hooks.replace(embed_add=None)
+    if not callable(hooks):
+        rows = Hooks() if hooks is None else hooks.replace(embed_add=None)
+        hooks = lambda j: _rows_at(rows, j)  # noqa: E731
     dtype = jnp.dtype(cfg.dtype)
-    xs = (jnp.arange(cfg.n_layers), params["blocks"], jnp.asarray(cfg.has_ffn_L()), cache.k, cache.v, hooks)
+    has_ffn_L = jnp.asarray(cfg.has_ffn_L()).astype(dtype)
+    mask = None if lazy else cache.mask
 
-    def apply(p, has_ffn, k, v, layer_hooks, x):
-        return block(p, x, has_ffn.astype(dtype), layer_hooks, cfg, cache.mask, (k, v, start))[0]
+    def apply(j, x):
+        k, v = kv(j)
+        return block(_rows_at(params["blocks"], j), x, has_ffn_L[j], hooks(j), cfg, mask, (k, v, start))[0]
 
     if isinstance(layer, int):
-        def step(x, row):
-            return apply(*row[1:], x), None
-        xs = _rows(xs, layer)
-    else:
-        def step(x, row):
-            return jax.lax.cond(row[0] >= layer, lambda y: apply(*row[1:], y), lambda y: y, x), None
-    return jax.lax.scan(step, x_BSD.astype(dtype), xs)[0]
+        def step(x, j):
+            return apply(j, x), None
+        return jax.lax.scan(step, x_BSD.astype(dtype), jnp.arange(layer, cfg.n_layers))[0]
+
+    def skip(j, x):
+        return x
+
+    def step(x, j):
+        return jax.lax.cond(j >= layer, apply, skip, j, x), None
+    return jax.lax.scan(step, x_BSD.astype(dtype), jnp.arange(cfg.n_layers))[0]
 
 
-def forward_entering(params, cache: Cache, cfg, start, x_LRSD, ffn_scale_LRSF=None):
+ENTERING_STAGES = 4
+
+
+def stage_bounds(n_layers: int, stages: int = ENTERING_STAGES) -> list[int]:
+    """``min(stages, L) + 1`` block boundaries ``0 = b_0 < … < b_P = L`` cutting the layers into near-equal stages."""
+    P = max(1, min(stages, n_layers))
+    return [round(i * n_layers / P) for i in range(P + 1)]
+
+
+def forward_entering(params, cache, cfg, start, x_LRSD, ffn_scale_LRSF=None, stages: int = ENTERING_STAGES):
     """Rows entering at every block in one pass: group l (R rows whose input to block l at positions start …
     start + S − 1 is ``x_LRSD[l]``) runs through blocks l … L−1 over the cached prefix, its FFN coefficients
-    scaled by ``ffn_scale_LRSF[l]`` in block l (its entry block) only. Block j applies to groups 0 … j together,
-    so the FLOPs are those of L separate :func:`forward_from` calls, in one program of larger matmuls (integrated
-    gradients of every layer at once). Returns the residual leaving the last block ``[L, R, S, D]``."""
+    scaled by ``ffn_scale_LRSF[l]`` in block l (its entry block) only. Returns the residual leaving the last
+    block ``[L, R, S, D]``.
+
+    The layers are cut into ``stages`` (:func:`stage_bounds`, a constant, so the program does not grow with
+    depth): stage [b, b′) is one ``lax.scan`` over its blocks applied to the groups 0 … b′ − 1 together; a group
+    joining inside the stage is held at its input until its entry block. The FLOPs are those of L separate
+    :func:`forward_from` calls times at most (P + 1) / P (exactly those when L ≤ P), in larger matmuls
+    (integrated gradients of every layer at once)."""
     params = _cast(params, cfg)
-    L = x_LRSD.shape[0]
-    x_XSD = x_LRSD[0].astype(jnp.dtype(cfg.dtype))
-    ones_RSF = jnp.ones(x_LRSD.shape[1:3] + (cfg.width,), jnp.float32)
-    scale_LRSF = jnp.broadcast_to(ones_RSF, (L,) + ones_RSF.shape) if ffn_scale_LRSF is None else ffn_scale_LRSF
-    scale_XSF = scale_LRSF[0]
-    for layer, has_ffn in enumerate(cfg.has_ffn_L()):
-        if layer:
-            x_XSD = jnp.concatenate([x_XSD, x_LRSD[layer].astype(x_XSD.dtype)])
-            scale_XSF = jnp.concatenate([jnp.ones_like(scale_XSF), scale_LRSF[layer]])
-        p = jax.tree.map(lambda a: a[layer], params["blocks"])
-        kv = (cache.k[layer], cache.v[layer], start)
+    dtype = jnp.dtype(cfg.dtype)
+    L, R, S, D = x_LRSD.shape
+    scale_LRSF = (jnp.ones((L, R, S, cfg.width), jnp.float32) if ffn_scale_LRSF is None else
+                  jnp.broadcast_to(ffn_scale_LRSF, (L, R, S, cfg.width)))
+    has_ffn_L = jnp.asarray(cfg.has_ffn_L()).astype(dtype)
+    x_XSD = jnp.zeros((0, S, D), dtype)
+    s_XSF = jnp.zeros((0, S, cfg.width), scale_LRSF.dtype)
+    bounds = stage_bounds(L, stages)
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        x_XSD = jnp.concatenate([x_XSD, x_LRSD[lo:hi].reshape(-1, S, D).astype(dtype)])
+        s_XSF = jnp.concatenate([s_XSF, scale_LRSF[lo:hi].reshape(-1, S, cfg.width)])
+        entry_X = jnp.asarray(np.repeat(np.arange(hi), R))
 
-        def one(x_SD, s_SF, p=p, kv=kv, has_ffn=has_ffn):
-            return block(p, x_SD[None], jnp.asarray(has_ffn, x_SD.dtype), Hooks(ffn_scale=s_SF[None]), cfg,
-                         cache.mask, kv)[0][0]
+        def step(x_XSD, j, s_XSF=s_XSF, entry_X=entry_X):
+            p, kv = _rows_at(params["blocks"], j), (cache.k[j], cache.v[j], start)
+            scale_XSF = jnp.where((entry_X == j)[:, None, None], s_XSF, 1.0)
 
-        x_XSD = jax.vmap(one)(x_XSD, scale_XSF)
-    return x_XSD.reshape(x_LRSD.shape[:2] + x_XSD.shape[1:])
+            def one(x_SD, s_SF):
+                return block(p, x_SD[None], has_ffn_L[j], Hooks(ffn_scale=s_SF[None]), cfg, cache.mask, kv)[0][0]
+
+            y_XSD = jax.vmap(one)(x_XSD, scale_XSF)
+            return jnp.where((entry_X <= j)[:, None, None], y_XSD, x_XSD), None
+
+        x_XSD = jax.lax.scan(step, x_XSD, jnp.arange(lo, hi))[0]
+    return x_XSD.reshape(L, R, S, D)
+
+
+def entering_sweep(fn, xs, first_X, chunk: int, mesh=None, consts=()):
+    """``fn(*consts, first, x)`` for every item ``x`` of ``xs`` (host arrays, leading axis X), where ``first_X``
+    (host ints [X]) is the block each item's rows enter at: items are cut into chunks of ``chunk`` items with
+    one ``first``, so ``first`` reaches ``fn`` traced but the same for every row of the chunk and
+    :func:`forward_from`'s ``lax.cond`` skips the blocks below it as a real branch. One program whatever the
+    depth, with the FLOPs of one program per entry block. Each group is padded to whole chunks (a multiple of
+    the "data" size of ``mesh``) with repeats of its first item (computed and dropped); each device gets an equal
+    share of every group, in the same order. Returns the results in item order (leading axis X)."""
+    first_X = np.asarray(first_X)
+    groups = [np.flatnonzero(first_X == f) for f in np.unique(first_X)]
+    chunk = max(1, min(int(chunk), max(len(g) for g in groups)))
+    d = 1 if mesh is None else mesh.shape["data"]
+    order, label = [], []  # per group [d, chunks per device, chunk]: every device meets the groups in one order,
+    for g in groups:       # so a branch holding collectives (FSDP weights) runs on all of them at once
+        g = np.concatenate([g, np.repeat(g[:1], -len(g) % (chunk * d))])
+        order.append(g.reshape(d, -1, chunk))
+        label.append(np.full(order[-1].shape[:2], first_X[g[0]], np.int32))
+    order_CK = np.concatenate(order, 1).reshape(-1, chunk)
+    label_C = np.concatenate(label, 1).reshape(-1)
+    chunks = (jnp.asarray(label_C), jax.tree.map(lambda a: jnp.asarray(np.asarray(a)[order_CK]), xs))
+
+    def one_chunk(*args):
+        *cs, (first, x_K) = args
+        return jax.vmap(lambda x: fn(*cs, first, x))(x_K)
+
+    out = sharding.sweep(one_chunk, chunks, mesh, None, tuple(consts))
+    flat = order_CK.reshape(-1)
+    where = np.empty(len(first_X), np.int64)
+    where[flat[::-1]] = np.arange(len(flat))[::-1]  # the first slot of each item (its padding repeats are dropped)
+    return jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:])[where], out)
 
 
 def logits_at(params, x_BSD, cfg, index):

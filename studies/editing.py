@@ -45,6 +45,7 @@ from analysis.memit import (MEMIT_HPARAMS, MEMIT_LAMBDA, PAPER_LAMBDA_RATIO, ban
                             GPTJ_LAYERS, memit_spread, memit_targets, ratio_grid, ratio_readings, relative_lambda)
 from analysis.rome import (CONSTRAINTS, ROME_HPARAMS, DeltaHParams, keys_at, optimise_delta, regularised_inverse,
                            rome_edit, rome_sequential, site_hooks)
+from analysis.plan import announce, edit_plan
 from ffnkv.errors import FfnkvError
 from ffnkv.model import forward
 from ffnkv.progress import SILENT, Progress, map_chunks
@@ -80,6 +81,7 @@ class EditSettings:
     cov_window: int = 64
     delta_check: int = 20
     mesh: tuple | None = None  # (data, model) device counts of the sweeps' mesh; None: one device
+    memory_gb: float | None = None  # the edit sweeps' memory budget (analysis.plan); None: half the available memory
 
 
 def memit_layers(layer: int, width: int, n_layers: int | None = None) -> tuple[int, ...]:
@@ -152,9 +154,10 @@ def _stats(info: dict) -> dict:
 EDIT_CHUNK = 8  # single edits per dispatched chunk (score_single_edits' batch)
 
 
-def rome_single(model, layer, C_FF, reqs, probes, others, hp, progress: Progress = SILENT) -> dict:
+def rome_single(model, layer, C_FF, reqs, probes, others, hp, progress: Progress = SILENT,
+                batch_size: int = EDIT_CHUNK) -> dict:
     """ROME edits one by one, each into a fresh model; means over edits and S. The edits are dispatched in
-    equal chunks of one compiled program (the bar counts edits)."""
+    equal chunks of ``batch_size`` (the memory plan's chunk) through one compiled program (the bar counts edits)."""
     t = time.time()
     Cinv = regularised_inverse(C_FF, hp.ridge)
     edit_fn = lambda p, r, Cinv_FF: rome_edit(p, model.cfg, layer, Cinv_FF, r, hp)  # noqa: E731
@@ -162,7 +165,7 @@ def rome_single(model, layer, C_FF, reqs, probes, others, hp, progress: Progress
     take = lambda tree, rows: jax.tree.map(lambda x: x[rows], tree)  # noqa: E731
     n = int(jax.tree.leaves(reqs)[0].shape[0])
     scores, info = map_chunks(lambda rows: run(model.params, Cinv, take(reqs, rows), take(probes, rows), others),
-                              n, EDIT_CHUNK, progress, f"ROME edits at layer {layer}", "edits")
+                              n, batch_size, progress, f"ROME edits at layer {layer}", "edits")
     return summarise(scores) | _stats(info) | {"seconds": time.time() - t}
 
 
@@ -252,12 +255,16 @@ def run(model, facts, settings: EditSettings = EditSettings(), progress: Progres
            "constraint": s.constraint, "n_facts": len(facts), "n_known_facts": n_known, "n_calibration": len(cal),
            "n_edits": len(edit), "n_unrelated": len(unrelated), "covariance": cov_info, "prefixes": prefixes,
            "edited": [r.case_id for r in edit]}
+    reqs, probes = _requests(model, edit, prefixes, s)
+    p = edit_plan(cfg, len(edit), reqs.tokens_PT.shape[1] + reqs.essence_tokens_MT.shape[1], reqs.tokens_PT.shape[2],
+                  rome_hp.steps, s.memory_gb, max_chunk=8)
+    announce(p)
     if calibrate:
         cal_reqs, cal_probes = _requests(model, cal, prefixes, s)
         per_layer = {}
         with progress.bar(len(candidates), "layer rule (ROME on the calibration facts)", "layers") as bar:
             for l in candidates:
-                per_layer[l] = rome_single(model, l, C[l], cal_reqs, cal_probes, others, rome_hp)
+                per_layer[l] = rome_single(model, l, C[l], cal_reqs, cal_probes, others, rome_hp, batch_size=p.chunk)
                 bar.update(1)
         layer = max(candidates, key=lambda l: (per_layer[l]["S"], -l))
         out["layer_rule"] = {"rule": "editability per layer: ROME single S on the calibration facts, argmax "
@@ -268,7 +275,6 @@ def run(model, facts, settings: EditSettings = EditSettings(), progress: Progres
         out["layer_rule"] = {"rule": "given"}
     mem = memit_layers(layer, s.memit_width, cfg.n_layers)
     out |= {"layer": layer, "memit_layers": list(mem)}
-    reqs, probes = _requests(model, edit, prefixes, s)
     out["unedited"] = summarise(score_edited(model.params, cfg, probes, others))
     if s.delta_check:
         k = min(s.delta_check, len(edit))
@@ -276,7 +282,7 @@ def run(model, facts, settings: EditSettings = EditSettings(), progress: Progres
         out["delta_check"] = delta_flip_rate(model, layer, jax.tree.map(lambda x: x[:k], reqs),
                                              jax.tree.map(lambda x: x[:k], probes), rome_hp)
     if "single" in s.protocols:
-        out["rome_single"] = rome_single(model, layer, C[layer], reqs, probes, others, rome_hp, progress)
+        out["rome_single"] = rome_single(model, layer, C[layer], reqs, probes, others, rome_hp, progress, p.chunk)
     if "sequential" in s.protocols:
         t = time.time()
         progress.write(f"ROME: {len(edit)} edits in sequence at layer {layer}…")

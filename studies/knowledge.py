@@ -28,6 +28,7 @@ from analysis import attribution as A
 from analysis import tracing as TR
 from analysis.ablation import random_like
 from analysis.memories import token_rank
+from analysis.plan import announce_once
 from ffnkv.errors import FfnkvError
 from ffnkv.progress import SILENT, Progress, map_chunks
 from ffnkv.prompts import FIELDS, Prompts
@@ -50,17 +51,18 @@ class KnowledgeSettings:
     n_facts: int = 120; seed: int = 0; known_only: bool = False  # noqa: E702
     steps: int = 20; rule: str = "midpoint"; path: str = "layer"  # noqa: E702
     threshold: float = 0.2; share: float = 0.7; paraphrases: bool = True; generic_relations: int = 0  # noqa: E702
-    all_positions: bool = False; unrelated: int = 10; batch_size: int = 2; value_random: int = 20  # noqa: E702
+    all_positions: bool = False; unrelated: int = 10; batch_size: int | None = None; value_random: int = 20  # noqa: E702
     samples: int = 10; noise_factor: float = 3.0; window: int = 10  # noqa: E702
     single_layer: bool = True; whole_subject: bool = True  # noqa: E702
-    kinds: tuple = TR.KINDS; layer_stride: int = 1; cell_batch: int = 8; examples: int = 3  # noqa: E702
+    kinds: tuple = TR.KINDS; layer_stride: int = 1; cell_batch: int | None = None; examples: int = 3  # noqa: E702
     mesh: tuple | None = None  # (data, model) device counts of the sweeps' mesh; None: one device
+    memory_gb: float | None = None  # the sweeps' memory budget (analysis.plan); None: half the available memory
 
     def __post_init__(self):
         if self.what not in WHAT:
             raise FfnkvError(f"what={self.what!r} is not a knowledge analysis; use one of {', '.join(WHAT)}.")
         for name in ("steps", "samples", "window", "layer_stride", "batch_size", "cell_batch"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise FfnkvError(f"{name} must be a positive integer; got {getattr(self, name)}.")
 
 
@@ -124,11 +126,11 @@ def _random_neurons(neurons, cfg, rng) -> list:
 
 def integrated_gradients(params, cfg, enc, s: KnowledgeSettings, progress=SILENT) -> dict:
     """``analysis.attribution.integrated_gradients`` of every prompt, dispatched in equal chunks of prompts."""
-    mesh = _mesh(s)
+    mesh, on_plan = _mesh(s), announce_once()
 
     def chunk(rows):
         ig = A.integrated_gradients(params, cfg, rows_of(enc, rows), s.steps, s.rule, s.batch_size, path=s.path,
-                                    mesh=mesh)
+                                    mesh=mesh, memory_gb=s.memory_gb, on_plan=on_plan)
         return {k: ig[k] for k in ("attr", "prob", "prob_zero")}
 
     ig = map_chunks(chunk, len(enc), chunk_size(len(enc), s.batch_size, mesh), progress, "integrated gradients",
@@ -242,12 +244,12 @@ def causal_trace(params, cfg, enc, noise, window, kinds, layers, s: KnowledgeSet
     """``analysis.tracing.causal_trace`` of every prompt, dispatched in equal chunks of facts (each fact keeps
     the noise of the unchunked trace); the bar counts grid cells."""
     keys = fact_keys(s.seed, len(enc))
-    mesh = _mesh(s)
+    mesh, on_plan = _mesh(s), announce_once()
 
     def chunk(rows):
         t = TR.causal_trace(params, cfg, rows_of(enc, rows), noise, s.samples, window, kinds, seed=s.seed,
-                            layers=layers, mesh=mesh, cell_batch=s.cell_batch,
-                            keys=jax.random.wrap_key_data(keys[rows]))
+                            layers=layers, mesh=mesh, cell_batch=s.cell_batch, memory_gb=s.memory_gb,
+                            on_plan=on_plan, keys=jax.random.wrap_key_data(keys[rows]))
         return {k: t[k] for k in ("p_clean", "p_corrupt", "restored")}
 
     cells = len(kinds) * np.asarray(enc["tokens"]).shape[1] * len(layers)

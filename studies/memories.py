@@ -19,6 +19,7 @@ from ffnkv.sharding import make_mesh
 
 from analysis import memories as M
 from analysis import promotion as P
+from analysis.plan import announce, stream_plan
 from ffnkv.errors import FfnkvError
 
 
@@ -35,6 +36,7 @@ class MemoriesSettings:
     n_shuffles: int = 100; removal_keys: int = 0; sample_keys: int = 6  # noqa: E702
     clusters: int = 8; top_n: int = 10  # noqa: E702
     mesh: tuple | None = None  # (data, model) device counts of the sweeps' mesh; None: one device
+    memory_gb: float | None = None  # the streams' memory budget (analysis.plan); None: half the available memory
 
     def __post_init__(self):
         for name in ("max_tokens", "k", "batch_size", "n_shuffles", "top_n", "window", "clusters"):
@@ -89,6 +91,9 @@ def run(model, data: dict, settings: MemoriesSettings = MemoriesSettings(), prog
     tokens, targets, mask = data["tokens"], data["targets"], data.get("mask")
     key_agree, key_zero, key_cluster = jax.random.split(jax.random.key(s.seed), 3)
     rng = np.random.default_rng(s.seed)
+    p = stream_plan("memories (streamed rows)", cfg, len(tokens), np.shape(tokens)[1], s.memory_gb, s.batch_size)
+    announce(p)
+    s = dataclasses.replace(s, batch_size=p.chunk)
     triggers = M.trigger_search(params, cfg, tokens, mask, k=s.k, batch_size=s.batch_size,
                                 mesh=None if s.mesh is None else make_mesh(s.mesh),
                                 progress=progress.named("trigger search"))

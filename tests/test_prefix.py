@@ -1,7 +1,6 @@
 """forward_from over a cached prefix equals the full forward with the same intervention."""
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 from conftest import random_params, small_cfg
 from tolerance import assert_f32_close
