@@ -83,7 +83,7 @@ def rows_of(enc, rows) -> Prompts:
 def chunk_size(n: int, in_flight: int, mesh) -> int:
     """Rows per chunk: about n / CHUNKS, at least ``in_flight`` per "data" device of ``mesh``."""
     d = 1 if mesh is None else mesh.shape["data"]
-    return max(-(-n // CHUNKS), in_flight * d)
+    return max(-(-n // CHUNKS), (in_flight or 1) * d)
 
 
 def run(model, records, settings: KnowledgeSettings = KnowledgeSettings(), progress: Progress | None = None) -> dict:

@@ -23,6 +23,24 @@ def tiny_config(**changes) -> TrainConfig:
     return cfg.replace(**changes)
 
 
+def train_facts_run(path, trained: bool = False) -> Path:
+    """A tiny facts LM in ``path``: 2 steps (shapes only), or with ``trained`` 150 steps that learn some facts."""
+    from train.loop import train
+
+    if trained:
+        cfg = TrainConfig(model=ModelConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64),
+                          data=DataConfig("facts", {"n_entities": 8, "n_relations": 2, "n_attributes": 4, "loss": "all"}),
+                          optim=OptimConfig(lr=1e-2, warmup_steps=10), steps=150, batch_size=32, eval_every=150,
+                          ckpt_every=150, keep=1, progress=False)
+    else:
+        cfg = TrainConfig(model=ModelConfig(d_model=16, n_layers=2, n_heads=2, d_ff=32),
+                          data=DataConfig("facts", {"n_entities": 6, "n_relations": 2, "n_attributes": 3,
+                                                    "facts_per_seq": 2, "loss": "all"}),
+                          steps=2, batch_size=8, eval_every=2, ckpt_every=2, keep=1, progress=False)
+    train(cfg, path)
+    return path
+
+
 def assert_trees_equal(a, b):
     jax.tree.map(lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), a, b)
 

@@ -92,6 +92,7 @@ def _labelled_probe(model, n_per_group=6, length=6, seed=0):
             "op": np.repeat(np.arange(2), n_per_group)}
 
 
+@pytest.mark.slow
 def test_study_runs_on_a_pretrained_checkpoint_and_a_trained_run(compare_dir, tmp_path):
     settings = specialisation.SpecialisationSettings(n_random=20)
     pretrained = load_model(write_tiny_llama(tmp_path / "llama"))

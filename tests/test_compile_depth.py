@@ -11,8 +11,7 @@ def _cfg(n_layers):
     return CD.smollm2_shape(n_layers, vocab=64, d_model=16, n_heads=2, n_kv_heads=1, d_ff=24, max_len=40)
 
 
-@pytest.mark.parametrize("command", [c if c in ("attribution", "tracing") else pytest.param(c, marks=pytest.mark.slow)
-                                     for c in CD.COMMANDS])
+@pytest.mark.parametrize("command", [pytest.param(c, marks=pytest.mark.slow) for c in CD.COMMANDS])
 def test_programs_do_not_grow_with_depth(command):
     counts = [CD.measure_one(command, _cfg(n))["programs"] for n in (2, 6)]
     assert counts[0] == counts[1] and counts[0] > 0, counts

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _train_helpers import train_facts_run
 
 pytestmark = pytest.mark.slow  # three commands, each run by two processes and by one (minutes on 2 cores)
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,17 +24,7 @@ COMMANDS = {
 
 @pytest.fixture(scope="module")
 def facts_run(tmp_path_factory):
-    import ffnkv
-    from train.config import DataConfig, OptimConfig, TrainConfig
-    from train.loop import train
-
-    path = tmp_path_factory.mktemp("facts")
-    cfg = TrainConfig(model=ffnkv.ModelConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64),
-                      data=DataConfig("facts", {"n_entities": 8, "n_relations": 2, "n_attributes": 4, "loss": "all"}),
-                      optim=OptimConfig(lr=1e-2, warmup_steps=10), steps=150, batch_size=32, eval_every=150,
-                      ckpt_every=150, keep=1, progress=False)
-    train(cfg, path)
-    return path
+    return train_facts_run(tmp_path_factory.mktemp("facts"), trained=True)
 
 
 def _free_port() -> int:

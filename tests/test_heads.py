@@ -22,7 +22,7 @@ def _split_heads(W_o, cfg):
     return W_o.reshape(W_o.shape[:-2] + (cfg.n_heads, cfg.head_dim, cfg.d_model))
 
 
-@pytest.mark.parametrize("name", CFGS)
+@pytest.mark.parametrize("name", [n if n == "gqa-rope" else pytest.param(n, marks=pytest.mark.slow) for n in CFGS])
 def test_head_outputs_sum_to_attn_out_and_patterns_are_distributions(name, tokens):
     cfg = small_cfg(**CFGS[name])
     params = random_params(cfg)

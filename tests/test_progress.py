@@ -10,6 +10,7 @@ import pytest
 
 from cli.main import COMMAND_MODULES, build_parser, main
 from ffnkv.progress import Progress, chunk_rows, map_chunks
+from _train_helpers import train_facts_run
 
 
 def _subparsers():
@@ -68,17 +69,7 @@ def test_the_environment_forces_it(monkeypatch):
 
 @pytest.fixture(scope="module")
 def facts_run(tmp_path_factory):
-    import ffnkv
-    from train.config import DataConfig, TrainConfig
-    from train.loop import train
-
-    path = tmp_path_factory.mktemp("facts")
-    cfg = TrainConfig(model=ffnkv.ModelConfig(d_model=16, n_layers=2, n_heads=2, d_ff=32),
-                      data=DataConfig("facts", {"n_entities": 6, "n_relations": 2, "n_attributes": 3,
-                                                "facts_per_seq": 2, "loss": "all"}),
-                      steps=2, batch_size=8, eval_every=2, ckpt_every=2, keep=1, progress=False)
-    train(cfg, path)
-    return path
+    return train_facts_run(tmp_path_factory.mktemp("facts"))
 
 
 KNOWLEDGE = ["knowledge", "{run}", "tracing", "--n-facts", "3", "--samples", "2", "--trace-kinds", "resid",

@@ -2,6 +2,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import ffnkv
 from analysis import promotion as P
@@ -9,6 +10,7 @@ from analysis import promotion as P
 CFG = ffnkv.ModelConfig(vocab_size=40, d_model=16, n_layers=2, n_heads=2, d_ff=24, max_len=8)
 
 
+@pytest.mark.slow
 def test_sub_updates_ranked_by_m_times_value_norm():
     params = ffnkv.init_params(jax.random.key(1), CFG)
     tokens = jnp.asarray(np.random.default_rng(0).integers(0, 40, (3, 8)), jnp.int32)

@@ -116,8 +116,8 @@ def test_sigterm_between_two_trainings_of_compare_exits_143(tmp_path, capsys, si
 
     summarise = condcomp.summarise
 
-    def summarise_then_signal(run_dir, threshold):
-        row = summarise(run_dir, threshold)
+    def summarise_then_signal(run_dir, *args, **kwargs):
+        row = summarise(run_dir, *args, **kwargs)
         os.kill(os.getpid(), signal.SIGTERM)
         return row
 

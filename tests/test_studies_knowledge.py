@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from tolerance import assert_f32_close
 
-import ffnkv
 from ffnkv.io.load import load_model
 from studies import facts as FS
 from studies import knowledge, memories
 from studies.report import knowledge as knowledge_report
 from studies.report import memories as memories_report
+from _train_helpers import train_facts_run
 
 SMALL = knowledge.KnowledgeSettings(n_facts=3, steps=2, samples=2, unrelated=2, examples=1, value_random=2,
                                     kinds=("resid", "mlp", "resid_sever_mlp"), cell_batch=4)
@@ -36,16 +36,7 @@ TEXTS = ["the capital of France is Paris .", "Rome is the capital of Italy .", "
 
 @pytest.fixture(scope="module")
 def facts_run(tmp_path_factory):
-    from train.config import DataConfig, TrainConfig
-    from train.loop import train
-
-    path = tmp_path_factory.mktemp("facts")
-    cfg = TrainConfig(model=ffnkv.ModelConfig(d_model=16, n_layers=2, n_heads=2, d_ff=32),
-                      data=DataConfig("facts", {"n_entities": 6, "n_relations": 2, "n_attributes": 3,
-                                                "facts_per_seq": 2, "loss": "all"}),
-                      steps=2, batch_size=8, eval_every=2, ckpt_every=2, keep=1, progress=False)
-    train(cfg, path)
-    model = load_model(path)
+    model = load_model(train_facts_run(tmp_path_factory.mktemp("facts")))
     return model, FS.model_facts(model)
 
 

@@ -75,6 +75,7 @@ def test_severed_path_equals_plain_restore_at_last_layer(traced):
     assert_f32_close(r[:, 4, :, -1], r[:, 0, :, -1])
 
 
+@pytest.mark.slow
 def test_zero_noise_zero_effect(model):
     cfg, params = model
     enc = _facts(cfg, params)
@@ -124,7 +125,7 @@ def test_bad_span(model):
         TR.causal_trace(params, cfg, enc)
 
 
-@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("causal", [pytest.param(True, marks=pytest.mark.slow), False])
 def test_prefix_equals_full_forward_with_hooks(causal):
     """The cached-prefix grid (cells in chunks entering at one block, a traced first block skipped by lax.cond,
     groups padded to whole chunks) equals the reference: the whole corrupted forward with patch hooks per cell

@@ -51,6 +51,7 @@ def test_compiled_train_step_has_no_layer_loop():
     assert " while(" not in hlo
 
 
+@pytest.mark.slow
 def test_torch_peer_matches_the_model():
     """benchmarks/torch_train.py builds the same parameter count and init scales as ffnkv's reference model."""
     pytest.importorskip("torch")
