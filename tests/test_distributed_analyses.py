@@ -66,6 +66,10 @@ def _close(a, b, path=""):
         assert len(a) == len(b), path
         for i, (x, y) in enumerate(zip(a, b)):
             _close(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and isinstance(b, (int, float)) and path.endswith("relative_error"):
+        # IG's completeness error divides by p(gold) − p(baseline), near zero for some pairs: that magnifies the
+        # float32 rounding of α sums split differently over processes, so it is compared relatively, at 1e-3
+        assert abs(a - b) <= 1e-3 * max(abs(a), abs(b)) + 1e-5, (path, a, b)
     elif isinstance(a, float) and isinstance(b, (int, float)):
         assert abs(a - b) <= 64 * np.finfo(np.float32).eps * max(1.0, abs(a), abs(b)), (path, a, b)
     elif isinstance(a, str):

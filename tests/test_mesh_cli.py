@@ -40,7 +40,9 @@ def test_command_runs_on_a_mesh_of_eight_devices(facts_run, tmp_path, argv):
         assert single.returncode == 0, single.stderr[-2000:]
         a, b = (json.loads((tmp_path / d / "attribution.json").read_text()) for d in ("mesh", "one"))
         a, b = a["summary"], b["summary"]
-        assert a["completeness"] == pytest.approx(b["completeness"], abs=1e-5)
+        # the completeness errors divide by p(gold) − p(baseline), near zero for some pairs, which magnifies the
+        # float32 rounding of α sums chunked differently on 8 devices: compared relatively, at 1e-3
+        assert a["completeness"] == pytest.approx(b["completeness"], rel=1e-3, abs=1e-5)
         assert a["coarse_layer_counts"] == b["coarse_layer_counts"] and a["layer_counts"] == b["layer_counts"]
 
 
