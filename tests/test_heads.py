@@ -134,6 +134,7 @@ def test_head_hook_values_do_not_recompile_and_vmap_equals_loop(tokens):
         assert_f32_close(batched[x], out)
 
 
+@pytest.mark.slow
 def test_grad_wrt_head_add(tokens):
     """Every head of a layer feeds the same sum, so d(metric)/d(head_add) is the same for each head and equals a
     finite difference."""
@@ -161,7 +162,7 @@ def _pairs(cfg, N=2, T=7, seed=0):
     return enc, corrupt
 
 
-@pytest.mark.parametrize("name", ["gelu", "gqa-rope"])
+@pytest.mark.parametrize("name", [pytest.param("gelu", marks=pytest.mark.slow), "gqa-rope"])
 def test_head_patching_equals_a_reference_by_hand(name):
     """Cell (l, h) by hand: block l's attention output of the corrupted run with head h's share swapped for the
     clean run's (blocks < l are the corrupted run's, so its attention output there is that of the corrupted run),

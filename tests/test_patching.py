@@ -23,7 +23,7 @@ def _pairs(cfg, N=2, T=7, seed=0):
     return enc, corrupt
 
 
-@pytest.mark.parametrize("name", CFGS)
+@pytest.mark.parametrize("name", [n if n == "gelu" else pytest.param(n, marks=pytest.mark.slow) for n in CFGS])
 @pytest.mark.parametrize("site", PA.SITES)
 def test_prefix_equals_full(name, site):
     cfg = small_cfg(**CFGS[name])

@@ -48,7 +48,7 @@ def test_default_budget_is_half_the_available_memory():
     assert 0 < PL.default_budget() <= PL.available_bytes()
 
 
-@pytest.mark.parametrize("what", [pytest.param("tracing", marks=pytest.mark.slow), "ig"])
+@pytest.mark.parametrize("what", [pytest.param(w, marks=pytest.mark.slow) for w in ("tracing", "ig")])
 def test_estimate_bounds_the_compiled_programs_memory(what):
     """estimate / (arguments + outputs + XLA's temporaries) of the whole jitted program lies in [1, 4]."""
     cfg = _cfg()

@@ -75,6 +75,7 @@ def test_entering_rows_equal_separate_forwards(name, tokens):
         assert_f32_close(got[layer], want)
 
 
+@pytest.mark.slow
 def test_hooks_on_suffix_and_gradient(tokens):
     """An FFN scale at (layer, position) on the suffix: value and gradient equal the full forward's."""
     cfg = small_cfg(ffn="gelu", positional="rope")

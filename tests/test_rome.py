@@ -32,7 +32,7 @@ def test_edit_to_the_current_value_changes_nothing():
     np.testing.assert_allclose(forward(new, req.tokens_PT, cfg).logits, forward(params, req.tokens_PT, cfg).logits, atol=1e-5)
 
 
-@pytest.mark.parametrize("constraint", ["bare", "mean"])
+@pytest.mark.parametrize("constraint", ["bare", pytest.param("mean", marks=pytest.mark.slow)])
 def test_rome_on_a_model_writes_v_star_and_only_touches_W_out_of_its_layer(constraint):
     cfg, params = model()
     before = jax.tree.map(np.asarray, params)

@@ -123,6 +123,7 @@ class _SigtermCondComp(CondComp):
         return super().batch(seed, step, batch_size)
 
 
+@pytest.mark.slow
 def test_sigterm_then_resume_is_bitwise(multi, tmp_path):
     run_dir, *_ = multi
     register_task("sigterm_condcomp", _SigtermCondComp)
@@ -166,6 +167,7 @@ def test_config_field_and_cli_option(tmp_path, capsys):
     assert "TrainConfig.seeds=0 is not allowed" in err and "Traceback" not in err and not run_dir.exists()
 
 
+@pytest.mark.slow
 def test_compare_study_trains_seeds_in_one_run_dir(tmp_path):
     from studies import condcomp
 
@@ -211,6 +213,7 @@ def test_seeds_equal_separate_runs(multi, separate):
     assert not np.allclose(load_metrics(separate[0])[-1]["eval/loss"], load_metrics(separate[1])[-1]["eval/loss"])
 
 
+@pytest.mark.slow
 def test_seed_groups_equal_one_vmapped_step(multi, tmp_path):
     """``seed_batch=1``: the program loops over the seeds (lax.map) and trains the same models."""
     run_dir, *_ = multi

@@ -15,7 +15,8 @@ from train.step import jit_train_step
 
 
 @pytest.mark.parametrize("cfg", [
-    ModelConfig(vocab_size=32, d_model=16, n_layers=3, n_heads=2, d_ff=24, ffn="gelu", max_len=8, tie_embeddings=False),
+    pytest.param(ModelConfig(vocab_size=32, d_model=16, n_layers=3, n_heads=2, d_ff=24, ffn="gelu", max_len=8,
+                             tie_embeddings=False), marks=pytest.mark.slow),
     ModelConfig(vocab_size=32, d_model=16, n_layers=3, n_heads=4, n_kv_heads=2, d_ff=24, ffn="swiglu", max_len=8,
                 positional="rope", norm="rmsnorm", ffn_layers=(0, 2)),
 ])
