@@ -4,11 +4,12 @@ CounterFact-format fact set, scored as CounterFact does (Meng et al. 2022 §3.3;
 ``run(model, facts, settings)`` takes a ``ffnkv.io.load.Model`` (a facts run, a Hugging Face directory, a GGUF
 file, a packaged name) and ``FactRecord``s, and returns a JSON-able dict. The documented rules:
 
-* **facts**: the records the unedited model knows (``analysis.edit_requests.known_mask``), seeded shuffle,
+* **facts**: the records the unedited model knows (``studies.facts.known_mask``) whose two answers start with
+  different tokens (else ES/PS cannot tell them apart), seeded shuffle,
   split into calibration facts (layer rule), facts to edit — one rewrite per subject, as in CounterFact: two
   rewrites of one subject in one MEMIT batch would ask the same key (the subject's last token, when the
-  relation follows the subject) for two different values — and unrelated facts of other subjects (top-1
-  accuracy after editing).
+  relation follows the subject) for two different values; the last subject in the order is never edited —
+  and unrelated facts of other subjects (top-1 accuracy after editing).
 * **layer** (unless ``settings.layer``): *editability per layer* — ROME single edits of the calibration facts
   (disjoint from the scored ones) at every candidate layer; the layer of highest S, the earliest on a tie.
   MEMIT edits ``memit_width`` layers ending there (the paper's band ends at the critical layer), shifted up
@@ -39,8 +40,8 @@ import numpy as np
 
 from analysis.covariance import key_second_moment, task_batches
 from ffnkv.sharding import make_mesh
-from analysis.edit_eval import next_token_probs, score_edited, score_single_edits, summarise
-from analysis.edit_requests import TOKENS, build_edits, context_prefixes, fact_set, known_mask
+from analysis.edit_eval import score_edited, score_single_edits, summarise
+from analysis.edit_requests import TOKENS, answer_tokens, build_edits, context_prefixes, fact_set
 from analysis.memit import (MEMIT_HPARAMS, MEMIT_LAMBDA, PAPER_LAMBDA_RATIO, band_lambda_ratio, band_realised,
                             GPTJ_LAYERS, memit_spread, memit_targets, ratio_grid, ratio_readings, relative_lambda)
 from analysis.rome import (CONSTRAINTS, ROME_HPARAMS, DeltaHParams, keys_at, optimise_delta, regularised_inverse,
@@ -49,6 +50,7 @@ from analysis.plan import announce, edit_plan
 from ffnkv.errors import FfnkvError
 from ffnkv.model import forward
 from ffnkv.progress import SILENT, Progress, map_chunks
+from studies import facts as FS
 
 PROTOCOLS = ("single", "sequential", "memit")
 LICENCE_TEXTS = "/usr/share/common-licenses/*"
@@ -191,7 +193,8 @@ def delta_flip_rate(model, layer, reqs, probes, hp: DeltaHParams) -> dict:
 
 
 def _split(model, facts, s: EditSettings, calibrate: bool):
-    known = known_mask(model.params, model.cfg, model.tokenizer, facts)
+    true, new = answer_tokens(model.tokenizer, facts)
+    known = FS.known_mask(model, facts) & (true != new)
     order = [facts[i] for i in np.random.default_rng(s.seed).permutation(np.flatnonzero(known))]
     n_cal = min(s.n_calibration, len(order) // 3) if calibrate else 0
     rest = order[n_cal:]
@@ -199,9 +202,13 @@ def _split(model, facts, s: EditSettings, calibrate: bool):
         raise FfnkvError(f"the model knows {int(known.sum())} of {len(facts)} facts; editing needs at least "
                          f"{n_cal + 2} known facts (top-1 of target_true after the prompt).")
     n_edit = max(1, min(s.n_edits, len(rest) - min(s.n_unrelated, len(rest) // 2)))
+    kept = list(dict.fromkeys(r.subject for r in rest))[-1:]  # one subject stays unedited for the unrelated facts
+    if len(set(r.subject for r in rest)) < 2:
+        raise FfnkvError(f"the known facts left to edit ({len(rest)}) all share one subject; editing needs known facts "
+                         "of at least two subjects (one edited, one unrelated): use more facts or a better-trained model.")
     edit, subjects = [], set()
     for record in rest:  # one rewrite per subject, as in CounterFact
-        if len(edit) < n_edit and record.subject not in subjects:
+        if len(edit) < n_edit and record.subject not in subjects and record.subject not in kept:
             edit.append(record)
             subjects.add(record.subject)
     unrelated = [r for r in rest if r.subject not in subjects][: s.n_unrelated]
@@ -349,9 +356,3 @@ def memit_protocol(model, edit, mem, C, probes, others, hp, s: EditSettings, pro
         "d_ff": cfg.width, "lambda": float(lam), "readings": readings, "key_scale_here": s_bar / cfg.width},
         "memit_lambda_sweep": [row(i) for i in range(1, len(lams))]}
 
-
-def unedited_accuracy(model, facts) -> float:
-    """Top-1 accuracy of target_true's first token over ``facts`` (what the model knows)."""
-    every = fact_set(model.tokenizer, facts)
-    p = next_token_probs(model.params, model.cfg, every.tokens_NT, every.predict_N)
-    return float(jnp.mean(jnp.argmax(p, -1) == every.answer_N))

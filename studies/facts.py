@@ -1,9 +1,16 @@
-"""Fact sets for the studies: CounterFact-format records (``ffnkv.data.counterfact.FactRecord``) from a fact
-file, the shipped well-known facts, or a trained facts run's own world, so every study reads one form.
+"""The one seam every fact study goes through: any ``Model`` (``ffnkv.io.load.load_model``: a trained run or a
+packaged/imported pretrained model) → fact records → prompts → the known mask.
+
+* ``model_facts(model, path)``: CounterFact-format records (``ffnkv.data.counterfact.FactRecord``) from a fact
+  file, a trained facts run's own world, or the shipped well-known facts, so every study reads one form.
+* ``main_prompts`` / ``all_prompts``: their prompts as ``ffnkv.prompts.Prompts`` (``encode_prompts``).
+* ``known_mask``: which records the model knows (top-1 after the main prompt is target_true's first token).
+* ``select``: a seeded sample of records, relations in turn.
 
 A record's prompts are ``prompt`` (with ``{}`` for the subject) and its ``paraphrase_prompts``. For a facts
-run the records are ``world_fact_records`` with the fact's other training templates added to the paraphrases,
-so that each fact has Dai et al.'s several prompts (5 training + 2 held-out templates).
+run the records are ``world_fact_records`` (paraphrases: the two held-out templates, CounterFact's
+generalisation prompts); with ``training_paraphrases`` the fact's other training templates are added, so that
+each fact has Dai et al.'s several prompts (5 training + 2 held-out templates).
 """
 from __future__ import annotations
 
@@ -29,14 +36,15 @@ def run_facts(task) -> list[FactRecord]:
     return out
 
 
-def model_facts(model, path=None) -> list[FactRecord]:
+def model_facts(model, path=None, training_paraphrases: bool = True) -> list[FactRecord]:
     """The fact set of ``model``: ``path`` (a CounterFact-format JSON file) if given, else a facts run's own
-    world, else the shipped well-known facts (for pretrained models)."""
+    world (sorted by case_id; ``training_paraphrases``: its other training templates join the paraphrases),
+    else the shipped well-known facts (for pretrained models)."""
     if path is not None:
         return load_fact_file(path, model.tokenizer)
     task = model.run.task if model.run is not None else None
     if task is not None and hasattr(task, "facts"):
-        return run_facts(task)
+        return run_facts(task) if training_paraphrases else sorted(world_fact_records(task), key=lambda r: r.case_id)
     if model.run is not None:
         raise FfnkvError(f"run {model.name!r} is not a facts run; give a fact file (--facts FILE).")
     return load_fact_file(KNOWN_FACTS, model.tokenizer)
@@ -68,6 +76,14 @@ def top1(params, cfg, enc, chunk: int = 128) -> np.ndarray:
     return np.concatenate([np.asarray(fn(params, jnp.asarray(enc.tokens[i:i + chunk]),
                                          jnp.asarray(enc.predict_pos[i:i + chunk])))
                            for i in range(0, len(enc), chunk)])
+
+
+def known_mask(model, records, prompts=None) -> np.ndarray:
+    """Which ``records`` the model knows ``[N]``: its top-1 next token after the main prompt is target_true's
+    first token (Meng et al. 2022 trace and edit known facts only). ``prompts``: ``main_prompts`` if already
+    encoded."""
+    enc = main_prompts(model.tokenizer, records) if prompts is None else prompts
+    return top1(model.params, model.cfg, enc) == enc.target
 
 
 def select(records, known_N, n: int, seed: int, known_only: bool) -> np.ndarray:

@@ -9,14 +9,20 @@ from ffnkv.io.tokenizer import Tokenizer, task_tokenizer
 from ffnkv.prompts import encode_prompts
 
 
-def test_facts_prompts_match_the_task_encoding():
+def test_facts_prompts_are_the_training_renderings():
+    """The facts task renders its training data through ``encode_prompts`` (one prompt encoder): a prompt
+    encoded from text is the rendering the model was trained on, with the attribute as its target."""
     task = make_task("facts", n_entities=12)
     facts = task.facts[:5]
     texts = [task.prompts(f)[0] for f in facts]
     ours = encode_prompts(task_tokenizer(task), texts, [f.subject for f in facts], [f.attribute for f in facts])
-    theirs = task.encode_prompts(texts)
-    for name in ("tokens", "lengths", "subject_start", "subject_end", "predict_pos"):
-        np.testing.assert_array_equal(ours[name], theirs[name])
+    ev = task.eval_set()
+    rows = [int(np.flatnonzero((ev["fact"] == k) & (ev["template"] == 0))[0]) for k in range(5)]
+    for i, r in enumerate(rows):
+        p = ours.predict_pos[i]
+        assert p == ev["predict_pos"][r] and (ours.tokens[i, : p + 1] == ev["tokens"][r, : p + 1]).all()
+        assert (ours.subject_start[i], ours.subject_end[i]) == (ev["subject_start"][r], ev["subject_end"][r])
+        assert task.tokenizer.decode(ours.tokens[i, ours.subject_start[i]: ours.subject_end[i]]) == facts[i].subject
     np.testing.assert_array_equal(ours.target, [task.attribute_id(f.attribute) for f in facts])
     kept = ours.select([1, 3])
     assert len(kept) == 2 and kept.tokens.shape[1] == kept.lengths.max()
