@@ -66,6 +66,16 @@ class KnowledgeSettings:
                 raise FfnkvError(f"{name} must be a positive integer; got {getattr(self, name)}.")
 
 
+def pretrained_settings(**changes) -> KnowledgeSettings:
+    """The settings of ``ffnkv pretrained smollm2``: what a CPU affords on a 100M-parameter decoder and the
+    shipped well-known facts — known facts only, one joint IG path, neurons scaled at every position, neurons
+    coarse for facts of 3 relations set aside, every 3rd layer traced with 3 noise samples, resid and MLP
+    restores, 2 example heatmaps; ``changes`` replace any of them."""
+    return dataclasses.replace(KnowledgeSettings(
+        n_facts=12, known_only=True, steps=30, path="joint", generic_relations=3, all_positions=True, samples=3,
+        layer_stride=3, kinds=("resid", "mlp"), examples=2), **changes)
+
+
 def _mesh(s):
     from ffnkv.sharding import make_mesh
 

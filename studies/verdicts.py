@@ -352,25 +352,26 @@ def _effect_tests(per_fact_by_seed: list[list[dict]], prefix: str, controls: boo
     return tests
 
 
-def smollm2(smol) -> list[dict]:
-    """The real decoder's knowledge neurons (``ffnkv pretrained smollm2``): suppress/amplify moves p(answer) the
-    right way on the facts' own prompts (medians over facts by their intervals, when the result carries the
-    per-fact effects), and their values rank the answer above random neurons'."""
-    runs = _seeds(smol)
-    eff = runs[0]["knowledge_neurons"]["effects"]
-    per_fact = [r["knowledge_neurons"].get("per_fact_effects") for r in runs]
-    head = f"mean {eff['suppress']['own_mean']:+.1%} / {eff['amplify']['own_mean']:+.1%} " \
-           f"(unrelated {eff['suppress']['unrelated_mean']:+.1%} / {eff['amplify']['unrelated_mean']:+.1%})"
+def smollm2(attr) -> list[dict]:
+    """The real decoder's knowledge neurons (``ffnkv pretrained smollm2``, the knowledge study's
+    ``attribution.json``): suppress/amplify moves p(answer) the right way on the facts' own prompts (medians over
+    the facts with knowledge neurons, by their intervals), and their values rank the answer above random
+    neurons'."""
+    runs = _seeds(attr)
+    eff = runs[0]["summary"]["effects_mean"]
+    per_fact = [[f["effects"] for f in r["facts"] if f["neurons"]] for r in runs]
+    head = f"mean {eff['x0_own']:+.1%} / {eff['x2_own']:+.1%} " \
+           f"(unrelated {eff['x0_unrelated']:+.1%} / {eff['x2_unrelated']:+.1%})"
     if all(per_fact):
         tests = _effect_tests(per_fact, "smollm2", controls=False)
         verdict = ST.all_of(t["verdict"] for t in tests)
         ours = f"median {_iv(tests[0], '+.1%')} / {_iv(tests[1], '+.1%')}; {head}"
         rule = "median relative change over facts: suppress < 0 < amplify, each by its 95% interval"
     else:
-        verdict = "holds" if eff["suppress"]["own_mean"] < 0 < eff["amplify"]["own_mean"] else "fails"
-        tests = [point_test("smollm2.suppress", eff["suppress"]["own_mean"], verdict),
-                 point_test("smollm2.amplify", eff["amplify"]["own_mean"], verdict)]
-        ours, rule = head, "no per-fact effects in this result: mean suppress < 0 < mean amplify (point)"
+        verdict = "holds" if eff["x0_own"] < 0 < eff["x2_own"] else "fails"
+        tests = [point_test("smollm2.suppress", eff["x0_own"], verdict),
+                 point_test("smollm2.amplify", eff["x2_own"], verdict)]
+        ours, rule = head, "no fact with knowledge neurons: mean suppress < 0 < mean amplify (point)"
     return [claim("Dai et al. 2022", "real decoder: suppressing / amplifying knowledge neurons moves p(answer)",
                   "−29.0% / +31.2%", ours, verdict, rule, tests),
             _value_claim(runs[0]["value_projection"])]
@@ -378,7 +379,7 @@ def smollm2(smol) -> list[dict]:
 
 def _value_claim(vp: dict) -> dict:
     """Knowledge-neuron values rank the answer above random neurons' values (logit lens)."""
-    gold, rand = vp["gold_rank_median"], vp["random_neuron_gold_rank_median"]
+    gold, rand = vp["answer_rank_median"], vp["random_answer_rank_median"]
     measured = gold is not None and rand is not None
     verdict = ("holds" if gold < rand else "fails") if measured else "n/a"
     return claim("Geva et al. 2021", "real decoder: knowledge-neuron values promote the answer token",

@@ -130,3 +130,50 @@ def test_cli_reports_bad_checkpoints(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["pretrained", "minilm", "--path", str(tmp_path)]) == 2
     assert "config.json" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_pretrained_smollm2_is_the_knowledge_study_with_cpu_settings(tmp_path):
+    """`ffnkv pretrained smollm2` runs `ffnkv knowledge`'s study and writes its files: with the preset spelled out
+    as `knowledge` options, the two commands write the same files with the same contents (timings aside)."""
+    import json
+
+    from ffnkv.io.load import load_model
+    from pretrained_fixture import WORDS, write_tiny_llama
+    from studies import facts as FS
+    from studies.knowledge import pretrained_settings
+
+    path = write_tiny_llama(tmp_path / "tiny")
+    model = load_model(path)
+    facts = [("the capital of {} is", "France"), ("the capital of {} is", "Italy"), ("{} is located in", "Berlin"),
+             ("the language of {} is", "Japan"), ("{} speaks the", "Spain")]
+    raw = [{"case_id": i, "requested_rewrite": {"prompt": p, "subject": s, "relation_id": p,
+                                               "target_true": {"str": "Paris"}, "target_new": {"str": "Rome"}},
+            "paraphrase_prompts": [f"the city {s} , {p.replace('{}', s)}"], "neighborhood_prompts": ["the city of"]}
+           for i, (p, s) in enumerate(facts)]
+    (tmp_path / "probe.json").write_text(json.dumps(raw))
+    probe = FS.model_facts(model, tmp_path / "probe.json")
+    top = FS.top1(model.params, model.cfg, FS.main_prompts(model.tokenizer, probe))  # the facts it "knows"
+    for r, t in zip(raw, top):
+        r["requested_rewrite"]["target_true"]["str"] = WORDS[t]
+        r["requested_rewrite"]["target_new"]["str"] = WORDS[3 + (t + 1 - 3) % (len(WORDS) - 3)]
+    (tmp_path / "facts.json").write_text(json.dumps(raw))
+    s = pretrained_settings()
+    common = ["--facts", str(tmp_path / "facts.json"), "--n-facts", "4", "--samples", "2", "--ig-steps", "2",
+              "--layer-stride", "1", "--window", "2", "--no-progress"]
+    assert main(["pretrained", "smollm2", "--path", str(path), "--out", str(tmp_path / "a")] + common) == 0
+    assert main(["knowledge", str(path), "--out", str(tmp_path / "b"), "--known-only", "--ig-path", s.path,
+                 "--generic-relations", str(s.generic_relations), "--all-positions", "--examples", str(s.examples),
+                 "--trace-kinds", *s.kinds] + common) == 0
+    a, b = sorted(p.name for p in (tmp_path / "a").iterdir()), sorted(p.name for p in (tmp_path / "b").iterdir())
+    assert a == b and {"attribution.json", "tracing.json", "knowledge.md"} <= set(a)
+
+    def content(d, name):
+        data = json.loads((tmp_path / d / name).read_text())
+        for part in (data, data.get("summary", {})):
+            for key in ("seconds", "ig_seconds", "ig_seconds_per_prompt"):
+                part.pop(key, None)
+        return data
+
+    for name in ("attribution.json", "tracing.json"):
+        assert content("a", name) == content("b", name)

@@ -197,9 +197,9 @@ def test_meng_edits_by_intervals_over_edits():
 
 
 def test_smollm2_effects_by_medians_when_the_result_carries_per_fact_effects():
-    effects = {"suppress": {"own_mean": -0.3, "unrelated_mean": 0.0}, "amplify": {"own_mean": 9.0, "unrelated_mean": 0.0}}
-    vp = {"gold_rank_median": 10.0, "random_neuron_gold_rank_median": 500.0}
-    facts = _facts(12, x2_own=-0.3)
-    row = V.smollm2({"knowledge_neurons": {"effects": effects, "per_fact_effects": facts}, "value_projection": vp})[0]
+    effects = {"x0_own": -0.3, "x0_unrelated": 0.0, "x2_own": 9.0, "x2_unrelated": 0.0}
+    vp = {"answer_rank_median": 10.0, "random_answer_rank_median": 500.0}
+    facts = [{"neurons": [[0, 1]], "effects": e} for e in _facts(12, x2_own=-0.3)]
+    row = V.smollm2({"summary": {"effects_mean": effects}, "facts": facts, "value_projection": vp})[0]
     assert row["verdict"] == "fails" and row["tests"][1]["rule"] == "smollm2.amplify"  # the mean +900% says nothing
     assert row["tests"][0]["n_items"] == 12 and "median" in row["ours"]

@@ -120,7 +120,7 @@ def write(result: dict, out_dir) -> list[str]:
                   effect_bars(out / "knowledge_neurons_effects.png", attr["effects"]["by_relation"]),
                   attribution_example(out / "knowledge_neurons_example.png", attr["example"])]
         files.append(write_json(out / "attribution.json", {k: v for k, v in attr.items() if k != "example"}
-                                | {"model": result["model"], "settings": result["settings"]}))
+                                | {k: result[k] for k in ("model", "settings", "screening")}))
     if "tracing" in result:
         tr = result["tracing"]
         kinds, layers = tr["config"]["kinds"], tr["config"]["layers"]

@@ -159,7 +159,8 @@ def text_lm(out: Path):
 
 def pretrained(out: Path):
     title = "Real pretrained models"
-    mini, smol = _load(out / "pretrained/minilm/results.json"), _load(out / "pretrained/smollm2/results.json")
+    smol_dir = out / "pretrained" / "smollm2"
+    mini, smol = _load(out / "pretrained/minilm/results.json"), _load(smol_dir / "attribution.json")
     if mini is None and smol is None:
         return _missing(title, "minilm/smollm2")
     text, claims = [f"## {title}", ""], []
@@ -173,14 +174,14 @@ def pretrained(out: Path):
                  f"double dissociation (zero / mean ablation): {dd['zero']} / {dd['mean']}.", "",
                  _fig(out, out / "pretrained/minilm/minilm_rahman.png", "MiniLM sparsity and ablation"), ""]
         claims += C.pos_specialisation(mini)
-    if smol:
-        kn = smol["knowledge_neurons"]
+    if smol:  # the knowledge study's own files (studies.report.knowledge), as `ffnkv knowledge smollm2` writes them
+        s, screen = smol["summary"], smol["screening"]
+        figures = sorted(smol_dir.glob("knowledge_neurons_*.png")) + sorted(smol_dir.glob("tracing_*.png"))
         text += ["### SmolLM2-135M (GGUF): tracing, knowledge neurons, value projection", "",
-                 f"{smol['facts']['correct']}/{smol['facts']['probed']} probe facts answered correctly; "
-                 f"{smol['facts']['analysed']} analysed. Knowledge neurons per layer {kn['layer_histogram']}; "
-                 f"IG completeness error {_num(kn['completeness_error_mean'], '.2f')}.", "",
-                 *[_fig(out, out / "pretrained/smollm2" / Path(f).name, "SmolLM2 localisation") for f in smol["files"]],
-                 ""]
+                 f"{screen['n_known']}/{screen['n_records']} probe facts answered correctly; "
+                 f"{len(screen['chosen'])} analysed. Knowledge neurons per layer {s['layer_counts']}; "
+                 f"IG completeness error {_num(s['completeness']['mean_pair_relative_error'], '.2f')}.", "",
+                 *[_fig(out, f, "SmolLM2 localisation") for f in figures], ""]
         claims += C.smollm2(smol)
     return "\n".join(text), claims
 
