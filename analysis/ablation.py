@@ -92,25 +92,37 @@ def random_like(mask_LF, n_random: int, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def dissociation(params, cfg, probe: dict, ops, specialist_KLF, mean_LTF, n_random: int = N_RANDOM,
-                 seed: int = 0, batch_size: int = 8, min_drop: float = MIN_DROP) -> dict:
-    """The ops × ablated-set accuracy matrices (zero and mean), their random controls and the verdicts."""
+def intervention_sets(specialist_KLF, n_random: int = N_RANDOM, seed: int = 0):
+    """Every intervention of the protocol as rows: no ablation, each op's set, ``n_random`` random controls per set
+    (``random_like``), all under zero- and then mean-ablation. Returns (masks ``[S, L, F]``, use_mean ``[S]``)."""
     K, L, F = specialist_KLF.shape
     rng = np.random.default_rng(seed)
     controls_KRLF = np.stack([random_like(specialist_KLF[k], n_random, rng) for k in range(K)])
     sets = np.concatenate([np.zeros((1, L, F), bool), specialist_KLF, controls_KRLF.reshape(K * n_random, L, F)])
-    mask_SLF = np.concatenate([sets, sets])
-    use_mean_S = np.repeat([0.0, 1.0], len(sets))
-    acc_SK, _ = padded_sweep(params, *probe_arrays(probe, K), mean_LTF, mask_SLF, use_mean_S, cfg, batch_size)
-    acc_SK = acc_SK.reshape(2, len(sets), K)
+    return np.concatenate([sets, sets]), np.repeat([0.0, 1.0], len(sets))
+
+
+def judge(acc_SK, specialist_KLF, ops, n_random: int = N_RANDOM, min_drop: float = MIN_DROP) -> dict:
+    """The ops × ablated-set accuracy matrices (zero and mean), their random controls and the verdicts, from the
+    accuracy per op ``acc_SK`` of the interventions of ``intervention_sets`` (in its row order)."""
+    K = len(ops)
+    acc_SK = np.asarray(acc_SK).reshape(2, -1, K)
     base_K = acc_SK[0, 0]
-    result = {"ops": list(ops), "baseline": base_K.tolist(), "set_sizes": specialist_KLF.sum((1, 2)).tolist(),
+    result = {"ops": list(ops), "baseline": base_K.tolist(), "set_sizes": np.asarray(specialist_KLF).sum((1, 2)).tolist(),
               "n_random": n_random}
     for i, mode in enumerate(MODES):
         targeted_KK = acc_SK[i, 1:K + 1]
         ctrl_KRK = acc_SK[i, K + 1:].reshape(K, n_random, K)
         result[mode] = verdicts(base_K, targeted_KK, ctrl_KRK.mean(1), ctrl_KRK.std(1), specialist_KLF, ops, min_drop)
     return result
+
+
+def dissociation(params, cfg, probe: dict, ops, specialist_KLF, mean_LTF, n_random: int = N_RANDOM,
+                 seed: int = 0, batch_size: int = 8, min_drop: float = MIN_DROP) -> dict:
+    """``judge`` of the answer accuracy (``answer_accuracy``) under every intervention of ``intervention_sets``."""
+    mask_SLF, use_mean_S = intervention_sets(specialist_KLF, n_random, seed)
+    acc_SK, _ = padded_sweep(params, *probe_arrays(probe, len(ops)), mean_LTF, mask_SLF, use_mean_S, cfg, batch_size)
+    return judge(acc_SK, specialist_KLF, ops, n_random, min_drop)
 
 
 def verdicts(base_K, acc_KK, ctrl_mean_KK, ctrl_std_KK, specialist_KLF, ops, min_drop: float = MIN_DROP) -> dict:

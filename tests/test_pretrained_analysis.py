@@ -6,7 +6,7 @@ import pytest
 from tolerance import assert_f32_close
 
 from analysis import attribution
-from analysis import pretrained_pos as pos
+from analysis import mlm_head
 from analysis import memories
 from analysis import tracing
 from cli import main
@@ -33,23 +33,23 @@ def test_sparsity_per_layer_known_values():
     np.testing.assert_allclose(out["active_fraction"], [1.0, 1 / n, 0.0], atol=1e-6)
 
 
-def test_noun_verb_selectivity():
+def test_noun_verb_specialists_by_the_shared_rule():
+    """The POS study's specialists are ``analysis.specialisation``'s with the groups NOUN and VERB; the cap keeps
+    the most selective."""
+    from analysis.specialisation import specialisation
+    from studies.pos_specialisation import strongest
+
     rng = np.random.default_rng(1)
-    noun = rng.normal(0, 1, (200, 2, 6)); verb = rng.normal(0, 1, (200, 2, 6))
-    noun[:, 0, 1] += 2.0  # a noun neuron
-    verb[:, 1, 4] += 2.0  # a verb neuron
-    sel = pos.selectivity(jnp.asarray(noun), jnp.asarray(verb))
-    assert np.argwhere(np.asarray(sel["noun"])).tolist() == [[0, 1]]
-    assert np.argwhere(np.asarray(sel["verb"])).tolist() == [[1, 4]]
-    mask = pos.top_k_mask(sel["d"], sel["noun"], 5)
-    assert int(mask.sum()) == 1 and bool(mask[0, 1])
-
-
-def test_random_masks_keep_per_layer_counts():
-    mask = jnp.zeros((3, 10), bool).at[0, :4].set(True).at[2, 7].set(True)
-    controls = pos.random_like_mask(jax.random.key(0), mask, 6)
-    np.testing.assert_array_equal(np.asarray(controls.sum(-1)), np.tile([4, 0, 1], (6, 1)))
-    assert len({tuple(np.flatnonzero(c[0])) for c in np.asarray(controls)}) > 1
+    m_LNF = rng.normal(0, 0.3, (2, 400, 6))
+    label_N = np.repeat([0, 1], 200)
+    m_LNF[0, :200, 1] += 2.0  # a noun neuron
+    m_LNF[0, :200, 2] += 1.0  # a weaker noun neuron
+    m_LNF[1, 200:, 4] += 2.0  # a verb neuron
+    sel = specialisation(m_LNF, label_N, ("NOUN", "VERB"), "gelu", [0, 1])
+    assert np.argwhere(sel["specialist"][0]).tolist() == [[0, 1], [0, 2]]
+    assert np.argwhere(sel["specialist"][1]).tolist() == [[1, 4]]
+    assert np.argwhere(strongest(sel["si"][0], sel["specialist"][0], 1)).tolist() == [[0, 1]]
+    assert strongest(sel["si"][0], sel["specialist"][0], None).sum() == 2
 
 
 def test_ablation_sweep_identity_and_effect(params):
@@ -60,9 +60,9 @@ def test_ablation_sweep_identity_and_effect(params):
     batch = {"tokens": jnp.array([[1, 2, 3, 4], [5, 6, 7, 0]]), "real": jnp.array([[1, 1, 1, 1], [1, 1, 1, 0]], bool),
              "pos": jnp.array([1, 2]), "target": jnp.array([3, 4])}
     masks = jnp.stack([jnp.zeros((3, 24), bool), jnp.ones((3, 24), bool)])
-    nll, _ = pos.ablation_sweep(params, cfg, head, E_CD, batch, masks)
+    nll, _ = mlm_head.ablation_sweep(params, cfg, head, E_CD, batch, masks, jnp.zeros(2))
     out = forward(params, batch["tokens"], cfg, mask_BT=batch["real"])
-    base, _ = pos.masked_token_nll(out, (head, E_CD, batch["pos"], batch["target"]), cfg)
+    base, _ = mlm_head.masked_token_nll(out, (head, E_CD, batch["pos"], batch["target"]), cfg)
     np.testing.assert_allclose(np.asarray(nll[0]), np.asarray(base), rtol=1e-5)
     assert np.abs(np.asarray(nll[1] - nll[0])).max() > 1e-4
 

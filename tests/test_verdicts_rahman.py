@@ -67,5 +67,6 @@ def test_comparison_over_kinds_and_pretrained_check():
     assert by_claim["FFN activations are extremely sparse (token Gini high, above initialisation)"] == "partial"
     assert by_claim["distinct, non-overlapping groups of neurons serve distinct ops"] == "holds"
     mini = {"sparsity": {"pretrained": {"gini": [0.4, 0.5]}, "initial": {"gini": [0.6, 0.6]}},
-            "ablation": {"zero": {"double_dissociation": True}, "mean": {"double_dissociation": False}}}
+            "ablation": {"zero": {"double_dissociation": {"NOUN|VERB": True}},
+                         "mean": {"double_dissociation": {"NOUN|VERB": False}}}}
     assert [c["verdict"] for c in V.pos_specialisation(mini)] == ["fails", "partial"]

@@ -167,7 +167,7 @@ def pretrained(out: Path):
     if mini:
         g, g0 = mini["sparsity"]["pretrained"]["gini"], mini["sparsity"]["initial"]["gini"]
         sel = mini["selectivity"]
-        dd = {m: mini["ablation"][m]["double_dissociation"] for m in ("zero", "mean")}
+        dd = {m: all(mini["ablation"][m]["double_dissociation"].values()) for m in ("zero", "mean")}
         text += ["### all-MiniLM-L6-v2 (Rahman et al.'s pretrained check)", "",
                  f"Gini per layer {C._fmts(g)} (random init {C._fmts(g0)}); noun specialists "
                  f"{sel['noun_specialists_per_layer']}, verb specialists {sel['verb_specialists_per_layer']}; "
