@@ -103,8 +103,7 @@ def run(model, records, settings: KnowledgeSettings = KnowledgeSettings(), progr
     cfg, params, tok = model.cfg, jax.tree.map(np.asarray, model.params), model.tokenizer
     if not cfg.causal:
         raise FfnkvError(f"{model.name!r} is not a causal LM; knowledge neurons and tracing need next-token prediction.")
-    main = FS.main_prompts(tok, records)
-    known_N = FS.top1(params, cfg, main) == main.target
+    known_N = FS.known_mask(model, records)
     chosen = FS.select(records, known_N, settings.n_facts, settings.seed, settings.known_only)
     facts = [records[i] for i in chosen]
     out = {"model": {"name": model.name, "n_layers": cfg.n_layers, "width": cfg.width, "vocab_size": cfg.vocab_size},
