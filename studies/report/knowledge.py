@@ -176,7 +176,7 @@ def markdown(attr: dict | None, trace: dict | None) -> str:
                  f"{trace['config']['samples']} samples, window {trace['config']['window']}, layers {layers}.", "",
                  table(["restored", "early site: last subject token (peak ± CI, layer)", "late site: last token"],
                        [[name.replace("resid (window)", "resid")]
-                        + [f"{v[k]['peak']:.3f} ± {v[k]['ci']:.3f} (L{layers[v[k]['at']]})" if k in v else "–"
+                        + [f"{v[k]['peak']:.3f} ± {v[k]['ci']:.3f} (L{v[k]['layer']})" if k in v else "–"
                            for k in ("early", "late")] for name, v in trace["sites"].items()])]
         rows = []
         for label, avg in (("window", kf), ("single layer", trace.get("single_layer") or {})):
