@@ -128,7 +128,8 @@ def write(result: dict, out_dir) -> list[str]:
                   effect_bars(out / "knowledge_neurons_effects.png", attr["effects"]["by_relation"]),
                   attribution_example(out / "knowledge_neurons_example.png", attr["example"])]
         files.append(write_json(out / "attribution.json", {k: v for k, v in attr.items() if k != "example"}
-                                | {"model": result["model"], "settings": result["settings"]}))
+                                | {"model": result["model"], "settings": result["settings"],
+                                   "selection": result.get("selection")}))
     if "tracing" in result:
         tr = result["tracing"]
         kinds, layers = tr["config"]["kinds"], tr["config"]["layers"]
@@ -141,7 +142,8 @@ def write(result: dict, out_dir) -> list[str]:
             files.append(severed_lines(out / "tracing_severed.png", tr["known_facts"], layers))
         files += [fact_heatmap(out / f"tracing_fact{i}.png", ex, kinds, layers) for i, ex in enumerate(tr["examples"])]
         files.append(write_json(out / "tracing.json", {k: v for k, v in tr.items() if k != "examples"}
-                                | {"model": result["model"], "screening": result["screening"]}))
+                                | {"model": result["model"], "screening": result["screening"],
+                                   "selection": result.get("selection")}))
     files.append(write_text(out / "knowledge.md", markdown(result.get("attribution"), result.get("tracing")) + "\n"))
     return [str(f) for f in files]
 
