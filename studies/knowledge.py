@@ -318,8 +318,8 @@ def tracing(params, cfg, tok, facts, known_K, s: KnowledgeSettings, progress=SIL
                  "p_corrupt": float(trace["p_corrupt"][k])} for k, f in enumerate(facts)]
     return {"config": {"noise": noise, "noise_factor": s.noise_factor, "samples": s.samples, "window": window,
                        "layers": list(layers), "seed": s.seed, "kinds": list(s.kinds)},
-            "layers": list(layers), "seconds": seconds, "averaged_over": "all" if averaged is None else "known", "known_facts": known, "single_layer": restores.get("single"),
-            "whole_subject": span,
+            "layers": list(layers), "seconds": seconds, "averaged_over": "all" if averaged is None else "known",
+            "known_facts": known, "single_layer": restores.get("single"), "whole_subject": span,
             "all_facts": TR.average_by_category(trace, enc), "sites": site_table, "facts": per_fact,
             "examples": examples}
 

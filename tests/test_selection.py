@@ -39,5 +39,6 @@ def test_selection_is_silent_when_every_group_is_full(capsys):
     assert [r["subject"] for r in out["chosen"]] == [r.subject for r in picked] and out["known"] == [10, 11]
     more = FS.select(records, None, 40, 0, False)  # --n-facts beyond the fact set: every fact, and a line
     out = FS.selection("knowledge", {"chosen": 40}, {"chosen": [records[i] for i in more]}, records[:2], 4)
-    assert out["short"] == "ffnkv knowledge: fewer facts than asked: 4 chosen of 40 asked (the model knows 2 of 4 facts)."
+    assert out["short"] == ("ffnkv knowledge: fewer facts than asked: 4 chosen of 40 asked "
+                            "(the model knows 2 of 4 facts).")
     assert capsys.readouterr().err.strip() == out["short"]

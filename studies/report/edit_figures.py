@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import numpy as np
+from matplotlib.patches import Patch
 
 from studies.report.figures import save_figure, subplots
-from matplotlib.patches import Patch  # noqa: E402  (after figures, which picks the backend)
 from studies.report.markdown import table
 
 PROTOCOLS = (("unedited", "unedited"), ("rome_single", "ROME single"), ("rome_sequential", "ROME sequential"),
