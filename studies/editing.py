@@ -196,7 +196,8 @@ def _split(model, facts, s: EditSettings, calibrate: bool):
     true, new = answer_tokens(model.tokenizer, facts)
     known = FS.known_mask(model, facts) & (true != new)
     order = [facts[i] for i in np.random.default_rng(s.seed).permutation(np.flatnonzero(known))]
-    n_cal = min(s.n_calibration, len(order) // 3) if calibrate else 0
+    n_cal_asked = s.n_calibration
+    n_cal = min(n_cal_asked, len(order) // 3) if calibrate else 0
     rest = order[n_cal:]
     if len(rest) < 2:
         raise FfnkvError(f"the model knows {int(known.sum())} of {len(facts)} facts; editing needs at least "
@@ -212,7 +213,11 @@ def _split(model, facts, s: EditSettings, calibrate: bool):
             edit.append(record)
             subjects.add(record.subject)
     unrelated = [r for r in rest if r.subject not in subjects][: s.n_unrelated]
-    return order[:n_cal], edit, unrelated, int(known.sum())
+    asked = {"calibration": n_cal_asked} if calibrate else {}
+    chosen = FS.selection("edit", asked | {"edited": s.n_edits, "unrelated": s.n_unrelated},
+                          {"calibration": order[:n_cal], "edited": edit, "unrelated": unrelated},
+                          [f for f, k in zip(facts, known) if k], len(facts))
+    return order[:n_cal], edit, unrelated, chosen
 
 
 def _requests(model, records, prefixes, s):
@@ -252,7 +257,8 @@ def run(model, facts, settings: EditSettings = EditSettings(), progress: Progres
     memit_hp = dataclasses.replace(s.memit, constraint=s.constraint)
     cfg = model.cfg
     calibrate = s.layer is None
-    cal, edit, unrelated, n_known = _split(model, facts, s, calibrate)
+    cal, edit, unrelated, chosen = _split(model, facts, s, calibrate)
+    n_known = len(chosen["known"])
     candidates = tuple(s.layer_candidates or range(cfg.n_layers)) if calibrate else (s.layer,)
     need = sorted(set(candidates) | {l for c in candidates for l in memit_layers(c, s.memit_width, cfg.n_layers)})
     C, cov_info = second_moments(model, need, s, progress)
@@ -261,7 +267,7 @@ def run(model, facts, settings: EditSettings = EditSettings(), progress: Progres
     out = {"model": model.name, "ffn": cfg.ffn, "n_layers": cfg.n_layers, "d_ff": cfg.width, "token": s.token,
            "constraint": s.constraint, "n_facts": len(facts), "n_known_facts": n_known, "n_calibration": len(cal),
            "n_edits": len(edit), "n_unrelated": len(unrelated), "covariance": cov_info, "prefixes": prefixes,
-           "edited": [r.case_id for r in edit]}
+           "edited": [r.case_id for r in edit], "selection": chosen}
     reqs, probes = _requests(model, edit, prefixes, s)
     p = edit_plan(cfg, len(edit), reqs.tokens_PT.shape[1] + reqs.essence_tokens_MT.shape[1], reqs.tokens_PT.shape[2],
                   rome_hp.steps, s.memory_gb, max_chunk=8)

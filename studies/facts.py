@@ -15,6 +15,7 @@ each fact has Dai et al.'s several prompts (5 training + 2 held-out templates).
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -104,3 +105,18 @@ def select(records, known_N, n: int, seed: int, known_only: bool) -> np.ndarray:
             if lane and len(picked) < n:
                 picked.append(lane.pop(0))
     return np.sort(np.array(picked))
+
+
+def selection(command: str, asked: dict[str, int], groups: dict[str, list], known: list, n_records: int) -> dict:
+    """Which facts a study used, for its JSON: ``known`` (the records the model answers, by case_id) and each
+    group of ``groups`` (e.g. edited, unrelated) as ``{case_id, subject}`` rows, with ``asked`` (group → the
+    number requested). When a group holds fewer than asked, one line on stderr says so, and ``short`` keeps it."""
+    short = [f"{len(groups[g])} {g} of {n} asked" for g, n in asked.items() if len(groups[g]) < n]
+    line = None
+    if short:
+        line = (f"ffnkv {command}: fewer facts than asked: {', '.join(short)} (the model knows {len(known)} of "
+                f"{n_records} facts).")
+        print(line, file=sys.stderr, flush=True)
+    return {"asked": dict(asked), "n_records": n_records, "known": [int(r.case_id) for r in known],
+            **{g: [{"case_id": int(r.case_id), "subject": r.subject} for r in rs] for g, rs in groups.items()},
+            "short": line}

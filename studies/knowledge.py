@@ -108,7 +108,9 @@ def run(model, records, settings: KnowledgeSettings = KnowledgeSettings(), progr
     facts = [records[i] for i in chosen]
     out = {"model": {"name": model.name, "n_layers": cfg.n_layers, "width": cfg.width, "vocab_size": cfg.vocab_size},
            "screening": {"n_records": len(records), "n_known": int(known_N.sum()), "chosen": chosen.tolist()},
-           "settings": dataclasses.asdict(settings)}
+           "settings": dataclasses.asdict(settings),
+           "selection": FS.selection("knowledge", {"chosen": settings.n_facts}, {"chosen": facts},
+                                     [r for r, k in zip(records, known_N) if k], len(records))}
     if settings.what in ("attribution", "all"):
         out["attribution"] = attribution(params, cfg, tok, facts, settings, progress)
     if settings.what in ("tracing", "all"):
@@ -231,15 +233,15 @@ def value_projection(params, cfg, facts, neurons, target_K, n_random: int, rng) 
 
 # ---------------------------------------------------------------- tracing
 
-def sites(average: dict, kind: str) -> dict:
+def sites(average: dict, kind: str, layers) -> dict:
     """The early site (last subject token) and the late site (last token) of one restored kind: the peak
-    indirect effect, its layer index (into the traced layers) and CI."""
+    indirect effect, its CI and the model layer it is at (``layers``: the traced layers, e.g. every second)."""
     out = {}
     for name, category in (("early", "last_subject"), ("late", "last")):
         row = average.get(kind, {}).get(category)
         if row:
             at = int(np.argmax(row["mean"]))
-            out[name] = {"category": category, "peak": row["mean"][at], "ci": row["ci"][at], "at": at}
+            out[name] = {"category": category, "peak": row["mean"][at], "ci": row["ci"][at], "layer": int(layers[at])}
     return out
 
 
@@ -289,7 +291,8 @@ def whole_subject(params, cfg, enc, noise, facts_mask, layers, s: KnowledgeSetti
 
 
 def tracing(params, cfg, tok, facts, known_K, s: KnowledgeSettings, progress=SILENT) -> dict:
-    """Causal traces of each fact's main prompt with the paper's window and with single-layer restores."""
+    """Causal traces of each fact's main prompt with the paper's window and with single-layer restores. Every
+    per-layer list has one entry per traced layer; ``layers`` names their model layers (``layer_stride``)."""
     enc = FS.main_prompts(tok, facts)
     layers = tuple(range(0, cfg.n_layers, s.layer_stride))
     noise = TR.embedding_noise(params, s.noise_factor)
@@ -305,10 +308,11 @@ def tracing(params, cfg, tok, facts, known_K, s: KnowledgeSettings, progress=SIL
     span = whole_subject(params, cfg, enc, noise, averaged, layers, s, progress) if s.whole_subject else None
     seconds = time.perf_counter() - start
     known = restores["window"]
-    site_table = {kind if kind == "resid" else f"{kind} ({how})": sites(avg, kind) for how, avg in restores.items()
+    site_table = {kind if kind == "resid" else f"{kind} ({how})": sites(avg, kind, layers)
+                  for how, avg in restores.items()
                   for kind in ("resid", "mlp", "attn") if kind in avg and (how == "window" or kind != "resid")}
     for kind, row in (span or {}).items():
-        site_table[f"{kind} (whole subject)"] = sites({kind: {"last_subject": row}}, kind)
+        site_table[f"{kind} (whole subject)"] = sites({kind: {"last_subject": row}}, kind, layers)
     examples = []
     for n in np.flatnonzero(known_K if averaged is not None else np.ones(len(facts), bool))[: s.examples]:
         last = int(enc.predict_pos[n]) + 1
@@ -323,8 +327,8 @@ def tracing(params, cfg, tok, facts, known_K, s: KnowledgeSettings, progress=SIL
                  "p_corrupt": float(trace["p_corrupt"][k])} for k, f in enumerate(facts)]
     return {"config": {"noise": noise, "noise_factor": s.noise_factor, "samples": s.samples, "window": window,
                        "layers": list(layers), "seed": s.seed, "kinds": list(s.kinds)},
-            "seconds": seconds, "averaged_over": "all" if averaged is None else "known", "known_facts": known, "single_layer": restores.get("single"),
-            "whole_subject": span,
+            "layers": list(layers), "seconds": seconds, "averaged_over": "all" if averaged is None else "known",
+            "known_facts": known, "single_layer": restores.get("single"), "whole_subject": span,
             "all_facts": TR.average_by_category(trace, enc), "sites": site_table, "facts": per_fact,
             "examples": examples}
 

@@ -75,8 +75,9 @@ def test_layer_baselines_and_sites():
     np.testing.assert_allclose(base["neuron_count"], [0.5, 0.5, 0.0])
     avg = {"mlp": {"last_subject": {"mean": [0.1, 0.4, 0.2], "ci": [0.0, 0.05, 0.0]},
                    "last": {"mean": [0.0, 0.1, 0.9], "ci": [0.0, 0.0, 0.02]}}}
-    assert knowledge.sites(avg, "mlp") == {"early": {"category": "last_subject", "peak": 0.4, "ci": 0.05, "at": 1},
-                                           "late": {"category": "last", "peak": 0.9, "ci": 0.02, "at": 2}}
+    assert knowledge.sites(avg, "mlp", (0, 2, 4)) == {  # every second layer traced: sites name model layers
+        "early": {"category": "last_subject", "peak": 0.4, "ci": 0.05, "layer": 2},
+        "late": {"category": "last", "peak": 0.9, "ci": 0.02, "layer": 4}}
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
 """train(): learning, resume, NaN stop, corrupted checkpoint fallback, run loading."""
+import csv
 import json
 import shutil
 
@@ -36,6 +37,19 @@ def test_run_dir_layout_and_learning(full_run):
     assert checkpoint_steps(run_dir) == [10, 15, 20]  # keep=3
 
 
+def test_run_dir_has_a_loss_curve_and_a_csv(full_run):
+    run_dir, _ = full_run
+    with open(run_dir / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    records = load_metrics(run_dir)
+    assert [int(r["step"]) for r in rows] == sorted({r["step"] for r in records}) and {r["seed"] for r in rows} == {"0"}
+    by_step = {int(r["step"]): r for r in rows}
+    for record in records:
+        assert all(float(by_step[record["step"]][k]) == v for k, v in record.items() if k != "step")
+    assert by_step[5]["eval/loss"] == "" and by_step[10]["eval/loss"] != ""  # blank where nothing was logged
+    assert (run_dir / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_load_run_and_init_params(full_run):
     run_dir, _ = full_run
     cfg, model_cfg, params = load_run(run_dir)
@@ -56,6 +70,7 @@ def test_resume_is_bitwise(full_run, tmp_path):
     train(tiny_config(), tmp_path)
     assert_trees_equal(load_run(tmp_path)[2], load_run(run_dir)[2])
     assert load_metrics(tmp_path) == load_metrics(run_dir)
+    assert (tmp_path / "metrics.csv").read_text() == (run_dir / "metrics.csv").read_text()
 
 
 def test_corrupted_latest_checkpoint_falls_back(full_run, tmp_path, capsys):
@@ -95,3 +110,16 @@ def test_killed_before_first_checkpoint_restarts_cleanly(full_run, tmp_path):
     train(tiny_config(), tmp_path)
     assert load_metrics(tmp_path) == load_metrics(run_dir)
     assert_trees_equal(load_run(tmp_path)[2], load_run(run_dir)[2])
+
+
+def test_summaries_split_seeds_and_skip_a_cut_line(tmp_path):
+    from train.metrics import write_summaries
+
+    lines = [{"step": 0, "eval/loss": [2.0, 3.0]}, {"step": 1, "loss": [1.5, 2.5], "lr": [0.0, 0.0]}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"step": 2, "lo')
+    assert [p.name for p in write_summaries(tmp_path, first_seed=7)] == ["metrics.csv", "loss.png"]
+    with open(tmp_path / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["step"], r["seed"], r["eval/loss"], r["loss"]) for r in rows] == [
+        ("0", "7", "2.0", ""), ("0", "8", "3.0", ""), ("1", "7", "", "1.5"), ("1", "8", "", "2.5")]
+    assert write_summaries(tmp_path / "empty") == [] and not (tmp_path / "empty").exists()
