@@ -17,7 +17,8 @@ def _records(n):
 def test_edit_split_with_two_known_facts_reports_the_shortfall(monkeypatch, capsys):
     records = _records(5)
     known = np.array([False, True, False, True, False])
-    monkeypatch.setattr(editing, "known_mask", lambda *a: known)
+    monkeypatch.setattr(FS, "known_mask", lambda *a: known)  # the seam's known mask, which editing reads
+    monkeypatch.setattr(editing, "answer_tokens", lambda tok, rs: (np.zeros(len(rs)), np.ones(len(rs))))
     model = SimpleNamespace(params=None, cfg=None, tokenizer=None)
     s = editing.EditSettings(n_edits=3, n_unrelated=100, seed=0)
     cal, edit, unrelated, chosen = editing._split(model, records, s, calibrate=False)
