@@ -53,14 +53,30 @@ RULES = (
     _R("condcomp.attention_fails", "attention alone cannot do conditional computation (Rahman 2026)",
        "eval sequences of one op, correct (0/1), attention-only model", "mean", "<", 0.5,
        "our reading of 'fails'", "2026-12-01"),
-    _R("rahman.sparsity", "FFN activations are extremely sparse (Rahman 2026)", "mean token Gini per layer",
-       "point", ">=", 0.8, "our reading of 'extreme'; also > the initialisation's Gini", "2026-12-01"),
-    _R("rahman.distinct_groups", "distinct op groups (Rahman 2026)", "pooled specialist-set Jaccard per op pair",
-       "point", "<=", 0.1, "our reading of 'non-overlapping'; every op has specialists", "2026-12-01"),
-    _R("rahman.double_dissociation", "double dissociation (Rahman 2026)", "op pairs × {zero, mean} ablation",
-       "point", ">=", 1.0, "share of pairs dissociating (analysis.ablation's random controls)", "2026-12-01"),
-    _R("rahman.hierarchy", "generalists route to specialists (Rahman 2026)", "permutation p of generalist vs control scores (and mean ≥ 0.05)",
-       "point", "<", 0.05, "analysis.hierarchy's test", "2026-12-01"),
+    _R("rahman.sparsity", "FFN activations are extremely sparse (Rahman 2026)",
+       "probe sequences: mean token Gini over the FFN layers", "mean", ">=", 0.8, "our reading of 'extreme'",
+       "2026-12-07"),
+    _R("rahman.sparsity_above_initial", "training made the FFN code sparser (Rahman 2026)",
+       "probe sequences: trained − initial mean token Gini (the same probes)", "mean", ">", 0.0,
+       "chance: the same model at initialisation", "2026-12-07"),
+    _R("rahman.distinct_groups", "distinct op groups (Rahman 2026)",
+       "specialists of an op pair (all layers): in both sets (0/1), i.e. the pooled Jaccard", "mean", "<=", 0.1,
+       "our reading of 'non-overlapping'; every op has specialists", "2026-12-07"),
+    _R("rahman.dissociation_drop", "ablating op a's specialists breaks a (Rahman 2026)",
+       "probes of op a: correct before − after the ablation", "mean", ">=", 0.2,
+       "analysis.ablation.MIN_DROP", "2026-12-07"),
+    _R("rahman.dissociation_control", "… more than as many random neurons (Rahman 2026)",
+       "probes of op a: correct after random sets of the same per-layer sizes (their mean) − after the ablation",
+       "mean", ">", 0.0, "chance: random neurons of the same layers", "2026-12-07"),
+    _R("rahman.dissociation_spare", "… and spares op b (Rahman 2026)",
+       "drops on op b's probes vs half the drops on op a's probes (two groups)", "difference_of_means", "<=", 0.0,
+       "analysis.ablation: Δ(S_a, b) ≤ Δ(S_a, a) / 2", "2026-12-07"),
+    _R("rahman.hierarchy", "generalists route to specialists (Rahman 2026)",
+       "ablated neurons: generalists' vs random controls' mean |relative effect| on later specialists (two groups)",
+       "difference_of_medians", ">", 0.0, "chance: random neurons of the same layer", "2026-12-07"),
+    _R("rahman.hierarchy_effect", "… by a non-negligible effect (Rahman 2026)",
+       "generalists: mean |relative effect| on later specialists", "median", ">=", 0.05,
+       "analysis.hierarchy.MIN_SCORE", "2026-12-07"),
     _R("minilm.sparsity", "pretrained encoder sparser than its initialisation (Rahman 2026)", "Gini per layer",
        "point", ">", "initial Gini", "chance: the same architecture at initialisation", "2026-12-01"),
     _R("minilm.dissociation", "noun/verb specialists doubly dissociate (Rahman 2026)", "{zero, mean} ablation",
@@ -213,38 +229,94 @@ def _graded(score: float, good: float, some: float) -> str:
     return "holds" if score >= good else "partial" if score >= some else "fails"
 
 
+def _gini_sequences(per_layer: dict) -> np.ndarray | None:
+    """Each probe sequence's token Gini, averaged over the FFN layers (``analysis.sparsity.model_sparsity``)."""
+    rows = [row["token_gini_sequences"] for row in per_layer.values() if "token_gini_sequences" in row]
+    return np.mean(np.asarray(rows, float), 0) if rows and len(rows) == len(per_layer) else None
+
+
+def _decisive(tests: list[dict]) -> list[dict]:
+    """The one test that decides a conjunction, for the summary row: the first that fails, else the first
+    inconclusive one, else the first (every test is kept in the study's own claims file)."""
+    for v in ("fails", "inconclusive"):
+        hit = [t for t in tests if t["verdict"] == v]
+        if hit:
+            return hit[:1]
+    return tests[:1]
+
+
+def _dissociation_tests(abl: dict, ops, specialist_sets) -> dict:
+    """Per mode and ordered op pair (a, b), the three interval tests of ``analysis.ablation``'s dissociation on
+    per-probe correctness: the drop on a's probes ≥ MIN_DROP, beyond the random sets', and the drop on b's
+    probes ≤ half the drop on a's. An empty specialist set dissociates nothing (no test: fails)."""
+    op_N = np.asarray(abl["probe_op"])
+    base_N = np.asarray(abl["baseline_correct"], float)
+    out = {}
+    for mode in ablation.MODES:
+        acc_KN = np.asarray(abl[mode]["correct"], float)
+        ctrl_KN = np.asarray(abl[mode]["control_correct"], float)
+        for a, b in itertools.permutations(range(len(ops)), 2):
+            label = f"{mode} {ops[a]}>{ops[b]}"
+            if not specialist_sets[a]:
+                out[label] = [{"rule": "rahman.dissociation_drop", "statistic": "precondition", "point": None,
+                               "lo": None, "hi": None, "n_seeds": 1, "n_items": 0, "cut": "a non-empty set",
+                               "direction": "has", "verdict": "fails", "label": label}]
+                continue
+            own, other = op_N == a, op_N == b
+            drop_N = base_N - acc_KN[a]
+            out[label] = [judge("rahman.dissociation_drop", drop_N[own]),
+                          judge("rahman.dissociation_control", ctrl_KN[a][own] - acc_KN[a][own]),
+                          judge("rahman.dissociation_spare", ST.two_groups(drop_N[other], drop_N[own] / 2))]
+            out[label] = [t | {"label": label} for t in out[label]]
+    return out
+
+
 def rahman_claims(sparse: dict, spec: dict, abl: dict, hier: dict, ops) -> dict:
-    """Rahman et al. (2026)'s four claims on one model (rules in ``studies.specialisation``'s docstring), each
-    verdict with the numbers it rests on."""
+    """Rahman et al. (2026)'s four claims on one model (rules ``rahman.*`` in ``RULES``), each verdict the
+    three-valued AND of its tests' 95% intervals (over probe sequences, specialist neurons, probes or ablated
+    neurons), with the numbers it rests on and the tests (``tests``)."""
     gini = sparsity.layer_mean(sparse["trained"], "token_gini_mean")
     if gini is None:
-        na = {"verdict": "not applicable", "why": "the model has no FFN"}
+        na = {"verdict": "not applicable", "why": "the model has no FFN", "tests": []}
         return {"sparsity": na, "distinct_groups": na, "double_dissociation": na, "hierarchy": na}
     gini0 = sparsity.layer_mean(sparse.get("initial", {}), "token_gini_mean")
-    sparse_ok = gini >= GINI_EXTREME and (gini0 is None or gini > gini0)
+    g_N, g0_N = _gini_sequences(sparse["trained"]), _gini_sequences(sparse.get("initial", {}))
+    sparse_tests = [judge("rahman.sparsity", g_N)]
+    if g0_N is not None:
+        sparse_tests.append(judge("rahman.sparsity_above_initial", g_N - g0_N))
     n_spec = {op: sum(spec["n_specialists"][op].values()) for op in ops}
     jac = {pair: row["pooled"] for pair, row in spec["jaccard"].items()}
-    max_jac = max((j for j in jac.values() if j is not None), default=None)
-    groups_ok = all(n > 0 for n in n_spec.values()) and (max_jac is None or max_jac <= JACCARD_MAX)
+    group_tests = [judge("rahman.distinct_groups", np.r_[np.ones(c["both"]), np.zeros(c["union"] - c["both"])])
+                   | {"label": pair} for pair, c in spec["overlap"].items() if c["union"]]
+    groups_v = ST.all_of(t["verdict"] for t in group_tests) if all(n > 0 for n in n_spec.values()) else "fails"
     n_spec0 = ({op: sum(spec["initial"]["n_specialists"][op].values()) for op in ops} if "initial" in spec else None)
-    pairs = [f"{a}|{b}" for a, b in itertools.combinations(ops, 2)]
-    held = {mode: [p for p in pairs if abl[mode]["double_dissociation"][p]] for mode in ablation.MODES}
-    n_held = sum(len(v) for v in held.values())
-    dd = "holds" if n_held == len(pairs) * len(ablation.MODES) else "partial" if n_held else "fails"
-    if hier["applicable"]:
-        hv = {"verdict": "holds" if hier["generalists_drive_more_than_chance"] else "fails",
-              "generalist_score": hier["generalist_score_mean"], "control_score": hier["control_score_mean"],
-              "p_value": hier["p_value"]} | ({"why": hier["reason"]} if "reason" in hier else {})
+    by_pair = _dissociation_tests(abl, ops, [n_spec[op] > 0 for op in ops])
+    ok = {label: ST.all_of(t["verdict"] for t in tests) == "holds" for label, tests in by_pair.items()}
+    held = {mode: [f"{a}|{b}" for a, b in itertools.combinations(ops, 2)
+                   if ok[f"{mode} {a}>{b}"] and ok[f"{mode} {b}>{a}"]] for mode in ablation.MODES}
+    dd_tests = [t for tests in by_pair.values() for t in tests]
+    if hier["applicable"] and hier.get("layers"):
+        gen = np.concatenate([np.asarray(r["generalist_scores"], float) for r in hier["layers"].values()])
+        ctrl = np.concatenate([np.asarray(r["control_scores"], float) for r in hier["layers"].values()])
+        h_tests = [judge("rahman.hierarchy", ST.two_groups(gen, ctrl)), judge("rahman.hierarchy_effect", gen)]
+        hv = {"verdict": ST.all_of(t["verdict"] for t in h_tests), "generalist_score": hier["generalist_score_mean"],
+              "control_score": hier["control_score_mean"], "p_value": hier["p_value"], "tests": h_tests}
+    elif hier["applicable"]:
+        hv = {"verdict": "fails", "why": hier["reason"], "generalist_score": None, "control_score": None,
+              "p_value": None, "tests": []}
     else:
-        hv = {"verdict": "not applicable", "why": hier["reason"]}
+        hv = {"verdict": "not applicable", "why": hier["reason"], "tests": []}
     return {
-        "sparsity": {"verdict": "holds" if sparse_ok else "fails", "token_gini": gini, "token_gini_initial": gini0,
+        "sparsity": {"verdict": ST.all_of(t["verdict"] for t in sparse_tests), "token_gini": gini,
+                     "token_gini_initial": gini0, "tests": sparse_tests,
                      "active_fraction": sparsity.layer_mean(sparse["trained"], "active_fraction"),
                      "active_fraction_initial": sparsity.layer_mean(sparse.get("initial", {}), "active_fraction")},
-        "distinct_groups": {"verdict": "holds" if groups_ok else "fails", "n_specialists": n_spec,
-                            "n_specialists_initial": n_spec0,
-                            "n_generalists": sum(spec["n_generalists"].values()), "jaccard": jac},
-        "double_dissociation": {"verdict": dd, "pairs_holding": held, "pairs": pairs},
+        "distinct_groups": {"verdict": groups_v, "n_specialists": n_spec, "n_specialists_initial": n_spec0,
+                            "n_generalists": sum(spec["n_generalists"].values()), "jaccard": jac,
+                            "tests": group_tests},
+        "double_dissociation": {"verdict": ST.all_of(t["verdict"] for t in dd_tests), "pairs_holding": held,
+                                "pairs": [f"{a}|{b}" for a, b in itertools.combinations(ops, 2)],
+                                "tests": dd_tests},
         "hierarchy": hv,
     }
 
@@ -289,34 +361,30 @@ def condcomp(compare) -> list[dict]:
 
 
 def rahman(comparison: dict) -> list[dict]:
+    """Rahman et al.'s four claims over the FFN kinds of a comparison: the three-valued AND of every kind's
+    verdict (each kind's own tests by their intervals, ``rahman_claims``); the row shows each kind's deciding
+    tests."""
     names = {"sparsity": "FFN activations are extremely sparse (token Gini high, above initialisation)",
              "distinct_groups": "distinct, non-overlapping groups of neurons serve distinct ops",
              "double_dissociation": "ablating one op's group breaks that op and spares the others",
              "hierarchy": "generalist neurons route to op-specialist neurons"}
     rows = []
     for key, text in names.items():
-        verdicts = {label: r["claims"][key]["verdict"] for label, r in comparison.items()
-                    if r.get("claims") and r["claims"][key]["verdict"] != "not applicable"}
-        held = [k for k, v in verdicts.items() if v == "holds"]
-        ours = ", ".join(f"{k} {v}" for k, v in verdicts.items())
-        verdict = "holds" if verdicts and len(held) == len(verdicts) else "partial" if held or "partial" in verdicts.values() else "fails"
-        tests = [point_test(f"rahman.{key}", _rahman_number(comparison[k]["claims"][key]), v) | {"label": k}
-                 for k, v in verdicts.items()]
+        kinds = {label: r["claims"][key] for label, r in comparison.items()
+                 if r.get("claims") and r["claims"][key]["verdict"] != "not applicable"}
+        ours = ", ".join(f"{k} {c['verdict']}" for k, c in kinds.items())
+        tests = []
+        for k, c in kinds.items():
+            own = c.get("tests") or []
+            shown = own if key in ("sparsity", "hierarchy") else [
+                t for mode in ablation.MODES for t in _decisive([t for t in own if t["label"].startswith(mode)])
+            ] if key == "double_dissociation" else _decisive(own)
+            tests += [t | {"label": f"{k} {t['label']}" if t.get("label") else k} for t in shown]
+        verdict = ST.all_of(c["verdict"] for c in kinds.values()) if kinds else "not applicable"
         rows.append(claim("Rahman et al. 2026", text, "qualitative (no protocol published)", ours, verdict,
-                          "per FFN kind by rahman_claims; all kinds hold → holds, some → partial", tests))
+                          "every FFN kind's tests by their 95% intervals (rules rahman.*); the row shows each kind's "
+                          "deciding test, the study's rahman_claims.json has them all", tests))
     return rows
-
-
-def _rahman_number(c: dict):
-    """The number one kind's Rahman claim rests on (``rahman_claims``): Gini, largest Jaccard, share of
-    dissociating pairs, permutation p."""
-    if "token_gini" in c:
-        return c["token_gini"]
-    if "jaccard" in c:
-        return max((j for j in c["jaccard"].values() if j is not None), default=None)
-    if "pairs_holding" in c:
-        return sum(len(v) for v in c["pairs_holding"].values()) / max(len(c["pairs"]) * len(c["pairs_holding"]), 1)
-    return c.get("p_value")
 
 
 def pos_specialisation(mini: dict) -> list[dict]:
