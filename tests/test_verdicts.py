@@ -8,25 +8,6 @@ import pytest
 from studies import verdicts as V
 
 
-def _mem(agreement, baseline, sd, zero, zero_shuffled):
-    L = len(agreement)
-    return {"agreement": {"agreement": agreement, "baseline": baseline, "baseline_sd": sd},
-            "composition": {"zero_agreement": zero, "zero_agreement_shuffled": zero_shuffled,
-                            "refinement": {"residual": [0.6] * L, "ffn": [0.1] * L, "both": [0.1] * L, "neither": [0.2] * L}},
-            "removal": {"last": {"mean_relative_change": [-0.5] * L}, "first": {"mean_relative_change": [-0.1] * L}}}
-
-
-def test_agreement_needs_to_clear_the_shuffled_baseline_by_two_sd():
-    holds = V.geva_memories(_mem([0.01, 0.01, 0.05, 0.06], [0.0, 0.0, 0.01, 0.01], [0.0, 0.0, 0.005, 0.005],
-                                 [0.5] * 4, [0.6] * 4), "m")[0]
-    assert holds["verdict"] == "holds"
-    noisy = V.geva_memories(_mem([0.01, 0.01, 0.05, 0.06], [0.0, 0.0, 0.01, 0.01], [0.0, 0.0, 0.03, 0.03],
-                                 [0.5] * 4, [0.6] * 4), "m")[0]
-    assert noisy["verdict"] == "fails"
-    flat = V.geva_memories(_mem([0.08, 0.08, 0.05, 0.05], [0.0] * 4, [0.001] * 4, [0.5] * 4, [0.6] * 4), "m")[0]
-    assert flat["verdict"] == "partial"
-
-
 def _blocks(zero, chance, n_blocks=32, per_block=100, L=4, seed=0):
     """Blocks of token rows whose zero-agreement counts are binomial around the given rates."""
     rng = np.random.default_rng(seed)
@@ -37,12 +18,59 @@ def _blocks(zero, chance, n_blocks=32, per_block=100, L=4, seed=0):
             "neither": [[20] * L] * n_blocks}
 
 
+def _mem(agreement=(0.01, 0.01, 0.1, 0.1), chance=0.01, zero=0.5, zero_chance=0.6, removal_last=(0.5, 0.1),
+         removal_first=(0.1, 0.5), F=200, seed=0):
+    """A memories result with the per-item arrays the study writes: per-key agreement (0/1) and shuffled rate
+    around the given rates per layer, each trigger's relative change without the last / first token (|change|
+    around the given first- and last-layer values), blocks of token rows."""
+    rng = np.random.default_rng(seed)
+    L = len(agreement)
+    hit = [(rng.uniform(size=F) < a).astype(int).tolist() for a in agreement]
+    removal = {name: {"mean_relative_change": np.linspace(-a, -b, L).tolist(),
+                      "relative_change": [(-np.abs(rng.normal(m, 0.05, 100))).tolist() for m in np.linspace(a, b, L)]}
+               for name, (a, b) in (("last", removal_last), ("first", removal_first))}
+    return {"agreement": {"agreement": list(agreement), "baseline": [chance] * L, "baseline_sd": [0.005] * L,
+                          "per_key": {"hit": hit, "shuffled": [[chance] * F] * L}},
+            "composition": {"zero_agreement": [zero] * L, "zero_agreement_shuffled": [zero_chance] * L,
+                            "refinement": {"residual": [0.6] * L, "ffn": [0.1] * L, "both": [0.1] * L, "neither": [0.2] * L},
+                            "blocks": _blocks(zero, zero_chance, L=L, seed=seed)},
+            "removal": removal}
+
+
+@pytest.mark.parametrize("changes, verdict", [
+    ({}, "holds"),
+    ({"agreement": (0.01, 0.01, 0.01, 0.01)}, "inconclusive"),  # at chance: neither above nor below
+    ({"agreement": (0.0, 0.0, 0.0, 0.0), "chance": 0.05}, "fails"),  # below chance
+    ({"agreement": (0.12, 0.12, 0.1, 0.1)}, "fails"),  # beyond chance but not more in the upper layers
+    ({"agreement": (0.01, 0.01, 0.015, 0.015)}, "inconclusive"),  # the upper half barely above chance
+])
+def test_agreement_per_key_against_chance_and_lower_layers(changes, verdict):
+    row = V.geva_memories(_mem(**changes), "m")[0]
+    assert row["verdict"] == verdict
+    assert [t["rule"] for t in row["tests"]] == ["geva.agreement", "geva.agreement_upper"]
+    assert row["tests"][0]["n_items"] == 400  # the upper half's fired keys
+
+
+@pytest.mark.parametrize("changes, verdict", [
+    ({}, "holds"),  # the last token matters less in the last layer, the first token more
+    ({"removal_last": (0.1, 0.5)}, "fails"),  # the last token matters more in the last layer
+    ({"removal_first": (0.3, 0.3)}, "inconclusive"),  # no trend for the first token
+])
+def test_removal_trends_by_medians_over_triggers(changes, verdict):
+    row = V.geva_memories(_mem(**changes), "m")[1]
+    assert row["verdict"] == verdict and row["tests"][0]["statistic"] == "difference_of_medians"
+
+
+def test_removal_median_is_not_dominated_by_one_trigger():
+    mem = _mem()
+    mem["removal"]["last"]["relative_change"][-1][0] = -1e6  # one key with |m| ≈ 0 before the removal
+    assert V.geva_memories(mem, "m")[1]["verdict"] == "holds"
+
+
 @pytest.mark.parametrize("zero, chance, verdict", [(0.30, 0.45, "holds"), (0.45, 0.45, "inconclusive"),
                                                    (0.60, 0.45, "fails")])
 def test_zero_agreement_must_be_below_chance_by_its_interval(zero, chance, verdict):
-    mem = _mem([0.0] * 4, [0.0] * 4, [0.0] * 4, [zero] * 4, [chance] * 4)
-    mem["composition"]["blocks"] = _blocks(zero, chance)
-    row = V.geva_memories(mem, "m")[2]
+    row = V.geva_memories(_mem(zero=zero, zero_chance=chance), "m")[2]
     assert row["verdict"] == verdict
     (t,) = row["tests"]
     assert t["rule"] == "geva.zero_agreement" and t["lo"] <= t["point"] <= t["hi"] and t["n_items"] == 32
@@ -51,24 +79,27 @@ def test_zero_agreement_must_be_below_chance_by_its_interval(zero, chance, verdi
 
 def test_zero_agreement_at_chance_no_longer_holds():
     # the old ratio rule (≥ 0.68 of chance → holds) passed values unrelated to the output (ratio 1)
-    mem = _mem([0.0] * 4, [0.0] * 4, [0.0] * 4, [0.5] * 4, [0.5] * 4)
-    assert V.geva_memories(mem, "m")[2]["verdict"] == "fails"  # no blocks: point rule, difference 0 is not < 0
-    mem["composition"]["blocks"] = _blocks(0.5, 0.5)
-    assert V.geva_memories(mem, "m")[2]["verdict"] != "holds"
+    assert V.geva_memories(_mem(zero=0.5, zero_chance=0.5), "m")[2]["verdict"] != "holds"
 
 
 def test_refinement_by_blocks():
-    mem = _mem([0.0] * 4, [0.0] * 4, [0.0] * 4, [0.5] * 4, [0.5] * 4)
-    mem["composition"]["blocks"] = _blocks(0.5, 0.5)
-    row = V.geva_memories(mem, "m")[3]
+    row = V.geva_memories(_mem(zero=0.5, zero_chance=0.5), "m")[3]
     assert row["verdict"] == "holds" and [t["rule"] for t in row["tests"]] == ["geva.refinement", "geva.refinement_ffn"]
     assert row["tests"][0]["point"] == pytest.approx(0.7)
 
 
-def test_promotion_uses_the_models_uniform_rate():
-    promo = {"top_n": 10, "uniform": 0.01, "dominant_fraction": [[0.06], [0.03]], "values_ever_in_top_n": [0.5, 0.5]}
-    assert V.geva_promotion(promo, 1000)["verdict"] == "partial"
-    assert V.geva_promotion(promo | {"uniform": 0.005}, 1000)["verdict"] == "holds"
+def _promo(rates, uniform=0.01, n_blocks=32, per_block=200, seed=0):
+    rng = np.random.default_rng(seed)
+    return {"top_n": 10, "uniform": uniform, "dominant_fraction": [[r] for r in rates], "values_ever_in_top_n": [0.5] * len(rates),
+            "blocks": {"n": [per_block] * n_blocks,
+                       "top1": np.stack([rng.binomial(per_block, r, n_blocks) for r in rates], 1).tolist()}}
+
+
+@pytest.mark.parametrize("rates, verdict", [((0.2, 0.1), "holds"), ((0.2, 0.02), "fails"), ((0.2, 0.05), "inconclusive")])
+def test_promotion_every_layer_against_the_models_uniform_rate(rates, verdict):
+    row = V.geva_promotion(_promo(rates), 1000)
+    assert row["verdict"] == verdict and [t["label"] for t in row["tests"]] == ["layer 0", "layer 1"]
+    assert row["tests"][0]["cut"] == pytest.approx(0.05)  # 5 × top-n / F
 
 
 def _attr(per_fact, layer_counts=(1, 1, 1, 1), neurons=None):
