@@ -92,6 +92,28 @@ def test_comparison_over_kinds_and_pretrained_check():
     dd = by_claim["ablating one op's group breaks that op and spares the others"]
     assert [t["label"] for t in dd["tests"]] == ["relu zero SUM>MAX", "relu mean SUM>MAX", "gelu zero SUM>MAX",
                                                  "gelu mean SUM>MAX"]  # one deciding test per kind and mode
-    mini = {"sparsity": {"pretrained": {"gini": [0.4, 0.5]}, "initial": {"gini": [0.6, 0.6]}},
-            "ablation": {"zero": {"double_dissociation": True}, "mean": {"double_dissociation": False}}}
-    assert [c["verdict"] for c in V.pos_specialisation(mini)] == ["fails", "partial"]
+
+
+def _mini(gini=0.45, gini0=0.6, own=1.0, other=0.1, n=80, seed=0):
+    """A MiniLM result with per-sentence Gini and per-word NLLs: each set raises its own class's NLL by ``own``
+    and the other class's by ``other`` beyond the random sets'."""
+    rng = np.random.default_rng(seed)
+    noun = np.arange(n) < n // 2
+    rand = 3 + rng.normal(0, 0.3, n)
+    mode = {"per_word": {"is_noun": noun.tolist(), "nll_none": (rand - 0.1).tolist(), "nll_random_mean": rand.tolist(),
+                         "nll_noun_set": (rand + np.where(noun, own, other) + rng.normal(0, 0.3, n)).tolist(),
+                         "nll_verb_set": (rand + np.where(noun, other, own) + rng.normal(0, 0.3, n)).tolist()}}
+    return {"sparsity": {"pretrained": {"gini": [gini], "gini_sentences": rng.normal(gini, 0.05, n).tolist()},
+                         "initial": {"gini": [gini0], "gini_sentences": rng.normal(gini0, 0.05, n).tolist()}},
+            "ablation": {"zero": mode, "mean": mode}}
+
+
+@pytest.mark.parametrize("mini, verdicts", [
+    (_mini(), ("fails", "holds")),  # less sparse than at initialisation; both sets dissociate
+    (_mini(gini=0.7, own=0.1, other=0.1), ("holds", "inconclusive")),  # the sets hurt both classes alike
+    (_mini(gini=0.6, own=-0.5), ("inconclusive", "fails")),  # the sets hurt their own class less than random
+])
+def test_pretrained_check_by_intervals_over_sentences_and_words(mini, verdicts):
+    rows = V.pos_specialisation(mini)
+    assert tuple(r["verdict"] for r in rows) == verdicts
+    assert len(rows[1]["tests"]) == 8 and rows[0]["tests"][0]["n_items"] == 80
