@@ -185,8 +185,10 @@ HISTORY = [
              "the signs right, or unrelated facts moving less. Both judged means. Issue #20's criticism: the "
              "change was made after results, toward 'holds'. Replaced on 2026-12-07 (below)."},
     {"id": "intervals", "date": "2026-12-07", "commit": "branch verdicts20 (issue #20)", "before": "82a1210",
-     "after": "WORKTREE", "rules": [r.id for r in RULES if r.fixed == "2026-12-07"] + ["condcomp.ffn_solves",
-     "rome.S", "memit.S", "memit.beats_sequential", "geva.refinement"],
+     "after": "0da453c", "rules": ["geva.zero_agreement", "dai.suppress", "dai.amplify", "dai.suppress_vs_random",
+     "dai.amplify_vs_random", "dai.suppress_vs_unrelated", "dai.amplify_vs_unrelated", "dai.upper_layers",
+     "smollm2.suppress", "smollm2.amplify", "condcomp.ffn_solves", "rome.S", "memit.S", "memit.beats_sequential",
+     "geva.refinement"],
      "functions": ["geva_memories", "geva_promotion", "dai", "meng_tracing", "meng_edits", "condcomp"],
      "title": "verdicts by 95% intervals; zero agreement below chance; Dai by medians against both controls",
      "text": "Every rule whose study carries per-item arrays now judges the 95% bootstrap interval of its "
@@ -200,6 +202,44 @@ HISTORY = [
              "the paired per-fact differences to as many random neurons of the same layers and to unrelated "
              "facts' prompts on the same sides of 0; the layer claim pools each fact's neurons with an interval "
              "over facts and drops the attribution-mass 'partial'."},
+    {"id": "intervals-all", "date": "2026-12-07", "commit": "branch rules20 (issue #20)", "before": "c5d1999",
+     "after": "WORKTREE", "rules": ["rahman.sparsity", "rahman.sparsity_above_initial", "rahman.distinct_groups",
+     "rahman.dissociation_drop", "rahman.dissociation_control", "rahman.dissociation_spare", "rahman.hierarchy",
+     "rahman.hierarchy_effect", "minilm.sparsity", "minilm.dissociation", "minilm.dissociation_selective",
+     "geva.agreement", "geva.agreement_upper", "geva.removal_last", "geva.removal_first", "geva2022.dominance",
+     "meng.early_site", "meng.early_site_share", "smollm2.value_rank", "editability.best"],
+     "functions": ["rahman_kinds", "geva_memories", "geva_promotion", "meng_tracing", "meng_edits", "smollm2",
+                   "pos_specialisation", "editability"],
+     "title": "the last point rules judged by 95% intervals over the per-item arrays the studies now write",
+     "text": "No rule is judged on a point value any more (point_test is gone); the graded 'partial' is gone "
+             "from these rules too. Same cuts, now by intervals: Rahman's sparsity ≥ 0.8 over probe sequences; "
+             "distinct groups (pooled Jaccard ≤ 0.1) over the pair's specialist neurons; the early site's share of "
+             "the total effect ≥ 0.1 over facts; Geva 2022's dominance ≥ 5 × top-n / F over blocks of token rows, "
+             "now in every layer (before: the least layer's point ratio, ≥ 2 'partial'). Changed tests (each a "
+             "paired or two-group difference against the same baseline as before, by its interval): 'above "
+             "initialisation' is its own rule (trained − initial Gini per probe sequence > 0); the double "
+             "dissociation, before 'every pair under both ablations' on per-op accuracies with the random sets' "
+             "mean + 3 sd (else 'partial'), is per ordered op pair and ablation: the drop on the op's probes ≥ "
+             "MIN_DROP 0.2, the same probes' correctness after random sets of the same sizes − after the ablation "
+             "> 0 (instead of + 3 sd over the sets), and the drop on the other op's probes ≤ half the own drop; "
+             "the hierarchy, before a permutation p < 0.05 on mean scores and a mean ≥ 0.05, compares medians "
+             "(each score is a mean of |relative changes|, ratios one neuron can dominate): generalists − "
+             "controls > 0 and the generalists' median ≥ 0.05; a Rahman claim over FFN kinds is the three-valued "
+             "AND of the kinds (before: all hold → holds, some → 'partial'). MiniLM: pretrained − initial Gini "
+             "per sentence > 0 (before: mean over layers); each specialist set's NLL increase beyond random sets "
+             "on its own class's words > 0 and > on the other class's (before: z > 2 over the random sets and "
+             "z comparisons, 'partial' when one ablation held). Geva agreement: per fired upper-half key, agrees "
+             "− its shuffled-pairs rate > 0 (before: the layer mean > baseline + 2 sd) and upper − lower half > 0 "
+             "(before: needed for 'holds', else 'partial'). Geva removal: median |relative change| of the top "
+             "triggers, last − first layer, < 0 without the last token and > 0 without the first (before: |mean| "
+             "per layer, one trend → 'partial'; a mean of ratios to a small |m| can be dominated by one key). "
+             "Meng's early site: per known fact, the last-subject MLP effect at its peak layer − the strongest "
+             "other non-final (category, layer) cell > 0 (before: the normal-approximation lower bound above every "
+             "later token's upper bound, and the largest subject-token peak). SmolLM2 value ranks: median rank of "
+             "knowledge neurons − random neurons' < 0 over neurons; the suppress/amplify fallback on means is "
+             "gone (results carry per-fact effects). ROME/MEMIT: the point fallbacks for results without per-edit "
+             "scores are gone. Which kind is most editable: S(best) − S(runner-up) > 0 over edits (before: the "
+             "argmax with no test)."},
 ]
 N_BOOT = 2000
 

@@ -264,3 +264,25 @@ def test_smollm2_effects_by_medians_when_the_result_carries_per_fact_effects():
     row = V.smollm2({"knowledge_neurons": {"effects": effects, "per_fact_effects": facts}, "value_projection": vp})[0]
     assert row["verdict"] == "fails" and row["tests"][1]["rule"] == "smollm2.amplify"  # the mean +900% says nothing
     assert row["tests"][0]["n_items"] == 12 and "median" in row["ours"]
+
+
+def _kind(es, ps, ns, n=60, seed=0, seeds=1):
+    """One FFN kind of ``studies.editability``: its ROME per-edit scores, one editing result per seed."""
+    edits = [{"edit": {"rome_single": _per_edit(es, ps, ns, n=n, seed=seed + 10 * i)}} for i in range(seeds)]
+    return edits[0] | ({"per_seed": edits} if seeds > 1 else {})
+
+
+@pytest.mark.parametrize("kinds, verdict", [
+    ({"relu": _kind(0.95, 0.9, 0.9), "gelu": _kind(0.5, 0.4, 0.9, seed=1)}, "holds"),  # relu clearly best
+    ({"relu": _kind(0.9, 0.9, 0.9), "gelu": _kind(0.9, 0.88, 0.9, seed=1)}, "inconclusive"),  # a tie
+])
+def test_editability_best_by_its_difference_to_the_runner_up(kinds, verdict):
+    row = V.editability(kinds | {"swiglu": _kind(0.2, 0.2, 0.9, seed=2)})
+    (t,) = row["tests"]
+    assert row["verdict"] == verdict and t["rule"] == "editability.best" and t["n_items"] == 120
+    assert t["label"].startswith(row["claim"].split(" is ")[1].split(" ")[0])  # the best kind, then the runner-up
+
+
+def test_editability_best_over_seeds():
+    row = V.editability({"relu": _kind(0.95, 0.9, 0.9, seeds=3), "gelu": _kind(0.5, 0.4, 0.9, seed=1, seeds=3)})
+    assert row["verdict"] == "holds" and row["n_seeds"] == 3
