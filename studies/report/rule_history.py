@@ -30,6 +30,7 @@ def verdicts_at(rev: str, root: Path):
     path.write_text(source)
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # a dataclass in the module looks its module up while it is executed
     spec.loader.exec_module(module)
     return module
 
