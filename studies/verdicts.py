@@ -239,7 +239,8 @@ HISTORY = [
              "knowledge neurons − random neurons' < 0 over neurons; the suppress/amplify fallback on means is "
              "gone (results carry per-fact effects). ROME/MEMIT: the point fallbacks for results without per-edit "
              "scores are gone. Which kind is most editable: S(best) − S(runner-up) > 0 over edits (before: the "
-             "argmax with no test)."},
+             "argmax with no test). A test resting on one item (e.g. a model with one generalist), or whose "
+             "interval has no finite bounds, is 'inconclusive': a bootstrap of one item has no spread."},
 ]
 N_BOOT = 2000
 
@@ -255,8 +256,10 @@ def judge(rule_id: str, items, cut=None) -> dict:
     rule = RULE[rule_id]
     cut = rule.cut if cut is None else float(cut)
     iv = ST.interval(items, rule.statistic, _key(rule_id), N_BOOT)
+    # one item, or draws without a value (a group left empty), give no interval: nothing is decided
+    known = iv["n_items"] >= 2 and np.isfinite([iv["lo"], iv["hi"]]).all()
     return {"rule": rule_id, **iv, "cut": cut, "direction": rule.direction,
-            "verdict": ST.decide(iv["lo"], iv["hi"], cut, rule.direction)}
+            "verdict": ST.decide(iv["lo"], iv["hi"], cut, rule.direction) if known else "inconclusive"}
 
 
 def claim(source, text, paper, ours, verdict, rule, tests=()) -> dict:

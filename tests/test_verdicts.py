@@ -286,3 +286,8 @@ def test_editability_best_by_its_difference_to_the_runner_up(kinds, verdict):
 def test_editability_best_over_seeds():
     row = V.editability({"relu": _kind(0.95, 0.9, 0.9, seeds=3), "gelu": _kind(0.5, 0.4, 0.9, seed=1, seeds=3)})
     assert row["verdict"] == "holds" and row["n_seeds"] == 3
+
+
+def test_one_item_decides_nothing():
+    assert V.judge("rahman.hierarchy_effect", np.array([0.01]))["verdict"] == "inconclusive"  # would be "fails"
+    assert V.judge("rahman.hierarchy_effect", np.array([0.01, 0.02]))["verdict"] == "fails"
