@@ -53,27 +53,28 @@ mask_sweep = jax.jit(mask_sweep_impl, static_argnames=("cfg", "score", "batch_si
 
 
 def answer_accuracy(out, aux, cfg):
-    """Score for :func:`mask_sweep`: top-1 accuracy at the last position per op ``[K]`` and the mean |m| there per
-    op ``[K, L, F]``; ``aux = (target_N, onehot_KN)``."""
+    """Score for :func:`mask_sweep`: top-1 accuracy at the last position per op ``[K]``, the mean |m| there per
+    op ``[K, L, F]`` and each probe's correctness ``[N]``; ``aux = (target_N, onehot_KN)``."""
     target_N, onehot_KN = aux
     correct_N = (out.logits[:, -1].argmax(-1) == target_N).astype(jnp.float32)
     n_K = onehot_KN.sum(1)
     mabs_KLF = jnp.einsum("kn,lnf->klf", onehot_KN, jnp.abs(out.acts.ffn[:, :, -1])) / n_K[:, None, None]
-    return onehot_KN @ correct_N / n_K, mabs_KLF
+    return onehot_KN @ correct_N / n_K, mabs_KLF, correct_N
 
 
 def padded_sweep(params, tokens_NT, target_N, onehot_KN, mean_LTF, mask_SLF, use_mean_S, cfg, batch_size,
                  multiple: int = 64):
-    """Answer accuracy per op ``[S, K]`` and mean |m| ``[S, K, L, F]`` for each intervention, with the interventions
-    padded (no-op rows) to a multiple of ``multiple`` so sweeps of similar size (the dissociation and the
+    """Answer accuracy per op ``[S, K]``, mean |m| ``[S, K, L, F]`` and per-probe correctness ``[S, N]`` for each
+    intervention, with the interventions padded (no-op rows) to a multiple of ``multiple`` so sweeps of similar size (the dissociation and the
     hierarchy of one model) share one compiled program."""
     S = mask_SLF.shape[0]
     pad = -S % multiple
     mask_SLF = np.concatenate([np.asarray(mask_SLF, bool), np.zeros((pad,) + mask_SLF.shape[1:], bool)])
     use_mean_S = np.concatenate([np.asarray(use_mean_S, np.float32), np.zeros(pad, np.float32)])
-    acc_SK, mabs_SKLF = mask_sweep(params, tokens_NT, jnp.asarray(mask_SLF), jnp.asarray(mean_LTF, jnp.float32),
-                                   jnp.asarray(use_mean_S), (target_N, onehot_KN), cfg, answer_accuracy, batch_size)
-    return np.asarray(acc_SK)[:S], np.asarray(mabs_SKLF)[:S]
+    acc_SK, mabs_SKLF, correct_SN = mask_sweep(params, tokens_NT, jnp.asarray(mask_SLF), jnp.asarray(mean_LTF, jnp.float32),
+                                               jnp.asarray(use_mean_S), (target_N, onehot_KN), cfg, answer_accuracy,
+                                               batch_size)
+    return np.asarray(acc_SK)[:S], np.asarray(mabs_SKLF)[:S], np.asarray(correct_SN)[:S]
 
 
 def probe_arrays(probe: dict, n_ops: int):
@@ -101,15 +102,21 @@ def dissociation(params, cfg, probe: dict, ops, specialist_KLF, mean_LTF, n_rand
     sets = np.concatenate([np.zeros((1, L, F), bool), specialist_KLF, controls_KRLF.reshape(K * n_random, L, F)])
     mask_SLF = np.concatenate([sets, sets])
     use_mean_S = np.repeat([0.0, 1.0], len(sets))
-    acc_SK, _ = padded_sweep(params, *probe_arrays(probe, K), mean_LTF, mask_SLF, use_mean_S, cfg, batch_size)
+    acc_SK, _, correct_SN = padded_sweep(params, *probe_arrays(probe, K), mean_LTF, mask_SLF, use_mean_S, cfg,
+                                         batch_size)
     acc_SK = acc_SK.reshape(2, len(sets), K)
+    correct_SN = correct_SN.reshape(2, len(sets), -1)
     base_K = acc_SK[0, 0]
     result = {"ops": list(ops), "baseline": base_K.tolist(), "set_sizes": specialist_KLF.sum((1, 2)).tolist(),
-              "n_random": n_random}
+              "n_random": n_random, "min_drop": min_drop, "probe_op": np.asarray(probe["op"]).tolist(),
+              "baseline_correct": correct_SN[0, 0].tolist()}
     for i, mode in enumerate(MODES):
         targeted_KK = acc_SK[i, 1:K + 1]
         ctrl_KRK = acc_SK[i, K + 1:].reshape(K, n_random, K)
         result[mode] = verdicts(base_K, targeted_KK, ctrl_KRK.mean(1), ctrl_KRK.std(1), specialist_KLF, ops, min_drop)
+        # per probe (the verdicts' bootstrap items): correct after ablating each op's set; the random sets' mean
+        result[mode] |= {"correct": correct_SN[i, 1:K + 1].tolist(),
+                         "control_correct": correct_SN[i, K + 1:].reshape(K, n_random, -1).mean(1).tolist()}
     return result
 
 

@@ -40,7 +40,9 @@ def plot_smollm2(result: dict, out_dir) -> list[str]:
                                           for name, f in (("suppress", 0), ("amplify", 2))},
                               "per_fact_effects": [f["effects"] for f in attr["facts"] if f["neurons"]]},
         "value_projection": {"gold_rank_median": vp["answer_rank_median"],
-                             "random_neuron_gold_rank_median": vp["random_answer_rank_median"]},
+                             "random_neuron_gold_rank_median": vp["random_answer_rank_median"],
+                             "gold_ranks": [n["answer_rank"] for n in vp["neurons"]],
+                             "random_neuron_gold_ranks": vp["random_answer_ranks"]},
         "tracing_sites": result["tracing"]["sites"]})
     for key in ("attribution", "tracing"):
         result.pop(key)

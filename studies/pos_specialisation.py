@@ -116,6 +116,14 @@ def _head_training_set(params, cfg, corpus, sentences_idx, cand_index, mask_id):
     return jnp.asarray(np.concatenate(hs)), jnp.asarray(np.concatenate(targets))
 
 
+def sentence_gini(m_LSTF, content_ST) -> list:
+    """Each sentence's token Gini of |m| averaged over its content tokens and the layers (the items of the
+    verdict's interval); sentences without a content token are left out."""
+    g_ST = np.asarray(sparsity_lib.gini(jnp.abs(jnp.asarray(m_LSTF)))).mean(0)
+    n_S = content_ST.sum(1)
+    return ((g_ST * content_ST).sum(1)[n_S > 0] / n_S[n_S > 0]).tolist()
+
+
 def run(model, sentences, settings: PosSettings = PosSettings()) -> dict:
     """The study on ``model`` (``ffnkv.io.load.Model`` of a BERT-family encoder) over English ``sentences``."""
     params, cfg, tokenizer = jax.tree.map(jnp.asarray, model.params), model.cfg, model.tokenizer
@@ -142,6 +150,8 @@ def run(model, sentences, settings: PosSettings = PosSettings()) -> dict:
     m0_LSTF = _ffn_acts(init, cfg, corpus["tokens"], corpus["real"])
     content = corpus["content"]
     sparsity, sparsity_init = sparsity_per_layer(m_LSTF[:, content]), sparsity_per_layer(m0_LSTF[:, content])
+    sparsity["gini_sentences"] = sentence_gini(m_LSTF, content)
+    sparsity_init["gini_sentences"] = sentence_gini(m0_LSTF, content)
     del m0_LSTF
 
     # 2. noun vs verb selectivity on the selection half
@@ -194,6 +204,10 @@ def run(model, sentences, settings: PosSettings = PosSettings()) -> dict:
         rows["double_dissociation"] = bool(z["noun_set"]["noun"] > 2 and z["verb_set"]["verb"] > 2
                                            and z["noun_set"]["verb"] < z["noun_set"]["noun"]
                                            and z["verb_set"]["noun"] < z["verb_set"]["verb"])
+        # per held-out word (the verdict's items): NLL unablated, with each set ablated, and the random sets' mean
+        rows["per_word"] = {"is_noun": is_noun.tolist(), "nll_none": nll_KN[0].tolist(),
+                            "nll_noun_set": nll_KN[1].tolist(), "nll_verb_set": nll_KN[2].tolist(),
+                            "nll_random_mean": nll_KN[3:].mean(0).tolist()}
         ablation[mode] = rows
 
     count = lambda m: np.asarray(m.sum(-1)).tolist()  # noqa: E731
