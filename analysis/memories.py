@@ -168,9 +168,13 @@ def agreement(value_top1_LF, trigger_index_LFk, targets_NT, key, n_shuffles: int
     hit = (np.asarray(value_top1_LF) == next_LF) & valid
     n = np.maximum(valid.sum(1), 1)
     base_SL = ((shuffled_SLF == next_LF) & valid).sum(2) / n
+    shuffled_LF = ((shuffled_SLF == next_LF) & valid).mean(0)
     return {"agreement": (hit.sum(1) / n).tolist(), "baseline": base_SL.mean(0).tolist(),
             "baseline_sd": base_SL.std(0).tolist(), "n_shuffles": n_shuffles,
-            "n_keys": valid.sum(1).tolist(), "next_token_LF": next_LF}
+            "n_keys": valid.sum(1).tolist(), "next_token_LF": next_LF,
+            # per key (the verdicts' bootstrap items): agrees (1/0; -1: never fired), and its rate over the shuffles
+            "per_key": {"hit": np.where(valid, hit, -1).astype(int).tolist(),
+                        "shuffled": np.round(shuffled_LF, 4).tolist()}}
 
 
 # ---- active memories, zero agreement, refinement -------------------------------------------------------
@@ -294,7 +298,10 @@ def removal_effect(params, cfg, tokens_NT, triggers: dict, k: int = 5, protect: 
         rel_M = (np.concatenate([np.asarray(x) for x in new]) - coef_M) / np.where(valid_M, np.abs(coef_M), 1.0)
         rel_LX = np.where(valid_M, rel_M, 0.0).reshape(L, F * kk)
         n_L = np.maximum(valid_M.reshape(L, -1).sum(1), 1)
+        valid_LX = valid_M.reshape(L, -1)
         out[name] = {"mean_relative_change": (rel_LX.sum(1) / n_L).tolist(),
-                     "fraction_drop_over_half": (((rel_LX < -0.5) & valid_M.reshape(L, -1)).sum(1) / n_L).tolist()}
+                     "fraction_drop_over_half": (((rel_LX < -0.5) & valid_LX).sum(1) / n_L).tolist(),
+                     # per layer, each valid trigger's relative change (the verdicts' bootstrap items)
+                     "relative_change": [np.round(rel_LX[l][valid_LX[l]], 4).tolist() for l in range(L)]}
     out["n_valid"] = valid_M.reshape(L, -1).sum(1).tolist()
     return out

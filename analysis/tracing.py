@@ -281,31 +281,40 @@ def mean_ci(values_N, z: float = 1.96):
     return v.mean(0), z * sd / np.sqrt(max(n, 1)), n
 
 
-def average_by_category(trace: dict, enc, facts_mask=None) -> dict:
+def average_by_category(trace: dict, enc, facts_mask=None, per_fact: bool = False) -> dict:
     """Indirect effects averaged over facts per token category and layer, with 95% CIs (Meng et al. Fig. 2).
 
     Returns ``{kind: {category: {mean: [K], ci: [K], n}}}`` (K traced layers) plus the average total effect and the
-    average clean / corrupted probabilities over the facts kept by ``facts_mask``.
+    average clean / corrupted probabilities over the facts kept by ``facts_mask``. ``per_fact``: also each kept
+    fact's row under ``facts`` (``[K]``, None where the fact's prompt has no token of the category; the total
+    effect a number), aligned across categories: the items of the verdicts' bootstrap intervals.
     """
     keep = np.ones(len(trace["p_clean"]), bool) if facts_mask is None else np.asarray(facts_mask, bool)
     ie = trace["restored"] - trace["p_corrupt"][:, None, None, None]
     out = {"n_facts": int(keep.sum())}
     for k, kind in enumerate(trace["kinds"]):
         per_cat = {c: [] for c in CATEGORIES}
+        aligned = {c: [] for c in CATEGORIES}
         for n in np.flatnonzero(keep):
             cats = token_categories(enc["subject_start"][n], enc["subject_end"][n], enc["predict_pos"][n])
             for c, positions in cats.items():
+                row = ie[n, k, positions].mean(0) if positions else None
                 if positions:
-                    per_cat[c].append(ie[n, k, positions].mean(0))
+                    per_cat[c].append(row)
+                aligned[c].append(None if row is None else np.round(row, 6).tolist())
         out[kind] = {}
         for c, rows in per_cat.items():
             if rows:
                 mean, ci, n = mean_ci(np.stack(rows))
                 out[kind][c] = {"mean": mean.tolist(), "ci": ci.tolist(), "n": n}
+                if per_fact:
+                    out[kind][c]["facts"] = aligned[c]
     te = trace["p_clean"][keep] - trace["p_corrupt"][keep]
     for name, v in (("total_effect", te), ("p_clean", trace["p_clean"][keep]), ("p_corrupt", trace["p_corrupt"][keep])):
         mean, ci, n = mean_ci(v[:, None]) if len(v) else (np.zeros(1), np.zeros(1), 0)
         out[name] = {"mean": float(mean[0]), "ci": float(ci[0]), "n": n}
+        if per_fact:
+            out[name]["facts"] = np.asarray(v, float).tolist()
     return out
 
 

@@ -228,7 +228,7 @@ def value_projection(params, cfg, facts, neurons, target_K, n_random: int, rng) 
             rows.append({"fact": k, "layer": layer, "neuron": unit, "answer_rank": rank})
     median = lambda x: float(np.median(x)) if x else None  # noqa: E731
     return {"neurons": rows, "answer_rank_median": median(gold), "random_answer_rank_median": median(chance),
-            "vocab_size": cfg.vocab_size}
+            "random_answer_ranks": chance, "vocab_size": cfg.vocab_size}
 
 
 # ---------------------------------------------------------------- tracing
@@ -300,7 +300,7 @@ def tracing(params, cfg, tok, facts, known_K, s: KnowledgeSettings, progress=SIL
     start = time.perf_counter()
     trace = causal_trace(params, cfg, enc, noise, window, s.kinds, layers, s, progress)
     averaged = known_K if known_K.any() else None  # Meng et al. average over known facts; else over all
-    restores = {"window": TR.average_by_category(trace, enc, averaged)}
+    restores = {"window": TR.average_by_category(trace, enc, averaged, per_fact=True)}
     single_kinds = tuple(k for k in ("mlp", "attn") if k in s.kinds)
     if s.single_layer and single_kinds and window > 1:
         single = causal_trace(params, cfg, enc, noise, 1, single_kinds, layers, s, progress)

@@ -120,6 +120,14 @@ def _head_training_set(params, cfg, corpus, sentences_idx, cand_index, mask_id):
     return jnp.asarray(np.concatenate(hs)), jnp.asarray(np.concatenate(targets))
 
 
+def sentence_gini(m_LSTF, content_ST) -> list:
+    """Each sentence's token Gini of |m| averaged over its content tokens and the layers (the items of the
+    verdict's interval); sentences without a content token are left out."""
+    g_ST = np.asarray(sparsity_lib.gini(jnp.abs(jnp.asarray(m_LSTF)))).mean(0)
+    n_S = content_ST.sum(1)
+    return ((g_ST * content_ST).sum(1)[n_S > 0] / n_S[n_S > 0]).tolist()
+
+
 def run(model, sentences, settings: PosSettings = PosSettings()) -> dict:
     """The study on ``model`` (``ffnkv.io.load.Model`` of a BERT-family encoder) over English ``sentences``."""
     params, cfg, tokenizer = jax.tree.map(jnp.asarray, model.params), model.cfg, model.tokenizer
@@ -146,6 +154,8 @@ def run(model, sentences, settings: PosSettings = PosSettings()) -> dict:
     m0_LSTF = _ffn_acts(init, cfg, corpus["tokens"], corpus["real"])
     content = corpus["content"]
     sparsity, sparsity_init = sparsity_per_layer(m_LSTF[:, content]), sparsity_per_layer(m0_LSTF[:, content])
+    sparsity["gini_sentences"] = sentence_gini(m_LSTF, content)
+    sparsity_init["gini_sentences"] = sentence_gini(m0_LSTF, content)
     del m0_LSTF
 
     # 2. noun and verb specialists on the selection half (Rahman et al.'s specialisation, groups NOUN and VERB)
@@ -177,9 +187,15 @@ def run(model, sentences, settings: PosSettings = PosSettings()) -> dict:
     sweep = jax.jit(mlm_head.ablation_sweep, static_argnames=("cfg", "batch_size"))
     nll_SN, correct_SN = (np.asarray(x) for x in sweep(params, cfg, head, E_CD, batch, masks_SLF, use_mean_S, mean_LF))
     by_class = lambda x_SN: np.stack([x_SN[:, is_noun].mean(1), x_SN[:, ~is_noun].mean(1)], 1)  # noqa: E731
-    result = ablation.judge(by_class(correct_SN), specialist_KLF, LABELS, settings.random_sets)
-    for mode, nll_SK in zip(ablation.MODES, by_class(nll_SN).reshape(2, -1, len(LABELS))):
-        result[mode] |= nll_detail(nll_SK, len(LABELS))
+    result = ablation.judge(by_class(correct_SN), specialist_KLF, LABELS, settings.random_sets,
+                            correct_SN=correct_SN, probe_op=(~is_noun).astype(int))
+    K = len(LABELS)
+    for mode, nll_SK, nll_XN in zip(ablation.MODES, by_class(nll_SN).reshape(2, -1, K), nll_SN.reshape(2, -1, len(ev))):
+        result[mode] |= nll_detail(nll_SK, K)
+        # per held-out word (the verdict's items): NLL unablated, with each set ablated, and the random sets' mean
+        result[mode]["per_word"] = {"is_noun": is_noun.tolist(), "nll_none": nll_XN[0].tolist(),
+                                    "nll_noun_set": nll_XN[1].tolist(), "nll_verb_set": nll_XN[2].tolist(),
+                                    "nll_random_mean": nll_XN[1 + K:].mean(0).tolist()}
 
     count = lambda m: np.asarray(m).sum(-1).tolist()  # noqa: E731
     return {

@@ -10,7 +10,7 @@ from analysis import mlm_head
 from analysis import memories
 from analysis import tracing
 from cli import main
-from studies.pos_specialisation import sparsity_per_layer
+from studies.pos_specialisation import sentence_gini, sparsity_per_layer
 from ffnkv.config import ModelConfig
 from ffnkv.errors import FfnkvError
 from ffnkv.hooks import Hooks
@@ -31,6 +31,10 @@ def test_sparsity_per_layer_known_values():
     out = sparsity_per_layer(m_LNF)
     np.testing.assert_allclose(out["gini"], [0.0, (n - 1) / n, (n - 1) / n], atol=1e-6)
     np.testing.assert_allclose(out["active_fraction"], [1.0, 1 / n, 0.0], atol=1e-6)
+    # per sentence (the verdict's items): content tokens only, averaged over layers; a sentence without any is left out
+    m_LSTF = jnp.stack([jnp.ones((3, 2, n)), jnp.broadcast_to(jnp.eye(n)[:2], (3, 2, n))])
+    content = np.array([[True, False], [True, True], [False, False]])
+    np.testing.assert_allclose(sentence_gini(m_LSTF, content), [(n - 1) / n / 2] * 2, atol=1e-6)
 
 
 def test_noun_verb_specialists_by_the_shared_rule():

@@ -45,7 +45,10 @@ def _cell(text: str) -> str:
 def _test_text(t: dict) -> tuple[str, str, str]:
     """(measured with its interval, the cut, seeds × items) of one test."""
     where = f" ({t['label']})" if t.get("label") else ""
-    if t.get("lo") is None:
+    if t.get("lo") is None and t.get("statistic", "point") != "point":  # a precondition (an empty set): no items
+        measured = f"`{t['rule']}`{where} — ({t['statistic']}, no items)"
+        items = f"{t.get('n_seeds', 1)} × 0"
+    elif t.get("lo") is None:  # claims files written before every rule had an interval
         measured = f"`{t['rule']}`{where} {_num(t.get('point'))} (point, no interval)"
         items = f"{t.get('n_seeds', 1)} × —"
     else:
@@ -132,8 +135,9 @@ def rules_doc(rules, history: list[dict], changes: dict | None) -> str:
              "", "A test with a statistic judges its 95% bootstrap interval (`analysis.stats.interval`: resample "
              "seeds, then items within each seed): **holds** when the whole interval is on the claim's side of the "
              "cut, **fails** when the whole interval is on the other side, **inconclusive** otherwise; a claim with "
-             "several tests is their three-valued AND. A statistic `point` marks a rule still judged on a point value "
-             "(its study does not yet carry the per-item arrays).", "",
+             "several tests is their three-valued AND. Every rule judges an interval over the per-item arrays its study "
+             "writes; a test shown as `point` comes from a claims file written before that (a point value, no "
+             "interval).", "",
              "The tables are written by commands, never by hand: `ffnkv reproduce` writes `claims.json` into its "
              "output dir; `ffnkv report --collect DIR --claims docs/claims.json --readme --docs` judges a reproduce "
              "dir's outputs with today's rules into the committed claims file, the README's Results table (between "

@@ -136,11 +136,7 @@ def editability(out: Path):
     if not (d / "editability.md").is_file():
         return _missing(title, "editability")
     table = (d / "editability.md").read_text().split("\n", 2)[2]
-    res = _load(d / "editability.json")["kinds"]
-    best = max(res, key=lambda k: res[k]["row"]["ROME S"])
-    claim = C.claim("ffnkv", "which FFN kind is most editable by ROME (same facts, matched parameters)", "—",
-                    ", ".join(f"{k} S {r['row']['ROME S']:.2f}" for k, r in res.items()), f"{best} most editable",
-                    "argmax of ROME S", [C.point_test("editability.best", res[best]["row"]["ROME S"], f"{best} most editable")])
+    claim = C.editability(_load(d / "editability.json")["kinds"])
     return "\n".join([f"## {title}", "", table, "", _fig(out, d / "editability.png", "edit scores per kind"), ""]), [claim]
 
 
