@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from analysis.attribution import check_prompts, gold_prob, prob_of
+from analysis.prompt_prob import check_prompts, gold_prob, prob_of
 from analysis.plan import tracing_plan
 from ffnkv import sharding
 from ffnkv.errors import FfnkvError

@@ -62,7 +62,7 @@ def _prompts(cfg, n: int, seq: int, seed: int = 0) -> dict:
 
 
 def attribution(params, cfg, seq: int = 12):
-    from analysis.attribution import integrated_gradients
+    from analysis.integrated_gradients import integrated_gradients
 
     return integrated_gradients(params, cfg, _prompts(cfg, 2, seq), steps=4)["attr"]
 

@@ -77,7 +77,8 @@ def peak_mlp_layer(params, cfg, task, facts, samples: int = 5, seed: int = 0, wi
 
 def neurons_per_fact(params, cfg, task, facts, steps: int = 20) -> float:
     """Mean number of knowledge neurons per fact (Dai et al. 2022: IG over every training template)."""
-    from analysis.attribution import integrated_gradients, knowledge_neurons
+    from analysis.integrated_gradients import integrated_gradients
+    from analysis.knowledge_neurons import knowledge_neurons
 
     enc = _facts_enc(task, facts, all_templates=True)
     found = knowledge_neurons(integrated_gradients(params, cfg, enc, steps=steps)["attr"], enc["fact"])

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import pytest
 
 import ffnkv
-from analysis import attribution as A
+from analysis import integrated_gradients as IG
 from analysis import covariance as analysis_covariance
 from analysis import tracing as TR
 from benchmarks import attribution, common, covariance, run, tracing
@@ -76,7 +76,7 @@ def test_flop_formulas_match_xla_count():
     _close(common.forward_flops_per_token(cfg, 16) * 16, _xla_flops(forward, params, tokens_NT))
 
     pos_N, gold_N = jnp.full((1,), 15, jnp.int32), jnp.zeros((1,), jnp.int32)
-    ig = _xla_flops(A._ig_all, params, tokens_NT, pos_N, gold_N, jnp.ones((1, 16), bool), cfg=cfg, steps=5,
+    ig = _xla_flops(IG.ig_all, params, tokens_NT, pos_N, gold_N, jnp.ones((1, 16), bool), cfg=cfg, steps=5,
                     rule="midpoint", batch_size=1, recompute="full")
     _close(attribution.prompt_flops(cfg, 16, 5, "midpoint"), ig)
 

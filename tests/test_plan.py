@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import ffnkv
-from analysis import attribution as A
+from analysis import integrated_gradients as IG
 from analysis import plan as PL
 from analysis import tracing as TR
 
@@ -64,7 +64,7 @@ def test_estimate_bounds_the_compiled_programs_memory(what):
                                       window=3, samples=6, cell_batch=p.chunk)
     else:
         p = PL.attribution_plan(cfg, N, T, 8, 1, max_chunk=2)
-        lowered = A._ig_all.lower(params, *args, jnp.ones((N, T), bool), cfg=cfg, steps=8, rule="midpoint",
+        lowered = IG.ig_all.lower(params, *args, jnp.ones((N, T), bool), cfg=cfg, steps=8, rule="midpoint",
                                   batch_size=p.chunk)
     m = lowered.compile().memory_analysis()
     if m is None:
