@@ -201,7 +201,7 @@ def ig_impl(params, tokens_NT, pos_N, gold_N, mask_NT, cfg, steps, rule, batch_s
 
 
 # the compiled program of every attribution (tests and the benchmark read its traces, lowering and cache)
-ig_all = jax.jit(ig_impl, static_argnames=("cfg", "steps", "rule", "batch_size", "path", "recompute", "mesh",
+ig_jit = jax.jit(ig_impl, static_argnames=("cfg", "steps", "rule", "batch_size", "path", "recompute", "mesh",
                                            "alpha_blocks"))
 
 
@@ -232,7 +232,7 @@ def integrated_gradients(params, cfg, enc, steps: int = 20, rule: str = "midpoin
                          recompute, memory_gb, batch_size)
     if on_plan is not None:
         on_plan(p)
-    attr, p_zero, prob = ig_all(sharding.put_params(params, mesh), *arrays, cfg, steps, rule, p.chunk, path,
+    attr, p_zero, prob = ig_jit(sharding.put_params(params, mesh), *arrays, cfg, steps, rule, p.chunk, path,
                                 recompute, mesh, int(alpha_blocks))
     attr, p_zero, prob = sharding.fetch(attr), sharding.fetch(p_zero), sharding.fetch(prob)
     per_path = (attr, cfg.has_ffn_L()) if path == "layer" else (attr.reshape(len(attr), 1, -1), [True])

@@ -50,7 +50,7 @@ def _loop_seconds(params, cfg, enc, samples, window, seq, kinds) -> float:
     @jax.jit
     def cell(kind, t, layer):
         def one(z, acts):
-            hooks = TR._cell_hooks(kind, t, layer, z, clean, acts, cfg, window, seq)
+            hooks = TR.cell_hooks(kind, t, layer, z, clean, acts, cfg, window, seq)
             return TR.gold_prob(params, cfg, tokens_T, pos, gold, hooks)
         return jax.vmap(one)(noise_STD, corrupt).mean()
 

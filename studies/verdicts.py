@@ -327,7 +327,7 @@ def pos_specialisation(mini: dict) -> list[dict]:
     v_sparse = "holds" if np.mean(g) > np.mean(g0) else "fails"
     v_dd = "holds" if all(dd.values()) else "partial" if any(dd.values()) else "fails"
     return [claim("Rahman et al. 2026", "pretrained encoder: FFN activations sparse, above initialisation",
-                  "qualitative", f"Gini {_fmts(g)} vs init {_fmts(g0)}", v_sparse, "mean pretrained Gini > mean initial",
+                  "qualitative", f"Gini {fmts(g)} vs init {fmts(g0)}", v_sparse, "mean pretrained Gini > mean initial",
                   [point_test("minilm.sparsity", np.mean(g), v_sparse, float(np.mean(g0)))]),
             claim("Rahman et al. 2026", "pretrained encoder: noun vs verb specialists doubly dissociate",
                   "qualitative", f"zero ablation {dd['zero']}, mean ablation {dd['mean']}", v_dd,
@@ -448,25 +448,25 @@ def geva_memories(mem, label: str) -> list[dict]:
     return [
         claim("Geva et al. 2021", f"values predict the next token of their keys' triggers, more in upper layers ({label})",
               "agreement up to ~3.5% in upper layers, ~0 in lower layers and for random pairs",
-              f"agreement by layer {_fmts(agree['agreement'])} vs our shuffled-pairs baseline {_fmts(agree['baseline'])} "
-              f"(sd {_fmts(agree.get('baseline_sd', [0.0] * L))})", v_agree,
+              f"agreement by layer {fmts(agree['agreement'])} vs our shuffled-pairs baseline {fmts(agree['baseline'])} "
+              f"(sd {fmts(agree.get('baseline_sd', [0.0] * L))})", v_agree,
               "vs our baseline (values re-paired with keys on this model): upper-half mean > baseline + 2 sd and > "
               "lower-half mean → holds; only the first → partial",
               [point_test("geva.agreement", a_hi, v_agree, base_hi + 2 * sd_hi)]),
         claim("Geva et al. 2021", f"lower layers' keys match shallow patterns (last token), upper layers' semantic ones ({label})",
               "removing the last token hurts lower layers most; removing the first token hurts upper layers more",
-              f"relative coefficient change, last token removed {_fmts(last)}, first removed {_fmts(first)}",
+              f"relative coefficient change, last token removed {fmts(last)}, first removed {fmts(first)}",
               v_removal, "both trends from first to last layer → holds, one → partial",
               [point_test("geva.removal", n_trend, v_removal)]),
         claim("Geva et al. 2021", f"a layer's output is a composition of memories: its top token is less often "
               f"missing from its active memories' than by chance ({label})",
               "zero agreement in ≥ 68% of examples (GPT-2 scale vocabulary: chance level near 1)",
-              f"zero agreement by layer {_fmts(zero)}" + (f" vs our shuffled-values chance level {_fmts(chance)}"
-                                                          if chance else "") + zero_txt,
+              f"zero agreement by layer {fmts(zero)}" + (f" vs our shuffled-values chance level {fmts(chance)}"
+                                                         if chance else "") + zero_txt,
               v_zero, zero_rule, zero_tests),
         claim("Geva et al. 2021", f"FFNs refine the residual: the output mostly keeps the residual's top token ({label})",
               "the residual's prediction is kept in most cases; the FFN overrides it rarely",
-              f"kept (residual or both) by layer {_fmts(kept)}; FFN alone {_fmts(ref['ffn'])}" + ref_txt,
+              f"kept (residual or both) by layer {fmts(kept)}; FFN alone {fmts(ref['ffn'])}" + ref_txt,
               v_ref, ref_rule, ref_tests),
     ]
 
@@ -479,8 +479,8 @@ def geva_promotion(promo: dict, width: int) -> dict:
     verdict = _graded(ratio, 5, 2)
     return claim("Geva et al. 2022", "an FFN update is dominated by a few sub-updates (values) that promote tokens",
                  "top-10 sub-updates carry the update; few values dominate",
-                 f"most dominant value is in the top-{promo['top_n']} at {_fmts(top)} of positions (our uniform rate "
-                 f"{uniform:.3f} = top-n / F); values ever in the top-{promo['top_n']}: {_fmts(promo['values_ever_in_top_n'])}",
+                 f"most dominant value is in the top-{promo['top_n']} at {fmts(top)} of positions (our uniform rate "
+                 f"{uniform:.3f} = top-n / F); values ever in the top-{promo['top_n']}: {fmts(promo['values_ever_in_top_n'])}",
                  verdict, "vs our baseline: least layer's top-1 dominance ÷ this model's uniform rate "
                  "(top-n / F) ≥ 5 → holds, ≥ 2 → partial", [point_test("geva2022.dominance", ratio, verdict)])
 
@@ -661,5 +661,6 @@ def _iv(t: dict, spec: str = ".2f") -> str:
     return f"{t['point']:{spec}} [{t['lo']:{spec}}, {t['hi']:{spec}}]"
 
 
-def _fmts(values) -> str:
+def fmts(values) -> str:
+    """Numbers to 3 decimals as a list: ``[0.123, 0.456]`` (the per-layer values a claim's text quotes)."""
     return "[" + ", ".join(f"{v:.3f}" for v in values) + "]"

@@ -42,9 +42,9 @@ for name, shape in (("none", None), ("data", (-1, 1)), ("fsdp", (2, 4)), ("fsdp8
     out[name] = {"attr": ig["attr"].tolist(), "attr2": ig2["attr"].tolist(), "restored": tr["restored"].tolist(),
                  "patched": pa["patched"].tolist(), "cov": cov.tolist(), "n": n, "coef": trig["coef"].tolist(),
                  "index": trig["index"].tolist(), "bytes": bytes_,
-                 "compiles": {"ig": IG.ig_all._cache_size(), "trace": TR._trace_jit._cache_size(),
-                              "patch": PA._patch_jit._cache_size(), "cov": C._accumulate_jit._cache_size(),
-                              "trigger": M._trigger_step._cache_size()}}
+                 "compiles": {"ig": IG.ig_jit._cache_size(), "trace": TR.trace_jit._cache_size(),
+                              "patch": PA.patch_jit._cache_size(), "cov": C.accumulate_jit._cache_size(),
+                              "trigger": M.trigger_step._cache_size()}}
 print(json.dumps(out))
 """
 MESHES = ("data", "fsdp", "fsdp8")
