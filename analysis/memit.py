@@ -39,7 +39,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from analysis.rome import (DeltaHParams, EditRequest, _safe_norm, hidden_at, keys_at, optimise_delta,
+from analysis.rome import (DeltaHParams, EditRequest, hidden_at, keys_at, optimise_delta, safe_norm,
                            value_matrix, with_value_matrix)
 
 MEMIT_HPARAMS = DeltaHParams(lr=0.5, steps=25, clamp_factor=0.75, prefixes=((10, 5),))
@@ -113,7 +113,7 @@ def memit_targets(params, cfg, last: int, reqs: EditRequest, hp: DeltaHParams = 
         raise ValueError(f"constraint {hp.constraint!r} is not 'bare' or 'mean'")
     chunked = partial(jax.lax.map, batch_size=batch_size)
     h0_ED = _hidden(params, cfg, last, reqs, hp, batch_size)
-    z_fn = lambda x: optimise_delta(params, cfg, "resid", last, x[0], _safe_norm(x[1]), hp)  # noqa: E731
+    z_fn = lambda x: optimise_delta(params, cfg, "resid", last, x[0], safe_norm(x[1]), hp)  # noqa: E731
     delta_ED, nll_E, steps_E = chunked(z_fn, (reqs, h0_ED))
     return h0_ED + delta_ED, {"nll": nll_E, "steps": steps_E, "delta_norm": jnp.linalg.norm(delta_ED, axis=-1)}
 

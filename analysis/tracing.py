@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from analysis.attribution import check_prompts, gold_prob, prob_of
+from analysis.prompt_prob import check_prompts, gold_prob, prob_of
 from analysis.plan import tracing_plan
 from ffnkv import sharding
 from ffnkv.errors import FfnkvError
@@ -56,7 +56,7 @@ def window_L(layer, n_layers: int, window: int):
     return (ls >= layer - window // 2) & (ls < layer - (-window // 2))
 
 
-def _cell_hooks(kind, t, layer, noise_TD, clean, corrupt, cfg, window, T):
+def cell_hooks(kind, t, layer, noise_TD, clean, corrupt, cfg, window, T):
     """Hooks for grid cell (kind, t, layer) under one noise sample; ``clean``/``corrupt`` are Acts."""
     L = cfg.n_layers
     at_T = jnp.arange(T) == t
@@ -110,7 +110,7 @@ def _cell_full(params, cfg, window, ctx, fact, cell, samples_S):
 
     def sample(s):
         corrupt = struct_acts(take(ctx["corrupt"], s))
-        hooks = _cell_hooks(kind, t, layer, ctx["noise"][s], clean, corrupt, cfg, window, T)
+        hooks = cell_hooks(kind, t, layer, ctx["noise"][s], clean, corrupt, cfg, window, T)
         return gold_prob(params, cfg, tokens_T, pos, gold, hooks)
 
     return jax.vmap(sample)(samples_S).sum()
@@ -156,7 +156,7 @@ def _cell_prefix(params, cfg, window, start, kind_ids, ctx, facts, first, x):
 
 
 def struct_acts(d):
-    """The three patched Acts fields of a context as an object with attributes (what ``_cell_hooks`` reads)."""
+    """The three patched Acts fields of a context as an object with attributes (what ``cell_hooks`` reads)."""
     return SimpleNamespace(**d)
 
 
@@ -203,8 +203,8 @@ def trace_impl(params, tokens_NT, pos_N, gold_N, s0_N, s1_N, keys_N, nu, cfg, ki
     return ctx["p_clean"], ctx["p_corrupt"].mean(-1), total.sum(-1) / samples
 
 
-_trace_jit = jax.jit(trace_impl, static_argnames=("cfg", "kind_ids", "window", "samples", "cell_batch", "layers",
-                                                  "recompute", "mesh", "position_buckets", "sample_blocks"))
+trace_jit = jax.jit(trace_impl, static_argnames=("cfg", "kind_ids", "window", "samples", "cell_batch", "layers",
+                                                 "recompute", "mesh", "position_buckets", "sample_blocks"))
 
 
 def causal_trace(params, cfg, enc, noise: float | None = None, samples: int = 10, window: int = 10,
@@ -252,8 +252,8 @@ def causal_trace(params, cfg, enc, noise: float | None = None, samples: int = 10
                      memory_gb, cell_batch)
     if on_plan is not None:
         on_plan(p)
-    out = _trace_jit(sharding.put_params(params, mesh), *arrays, keys, jnp.float32(nu), cfg, kind_ids, int(window),
-                     int(samples), p.chunk, layers, recompute, mesh, buckets, int(sample_blocks))
+    out = trace_jit(sharding.put_params(params, mesh), *arrays, keys, jnp.float32(nu), cfg, kind_ids, int(window),
+                    int(samples), p.chunk, layers, recompute, mesh, buckets, int(sample_blocks))
     p_clean, p_corrupt, restored = (sharding.fetch(a) for a in out)
     return {"p_clean": p_clean, "p_corrupt": p_corrupt, "restored": restored,
             "kinds": list(kinds), "layers": list(layers), "noise": nu, "samples": samples, "window": window,

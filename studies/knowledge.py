@@ -4,7 +4,7 @@
 Face directory, a GGUF file, ``smollm2``), ``records`` CounterFact-format facts (``studies.facts``).
 
 * Attribution: integrated gradients of p(answer) over the FFN coefficients at the prediction position of every
-  prompt of each fact (``analysis.attribution``, Dai et al. eq. 3–5), knowledge neurons by the coarse
+  prompt of each fact (``analysis.integrated_gradients``, Dai et al. eq. 3–5), knowledge neurons by the coarse
   threshold and the refinement across a fact's prompts (§3.2), relation sharing (§5.1), and the relative
   change of p(answer) when a fact's neurons are scaled ×0 / ×2 (§4.1) on its own prompts, on unrelated facts'
   prompts and — the chance baseline — when as many random neurons of the same layers are scaled on its own
@@ -24,7 +24,7 @@ import time
 import jax
 import numpy as np
 
-from analysis import attribution as A
+from analysis import integrated_gradients as IG, knowledge_neurons as KN, neuron_scaling as NS
 from analysis import tracing as TR
 from analysis.ablation import random_like
 from analysis.memories import token_rank
@@ -130,17 +130,17 @@ def layer_baselines(attr_NLF, has_ffn_L) -> dict:
 
 
 def _random_neurons(neurons, cfg, rng) -> list:
-    mask_LF = A.neuron_mask([neurons], cfg)[0]
+    mask_LF = NS.neuron_mask([neurons], cfg)[0]
     layers, units = np.nonzero(random_like(mask_LF, 1, rng)[0])
     return [[int(a), int(b)] for a, b in zip(layers, units)]
 
 
 def integrated_gradients(params, cfg, enc, s: KnowledgeSettings, progress=SILENT) -> dict:
-    """``analysis.attribution.integrated_gradients`` of every prompt, dispatched in equal chunks of prompts."""
+    """``analysis.integrated_gradients.integrated_gradients`` of every prompt, dispatched in equal chunks of prompts."""
     mesh, on_plan = _mesh(s), announce_once()
 
     def chunk(rows):
-        ig = A.integrated_gradients(params, cfg, rows_of(enc, rows), s.steps, s.rule, s.batch_size, path=s.path,
+        ig = IG.integrated_gradients(params, cfg, rows_of(enc, rows), s.steps, s.rule, s.batch_size, path=s.path,
                                     mesh=mesh, memory_gb=s.memory_gb, on_plan=on_plan)
         return {k: ig[k] for k in ("attr", "prob", "prob_zero")}
 
@@ -149,7 +149,7 @@ def integrated_gradients(params, cfg, enc, s: KnowledgeSettings, progress=SILENT
     attr = ig["attr"]
     per_path = (attr, cfg.has_ffn_L()) if s.path == "layer" else (attr.reshape(len(attr), 1, -1), [True])
     return ig | {"steps": s.steps, "rule": s.rule, "path": s.path,
-                 "completeness": A.completeness(per_path[0], ig["prob"], ig["prob_zero"], per_path[1])}
+                 "completeness": IG.completeness(per_path[0], ig["prob"], ig["prob_zero"], per_path[1])}
 
 
 def attribution(params, cfg, tok, facts, s: KnowledgeSettings, progress=SILENT) -> dict:
@@ -160,8 +160,8 @@ def attribution(params, cfg, tok, facts, s: KnowledgeSettings, progress=SILENT) 
     seconds = time.perf_counter() - start
     progress.write(f"knowledge neurons: suppression/amplification of {len(facts)} facts…")
     relation_N = np.array([str(facts[k].relation_id) for k in fact_N])
-    generic = A.generic_neurons(ig["attr"], relation_N, s.threshold, s.generic_relations) if s.generic_relations else None
-    kn = A.knowledge_neurons(ig["attr"], fact_N, s.threshold, s.share, exclude_LF=generic)
+    generic = KN.generic_neurons(ig["attr"], relation_N, s.threshold, s.generic_relations) if s.generic_relations else None
+    kn = KN.knowledge_neurons(ig["attr"], fact_N, s.threshold, s.share, exclude_LF=generic)
     neurons = [f["neurons"] for f in kn]
     relation_K = np.array([str(f.relation_id) for f in facts])
     rng = np.random.default_rng([s.seed, 0x0C7])
@@ -171,10 +171,10 @@ def attribution(params, cfg, tok, facts, s: KnowledgeSettings, progress=SILENT) 
         pool = np.flatnonzero(relation_K[fact_N] != relation_K[k])
         pool = pool if pool.size else np.flatnonzero(fact_N != k)
         unrelated.append(rng.choice(pool, min(s.unrelated, pool.size), replace=False))
-    effects = A.suppression_amplification(params, cfg, enc, neurons, own, unrelated, ig["prob"],
+    effects = NS.suppression_amplification(params, cfg, enc, neurons, own, unrelated, ig["prob"],
                                           all_positions=s.all_positions)
     randoms = [_random_neurons(ns, cfg, rng) for ns in neurons]
-    chance = A.suppression_amplification(params, cfg, enc, randoms, own, own, ig["prob"], all_positions=s.all_positions)
+    chance = NS.suppression_amplification(params, cfg, enc, randoms, own, own, ig["prob"], all_positions=s.all_positions)
     for stat in ("mean", "median"):
         effects[stat] |= {k.replace("_own", "_random"): v for k, v in chance[stat].items() if k.endswith("_own")}
     for row, ctl in zip(effects["per_fact"], chance["per_fact"]):
@@ -186,9 +186,9 @@ def attribution(params, cfg, tok, facts, s: KnowledgeSettings, progress=SILENT) 
                                             for key in effects["per_fact"][0]}
     correct_N = FS.top1(params, cfg, enc) == enc.target
     layer_counts = np.bincount([layer for ns in neurons for layer, _ in ns], minlength=cfg.n_layers)
-    coarse_counts = A.coarse_neurons(ig["attr"], s.threshold).sum((0, 2))
+    coarse_counts = KN.coarse_neurons(ig["attr"], s.threshold).sum((0, 2))
     n_neurons = np.array([len(ns) for ns in neurons])
-    sharing = A.relation_sharing(neurons, relation_K)
+    sharing = KN.relation_sharing(neurons, relation_K)
     summary = {
         "n_facts": len(facts), "n_prompts": len(enc), "prompt_top1_accuracy": float(correct_N.mean()),
         "paraphrases_without_subject": sum(f.subject not in p for f in facts for p in f.paraphrase_prompts),

@@ -454,7 +454,7 @@ def pos_specialisation(mini) -> list[dict]:
                       judge("minilm.dissociation_selective", [ST.two_groups(x[o], x[~o]) for x, o in zip(excess, own)])
                       | {"label": label}]
     return [claim("Rahman et al. 2026", "pretrained encoder: FFN activations sparse, above initialisation",
-                  "qualitative", f"Gini {_fmts(g)} vs init {_fmts(g0)}; pretrained − initial {_iv(sparse, '+.3f')}",
+                  "qualitative", f"Gini {fmts(g)} vs init {fmts(g0)}; pretrained − initial {_iv(sparse, '+.3f')}",
                   sparse["verdict"], "pretrained − initial token Gini > 0 by its 95% interval over sentences", [sparse]),
             claim("Rahman et al. 2026", "pretrained encoder: noun vs verb specialists doubly dissociate",
                   "qualitative", "; ".join(f"{t['label']} {t['rule'].split('.')[1]} {_iv(t, '+.3f')}" for t in tests),
@@ -572,14 +572,14 @@ def geva_memories(mem, label: str) -> list[dict]:
     return [
         claim("Geva et al. 2021", f"values predict the next token of their keys' triggers, more in upper layers ({label})",
               "agreement up to ~3.5% in upper layers, ~0 in lower layers and for random pairs",
-              f"agreement by layer {_fmts(agree['agreement'])} vs our shuffled-pairs baseline {_fmts(agree['baseline'])}; "
+              f"agreement by layer {fmts(agree['agreement'])} vs our shuffled-pairs baseline {fmts(agree['baseline'])}; "
               f"upper half − chance {_iv(agree_tests[0], '+.3f')}, upper − lower {_iv(agree_tests[1], '+.3f')}",
               ST.all_of(t["verdict"] for t in agree_tests),
               "per fired key of the upper-half layers, agrees − its rate with values re-paired with keys > 0, and the "
               "upper half's agreement − the lower half's > 0, each by its 95% interval over keys", agree_tests),
         claim("Geva et al. 2021", f"lower layers' keys match shallow patterns (last token), upper layers' semantic ones ({label})",
               "removing the last token hurts lower layers most; removing the first token hurts upper layers more",
-              f"relative coefficient change, last token removed {_fmts(last)}, first removed {_fmts(first)}; median "
+              f"relative coefficient change, last token removed {fmts(last)}, first removed {fmts(first)}; median "
               f"|change| last − first layer: last token {_iv(removal_tests[0], '+.3f')}, first token "
               f"{_iv(removal_tests[1], '+.3f')}", ST.all_of(t["verdict"] for t in removal_tests),
               "median |relative change| of the top triggers, last layer − first layer: < 0 without the last token "
@@ -587,13 +587,13 @@ def geva_memories(mem, label: str) -> list[dict]:
         claim("Geva et al. 2021", f"a layer's output is a composition of memories: its top token is less often "
               f"missing from its active memories' than by chance ({label})",
               "zero agreement in ≥ 68% of examples (GPT-2 scale vocabulary: chance level near 1)",
-              f"zero agreement by layer {_fmts(zero)} vs our shuffled-values chance level {_fmts(chance)}; zero − "
+              f"zero agreement by layer {fmts(zero)} vs our shuffled-values chance level {fmts(chance)}; zero − "
               f"chance {_iv(z, '+.3f')}", z["verdict"],
               "zero agreement − zero agreement with values re-paired with keys (all layers, pooled) < 0 by its 95% "
               "interval over blocks of token rows", [z]),
         claim("Geva et al. 2021", f"FFNs refine the residual: the output mostly keeps the residual's top token ({label})",
               "the residual's prediction is kept in most cases; the FFN overrides it rarely",
-              f"kept (residual or both) by layer {_fmts(kept)}; FFN alone {_fmts(ref['ffn'])}; upper half kept "
+              f"kept (residual or both) by layer {fmts(kept)}; FFN alone {fmts(ref['ffn'])}; upper half kept "
               f"{_iv(ref_tests[0])}, FFN alone {_iv(ref_tests[1])}", ST.all_of(t["verdict"] for t in ref_tests),
               "upper-half kept ≥ 0.5 and FFN-alone < 0.5, each by its 95% interval over blocks of token rows", ref_tests),
     ]
@@ -614,8 +614,8 @@ def geva_promotion(promo, width: int) -> dict:
                      | {"label": f"layer {layer}"})
     return claim("Geva et al. 2022", "an FFN update is dominated by a few sub-updates (values) that promote tokens",
                  "top-10 sub-updates carry the update; few values dominate",
-                 f"most dominant value is in the top-{promo['top_n']} at {_fmts(top)} of positions (our uniform rate "
-                 f"{uniform:.3f} = top-n / F); values ever in the top-{promo['top_n']}: {_fmts(promo['values_ever_in_top_n'])}",
+                 f"most dominant value is in the top-{promo['top_n']} at {fmts(top)} of positions (our uniform rate "
+                 f"{uniform:.3f} = top-n / F); values ever in the top-{promo['top_n']}: {fmts(promo['values_ever_in_top_n'])}",
                  ST.all_of(t["verdict"] for t in tests), "every layer's most dominant value in the top-n at ≥ 5 × "
                  "our uniform rate (top-n / F), by its 95% interval over blocks of token rows", tests)
 
@@ -808,5 +808,6 @@ def _iv(t: dict, spec: str = ".2f") -> str:
     return f"{t['point']:{spec}} [{t['lo']:{spec}}, {t['hi']:{spec}}]"
 
 
-def _fmts(values) -> str:
+def fmts(values) -> str:
+    """Numbers to 3 decimals as a list: ``[0.123, 0.456]`` (the per-layer values a claim's text quotes)."""
     return "[" + ", ".join(f"{v:.3f}" for v in values) + "]"

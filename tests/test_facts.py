@@ -34,7 +34,7 @@ def test_templates_names_and_attributes(task):
     for fact in task.facts:
         assert len(task.tokenizer.encode(fact.attribute)) == 1
         assert task.tokenizer.encode(fact.attribute) == [task.attribute_id(fact.attribute)]
-        rel = task._relation(fact.relation)[1]
+        rel = next(r for r in task.relations if r.name == fact.relation)
         assert fact.counterfactual != fact.attribute and fact.counterfactual in rel.attributes
     with pytest.raises(FfnkvError):
         task.attribute_id("Mars")

@@ -46,7 +46,7 @@ def test_streaming_topk_equals_full_sort(params, corpus):
     assert_f32_close(got["coef"], want_coef)
     picked = np.take_along_axis(m_LNF, got["index"].transpose(0, 2, 1), 1).transpose(0, 2, 1)
     assert_f32_close(picked, want_coef)  # indices point at those coefficients
-    assert M._trigger_step._cache_size() == 1  # one program for every chunk
+    assert M.trigger_step._cache_size() == 1  # one program for every chunk
 
 
 def test_agreement_on_constructed_triggers():
@@ -107,7 +107,7 @@ def test_removal_inputs_and_effect(params, corpus):
     row, t = divmod(idx, toks.shape[1])
     if t >= 1:
         m = np.asarray(ffnkv.forward(params, jnp.asarray(toks[row: row + 1, :t]), CFG).acts.ffn)[0, 0, t - 1, 0]
-        got = M._coefficient_at(params, jnp.asarray(np.pad(toks[row:row + 1, :t], [(0, 0), (0, 12 - t)])),
+        got = M.coefficient_at(params, jnp.asarray(np.pad(toks[row:row + 1, :t], [(0, 0), (0, 12 - t)])),
                                 jnp.array([0]), jnp.array([0]), jnp.array([t - 1]), CFG)
         assert_f32_close(got[0], m)
 

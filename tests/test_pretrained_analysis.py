@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from tolerance import assert_f32_close
 
-from analysis import attribution
+from analysis import integrated_gradients as IG, neuron_scaling as NS
 from analysis import mlm_head
 from analysis import memories
 from analysis import tracing
@@ -96,7 +96,7 @@ def test_tracing_layer_subset_and_keys(params):
 def test_joint_path_integrated_gradients(params):
     """The joint path: Attr = m̄ ⊙ Σ_k w_k ∂P/∂m(α_k m̄), every layer's last-position m patched; complete."""
     enc = _facts_enc()
-    out = attribution.integrated_gradients(params, CFG, enc, steps=16, path="joint")
+    out = IG.integrated_gradients(params, CFG, enc, steps=16, path="joint")
     assert out["attr"].shape == (2, CFG.n_layers, CFG.d_ff) and out["prob_zero"].shape == (2, 1)
     assert out["completeness"]["max_pair_relative_error"] < 0.01
     tokens, T = jnp.asarray(enc["tokens"][1, :3]), 3
@@ -104,19 +104,19 @@ def test_joint_path_integrated_gradients(params):
     at = jnp.broadcast_to(jnp.arange(T) == T - 1, (CFG.n_layers, T))[:, None, :, None]
     prob = lambda m: jax.nn.softmax(forward(params, tokens[None], CFG, Hooks(  # noqa: E731
         ffn_patch_mask=at, ffn_patch_value=m[:, None, None, :])).logits[0, -1])[6]
-    alphas, weights = attribution.riemann_nodes(16, "midpoint")
+    alphas, weights = IG.riemann_nodes(16, "midpoint")
     grad = jax.jit(jax.grad(prob))
     manual = m_LF * sum(w * grad(a * m_LF) for a, w in zip(alphas, weights))
     np.testing.assert_allclose(out["attr"][1], manual, rtol=1e-4, atol=1e-7)
     np.testing.assert_allclose(out["prob_zero"][1, 0], prob(jnp.zeros_like(m_LF)), rtol=1e-5)
     with pytest.raises(FfnkvError, match="path"):
-        attribution.integrated_gradients(params, CFG, enc, path="diagonal")
+        IG.integrated_gradients(params, CFG, enc, path="diagonal")
 
 
 def test_scaling_at_every_position(params):
     enc = _facts_enc()
-    masks = attribution.neuron_mask([[(1, 5)]], CFG)
-    p = attribution.scaled_probs(params, CFG, enc, masks, np.zeros(2), np.arange(2), 0.0, all_positions=True)
+    masks = NS.neuron_mask([[(1, 5)]], CFG)
+    p = NS.scaled_probs(params, CFG, enc, masks, np.zeros(2), np.arange(2), 0.0, all_positions=True)
     scale_LF = jnp.ones((3, 24)).at[1, 5].set(0.0)
     logits = forward(params, jnp.asarray(enc["tokens"][1:, :3]), CFG, Hooks(ffn_scale=scale_LF)).logits[0, -1]
     np.testing.assert_allclose(p[1], float(jax.nn.softmax(logits)[6]), rtol=1e-5)

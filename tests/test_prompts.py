@@ -58,7 +58,7 @@ def test_attribution_and_tracing_read_the_contract():
     """Prompts from the loader's tokenizer drive integrated gradients and causal tracing unchanged."""
     import jax
 
-    from analysis import attribution, tracing
+    from analysis import integrated_gradients as IG, tracing
     from ffnkv import ModelConfig, init_params
 
     names = ("x", "y", "Ann", "Lee", "lives", "in", "Rome", "Oslo")
@@ -67,7 +67,7 @@ def test_attribution_and_tracing_read_the_contract():
     assert enc.target.tolist() == [6, 7] and enc.subject_start.tolist() == [1, 1]
     cfg = ModelConfig(vocab_size=len(names), d_model=16, n_layers=2, n_heads=2, d_ff=16, max_len=8)
     params = init_params(jax.random.key(0), cfg)
-    ig = attribution.integrated_gradients(params, cfg, enc, steps=4)
+    ig = IG.integrated_gradients(params, cfg, enc, steps=4)
     assert ig["attr"].shape == (2, 2, 16) and ig["completeness"]["relative_error"] < 0.05
     trace = tracing.causal_trace(params, cfg, enc, noise=1.0, samples=2, window=1, kinds=("resid",))
     assert trace["restored"].shape == (2, 1, 5, 2)

@@ -9,7 +9,7 @@ import pytest
 
 from ffnkv.data import register_task
 from ffnkv.data.condcomp import CondComp
-from ffnkv.io.run import checkpoint_steps, load_init_params, load_metrics, load_run
+from ffnkv.io.run import Run, checkpoint_steps, load_metrics
 from ffnkv.model import init_params
 from _train_helpers import assert_trees_equal, tiny_config
 from train.config import DataConfig
@@ -50,14 +50,15 @@ def test_run_dir_has_a_loss_curve_and_a_csv(full_run):
     assert (run_dir / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_load_run_and_init_params(full_run):
+def test_run_params_and_init_params(full_run):
     run_dir, _ = full_run
-    cfg, model_cfg, params = load_run(run_dir)
-    assert cfg["seed"] == 0 and model_cfg.vocab_size == 13
-    init = load_init_params(run_dir)
+    run = Run(run_dir)
+    model_cfg, params = run.model_cfg, run.params()
+    assert run.config.raw["seed"] == 0 and model_cfg.vocab_size == 13
+    init = run.init_params()
     assert_trees_equal(init, jax.jit(init_params, static_argnums=1)(jax.random.key(0), model_cfg))
     assert not np.array_equal(init["blocks"]["ffn"]["W_in"], params["blocks"]["ffn"]["W_in"])
-    earlier = load_run(run_dir, step=10)[2]
+    earlier = run.params(10)
     assert not np.array_equal(earlier["blocks"]["ffn"]["W_in"], params["blocks"]["ffn"]["W_in"])
 
 
@@ -68,7 +69,7 @@ def test_resume_is_bitwise(full_run, tmp_path):
     shutil.rmtree(tmp_path / "checkpoints" / "20")
     shutil.rmtree(tmp_path / "checkpoints" / "15")
     train(tiny_config(), tmp_path)
-    assert_trees_equal(load_run(tmp_path)[2], load_run(run_dir)[2])
+    assert_trees_equal(Run(tmp_path).params(), Run(run_dir).params())
     assert load_metrics(tmp_path) == load_metrics(run_dir)
     assert (tmp_path / "metrics.csv").read_text() == (run_dir / "metrics.csv").read_text()
 
@@ -82,7 +83,7 @@ def test_corrupted_latest_checkpoint_falls_back(full_run, tmp_path, capsys):
     train(tiny_config(), tmp_path)
     assert "checkpoint step 20 is corrupted" in capsys.readouterr().err
     assert (tmp_path / "corrupt_checkpoints" / "20").is_dir()
-    assert_trees_equal(load_run(tmp_path)[2], load_run(run_dir)[2])
+    assert_trees_equal(Run(tmp_path).params(), Run(run_dir).params())
 
 
 class _PoisonedCondComp(CondComp):
@@ -99,7 +100,7 @@ def test_nan_stops_with_last_good_checkpoint(tmp_path):
     with pytest.raises(TrainingDiverged, match="step 13.*last good checkpoint is step 10"):
         train(cfg, tmp_path)
     assert checkpoint_steps(tmp_path) == [5, 10]
-    params = load_run(tmp_path)[2]
+    params = Run(tmp_path).params()
     assert all(np.isfinite(np.asarray(w)).all() for w in jax.tree.leaves(params))
 
 
@@ -109,7 +110,7 @@ def test_killed_before_first_checkpoint_restarts_cleanly(full_run, tmp_path):
     shutil.rmtree(tmp_path / "checkpoints")  # as if killed before the first checkpoint was committed
     train(tiny_config(), tmp_path)
     assert load_metrics(tmp_path) == load_metrics(run_dir)
-    assert_trees_equal(load_run(tmp_path)[2], load_run(run_dir)[2])
+    assert_trees_equal(Run(tmp_path).params(), Run(run_dir).params())
 
 
 def test_summaries_split_seeds_and_skip_a_cut_line(tmp_path):

@@ -296,22 +296,3 @@ def load_metrics(run_dir: str | Path, seed: int | None = None) -> list[dict]:
     if seed is None:
         return records
     return [{k: v[seed] if isinstance(v, list) else v for k, v in r.items()} for r in records]
-
-
-# ---- the old tuple interface: thin wrappers until the study code uses Run (then delete) ------------------
-def load_config(run_dir: str | Path) -> tuple[dict, ModelConfig]:
-    run = Run(run_dir)
-    return run.config.raw, run.model_cfg
-
-
-def load_params(run_dir: str | Path, model_cfg: ModelConfig, step: int | None = None) -> dict:
-    return Run(run_dir).params(step)
-
-
-def load_init_params(run_dir: str | Path) -> dict:
-    return Run(run_dir).init_params()
-
-
-def load_run(run_dir: str | Path, step: int | None = None, seed: int | None = None) -> tuple[dict, ModelConfig, dict]:
-    run = Run(run_dir, seed)
-    return run.config.raw, run.model_cfg, run.params(step)

@@ -23,9 +23,9 @@ def _missing(title: str, stage: str) -> tuple[str, list]:
 
 def _run(run: Path):
     """A run dir's ModelConfig and metrics records."""
-    from ffnkv.io.run import load_config, load_metrics
+    from ffnkv.io.run import Run, load_metrics
 
-    return load_config(run)[1], load_metrics(run)
+    return Run(run).model_cfg, load_metrics(run)
 
 
 def _md_table(header: list[str], rows: list[list]) -> list[str]:
@@ -120,9 +120,9 @@ def memories(out: Path, d: Path, label: str, width: int):
         return f"### Key-value memories ({label})\n\nNot run.\n", []
     a, comp = mem["agreement"], mem["composition"]
     text = [f"### Key-value memories (Geva et al. 2021, 2022), {label}", "",
-            f"{mem['n_tokens']:,} tokens streamed. Per layer: value→trigger agreement {C._fmts(a['agreement'])} "
-            f"(baseline {C._fmts(a['baseline'])}); active memories {C._fmts(comp['active_fraction'])} of F; zero "
-            f"agreement {C._fmts(comp['zero_agreement'])}.", "",
+            f"{mem['n_tokens']:,} tokens streamed. Per layer: value→trigger agreement {C.fmts(a['agreement'])} "
+            f"(baseline {C.fmts(a['baseline'])}); active memories {C.fmts(comp['active_fraction'])} of F; zero "
+            f"agreement {C.fmts(comp['zero_agreement'])}.", "",
             _fig(out, d / "agreement.png", "agreement by layer"), _fig(out, d / "refinement.png", "refinement"), ""]
     claims = C.geva_memories(mem, label)
     if promo:
@@ -165,7 +165,7 @@ def pretrained(out: Path):
         sel = mini["selectivity"]
         dd = {m: all(mini["ablation"][m]["double_dissociation"].values()) for m in ("zero", "mean")}
         text += ["### all-MiniLM-L6-v2 (Rahman et al.'s pretrained check)", "",
-                 f"Gini per layer {C._fmts(g)} (random init {C._fmts(g0)}); noun specialists "
+                 f"Gini per layer {C.fmts(g)} (random init {C.fmts(g0)}); noun specialists "
                  f"{sel['noun_specialists_per_layer']}, verb specialists {sel['verb_specialists_per_layer']}; "
                  f"double dissociation (zero / mean ablation): {dd['zero']} / {dd['mean']}.", "",
                  _fig(out, out / "pretrained/minilm/minilm_rahman.png", "MiniLM sparsity and ablation"), ""]

@@ -40,9 +40,9 @@ def inputs(run: Path | None, compare: Path | None) -> dict:
     load = lambda p: json.loads(p.read_text()) if p.is_file() else None  # noqa: E731
     out = {}
     if run is not None:
-        from ffnkv.io.run import load_config
+        from ffnkv.io.run import Run
 
-        cfg = load_config(run)[1]
+        cfg = Run(run).model_cfg
         a = run / "analysis"
         mem, promo = load(a / "memories/memories.json"), load(a / "memories/promotion.json")
         attr, trace, edit = load(a / "knowledge/attribution.json"), load(a / "knowledge/tracing.json"), load(a / "edit/edit.json")
