@@ -73,22 +73,53 @@ def tracing(params, cfg, seq: int = 12):
     return causal_trace(params, cfg, _prompts(cfg, 2, seq), samples=2, window=min(10, cfg.n_layers))["restored"]
 
 
-def edit(params, cfg, seq: int = 12):
-    """One ROME edit (k*, v* by Adam, the rank-one update) at the middle layer, scored CounterFact-style."""
-    from analysis.edit_eval import EditProbe, FactSet, score_edited
-    from analysis.rome import DeltaHParams, EditRequest, rome_sequential
+def edit_inputs(cfg, seq: int = 12, E: int = 2):
+    """Random stacked ``(EditRequest, EditProbe, FactSet)`` of ``E`` edits of ``seq`` tokens."""
+    from analysis.edit_eval import EditProbe, FactSet
+    from analysis.rome import EditRequest
 
     rng = np.random.default_rng(1)
     tok = lambda *shape: jnp.asarray(rng.integers(1, cfg.vocab_size, shape), jnp.int32)  # noqa: E731
     pos = lambda *shape: jnp.full(shape, seq - 1, jnp.int32)  # noqa: E731
-    E, P, M, Q = 1, 3, 1, 2
+    P, M, Q = 3, 1, 2
     reqs = EditRequest(tok(E, P, seq), jnp.full((E, P), 2, jnp.int32), pos(E, P), tok(E), tok(E, M, seq),
                        jnp.full((E, M), 2, jnp.int32), jnp.full((E, M), 2, jnp.int32))
     probes = EditProbe(tok(E, 1, seq), pos(E, 1), tok(E, Q, seq), pos(E, Q), jnp.ones((E, Q)), tok(E, Q, seq),
                        pos(E, Q), tok(E, Q), jnp.ones((E, Q)), tok(E), tok(E))
-    C_FF = jnp.eye(cfg.width)
-    edited, _ = rome_sequential(params, cfg, cfg.n_layers // 2, C_FF, reqs, DeltaHParams(steps=2))
-    return score_edited(edited, cfg, probes, FactSet(tok(2, seq), pos(2), tok(2)))["ES"]
+    return reqs, probes, FactSet(tok(2, seq), pos(2), tok(2))
+
+
+def layer_rule(params, cfg, C_LFF, reqs, probes, others, hp):
+    """The editing study's layer rule: ROME single edits scored at every layer (``rome_single_scores``, the
+    layer traced); S per layer."""
+    from analysis.edit_eval import summarise
+    from analysis.rome import rome_single_scores
+
+    return [summarise(rome_single_scores(params, cfg, jnp.int32(l), C_LFF[l], reqs, probes, others, hp)[0])["S"]
+            for l in range(cfg.n_layers)]
+
+
+def edit(params, cfg, seq: int = 12):
+    """The edit command's programs: C of every layer's keys, the layer rule (ROME single edits scored at every
+    layer), ROME in sequence, the MEMIT λ sweep of a two-layer band and the scores, on random edits."""
+    from analysis.covariance import key_second_moment
+    from analysis.edit_eval import score_edited
+    from analysis.rome import DeltaHParams, rome_sequential
+    from studies.editing import memit_layers, memit_sweep
+
+    reqs, probes, others = edit_inputs(cfg, seq)
+    hp = DeltaHParams(steps=2, prefixes=())
+    tokens = np.random.default_rng(3).integers(0, cfg.vocab_size, (4, seq)).astype(np.int32)
+    C_LFF, _ = key_second_moment(params, cfg, range(cfg.n_layers), [(tokens, np.ones_like(tokens, np.float32))])
+    C_LFF = jnp.asarray(C_LFF) + jnp.eye(cfg.width)
+    layer_rule(params, cfg, C_LFF, reqs, probes, others, hp)
+    layer = cfg.n_layers // 2
+    edited, _ = rome_sequential(params, cfg, layer, C_LFF[layer], reqs, hp)
+    scores = score_edited(edited, cfg, probes, others)["ES"]
+    band = memit_layers(layer, 2, cfg.n_layers)
+    memit = memit_sweep(params, cfg, band, C_LFF[jnp.asarray(band)], reqs, probes, others,
+                        jnp.asarray([1e2, 1e4], jnp.float32), hp)
+    return scores, memit[0]["ES"]
 
 
 def memories(params, cfg, seq: int = 32):

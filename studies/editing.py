@@ -39,12 +39,12 @@ import numpy as np
 
 from analysis.covariance import key_second_moment, task_batches
 from ffnkv.sharding import make_mesh
-from analysis.edit_eval import next_token_probs, score_edited, score_single_edits, summarise
+from analysis.edit_eval import next_token_probs, score_edited, summarise
 from analysis.edit_requests import TOKENS, build_edits, context_prefixes, fact_set, known_mask
 from analysis.memit import (MEMIT_HPARAMS, MEMIT_LAMBDA, PAPER_LAMBDA_RATIO, band_lambda_ratio, band_realised,
                             GPTJ_LAYERS, memit_spread, memit_targets, ratio_grid, ratio_readings, relative_lambda)
-from analysis.rome import (CONSTRAINTS, ROME_HPARAMS, DeltaHParams, keys_at, optimise_delta, regularised_inverse,
-                           rome_edit, rome_sequential, site_hooks)
+from analysis.rome import (CONSTRAINTS, ROME_HPARAMS, DeltaHParams, keys_at, optimise_delta, rome_sequential,
+                           rome_single_scores, site_hooks)
 from analysis.plan import announce, edit_plan
 from ffnkv.errors import FfnkvError
 from ffnkv.model import forward
@@ -157,15 +157,15 @@ EDIT_CHUNK = 8  # single edits per dispatched chunk (score_single_edits' batch)
 def rome_single(model, layer, C_FF, reqs, probes, others, hp, progress: Progress = SILENT,
                 batch_size: int = EDIT_CHUNK) -> dict:
     """ROME edits one by one, each into a fresh model; means over edits and S. The edits are dispatched in
-    equal chunks of ``batch_size`` (the memory plan's chunk) through one compiled program (the bar counts edits)."""
+    equal chunks of ``batch_size`` (the memory plan's chunk) through one compiled program whose layer is traced
+    (``analysis.rome.rome_single_scores``), so the layer rule compiles once for any depth (the bar counts edits)."""
     t = time.time()
-    Cinv = regularised_inverse(C_FF, hp.ridge)
-    edit_fn = lambda p, r, Cinv_FF: rome_edit(p, model.cfg, layer, Cinv_FF, r, hp)  # noqa: E731
-    run = jax.jit(lambda p, c, rs, ps, us: score_single_edits(p, model.cfg, edit_fn, rs, ps, us, edit_args=(c,)))
     take = lambda tree, rows: jax.tree.map(lambda x: x[rows], tree)  # noqa: E731
     n = int(jax.tree.leaves(reqs)[0].shape[0])
-    scores, info = map_chunks(lambda rows: run(model.params, Cinv, take(reqs, rows), take(probes, rows), others),
-                              n, batch_size, progress, f"ROME edits at layer {layer}", "edits")
+    C_FF, l = jnp.asarray(C_FF, jnp.float32), jnp.int32(layer)
+    run = lambda rows: rome_single_scores(model.params, model.cfg, l, C_FF, take(reqs, rows), take(probes, rows),  # noqa: E731
+                                          others, hp, EDIT_CHUNK)
+    scores, info = map_chunks(run, n, batch_size, progress, f"ROME edits at layer {layer}", "edits")
     return summarise(scores) | _stats(info) | {"seconds": time.time() - t}
 
 
