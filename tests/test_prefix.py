@@ -110,7 +110,8 @@ def test_bidirectional_needs_whole_sequence(tokens):
         forward_from(params, cache, cfg, 1, 2, suffix(cache, 1, 2, 3))
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=[] if i == 1 else pytest.mark.slow) for i, n in enumerate(CFGS)])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[] if i == 1 else pytest.mark.slow)
+                                  for i, n in enumerate(CFGS)])
 def test_query_position_equals_the_whole_suffix(name, tokens):
     """``query``: the one position's output equals that position of the whole suffix's output, hooks on every
     block included, for static and traced entry blocks (the last block, and none, among them)."""
