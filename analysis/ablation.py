@@ -53,27 +53,28 @@ mask_sweep = jax.jit(mask_sweep_impl, static_argnames=("cfg", "score", "batch_si
 
 
 def answer_accuracy(out, aux, cfg):
-    """Score for :func:`mask_sweep`: top-1 accuracy at the last position per op ``[K]`` and the mean |m| there per
-    op ``[K, L, F]``; ``aux = (target_N, onehot_KN)``."""
+    """Score for :func:`mask_sweep`: top-1 accuracy at the last position per op ``[K]``, the mean |m| there per
+    op ``[K, L, F]`` and each probe's correctness ``[N]``; ``aux = (target_N, onehot_KN)``."""
     target_N, onehot_KN = aux
     correct_N = (out.logits[:, -1].argmax(-1) == target_N).astype(jnp.float32)
     n_K = onehot_KN.sum(1)
     mabs_KLF = jnp.einsum("kn,lnf->klf", onehot_KN, jnp.abs(out.acts.ffn[:, :, -1])) / n_K[:, None, None]
-    return onehot_KN @ correct_N / n_K, mabs_KLF
+    return onehot_KN @ correct_N / n_K, mabs_KLF, correct_N
 
 
 def padded_sweep(params, tokens_NT, target_N, onehot_KN, mean_LTF, mask_SLF, use_mean_S, cfg, batch_size,
                  multiple: int = 64):
-    """Answer accuracy per op ``[S, K]`` and mean |m| ``[S, K, L, F]`` for each intervention, with the interventions
-    padded (no-op rows) to a multiple of ``multiple`` so sweeps of similar size (the dissociation and the
+    """Answer accuracy per op ``[S, K]``, mean |m| ``[S, K, L, F]`` and per-probe correctness ``[S, N]`` for each
+    intervention, with the interventions padded (no-op rows) to a multiple of ``multiple`` so sweeps of similar size (the dissociation and the
     hierarchy of one model) share one compiled program."""
     S = mask_SLF.shape[0]
     pad = -S % multiple
     mask_SLF = np.concatenate([np.asarray(mask_SLF, bool), np.zeros((pad,) + mask_SLF.shape[1:], bool)])
     use_mean_S = np.concatenate([np.asarray(use_mean_S, np.float32), np.zeros(pad, np.float32)])
-    acc_SK, mabs_SKLF = mask_sweep(params, tokens_NT, jnp.asarray(mask_SLF), jnp.asarray(mean_LTF, jnp.float32),
-                                   jnp.asarray(use_mean_S), (target_N, onehot_KN), cfg, answer_accuracy, batch_size)
-    return np.asarray(acc_SK)[:S], np.asarray(mabs_SKLF)[:S]
+    acc_SK, mabs_SKLF, correct_SN = mask_sweep(params, tokens_NT, jnp.asarray(mask_SLF), jnp.asarray(mean_LTF, jnp.float32),
+                                               jnp.asarray(use_mean_S), (target_N, onehot_KN), cfg, answer_accuracy,
+                                               batch_size)
+    return np.asarray(acc_SK)[:S], np.asarray(mabs_SKLF)[:S], np.asarray(correct_SN)[:S]
 
 
 def probe_arrays(probe: dict, n_ops: int):
@@ -92,25 +93,47 @@ def random_like(mask_LF, n_random: int, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def dissociation(params, cfg, probe: dict, ops, specialist_KLF, mean_LTF, n_random: int = N_RANDOM,
-                 seed: int = 0, batch_size: int = 8, min_drop: float = MIN_DROP) -> dict:
-    """The ops × ablated-set accuracy matrices (zero and mean), their random controls and the verdicts."""
+def intervention_sets(specialist_KLF, n_random: int = N_RANDOM, seed: int = 0):
+    """Every intervention of the protocol as rows: no ablation, each op's set, ``n_random`` random controls per set
+    (``random_like``), all under zero- and then mean-ablation. Returns (masks ``[S, L, F]``, use_mean ``[S]``)."""
     K, L, F = specialist_KLF.shape
     rng = np.random.default_rng(seed)
     controls_KRLF = np.stack([random_like(specialist_KLF[k], n_random, rng) for k in range(K)])
     sets = np.concatenate([np.zeros((1, L, F), bool), specialist_KLF, controls_KRLF.reshape(K * n_random, L, F)])
-    mask_SLF = np.concatenate([sets, sets])
-    use_mean_S = np.repeat([0.0, 1.0], len(sets))
-    acc_SK, _ = padded_sweep(params, *probe_arrays(probe, K), mean_LTF, mask_SLF, use_mean_S, cfg, batch_size)
-    acc_SK = acc_SK.reshape(2, len(sets), K)
+    return np.concatenate([sets, sets]), np.repeat([0.0, 1.0], len(sets))
+
+
+def judge(acc_SK, specialist_KLF, ops, n_random: int = N_RANDOM, min_drop: float = MIN_DROP, correct_SN=None,
+          probe_op=None) -> dict:
+    """The ops × ablated-set accuracy matrices (zero and mean), their random controls and the verdicts, from the
+    accuracy per op ``acc_SK`` of the interventions of ``intervention_sets`` (in its row order); with each
+    probe's correctness ``correct_SN`` (and its op ``probe_op``), the per-probe arrays the verdicts' intervals
+    read: correct unablated, after ablating each op's set, and the mean over that set's random controls."""
+    K = len(ops)
+    acc_SK = np.asarray(acc_SK).reshape(2, -1, K)
     base_K = acc_SK[0, 0]
-    result = {"ops": list(ops), "baseline": base_K.tolist(), "set_sizes": specialist_KLF.sum((1, 2)).tolist(),
-              "n_random": n_random}
+    result = {"ops": list(ops), "baseline": base_K.tolist(), "set_sizes": np.asarray(specialist_KLF).sum((1, 2)).tolist(),
+              "n_random": n_random, "min_drop": min_drop}
+    if correct_SN is not None:
+        correct_SN = np.asarray(correct_SN).reshape(2, acc_SK.shape[1], -1)
+        result |= {"probe_op": np.asarray(probe_op).tolist(), "baseline_correct": correct_SN[0, 0].tolist()}
     for i, mode in enumerate(MODES):
         targeted_KK = acc_SK[i, 1:K + 1]
         ctrl_KRK = acc_SK[i, K + 1:].reshape(K, n_random, K)
         result[mode] = verdicts(base_K, targeted_KK, ctrl_KRK.mean(1), ctrl_KRK.std(1), specialist_KLF, ops, min_drop)
+        if correct_SN is not None:
+            result[mode] |= {"correct": correct_SN[i, 1:K + 1].tolist(),
+                             "control_correct": correct_SN[i, K + 1:].reshape(K, n_random, -1).mean(1).tolist()}
     return result
+
+
+def dissociation(params, cfg, probe: dict, ops, specialist_KLF, mean_LTF, n_random: int = N_RANDOM,
+                 seed: int = 0, batch_size: int = 8, min_drop: float = MIN_DROP) -> dict:
+    """``judge`` of the answer accuracy (``answer_accuracy``) under every intervention of ``intervention_sets``."""
+    mask_SLF, use_mean_S = intervention_sets(specialist_KLF, n_random, seed)
+    acc_SK, _, correct_SN = padded_sweep(params, *probe_arrays(probe, len(ops)), mean_LTF, mask_SLF, use_mean_S, cfg,
+                                         batch_size)
+    return judge(acc_SK, specialist_KLF, ops, n_random, min_drop, correct_SN, probe["op"])
 
 
 def verdicts(base_K, acc_KK, ctrl_mean_KK, ctrl_std_KK, specialist_KLF, ops, min_drop: float = MIN_DROP) -> dict:

@@ -1,15 +1,12 @@
-"""The uncentred second moment C = E[k kᵀ] of a layer's FFN coefficients, streamed and cached.
+"""The uncentred second moment C = E[k kᵀ] of a layer's FFN coefficients, streamed over a corpus.
 
 ROME (Meng et al. 2022, eq. 2) and MEMIT (Meng et al. 2023, eq. 14) weigh a value-matrix update by
 C = K₀K₀ᵀ / n, the uncentred second moment of the keys the layer already stores. Here a key k is the
 coefficient vector m = f(x·K) at one position (the input of ``W_out``). C is accumulated batch by batch in a
-jitted update, so memory is O(F²) whatever the corpus size, and cached as ``.npz`` in the run dir.
+jitted update, so memory is O(F²) whatever the corpus size.
 """
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
 from typing import Iterable
 
 import jax
@@ -28,7 +25,7 @@ def _moment_sums(params, rows, first, cfg, layers):
     return jnp.einsum("lnf,lng->lfg", m_LNF, m_LNF), mask_BT.sum()
 
 
-def _accumulate(params, tokens_BT, mask_BT, sum_LFF, count, cfg, layers, mesh=None):
+def accumulate(params, tokens_BT, mask_BT, sum_LFF, count, cfg, layers, mesh=None):
     """One batch added to the running sums; its rows split over the "data" axis of ``mesh`` (one psum)."""
     fn = lambda p, rows, first: _moment_sums(p, rows, first, cfg, layers)  # noqa: E731
     s_LFF, n = sharding.split_sum(fn, (tokens_BT, mask_BT), mesh, (params,))
@@ -36,7 +33,7 @@ def _accumulate(params, tokens_BT, mask_BT, sum_LFF, count, cfg, layers, mesh=No
     return out if mesh is None else jax.lax.with_sharding_constraint(out, sharding.replicated(mesh))
 
 
-_accumulate_jit = jax.jit(_accumulate, static_argnames=("cfg", "layers", "mesh"), donate_argnums=(3, 4))
+accumulate_jit = jax.jit(accumulate, static_argnames=("cfg", "layers", "mesh"), donate_argnums=(3, 4))
 
 
 def key_second_moment(params, cfg, layers, batches: Iterable[tuple], mesh=None) -> tuple[np.ndarray, int]:
@@ -56,7 +53,7 @@ def key_second_moment(params, cfg, layers, batches: Iterable[tuple], mesh=None) 
         tokens_BT, mask_BT = (np.pad(a, ((0, pad), (0, 0))) for a in (tokens_BT, mask_BT))
         rows = sharding.rows_sharding(mesh)
         tokens_BT, mask_BT = ((jnp.asarray(a) if rows is None else sharding.put(a, rows)) for a in (tokens_BT, mask_BT))
-        sum_LFF, count = _accumulate_jit(placed, tokens_BT, mask_BT, sum_LFF, count, cfg, layers, mesh)
+        sum_LFF, count = accumulate_jit(placed, tokens_BT, mask_BT, sum_LFF, count, cfg, layers, mesh)
     sum_LFF, count = sharding.fetch(sum_LFF), sharding.fetch(count)
     n = int(count)
     if n == 0:
@@ -76,26 +73,3 @@ def task_batches(task, seed: int, n_batches: int, batch_size: int, pad_id: int =
         else:
             mask = np.ones_like(tokens) if pad_id is None else tokens != pad_id
         yield tokens, mask.astype(np.float32)
-
-
-def cached_second_moment(run_dir, params, cfg, layers, task, seed: int = 1234, n_batches: int = 50,
-                         batch_size: int = 64, mesh=None) -> np.ndarray:
-    """C for ``layers`` from ``n_batches`` task batches, read from / written to ``run_dir/analysis/edit/``.
-
-    The cache file names the layers, seed and corpus size; it is written atomically so a failure leaves
-    nothing half-written.
-    """
-    layers = tuple(int(l) for l in layers)
-    out_dir = Path(run_dir) / "analysis" / "edit"
-    tag = f"cov_L{'-'.join(map(str, layers))}_s{seed}_n{n_batches}x{batch_size}"
-    path = out_dir / f"{tag}.npz"
-    if path.exists():
-        with np.load(path) as data:
-            return data["C_LFF"]
-    C_LFF, n = key_second_moment(params, cfg, layers, task_batches(task, seed, n_batches, batch_size), mesh)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / f".{tag}.tmp.npz"
-    np.savez(tmp, C_LFF=C_LFF, layers=np.asarray(layers), n_positions=n,
-             meta=json.dumps({"seed": seed, "n_batches": n_batches, "batch_size": batch_size}))
-    os.replace(tmp, path)
-    return C_LFF

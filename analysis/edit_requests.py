@@ -117,13 +117,3 @@ def fact_set(tokenizer, records, pad_id: int = 0) -> FactSet:
                          [r.target_true for r in records], pad_id=pad_id)
     return FactSet(jnp.asarray(enc.tokens), jnp.asarray(enc.predict_pos), jnp.asarray(enc.target))
 
-
-def known_mask(params, cfg, tokenizer, records, pad_id: int = 0) -> np.ndarray:
-    """Which records the model knows: top-1 next token after the rewrite prompt is target_true's first token,
-    and target_new's first token differs from it (else ES/PS cannot tell the two apart)."""
-    from analysis.edit_eval import next_token_probs
-
-    every = fact_set(tokenizer, records, pad_id)
-    p_NV = jax.jit(next_token_probs, static_argnames="cfg")(params, cfg, every.tokens_NT, every.predict_N)
-    true, new = answer_tokens(tokenizer, records)
-    return np.asarray(jnp.argmax(p_NV, -1) == every.answer_N) & (true != new)

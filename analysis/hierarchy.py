@@ -77,7 +77,7 @@ def hierarchy(params, cfg, probe: dict, ops, spec: dict, layers, seed: int = 0, 
         return {"applicable": True, "layers": {}, "generalist_score_mean": None, "control_score_mean": None,
                 "p_value": None, "generalists_drive_more_than_chance": False,
                 "reason": "no generalist has specialists in a later FFN layer"}
-    _, mabs_SKLF = padded_sweep(params, *probe_arrays(probe, K), np.zeros((L, probe["tokens"].shape[1], F)),
+    _, mabs_SKLF, _ = padded_sweep(params, *probe_arrays(probe, K), np.zeros((L, probe["tokens"].shape[1], F)),
                                 np.stack(rows), np.zeros(len(rows)), cfg, batch_size)
     r_SKLF = relative_effects(mabs_SKLF[1:], mabs_SKLF[0])
     out, start = {}, 0
@@ -106,6 +106,7 @@ def hierarchy(params, cfg, probe: dict, ops, spec: dict, layers, seed: int = 0, 
             "control_drive": np.nan_to_num(-pref_r_NS[len(gens):]).tolist(),
             "mean_relative_effect_per_op": per_op,
             "generalist_score_mean": _nanmean(gen_s), "control_score_mean": _nanmean(ctrl_s),
+            "generalist_scores": np.nan_to_num(gen_s).tolist(), "control_scores": np.nan_to_num(ctrl_s).tolist(),
         }
     gen_all = np.nan_to_num(np.concatenate(gen_scores_all))
     ctrl_all = np.nan_to_num(np.concatenate(ctrl_scores_all))

@@ -87,16 +87,6 @@ def chunk_topk(m_LNF, k: int, block: int = 32):
     return top_LFk, jnp.take_along_axis(pos_LFc, pick, -1)
 
 
-def merge_topk(state, m_LNF, index_N, k: int):
-    """Merge one chunk's coefficients ``[L,N,F]`` (masked entries -inf) into the running top-k ``[L,F,k]``."""
-    best_LFk, where_LFk = state
-    chunk_LFk, pos_LFk = chunk_topk(m_LNF, k)
-    vals = jnp.concatenate([best_LFk, chunk_LFk], -1)
-    idx = jnp.concatenate([where_LFk, index_N[jnp.minimum(pos_LFk, index_N.shape[0] - 1)]], -1)
-    top, pick = jax.lax.top_k(vals, k)
-    return top, jnp.where(top > -jnp.inf, jnp.take_along_axis(idx, pick, -1), -1)
-
-
 def _local_topk(params, offset, rows, first, cfg, k):
     """Top-k coefficients of one device's rows, with flat corpus indices ``offset + row·T + t``."""
     tokens_BT, mask_BT = rows
@@ -108,7 +98,7 @@ def _local_topk(params, offset, rows, first, cfg, k):
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "k", "mesh"), donate_argnums=(0,))
-def _trigger_step(state, params, tokens_BT, mask_BT, offset, cfg, k, mesh=None):
+def trigger_step(state, params, tokens_BT, mask_BT, offset, cfg, k, mesh=None):
     """Merge one chunk into the running top-k; its rows split over the "data" axis of ``mesh``, each device's
     top-k gathered and merged (the top-k of a union is the top-k of the parts' top-ks)."""
     fn = lambda p, off, rows, first: _local_topk(p, off, rows, first, cfg, k)  # noqa: E731
@@ -137,7 +127,7 @@ def trigger_search(params, cfg, tokens_NT, mask_NT=None, k: int = 25, batch_size
                          "lower k.")
     placed = sharding.put_params(params, mesh)
     state = sharding.put_inputs(init_topk(cfg, k), mesh)
-    step = lambda s, tok, mask, off: _trigger_step(s, placed, tok, mask, off, cfg, k, mesh)  # noqa: E731
+    step = lambda s, tok, mask, off: trigger_step(s, placed, tok, mask, off, cfg, k, mesh)  # noqa: E731
     coef, index = stream(step, state, tokens_NT, mask_NT, batch_size, progress, mesh)
     return {"coef": coef, "index": index}
 
@@ -168,9 +158,13 @@ def agreement(value_top1_LF, trigger_index_LFk, targets_NT, key, n_shuffles: int
     hit = (np.asarray(value_top1_LF) == next_LF) & valid
     n = np.maximum(valid.sum(1), 1)
     base_SL = ((shuffled_SLF == next_LF) & valid).sum(2) / n
+    shuffled_LF = ((shuffled_SLF == next_LF) & valid).mean(0)
     return {"agreement": (hit.sum(1) / n).tolist(), "baseline": base_SL.mean(0).tolist(),
             "baseline_sd": base_SL.std(0).tolist(), "n_shuffles": n_shuffles,
-            "n_keys": valid.sum(1).tolist(), "next_token_LF": next_LF}
+            "n_keys": valid.sum(1).tolist(), "next_token_LF": next_LF,
+            # per key (the verdicts' bootstrap items): agrees (1/0; -1: never fired), and its rate over the shuffles
+            "per_key": {"hit": np.where(valid, hit, -1).astype(int).tolist(),
+                        "shuffled": np.round(shuffled_LF, 4).tolist()}}
 
 
 # ---- active memories, zero agreement, refinement -------------------------------------------------------
@@ -268,7 +262,8 @@ def removal_inputs(tokens_NT, index_LFk, protect: int = 0):
 
 
 @functools.partial(jax.jit, static_argnames=("cfg",))
-def _coefficient_at(params, tokens_CT, layer_C, neuron_C, pos_C, cfg):
+def coefficient_at(params, tokens_CT, layer_C, neuron_C, pos_C, cfg):
+    """Coefficient m of neuron ``neuron_C[c]`` in layer ``layer_C[c]`` at position ``pos_C[c]`` of row c: one forward."""
     m_LCTF = forward(params, tokens_CT, cfg).acts.ffn.astype(jnp.float32)
     return m_LCTF[layer_C, jnp.arange(tokens_CT.shape[0]), pos_C, neuron_C]
 
@@ -290,11 +285,14 @@ def removal_effect(params, cfg, tokens_NT, triggers: dict, k: int = 5, protect: 
             sl = slice(s, s + chunk)
             pad = chunk - len(rows_MT[sl])
             args = [np.pad(a[sl], [(0, pad)] + [(0, 0)] * (a.ndim - 1)) for a in (rows_MT, layer_M, neuron_M, pos_M)]
-            new.append(_coefficient_at(params, *args, cfg)[: chunk - pad])
+            new.append(coefficient_at(params, *args, cfg)[: chunk - pad])
         rel_M = (np.concatenate([np.asarray(x) for x in new]) - coef_M) / np.where(valid_M, np.abs(coef_M), 1.0)
         rel_LX = np.where(valid_M, rel_M, 0.0).reshape(L, F * kk)
         n_L = np.maximum(valid_M.reshape(L, -1).sum(1), 1)
+        valid_LX = valid_M.reshape(L, -1)
         out[name] = {"mean_relative_change": (rel_LX.sum(1) / n_L).tolist(),
-                     "fraction_drop_over_half": (((rel_LX < -0.5) & valid_M.reshape(L, -1)).sum(1) / n_L).tolist()}
+                     "fraction_drop_over_half": (((rel_LX < -0.5) & valid_LX).sum(1) / n_L).tolist(),
+                     # per layer, each valid trigger's relative change (the verdicts' bootstrap items)
+                     "relative_change": [np.round(rel_LX[l][valid_LX[l]], 4).tolist() for l in range(L)]}
     out["n_valid"] = valid_M.reshape(L, -1).sum(1).tolist()
     return out

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from analysis.attribution import check_prompts, gold_prob
+from analysis.prompt_prob import check_prompts, gold_prob
 from ffnkv import sharding
 from ffnkv.errors import FfnkvError
 from ffnkv.hooks import Hooks
@@ -117,8 +117,8 @@ def patch_impl(params, clean_NT, corrupt_NT, pos_N, gold_N, cfg, site, layers, r
     return ctx["p_clean"], ctx["p_corrupt"], patched
 
 
-_patch_jit = jax.jit(patch_impl, static_argnames=("cfg", "site", "layers", "recompute", "mesh", "cell_batch",
-                                                  "position_buckets"))
+patch_jit = jax.jit(patch_impl, static_argnames=("cfg", "site", "layers", "recompute", "mesh", "cell_batch",
+                                                 "position_buckets"))
 
 
 def activation_patching(params, cfg, enc, corrupt_tokens, site: str = "resid_pre", layers=None,
@@ -143,8 +143,8 @@ def activation_patching(params, cfg, enc, corrupt_tokens, site: str = "resid_pre
     if not layers or min(layers) < 0 or max(layers) >= cfg.n_layers:
         raise FfnkvError(f"patching layers must be a non-empty subset of 0…{cfg.n_layers - 1}; got {list(layers)}.")
     arrays = sharding.put_inputs((enc["tokens"], corrupt, enc["predict_pos"], enc["target"]), mesh)
-    out = _patch_jit(sharding.put_params(params, mesh), *arrays, cfg, site, layers, recompute, mesh,
-                     max(1, int(cell_batch)), max(1, int(position_buckets)))
+    out = patch_jit(sharding.put_params(params, mesh), *arrays, cfg, site, layers, recompute, mesh,
+                    max(1, int(cell_batch)), max(1, int(position_buckets)))
     p_clean, p_corrupt, patched = (sharding.fetch(a) for a in out)
     return {"p_clean": p_clean, "p_corrupt": p_corrupt, "patched": patched, "site": site, "layers": list(layers)}
 
@@ -201,7 +201,7 @@ def head_patch_impl(params, clean_NT, corrupt_NT, pos_N, gold_N, cfg, layers, re
     return ctx["p_clean"], ctx["p_corrupt"], patched_XH.reshape(N, K, cfg.n_heads)
 
 
-_head_patch_jit = jax.jit(head_patch_impl, static_argnames=("cfg", "layers", "recompute", "mesh"))
+head_patch_jit = jax.jit(head_patch_impl, static_argnames=("cfg", "layers", "recompute", "mesh"))
 
 
 def head_patching(params, cfg, enc, corrupt_tokens, layers=None, recompute: str = "prefix", mesh=None) -> dict:
@@ -222,6 +222,6 @@ def head_patching(params, cfg, enc, corrupt_tokens, layers=None, recompute: str 
     if not layers or min(layers) < 0 or max(layers) >= cfg.n_layers:
         raise FfnkvError(f"patching layers must be a non-empty subset of 0…{cfg.n_layers - 1}; got {list(layers)}.")
     arrays = sharding.put_inputs((enc["tokens"], corrupt, enc["predict_pos"], enc["target"]), mesh)
-    out = _head_patch_jit(sharding.put_params(params, mesh), *arrays, cfg, layers, recompute, mesh)
+    out = head_patch_jit(sharding.put_params(params, mesh), *arrays, cfg, layers, recompute, mesh)
     p_clean, p_corrupt, patched = (sharding.fetch(a) for a in out)
     return {"p_clean": p_clean, "p_corrupt": p_corrupt, "patched": patched, "site": "head_out", "layers": list(layers)}

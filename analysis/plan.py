@@ -214,7 +214,7 @@ def tracing_plan(cfg, n_facts: int, seq: int, kind_ids, layers, samples: int, sa
 
 def attribution_plan(cfg, n_prompts: int, seq: int, steps: int, alpha_blocks: int, path: str = "layer",
                      recompute: str = "prefix", memory_gb: float | None = None, max_chunk: int | None = None) -> Plan:
-    """Integrated gradients (analysis.attribution): (prompt, α block) items; with the cached prefix each item
+    """Integrated gradients (analysis.integrated_gradients): (prompt, α block) items; with the cached prefix each item
     is the prompt's clean run and every layer's K + 1 rows through the blocks from their own, forward and
     backward (every block's buffers saved); otherwise K whole forwards and backwards per (prompt, path)."""
     L, T = cfg.n_layers, seq

@@ -40,20 +40,34 @@ def top_sub_updates(params, cfg, tokens_BT, n: int = 10):
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "n"), donate_argnums=(0,))
-def _dominance_step(count_LF, params, tokens_BT, mask_BT, offset, cfg, n):
+def _dominance_step(state, params, tokens_BT, mask_BT, offset, cfg, n):
     top = top_sub_updates(params, cfg, tokens_BT, n)["index"]
     hits_LF = jax.vmap(lambda idx: jnp.zeros(cfg.width).at[idx.reshape(-1)].add(
         jnp.broadcast_to(mask_BT[..., None], idx.shape).reshape(-1).astype(jnp.float32)))(top)
-    return count_LF + hits_LF
+    block = (offset // tokens_BT.size) % state["blocks"].shape[0]
+    return {"count": state["count"] + hits_LF, "blocks": state["blocks"].at[block].add(hits_LF),
+            "n": state["n"].at[block].add(mask_BT.sum().astype(jnp.float32))}
+
+
+def dominance_blocks(params, cfg, tokens_NT, mask_NT=None, n: int = 10, batch_size: int = 32, progress=False,
+                     n_blocks: int = 64) -> dict:
+    """``fraction`` ``[L, F]``: the fraction of positions at which each value is among the top-``n`` sub-updates;
+    ``blocks`` ``[n_blocks, L, F]`` and ``n`` ``[n_blocks]``: the same counts and the positions per block of token
+    rows (chunk i goes to block i mod ``n_blocks``; rows of one sequence stay together), the items of the
+    verdicts' bootstrap intervals."""
+    value_vectors(params, cfg)
+    state = {"count": jnp.zeros((cfg.n_layers, cfg.width)), "blocks": jnp.zeros((n_blocks, cfg.n_layers, cfg.width)),
+             "n": jnp.zeros(n_blocks)}
+    step = lambda s, tok, mask, off: _dominance_step(s, params, tok, mask, off, cfg, n)  # noqa: E731
+    out = stream(step, state, tokens_NT, mask_NT, batch_size, progress)
+    n_pos = int(np.asarray(mask_NT).sum()) if mask_NT is not None else int(np.prod(tokens_NT.shape))
+    return {"fraction": np.asarray(out["count"]) / max(n_pos, 1), "blocks": np.asarray(out["blocks"]),
+            "n": np.asarray(out["n"])}
 
 
 def dominance(params, cfg, tokens_NT, mask_NT=None, n: int = 10, batch_size: int = 32, progress=False):
     """``[L, F]``: the fraction of positions at which each value is among the top-``n`` sub-updates."""
-    value_vectors(params, cfg)
-    step = lambda s, tok, mask, off: _dominance_step(s, params, tok, mask, off, cfg, n)  # noqa: E731
-    count = stream(step, jnp.zeros((cfg.n_layers, cfg.width)), tokens_NT, mask_NT, batch_size, progress)
-    n_pos = int(np.asarray(mask_NT).sum()) if mask_NT is not None else int(np.prod(tokens_NT.shape))
-    return np.asarray(count) / max(n_pos, 1)
+    return dominance_blocks(params, cfg, tokens_NT, mask_NT, n, batch_size, progress)["fraction"]
 
 
 @functools.partial(jax.jit, static_argnames=("n_clusters", "iters"))

@@ -113,7 +113,8 @@ def site_hooks(cfg, site, layer, pos_N, T, delta_D):
     return Hooks(**{f"{site}_add": add_LNTD.at[layer].set(onehot_NT[..., None] * delta_D)})
 
 
-def _safe_norm(x):
+def safe_norm(x):
+    """‖x‖₂ whose gradient stays finite at x = 0."""
     return jnp.sqrt(jnp.sum(x * x) + 1e-20)
 
 
@@ -135,7 +136,7 @@ def optimise_delta(params, cfg, site: str, layer: int, req: EditRequest, ref_nor
         hooks_e = site_hooks(cfg, site, layer, req.essence_subject_M, Te, delta_D)
         logits_e = forward(params, req.essence_tokens_MT, cfg, hooks_e).logits[jnp.arange(M), req.essence_predict_M]
         kl = jnp.mean(jnp.sum(jnp.exp(base_logp_MV) * (base_logp_MV - jax.nn.log_softmax(logits_e)), -1))
-        decay = hp.weight_decay * _safe_norm(delta_D) / ref_norm**2
+        decay = hp.weight_decay * safe_norm(delta_D) / ref_norm**2
         return nll + hp.kl_factor * kl + decay, nll
 
     opt = optax.adam(hp.lr)
@@ -152,7 +153,7 @@ def optimise_delta(params, cfg, site: str, layer: int, req: EditRequest, ref_nor
         grad = jax.grad(lambda d: loss_fn(d)[0])(delta)
         updates, opt_state = opt.update(grad, opt_state, delta)
         delta = optax.apply_updates(delta, updates)
-        delta = delta * jnp.minimum(1.0, max_norm / _safe_norm(delta))
+        delta = delta * jnp.minimum(1.0, max_norm / safe_norm(delta))
         loss, nll = loss_fn(delta)
         return step + 1, delta, opt_state, loss, nll
 
@@ -170,10 +171,10 @@ def rome_edit(params, cfg, layer: int, Cinv_FF, req: EditRequest, hp: DeltaHPara
     k_c_F = k_PF[0] if hp.constraint == "bare" else k_F
     W_FD = value_matrix(params, layer)
     v0_D = k_c_F @ W_FD
-    delta_D, nll, steps = optimise_delta(params, cfg, "mlp_out", layer, req, _safe_norm(v0_D), hp)
+    delta_D, nll, steps = optimise_delta(params, cfg, "mlp_out", layer, req, safe_norm(v0_D), hp)
     v_D = v0_D + delta_D
     new = with_value_matrix(params, layer, rank_one_update(W_FD, k_c_F, v_D, Cinv_FF, k_F))
-    return new, {"k_star": k_F, "k_c": k_c_F, "v_star": v_D, "delta_norm": _safe_norm(delta_D), "nll": nll,
+    return new, {"k_star": k_F, "k_c": k_c_F, "v_star": v_D, "delta_norm": safe_norm(delta_D), "nll": nll,
                  "steps": steps}
 
 

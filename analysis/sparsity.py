@@ -67,12 +67,15 @@ def layer_sparsity(m_NF, kind: str, rel_threshold: float = REL_THRESHOLD) -> dic
 
 
 def model_sparsity(params, cfg, tokens_NT, rel_threshold: float = REL_THRESHOLD) -> dict:
-    """Per FFN layer, the sparsity statistics of ``m`` over every position of the probe ``tokens_NT``."""
+    """Per FFN layer, the sparsity statistics of ``m`` over every position of the probe ``tokens_NT``, and
+    ``token_gini_sequences`` [N]: each probe sequence's mean token Gini (the items of the verdict's interval;
+    their mean is ``token_gini_mean``, every sequence having T positions)."""
     m_LNTF, _ = ffn_coefficients(params, jnp.asarray(tokens_NT), cfg)
     out = {}
     for layer in ffn_layers(cfg):
         m_NF = m_LNTF[layer].reshape(-1, cfg.width)
         out[str(layer)] = {k: float(v) for k, v in layer_sparsity(m_NF, cfg.ffn, rel_threshold).items()}
+        out[str(layer)]["token_gini_sequences"] = np.asarray(gini(jnp.abs(m_LNTF[layer])).mean(-1)).tolist()
     return out
 
 

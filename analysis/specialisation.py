@@ -109,6 +109,10 @@ def summary(result: dict, ops) -> dict:
                                   for l in layers},
         "n_multi_op_specialists": {str(l): int((spec[:, l].sum(0) > 1).sum()) for l in layers},
         "jaccard": result["jaccard"],
+        # per op pair, the specialists (all layers) in both sets and in either: the Jaccard's 0/1 items per neuron
+        "overlap": {pair: {"both": int(np.logical_and(spec[a], spec[b]).sum()),
+                           "union": int(np.logical_or(spec[a], spec[b]).sum())}
+                    for pair, (a, b) in zip(result["jaccard"], itertools.combinations(range(len(ops)), 2))},
         "max_si_histogram": {"counts": hist.tolist(), "edges": edges.tolist()},
         "max_si_mean": float(max_si.mean()) if max_si.size else None,
     }

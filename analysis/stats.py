@@ -93,7 +93,18 @@ STATISTICS = {
     "harmonic_mean_of_means": (lambda x_MK: _harmonic(_nanmean(x_MK)), 1),
     # items (ES, PS, NS of method a, ES, PS, NS of method b) on the same edits: S_a − S_b
     "harmonic_mean_difference": (lambda x_M6: _harmonic(_nanmean(x_M6[:, :3])) - _harmonic(_nanmean(x_M6[:, 3:])), 1),
+    # two independent groups as rows (a, NaN) and (NaN, b) (``two_groups``): mean / median of a − that of b
+    "difference_of_means": (lambda x_M2: jnp.nanmean(x_M2[:, 0]) - jnp.nanmean(x_M2[:, 1]), 1),
+    "difference_of_medians": (lambda x_M2: jnp.nanmedian(x_M2[:, 0]) - jnp.nanmedian(x_M2[:, 1]), 1),
 }
+
+
+def two_groups(a_N, b_M) -> np.ndarray:
+    """Items ``[N + M, 2]`` of two independent groups for the ``difference_of_*`` statistics: rows ``(a, NaN)``
+    then ``(NaN, b)``; a bootstrap draw resamples the pooled rows, so both groups' sizes vary as in the data."""
+    a_N, b_M = np.asarray(a_N, np.float64).ravel(), np.asarray(b_M, np.float64).ravel()
+    return np.concatenate([np.stack([a_N, np.full_like(a_N, np.nan)], 1),
+                           np.stack([np.full_like(b_M, np.nan), b_M], 1)])
 
 
 def seed_items(items, item_ndim: int = 0):

@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from analysis.attribution import check_prompts, gold_prob, prob_of
+from analysis.prompt_prob import check_prompts, gold_prob, prob_of
 from analysis.plan import tracing_plan
 from ffnkv import sharding
 from ffnkv.errors import FfnkvError
@@ -56,7 +56,7 @@ def window_L(layer, n_layers: int, window: int):
     return (ls >= layer - window // 2) & (ls < layer - (-window // 2))
 
 
-def _cell_hooks(kind, t, layer, noise_TD, clean, corrupt, cfg, window, T):
+def cell_hooks(kind, t, layer, noise_TD, clean, corrupt, cfg, window, T):
     """Hooks for grid cell (kind, t, layer) under one noise sample; ``clean``/``corrupt`` are Acts."""
     L = cfg.n_layers
     at_T = jnp.arange(T) == t
@@ -110,7 +110,7 @@ def _cell_full(params, cfg, window, ctx, fact, cell, samples_S):
 
     def sample(s):
         corrupt = struct_acts(take(ctx["corrupt"], s))
-        hooks = _cell_hooks(kind, t, layer, ctx["noise"][s], clean, corrupt, cfg, window, T)
+        hooks = cell_hooks(kind, t, layer, ctx["noise"][s], clean, corrupt, cfg, window, T)
         return gold_prob(params, cfg, tokens_T, pos, gold, hooks)
 
     return jax.vmap(sample)(samples_S).sum()
@@ -158,7 +158,7 @@ def _cell_prefix(params, cfg, window, start, kind_ids, ctx, facts, first, x):
 
 
 def struct_acts(d):
-    """The three patched Acts fields of a context as an object with attributes (what ``_cell_hooks`` reads)."""
+    """The three patched Acts fields of a context as an object with attributes (what ``cell_hooks`` reads)."""
     return SimpleNamespace(**d)
 
 
@@ -205,8 +205,8 @@ def trace_impl(params, tokens_NT, pos_N, gold_N, s0_N, s1_N, keys_N, nu, cfg, ki
     return ctx["p_clean"], ctx["p_corrupt"].mean(-1), total.sum(-1) / samples
 
 
-_trace_jit = jax.jit(trace_impl, static_argnames=("cfg", "kind_ids", "window", "samples", "cell_batch", "layers",
-                                                  "recompute", "mesh", "position_buckets", "sample_blocks"))
+trace_jit = jax.jit(trace_impl, static_argnames=("cfg", "kind_ids", "window", "samples", "cell_batch", "layers",
+                                                 "recompute", "mesh", "position_buckets", "sample_blocks"))
 
 
 def causal_trace(params, cfg, enc, noise: float | None = None, samples: int = 10, window: int = 10,
@@ -254,8 +254,8 @@ def causal_trace(params, cfg, enc, noise: float | None = None, samples: int = 10
                      memory_gb, cell_batch)
     if on_plan is not None:
         on_plan(p)
-    out = _trace_jit(sharding.put_params(params, mesh), *arrays, keys, jnp.float32(nu), cfg, kind_ids, int(window),
-                     int(samples), p.chunk, layers, recompute, mesh, buckets, int(sample_blocks))
+    out = trace_jit(sharding.put_params(params, mesh), *arrays, keys, jnp.float32(nu), cfg, kind_ids, int(window),
+                    int(samples), p.chunk, layers, recompute, mesh, buckets, int(sample_blocks))
     p_clean, p_corrupt, restored = (sharding.fetch(a) for a in out)
     return {"p_clean": p_clean, "p_corrupt": p_corrupt, "restored": restored,
             "kinds": list(kinds), "layers": list(layers), "noise": nu, "samples": samples, "window": window,
@@ -283,31 +283,40 @@ def mean_ci(values_N, z: float = 1.96):
     return v.mean(0), z * sd / np.sqrt(max(n, 1)), n
 
 
-def average_by_category(trace: dict, enc, facts_mask=None) -> dict:
+def average_by_category(trace: dict, enc, facts_mask=None, per_fact: bool = False) -> dict:
     """Indirect effects averaged over facts per token category and layer, with 95% CIs (Meng et al. Fig. 2).
 
     Returns ``{kind: {category: {mean: [K], ci: [K], n}}}`` (K traced layers) plus the average total effect and the
-    average clean / corrupted probabilities over the facts kept by ``facts_mask``.
+    average clean / corrupted probabilities over the facts kept by ``facts_mask``. ``per_fact``: also each kept
+    fact's row under ``facts`` (``[K]``, None where the fact's prompt has no token of the category; the total
+    effect a number), aligned across categories: the items of the verdicts' bootstrap intervals.
     """
     keep = np.ones(len(trace["p_clean"]), bool) if facts_mask is None else np.asarray(facts_mask, bool)
     ie = trace["restored"] - trace["p_corrupt"][:, None, None, None]
     out = {"n_facts": int(keep.sum())}
     for k, kind in enumerate(trace["kinds"]):
         per_cat = {c: [] for c in CATEGORIES}
+        aligned = {c: [] for c in CATEGORIES}
         for n in np.flatnonzero(keep):
             cats = token_categories(enc["subject_start"][n], enc["subject_end"][n], enc["predict_pos"][n])
             for c, positions in cats.items():
+                row = ie[n, k, positions].mean(0) if positions else None
                 if positions:
-                    per_cat[c].append(ie[n, k, positions].mean(0))
+                    per_cat[c].append(row)
+                aligned[c].append(None if row is None else np.round(row, 6).tolist())
         out[kind] = {}
         for c, rows in per_cat.items():
             if rows:
                 mean, ci, n = mean_ci(np.stack(rows))
                 out[kind][c] = {"mean": mean.tolist(), "ci": ci.tolist(), "n": n}
+                if per_fact:
+                    out[kind][c]["facts"] = aligned[c]
     te = trace["p_clean"][keep] - trace["p_corrupt"][keep]
     for name, v in (("total_effect", te), ("p_clean", trace["p_clean"][keep]), ("p_corrupt", trace["p_corrupt"][keep])):
         mean, ci, n = mean_ci(v[:, None]) if len(v) else (np.zeros(1), np.zeros(1), 0)
         out[name] = {"mean": float(mean[0]), "ci": float(ci[0]), "n": n}
+        if per_fact:
+            out[name]["facts"] = np.asarray(v, float).tolist()
     return out
 
 

@@ -19,7 +19,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import ffnkv  # noqa: E402
-from analysis import attribution as A  # noqa: E402
+from analysis import integrated_gradients as IG, prompt_prob as PP  # noqa: E402
 from benchmarks import common  # noqa: E402
 
 
@@ -42,7 +42,7 @@ def prompt_flops(cfg, seq: int, steps: int, rule: str) -> float:
     K gradient evaluations (K = m nodes, m + 1 for the trapezoid rule) and one forward for P(α=0); plus one
     forward for P(α=1).
     """
-    nodes, f = len(A.riemann_nodes(steps, rule)[0]), common.forward_flops_per_token(cfg, seq)
+    nodes, f = len(IG.riemann_nodes(steps, rule)[0]), common.forward_flops_per_token(cfg, seq)
     return seq * (sum(nodes * (f + backward_flops_per_token(cfg, seq, l)) + f for l in range(cfg.n_layers)) + f)
 
 
@@ -52,7 +52,7 @@ def prefix_prompt_flops(cfg, seq: int, steps: int, rule: str) -> float:
     for each layer l, K + 1 rows (the K nodes and α = 0, whose gradient is computed and dropped) of the
     prediction position alone in blocks ≥ l (attending over all T keys), forward and gradient:
     Σ_l (K + 1)·(f_l + b_l) with f_l = ``common.suffix_flops`` and b_l = :func:`backward_flops_per_token`."""
-    nodes = len(A.riemann_nodes(steps, rule)[0])
+    nodes = len(IG.riemann_nodes(steps, rule)[0])
     per_layer = [common.suffix_flops(cfg, l, 1, seq) for l in range(cfg.n_layers)]
     return common.cache_flops(cfg, seq, logits=1) + sum((nodes + 1) * (f + backward_flops_per_token(cfg, seq, l))
                                               for l, f in enumerate(per_layer))
@@ -60,12 +60,12 @@ def prefix_prompt_flops(cfg, seq: int, steps: int, rule: str) -> float:
 
 def _loop_seconds(params, cfg, enc, steps, rule, seq) -> float:
     """The reference-code pattern: one jitted call per (prompt, layer), its m scaled activations as a batch."""
-    alphas, weights = (jnp.asarray(a) for a in A.riemann_nodes(steps, rule))
+    alphas, weights = (jnp.asarray(a) for a in IG.riemann_nodes(steps, rule))
 
     @jax.jit
     def layer_call(tokens_T, pos, gold, layer):
-        grad = jax.grad(lambda s: A.gold_prob(params, cfg, tokens_T, pos, gold,
-                                              ffnkv.Hooks(ffn_scale=A._scale_at(layer, pos, s, cfg.n_layers, seq))))
+        grad = jax.grad(lambda s: PP.gold_prob(params, cfg, tokens_T, pos, gold,
+                                              ffnkv.Hooks(ffn_scale=IG.scale_at(layer, pos, s, cfg.n_layers, seq))))
         return weights @ jax.vmap(lambda a: grad(jnp.full((cfg.width,), a)))(alphas)
 
     def loop():
@@ -76,7 +76,7 @@ def _loop_seconds(params, cfg, enc, steps, rule, seq) -> float:
 
 def measure(ffn: str = "relu", prompts: int = 1, seq: int = 16, steps: int = 20, rule: str = "midpoint",
             batch: int = 2, compare: bool = False, repeats: int = 3) -> dict:
-    """Seconds of ``analysis.attribution.integrated_gradients`` (all layers) on random prompts with the
+    """Seconds of ``analysis.integrated_gradients.integrated_gradients`` (all layers) on random prompts with the
     cached-prefix method and the full-recompute method, timed interleaved in one process; attributions
     checked equal. FLOPs: :func:`prefix_prompt_flops` vs :func:`prompt_flops`. ``compare`` adds the
     per-(prompt, layer) loop of the reference code."""
@@ -86,7 +86,7 @@ def measure(ffn: str = "relu", prompts: int = 1, seq: int = 16, steps: int = 20,
     enc = {"tokens": rng.integers(0, cfg.vocab_size, (prompts, seq)).astype(np.int32),
            "predict_pos": np.full(prompts, seq - 1, np.int32),
            "target": rng.integers(0, cfg.vocab_size, prompts).astype(np.int32)}
-    run = {m: (lambda m=m: A.integrated_gradients(params, cfg, enc, steps, rule, batch, recompute=m)) for m in ("prefix", "full")}
+    run = {m: (lambda m=m: IG.integrated_gradients(params, cfg, enc, steps, rule, batch, recompute=m)) for m in ("prefix", "full")}
     result, first, diff, secs, peaks = common.prefix_vs_full(run, "attributions", repeats, lambda out: out["attr"])
     flops = {"prefix": prompts * prefix_prompt_flops(cfg, seq, steps, rule), "full": prompts * prompt_flops(cfg, seq, steps, rule)}
     extras = {}
@@ -107,7 +107,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=1)
     parser.add_argument("--seq", type=int, default=16)
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--rule", default="midpoint", choices=A.RULES)
+    parser.add_argument("--rule", default="midpoint", choices=IG.RULES)
     parser.add_argument("--batch", type=int, default=2, help="prompts in flight (lax.map batch_size)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--compare", action="store_true")

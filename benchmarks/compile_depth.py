@@ -65,7 +65,7 @@ def compiles():
         jax.monitoring.unregister_event_duration_listener(listen)
 
 
-def _prompts(cfg, n: int, seq: int, seed: int = 0) -> dict:
+def random_prompts(cfg, n: int, seq: int, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     return {"tokens": rng.integers(0, cfg.vocab_size, (n, seq)).astype(np.int32),
             "predict_pos": np.full(n, seq - 1, np.int32), "target": rng.integers(0, cfg.vocab_size, n).astype(np.int32),
@@ -73,15 +73,15 @@ def _prompts(cfg, n: int, seq: int, seed: int = 0) -> dict:
 
 
 def attribution(params, cfg, seq: int = 12):
-    from analysis.attribution import integrated_gradients
+    from analysis.integrated_gradients import integrated_gradients
 
-    return integrated_gradients(params, cfg, _prompts(cfg, 2, seq), steps=4)["attr"]
+    return integrated_gradients(params, cfg, random_prompts(cfg, 2, seq), steps=4)["attr"]
 
 
 def tracing(params, cfg, seq: int = 12):
     from analysis.tracing import causal_trace
 
-    return causal_trace(params, cfg, _prompts(cfg, 2, seq), samples=2, window=min(10, cfg.n_layers))["restored"]
+    return causal_trace(params, cfg, random_prompts(cfg, 2, seq), samples=2, window=min(10, cfg.n_layers))["restored"]
 
 
 def edit_inputs(cfg, seq: int = 12, E: int = 2):

@@ -21,6 +21,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import ffnkv  # noqa: E402
+from analysis import prompt_prob as PP  # noqa: E402
 from analysis import tracing as TR  # noqa: E402
 from benchmarks import common  # noqa: E402
 from ffnkv.prefix import suffix_groups  # noqa: E402
@@ -50,8 +51,8 @@ def _loop_seconds(params, cfg, enc, samples, window, seq, kinds) -> float:
     @jax.jit
     def cell(kind, t, layer):
         def one(z, acts):
-            hooks = TR._cell_hooks(kind, t, layer, z, clean, acts, cfg, window, seq)
-            return TR.gold_prob(params, cfg, tokens_T, pos, gold, hooks)
+            hooks = TR.cell_hooks(kind, t, layer, z, clean, acts, cfg, window, seq)
+            return PP.gold_prob(params, cfg, tokens_T, pos, gold, hooks)
         return jax.vmap(one)(noise_STD, corrupt).mean()
 
     ids = [TR.KINDS.index(k) for k in kinds]

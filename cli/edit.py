@@ -10,8 +10,6 @@ from __future__ import annotations
 from cli.args import (add_distributed, add_facts, add_mesh, add_out, add_seed, finish_distributed, mesh_of,
                        nonnegative_int, positive_float, positive_int, progress_of, start_distributed, writer)
 
-from pathlib import Path
-
 NAME = "edit"
 HELP = "ROME and MEMIT fact edits on any model, scored CounterFact-style"
 DESCRIPTION = """Edit facts with ROME and MEMIT and score the edits CounterFact-style (efficacy, paraphrase and
@@ -80,26 +78,12 @@ def settings_from(args):
                         memory_gb=args.memory_gb)
 
 
-def load_facts(model, path, seed: int = 0):
-    """The fact set: ``path`` (CounterFact JSON), else the run's facts world, else the packaged known facts."""
-    from ffnkv.data.counterfact import KNOWN_FACTS, load_fact_file, world_fact_records
-
-    if path is not None:
-        return load_fact_file(path, model.tokenizer)
-    task = model.run.task if model.run is not None else None
-    if task is not None and hasattr(task, "facts"):
-        return world_fact_records(task, None, seed)
-    if model.run is not None:
-        from ffnkv.errors import FfnkvError
-
-        raise FfnkvError(f"run {model.name!r} was not trained on the facts task; give its facts with --facts FILE.json.")
-    return load_fact_file(KNOWN_FACTS, model.tokenizer)
-
-
 def run(args) -> int:
     from ffnkv.io.load import load_model
     from studies import editing
+    from studies import facts as FS
     from studies.report.edit_figures import edit_markdown, plot_lambda_sweep, plot_scores
+    from studies.report.paths import default_out
     from studies.report.write import write_json, write_text
 
     settings = settings_from(args)
@@ -107,15 +91,12 @@ def run(args) -> int:
     start_distributed(args)
     model = load_model(args.run_dir)
     editing.check(model, settings)
-    facts = load_facts(model, args.facts, args.seed)
+    facts = FS.model_facts(model, args.facts, training_paraphrases=False)
     if args.n_facts is not None:
-        from studies.facts import select
-
-        facts = [facts[i] for i in select(facts, None, args.n_facts, args.seed, False)]
+        facts = [facts[i] for i in FS.select(facts, None, args.n_facts, args.seed, False)]
     result = editing.run(model, facts, settings, progress_of(args))
     if writer(args):
-        default = Path(args.run_dir) / "analysis" / "edit" if model.run is not None else Path("runs") / "edit" / model.name
-        out = Path(args.out or default)
+        out = default_out(args.out, model, "edit")
         write_json(out / "edit.json", result)
         write_text(out / "edit.md", edit_markdown(result))
         plot_scores({"": result}, out / "edit.png", f"{model.name}: edits at layer {result['layer']} ({settings.token})")

@@ -4,6 +4,9 @@ preset; edit a copy to change it).
 The corpus is local text: ``$FFNKV_TEXT_FILES`` (a glob, e.g. ``/data/wikitext-103-raw/wiki.train.raw``;
 add ``--set data.wikitext=True`` for WikiText's escapes), else the licence texts every Debian/Ubuntu system
 ships in ``/usr/share/common-licenses`` (~76k tokens: enough to train and analyse, not to generalise).
+Any other source replaces that one with a single override (docs/data.md): ``--set "data.files=['a.txt',
+'more/*.txt']"``, ``--set data.array_record=corpus.array_record`` or ``--set data.tfds_name=NAME`` (a prepared
+tfds dataset; with ``data.tfds_data_dir``, ``data.tfds_split``, ``data.text_key``).
 The token memmap is cached under ``$FFNKV_DATA/text/<hash>`` (default ``data/text/``).
 """
 import glob

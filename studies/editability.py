@@ -1,10 +1,13 @@
 """Which FFN kind stores facts most editably? Per FFN kind: train a facts LM, trace it, count knowledge
 neurons, edit it (``studies.editing``) — one row each.
 
-Facts LMs are trained with loss on every token (``loss="all"``), so subject representations carry the facts
-(issue 12); widths are matched to the ReLU FFN's parameter count; runs resume when their dir exists. The edit
-layer is the editing study's rule (editability per layer on calibration facts); causal tracing (Meng et al.
-2022 §2.1, the layer of peak MLP indirect effect at the subject's last token) is reported beside it. With
+Facts LMs are ``configs/facts_lm.py`` with the study's size, world and steps: loss on every token
+(``loss="all"``), so subject representations carry the facts (issue 12); widths are matched to the ReLU FFN's
+parameter count; runs resume when their dir exists. Facts, prompts and the known mask come from the one seam
+(``studies.facts``); tracing and knowledge neurons are ``studies.knowledge.run`` on the known facts, editing is
+``studies.editing.run``. The edit layer is the editing study's rule (editability per layer on calibration
+facts); causal tracing (Meng et al. 2022 §2.1, the layer of peak MLP indirect effect at the subject's last
+token) is reported beside it. With
 ``seeds`` S > 1 each kind trains S seeds (``seed``, ``seed`` + 1, …; same facts world) in one program and every
 seed is analysed; the kind's entry is seed 0's, with every seed's under ``per_seed``.
 """
@@ -16,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from ffnkv.progress import SILENT, Progress
-from studies import editing
+from studies import editing, knowledge
+from studies import facts as FS
 
 KINDS = ("relu", "gelu", "swiglu", "softmax")
 
@@ -41,47 +45,41 @@ class EditabilitySettings:
 
 
 def train_config(kind: str, s: EditabilitySettings, progress: bool = False):
-    from ffnkv.config import ModelConfig, matched_d_ff
-    from train.config import DataConfig, OptimConfig, TrainConfig
+    """The facts LM of ``configs/facts_lm.py`` with this study's changes: the FFN kind at a matched width, the
+    model size, the world (entities, names, loss, seed), the steps (warmup a fifth of them at most, one eval
+    and checkpoint at the end) and the seeds."""
+    import dataclasses as dc
 
-    d_ff = matched_d_ff(kind, s.d_model, s.d_ff)
-    return TrainConfig(model=ModelConfig(d_model=s.d_model, n_layers=s.n_layers, n_heads=4, d_ff=d_ff, ffn=kind),
-                       data=DataConfig("facts", {"n_entities": s.n_entities, "n_relations": 6, "n_attributes": 12,
-                                                 "seed": s.seed, "loss": s.loss, "names": s.names}),
-                       optim=OptimConfig(lr=3e-3, warmup_steps=min(100, s.steps // 5), weight_decay=0.01),
-                       steps=s.steps, batch_size=64, eval_every=s.steps, ckpt_every=s.steps, keep=1,
-                       log_every=50, seed=s.seed, seeds=s.seeds, progress=progress)
+    from configs.facts_lm import get_config
+    from ffnkv.config import matched_d_ff
 
-
-def _facts_enc(task, facts, all_templates: bool):
-    prompts, targets, fact_ids = [], [], []
-    for i, fact in enumerate(facts):
-        for prompt in task.prompts(fact, "train")[: None if all_templates else 1]:
-            prompts.append(prompt)
-            targets.append(task.attribute_id(fact.attribute))
-            fact_ids.append(i)
-    enc = task.encode_prompts(prompts)
-    return enc | {"target": np.asarray(targets, np.int32), "fact": np.asarray(fact_ids, np.int32)}
+    base = get_config()
+    return base.replace(
+        model=dc.replace(base.model, d_model=s.d_model, n_layers=s.n_layers, d_ff=matched_d_ff(kind, s.d_model, s.d_ff),
+                         ffn=kind),
+        data=dc.replace(base.data, kwargs=base.data.kwargs | {"n_entities": s.n_entities, "seed": s.seed,
+                                                               "loss": s.loss, "names": s.names}),
+        optim=dc.replace(base.optim, warmup_steps=min(base.optim.warmup_steps, s.steps // 5)),
+        steps=s.steps, eval_every=s.steps, ckpt_every=s.steps, seed=s.seed, seeds=s.seeds, progress=progress)
 
 
-def peak_mlp_layer(params, cfg, task, facts, samples: int = 5, seed: int = 0, window: int = 1):
-    """Causal tracing: the layer of peak average MLP indirect effect at the subject's last token and the
-    effects by layer (window 1: Meng et al.'s 10 of 48 layers is ≈ 1 of 4)."""
-    from analysis.tracing import average_by_category, causal_trace
+def knowledge_settings(s: EditabilitySettings, what: str):
+    """The knowledge study (``studies.knowledge``) on the known facts: ``tracing`` with single-layer MLP
+    restores (window 1: Meng et al.'s 10 of 48 layers is ≈ 1 of 4) over ``trace_facts`` facts, or
+    ``attribution`` (Dai et al.'s knowledge neurons over every prompt of a fact) over ``neuron_facts``."""
+    from studies.knowledge import KnowledgeSettings
 
-    enc = _facts_enc(task, facts, all_templates=False)
-    avg = average_by_category(causal_trace(params, cfg, enc, samples=samples, kinds=("mlp",), seed=seed, window=window), enc)
-    ie_L = avg["mlp"]["last_subject"]["mean"]
-    return int(np.argmax(ie_L)), [float(x) for x in ie_L]
+    if what == "tracing":
+        return KnowledgeSettings(what="tracing", n_facts=s.trace_facts, seed=s.seed, known_only=True, samples=5,
+                                 window=1, kinds=("mlp",), single_layer=False, whole_subject=False, examples=0)
+    return KnowledgeSettings(what="attribution", n_facts=s.neuron_facts, seed=s.seed, known_only=True)
 
 
-def neurons_per_fact(params, cfg, task, facts, steps: int = 20) -> float:
-    """Mean number of knowledge neurons per fact (Dai et al. 2022: IG over every training template)."""
-    from analysis.attribution import integrated_gradients, knowledge_neurons
-
-    enc = _facts_enc(task, facts, all_templates=True)
-    found = knowledge_neurons(integrated_gradients(params, cfg, enc, steps=steps)["attr"], enc["fact"])
-    return float(np.mean([len(f["neurons"]) for f in found]))
+def peak_mlp_layer(tracing: dict) -> tuple[int, list[float]]:
+    """The layer of peak average MLP indirect effect at the subject's last token over the known facts, and the
+    effects by layer (a ``studies.knowledge`` tracing result)."""
+    ie_L = tracing["known_facts"]["mlp"]["last_subject"]["mean"]
+    return tracing["config"]["layers"][int(np.argmax(ie_L))], [float(x) for x in ie_L]
 
 
 def one_kind(kind: str, run_dir, s: EditabilitySettings, progress: Progress = SILENT) -> dict:
@@ -94,24 +92,23 @@ def one_kind(kind: str, run_dir, s: EditabilitySettings, progress: Progress = SI
 
 def one_seed(kind: str, run_dir, s: EditabilitySettings, trained: dict, seed: int,
              progress: Progress = SILENT) -> dict:
-    """The row of seed index ``seed`` of the trained run dir."""
-    from ffnkv.data.counterfact import world_fact_records
+    """The row of seed index ``seed`` of the trained run dir: the knowledge and editing studies on its facts."""
     from ffnkv.io.load import load_model
 
     model = load_model(run_dir, seed=seed)
     fact_acc = trained.get("eval/train_fact_acc", float("nan"))
     fact_acc = fact_acc[seed] if isinstance(fact_acc, list) else fact_acc
-    task = model.run.task
-    records = world_fact_records(task, None, s.seed)
-    known = set(r.case_id for r, k in zip(records, editing.known_mask(model.params, model.cfg, model.tokenizer, records)) if k)
-    traced = [task.facts[i] for i in sorted(known)][: s.trace_facts]
-    progress.write(f"{kind}: tracing {len(traced)} facts, knowledge neurons of {min(len(traced), s.neuron_facts)}…")
-    peak, ie_L = peak_mlp_layer(model.params, model.cfg, task, traced, seed=s.seed)
-    neurons = neurons_per_fact(model.params, model.cfg, task, traced[: s.neuron_facts])
-    res = editing.run(model, records, editing.EditSettings(n_edits=s.n_edits, n_unrelated=s.n_unrelated, seed=s.seed,
-                                                           token=s.token), progress)
+    progress.write(f"{kind}: tracing {s.trace_facts} known facts, knowledge neurons of {s.neuron_facts}…")
+    tracing = knowledge.run(model, FS.model_facts(model), knowledge_settings(s, "tracing"), progress)["tracing"]
+    peak, ie_L = peak_mlp_layer(tracing)
+    attribution = knowledge.run(model, FS.model_facts(model), knowledge_settings(s, "attribution"),
+                                progress)["attribution"]
+    res = editing.run(model, FS.model_facts(model, training_paraphrases=False),
+                      editing.EditSettings(n_edits=s.n_edits, n_unrelated=s.n_unrelated, seed=s.seed, token=s.token),
+                      progress)
     row = {"ffn": kind, "d_ff": model.cfg.d_ff, "train_fact_acc": float(fact_acc),
-           "peak_mlp_layer": peak, "edit_layer": res["layer"], "neurons_per_fact": neurons}
+           "peak_mlp_layer": peak, "edit_layer": res["layer"],
+           "neurons_per_fact": attribution["summary"]["mean_neurons_per_fact"]}
     for key, name in (("rome_single", "ROME"), ("memit", "MEMIT")):
         row |= {f"{name} {m}": res[key][m] for m in ("ES", "PS", "NS", "S")}
     row |= {"ROME seq S": res["rome_sequential"]["S"], "ROME seq unrelated": res["rome_sequential"]["unrelated_acc"],

@@ -4,11 +4,12 @@ CounterFact-format fact set, scored as CounterFact does (Meng et al. 2022 §3.3;
 ``run(model, facts, settings)`` takes a ``ffnkv.io.load.Model`` (a facts run, a Hugging Face directory, a GGUF
 file, a packaged name) and ``FactRecord``s, and returns a JSON-able dict. The documented rules:
 
-* **facts**: the records the unedited model knows (``analysis.edit_requests.known_mask``), seeded shuffle,
+* **facts**: the records the unedited model knows (``studies.facts.known_mask``) whose two answers start with
+  different tokens (else ES/PS cannot tell them apart), seeded shuffle,
   split into calibration facts (layer rule), facts to edit — one rewrite per subject, as in CounterFact: two
   rewrites of one subject in one MEMIT batch would ask the same key (the subject's last token, when the
-  relation follows the subject) for two different values — and unrelated facts of other subjects (top-1
-  accuracy after editing).
+  relation follows the subject) for two different values; the last subject in the order is never edited —
+  and unrelated facts of other subjects (top-1 accuracy after editing).
 * **layer** (unless ``settings.layer``): *editability per layer* — ROME single edits of the calibration facts
   (disjoint from the scored ones) at every candidate layer; the layer of highest S, the earliest on a tie.
   MEMIT edits ``memit_width`` layers ending there (the paper's band ends at the critical layer), shifted up
@@ -40,8 +41,8 @@ import numpy as np
 from analysis.covariance import key_second_moment, task_batches
 from ffnkv import sharding
 from ffnkv.sharding import make_mesh
-from analysis.edit_eval import next_token_probs, score_edited, summarise
-from analysis.edit_requests import TOKENS, build_edits, context_prefixes, fact_set, known_mask
+from analysis.edit_eval import score_edited, summarise
+from analysis.edit_requests import TOKENS, answer_tokens, build_edits, context_prefixes, fact_set
 from analysis.memit import (MEMIT_HPARAMS, MEMIT_LAMBDA, PAPER_LAMBDA_RATIO, band_lambda_ratio, band_realised,
                             GPTJ_LAYERS, memit_spread, memit_targets, ratio_grid, ratio_readings, relative_lambda)
 from analysis.rome import (CONSTRAINTS, ROME_HPARAMS, DeltaHParams, keys_at, optimise_delta, rome_sequential,
@@ -50,6 +51,7 @@ from analysis.plan import announce, edit_plan
 from ffnkv.errors import FfnkvError
 from ffnkv.model import forward
 from ffnkv.progress import SILENT, Progress, map_chunks
+from studies import facts as FS
 
 PROTOCOLS = ("single", "sequential", "memit")
 LICENCE_TEXTS = "/usr/share/common-licenses/*"
@@ -205,21 +207,31 @@ def delta_flip_rate(model, layer, reqs, probes, hp: DeltaHParams) -> dict:
 
 
 def _split(model, facts, s: EditSettings, calibrate: bool):
-    known = known_mask(model.params, model.cfg, model.tokenizer, facts)
+    true, new = answer_tokens(model.tokenizer, facts)
+    known = FS.known_mask(model, facts) & (true != new)
     order = [facts[i] for i in np.random.default_rng(s.seed).permutation(np.flatnonzero(known))]
-    n_cal = min(s.n_calibration, len(order) // 3) if calibrate else 0
+    n_cal_asked = s.n_calibration
+    n_cal = min(n_cal_asked, len(order) // 3) if calibrate else 0
     rest = order[n_cal:]
     if len(rest) < 2:
         raise FfnkvError(f"the model knows {int(known.sum())} of {len(facts)} facts; editing needs at least "
                          f"{n_cal + 2} known facts (top-1 of target_true after the prompt).")
     n_edit = max(1, min(s.n_edits, len(rest) - min(s.n_unrelated, len(rest) // 2)))
+    kept = list(dict.fromkeys(r.subject for r in rest))[-1:]  # one subject stays unedited for the unrelated facts
+    if len(set(r.subject for r in rest)) < 2:
+        raise FfnkvError(f"the known facts left to edit ({len(rest)}) all share one subject; editing needs known facts "
+                         "of at least two subjects (one edited, one unrelated): use more facts or a better-trained model.")
     edit, subjects = [], set()
     for record in rest:  # one rewrite per subject, as in CounterFact
-        if len(edit) < n_edit and record.subject not in subjects:
+        if len(edit) < n_edit and record.subject not in subjects and record.subject not in kept:
             edit.append(record)
             subjects.add(record.subject)
     unrelated = [r for r in rest if r.subject not in subjects][: s.n_unrelated]
-    return order[:n_cal], edit, unrelated, int(known.sum())
+    asked = {"calibration": n_cal_asked} if calibrate else {}
+    chosen = FS.selection("edit", asked | {"edited": s.n_edits, "unrelated": s.n_unrelated},
+                          {"calibration": order[:n_cal], "edited": edit, "unrelated": unrelated},
+                          [f for f, k in zip(facts, known) if k], len(facts))
+    return order[:n_cal], edit, unrelated, chosen
 
 
 def _requests(model, records, prefixes, s):
@@ -260,7 +272,8 @@ def run(model, facts, settings: EditSettings = EditSettings(), progress: Progres
     cfg = model.cfg
     calibrate = s.layer is None
     mesh = None if s.mesh is None else make_mesh(s.mesh)
-    cal, edit, unrelated, n_known = _split(model, facts, s, calibrate)
+    cal, edit, unrelated, chosen = _split(model, facts, s, calibrate)
+    n_known = len(chosen["known"])
     candidates = tuple(s.layer_candidates or range(cfg.n_layers)) if calibrate else (s.layer,)
     need = sorted(set(candidates) | {l for c in candidates for l in memit_layers(c, s.memit_width, cfg.n_layers)})
     C, cov_info = second_moments(model, need, s, progress)
@@ -269,7 +282,7 @@ def run(model, facts, settings: EditSettings = EditSettings(), progress: Progres
     out = {"model": model.name, "ffn": cfg.ffn, "n_layers": cfg.n_layers, "d_ff": cfg.width, "token": s.token,
            "constraint": s.constraint, "n_facts": len(facts), "n_known_facts": n_known, "n_calibration": len(cal),
            "n_edits": len(edit), "n_unrelated": len(unrelated), "covariance": cov_info, "prefixes": prefixes,
-           "edited": [r.case_id for r in edit]}
+           "edited": [r.case_id for r in edit], "selection": chosen}
     reqs, probes = _requests(model, edit, prefixes, s)
     p = edit_plan(cfg, len(edit), reqs.tokens_PT.shape[1] + reqs.essence_tokens_MT.shape[1], reqs.tokens_PT.shape[2],
                   rome_hp.steps, s.memory_gb, max_chunk=8)
@@ -367,9 +380,3 @@ def memit_protocol(model, edit, mem, C, probes, others, hp, s: EditSettings, pro
         "d_ff": cfg.width, "lambda": float(lam), "readings": readings, "key_scale_here": s_bar / cfg.width},
         "memit_lambda_sweep": [row(i) for i in range(1, len(lams))]}
 
-
-def unedited_accuracy(model, facts) -> float:
-    """Top-1 accuracy of target_true's first token over ``facts`` (what the model knows)."""
-    every = fact_set(model.tokenizer, facts)
-    p = next_token_probs(model.params, model.cfg, every.tokens_NT, every.predict_N)
-    return float(jnp.mean(jnp.argmax(p, -1) == every.answer_N))

@@ -1,13 +1,21 @@
-"""Fact sets for the studies: CounterFact-format records (``ffnkv.data.counterfact.FactRecord``) from a fact
-file, the shipped well-known facts, or a trained facts run's own world, so every study reads one form.
+"""The one seam every fact study goes through: any ``Model`` (``ffnkv.io.load.load_model``: a trained run or a
+packaged/imported pretrained model) → fact records → prompts → the known mask.
+
+* ``model_facts(model, path)``: CounterFact-format records (``ffnkv.data.counterfact.FactRecord``) from a fact
+  file, a trained facts run's own world, or the shipped well-known facts, so every study reads one form.
+* ``main_prompts`` / ``all_prompts``: their prompts as ``ffnkv.prompts.Prompts`` (``encode_prompts``).
+* ``known_mask``: which records the model knows (top-1 after the main prompt is target_true's first token).
+* ``select``: a seeded sample of records, relations in turn.
 
 A record's prompts are ``prompt`` (with ``{}`` for the subject) and its ``paraphrase_prompts``. For a facts
-run the records are ``world_fact_records`` with the fact's other training templates added to the paraphrases,
-so that each fact has Dai et al.'s several prompts (5 training + 2 held-out templates).
+run the records are ``world_fact_records`` (paraphrases: the two held-out templates, CounterFact's
+generalisation prompts); with ``training_paraphrases`` the fact's other training templates are added, so that
+each fact has Dai et al.'s several prompts (5 training + 2 held-out templates).
 """
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -29,14 +37,15 @@ def run_facts(task) -> list[FactRecord]:
     return out
 
 
-def model_facts(model, path=None) -> list[FactRecord]:
+def model_facts(model, path=None, training_paraphrases: bool = True) -> list[FactRecord]:
     """The fact set of ``model``: ``path`` (a CounterFact-format JSON file) if given, else a facts run's own
-    world, else the shipped well-known facts (for pretrained models)."""
+    world (sorted by case_id; ``training_paraphrases``: its other training templates join the paraphrases),
+    else the shipped well-known facts (for pretrained models)."""
     if path is not None:
         return load_fact_file(path, model.tokenizer)
     task = model.run.task if model.run is not None else None
     if task is not None and hasattr(task, "facts"):
-        return run_facts(task)
+        return run_facts(task) if training_paraphrases else sorted(world_fact_records(task), key=lambda r: r.case_id)
     if model.run is not None:
         raise FfnkvError(f"run {model.name!r} is not a facts run; give a fact file (--facts FILE).")
     return load_fact_file(KNOWN_FACTS, model.tokenizer)
@@ -70,6 +79,14 @@ def top1(params, cfg, enc, chunk: int = 128) -> np.ndarray:
                            for i in range(0, len(enc), chunk)])
 
 
+def known_mask(model, records, prompts=None) -> np.ndarray:
+    """Which ``records`` the model knows ``[N]``: its top-1 next token after the main prompt is target_true's
+    first token (Meng et al. 2022 trace and edit known facts only). ``prompts``: ``main_prompts`` if already
+    encoded."""
+    enc = main_prompts(model.tokenizer, records) if prompts is None else prompts
+    return top1(model.params, model.cfg, enc) == enc.target
+
+
 def select(records, known_N, n: int, seed: int, known_only: bool) -> np.ndarray:
     """Up to ``n`` record indices, sorted: a seeded shuffle taken one relation at a time in turn so that no
     relation dominates; with ``known_only`` only records the model answers correctly (``known_N``)."""
@@ -88,3 +105,18 @@ def select(records, known_N, n: int, seed: int, known_only: bool) -> np.ndarray:
             if lane and len(picked) < n:
                 picked.append(lane.pop(0))
     return np.sort(np.array(picked))
+
+
+def selection(command: str, asked: dict[str, int], groups: dict[str, list], known: list, n_records: int) -> dict:
+    """Which facts a study used, for its JSON: ``known`` (the records the model answers, by case_id) and each
+    group of ``groups`` (e.g. edited, unrelated) as ``{case_id, subject}`` rows, with ``asked`` (group → the
+    number requested). When a group holds fewer than asked, one line on stderr says so, and ``short`` keeps it."""
+    short = [f"{len(groups[g])} {g} of {n} asked" for g, n in asked.items() if len(groups[g]) < n]
+    line = None
+    if short:
+        line = (f"ffnkv {command}: fewer facts than asked: {', '.join(short)} (the model knows {len(known)} of "
+                f"{n_records} facts).")
+        print(line, file=sys.stderr, flush=True)
+    return {"asked": dict(asked), "n_records": n_records, "known": [int(r.case_id) for r in known],
+            **{g: [{"case_id": int(r.case_id), "subject": r.subject} for r in rs] for g, rs in groups.items()},
+            "short": line}

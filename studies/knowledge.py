@@ -4,7 +4,7 @@
 Face directory, a GGUF file, ``smollm2``), ``records`` CounterFact-format facts (``studies.facts``).
 
 * Attribution: integrated gradients of p(answer) over the FFN coefficients at the prediction position of every
-  prompt of each fact (``analysis.attribution``, Dai et al. eq. 3–5), knowledge neurons by the coarse
+  prompt of each fact (``analysis.integrated_gradients``, Dai et al. eq. 3–5), knowledge neurons by the coarse
   threshold and the refinement across a fact's prompts (§3.2), relation sharing (§5.1), and the relative
   change of p(answer) when a fact's neurons are scaled ×0 / ×2 (§4.1) on its own prompts, on unrelated facts'
   prompts and — the chance baseline — when as many random neurons of the same layers are scaled on its own
@@ -24,7 +24,7 @@ import time
 import jax
 import numpy as np
 
-from analysis import attribution as A
+from analysis import integrated_gradients as IG, knowledge_neurons as KN, neuron_scaling as NS
 from analysis import tracing as TR
 from analysis.ablation import random_like
 from analysis.memories import token_rank
@@ -66,6 +66,16 @@ class KnowledgeSettings:
                 raise FfnkvError(f"{name} must be a positive integer; got {getattr(self, name)}.")
 
 
+def pretrained_settings(**changes) -> KnowledgeSettings:
+    """The settings of ``ffnkv pretrained smollm2``: what a CPU affords on a 100M-parameter decoder and the
+    shipped well-known facts — known facts only, one joint IG path, neurons scaled at every position, neurons
+    coarse for facts of 3 relations set aside, every 3rd layer traced with 3 noise samples, resid and MLP
+    restores, 2 example heatmaps; ``changes`` replace any of them."""
+    return dataclasses.replace(KnowledgeSettings(
+        n_facts=12, known_only=True, steps=30, path="joint", generic_relations=3, all_positions=True, samples=3,
+        layer_stride=3, kinds=("resid", "mlp"), examples=2), **changes)
+
+
 def _mesh(s):
     from ffnkv.sharding import make_mesh
 
@@ -93,13 +103,14 @@ def run(model, records, settings: KnowledgeSettings = KnowledgeSettings(), progr
     cfg, params, tok = model.cfg, jax.tree.map(np.asarray, model.params), model.tokenizer
     if not cfg.causal:
         raise FfnkvError(f"{model.name!r} is not a causal LM; knowledge neurons and tracing need next-token prediction.")
-    main = FS.main_prompts(tok, records)
-    known_N = FS.top1(params, cfg, main) == main.target
+    known_N = FS.known_mask(model, records)
     chosen = FS.select(records, known_N, settings.n_facts, settings.seed, settings.known_only)
     facts = [records[i] for i in chosen]
     out = {"model": {"name": model.name, "n_layers": cfg.n_layers, "width": cfg.width, "vocab_size": cfg.vocab_size},
            "screening": {"n_records": len(records), "n_known": int(known_N.sum()), "chosen": chosen.tolist()},
-           "settings": dataclasses.asdict(settings)}
+           "settings": dataclasses.asdict(settings),
+           "selection": FS.selection("knowledge", {"chosen": settings.n_facts}, {"chosen": facts},
+                                     [r for r, k in zip(records, known_N) if k], len(records))}
     if settings.what in ("attribution", "all"):
         out["attribution"] = attribution(params, cfg, tok, facts, settings, progress)
     if settings.what in ("tracing", "all"):
@@ -119,17 +130,17 @@ def layer_baselines(attr_NLF, has_ffn_L) -> dict:
 
 
 def _random_neurons(neurons, cfg, rng) -> list:
-    mask_LF = A.neuron_mask([neurons], cfg)[0]
+    mask_LF = NS.neuron_mask([neurons], cfg)[0]
     layers, units = np.nonzero(random_like(mask_LF, 1, rng)[0])
     return [[int(a), int(b)] for a, b in zip(layers, units)]
 
 
 def integrated_gradients(params, cfg, enc, s: KnowledgeSettings, progress=SILENT) -> dict:
-    """``analysis.attribution.integrated_gradients`` of every prompt, dispatched in equal chunks of prompts."""
+    """``analysis.integrated_gradients.integrated_gradients`` of every prompt, dispatched in equal chunks of prompts."""
     mesh, on_plan = _mesh(s), announce_once()
 
     def chunk(rows):
-        ig = A.integrated_gradients(params, cfg, rows_of(enc, rows), s.steps, s.rule, s.batch_size, path=s.path,
+        ig = IG.integrated_gradients(params, cfg, rows_of(enc, rows), s.steps, s.rule, s.batch_size, path=s.path,
                                     mesh=mesh, memory_gb=s.memory_gb, on_plan=on_plan)
         return {k: ig[k] for k in ("attr", "prob", "prob_zero")}
 
@@ -138,7 +149,7 @@ def integrated_gradients(params, cfg, enc, s: KnowledgeSettings, progress=SILENT
     attr = ig["attr"]
     per_path = (attr, cfg.has_ffn_L()) if s.path == "layer" else (attr.reshape(len(attr), 1, -1), [True])
     return ig | {"steps": s.steps, "rule": s.rule, "path": s.path,
-                 "completeness": A.completeness(per_path[0], ig["prob"], ig["prob_zero"], per_path[1])}
+                 "completeness": IG.completeness(per_path[0], ig["prob"], ig["prob_zero"], per_path[1])}
 
 
 def attribution(params, cfg, tok, facts, s: KnowledgeSettings, progress=SILENT) -> dict:
@@ -149,8 +160,8 @@ def attribution(params, cfg, tok, facts, s: KnowledgeSettings, progress=SILENT) 
     seconds = time.perf_counter() - start
     progress.write(f"knowledge neurons: suppression/amplification of {len(facts)} facts…")
     relation_N = np.array([str(facts[k].relation_id) for k in fact_N])
-    generic = A.generic_neurons(ig["attr"], relation_N, s.threshold, s.generic_relations) if s.generic_relations else None
-    kn = A.knowledge_neurons(ig["attr"], fact_N, s.threshold, s.share, exclude_LF=generic)
+    generic = KN.generic_neurons(ig["attr"], relation_N, s.threshold, s.generic_relations) if s.generic_relations else None
+    kn = KN.knowledge_neurons(ig["attr"], fact_N, s.threshold, s.share, exclude_LF=generic)
     neurons = [f["neurons"] for f in kn]
     relation_K = np.array([str(f.relation_id) for f in facts])
     rng = np.random.default_rng([s.seed, 0x0C7])
@@ -160,10 +171,10 @@ def attribution(params, cfg, tok, facts, s: KnowledgeSettings, progress=SILENT) 
         pool = np.flatnonzero(relation_K[fact_N] != relation_K[k])
         pool = pool if pool.size else np.flatnonzero(fact_N != k)
         unrelated.append(rng.choice(pool, min(s.unrelated, pool.size), replace=False))
-    effects = A.suppression_amplification(params, cfg, enc, neurons, own, unrelated, ig["prob"],
+    effects = NS.suppression_amplification(params, cfg, enc, neurons, own, unrelated, ig["prob"],
                                           all_positions=s.all_positions)
     randoms = [_random_neurons(ns, cfg, rng) for ns in neurons]
-    chance = A.suppression_amplification(params, cfg, enc, randoms, own, own, ig["prob"], all_positions=s.all_positions)
+    chance = NS.suppression_amplification(params, cfg, enc, randoms, own, own, ig["prob"], all_positions=s.all_positions)
     for stat in ("mean", "median"):
         effects[stat] |= {k.replace("_own", "_random"): v for k, v in chance[stat].items() if k.endswith("_own")}
     for row, ctl in zip(effects["per_fact"], chance["per_fact"]):
@@ -175,9 +186,9 @@ def attribution(params, cfg, tok, facts, s: KnowledgeSettings, progress=SILENT) 
                                             for key in effects["per_fact"][0]}
     correct_N = FS.top1(params, cfg, enc) == enc.target
     layer_counts = np.bincount([layer for ns in neurons for layer, _ in ns], minlength=cfg.n_layers)
-    coarse_counts = A.coarse_neurons(ig["attr"], s.threshold).sum((0, 2))
+    coarse_counts = KN.coarse_neurons(ig["attr"], s.threshold).sum((0, 2))
     n_neurons = np.array([len(ns) for ns in neurons])
-    sharing = A.relation_sharing(neurons, relation_K)
+    sharing = KN.relation_sharing(neurons, relation_K)
     summary = {
         "n_facts": len(facts), "n_prompts": len(enc), "prompt_top1_accuracy": float(correct_N.mean()),
         "paraphrases_without_subject": sum(f.subject not in p for f in facts for p in f.paraphrase_prompts),
@@ -217,20 +228,20 @@ def value_projection(params, cfg, facts, neurons, target_K, n_random: int, rng) 
             rows.append({"fact": k, "layer": layer, "neuron": unit, "answer_rank": rank})
     median = lambda x: float(np.median(x)) if x else None  # noqa: E731
     return {"neurons": rows, "answer_rank_median": median(gold), "random_answer_rank_median": median(chance),
-            "vocab_size": cfg.vocab_size}
+            "random_answer_ranks": chance, "vocab_size": cfg.vocab_size}
 
 
 # ---------------------------------------------------------------- tracing
 
-def sites(average: dict, kind: str) -> dict:
+def sites(average: dict, kind: str, layers) -> dict:
     """The early site (last subject token) and the late site (last token) of one restored kind: the peak
-    indirect effect, its layer index (into the traced layers) and CI."""
+    indirect effect, its CI and the model layer it is at (``layers``: the traced layers, e.g. every second)."""
     out = {}
     for name, category in (("early", "last_subject"), ("late", "last")):
         row = average.get(kind, {}).get(category)
         if row:
             at = int(np.argmax(row["mean"]))
-            out[name] = {"category": category, "peak": row["mean"][at], "ci": row["ci"][at], "at": at}
+            out[name] = {"category": category, "peak": row["mean"][at], "ci": row["ci"][at], "layer": int(layers[at])}
     return out
 
 
@@ -280,7 +291,8 @@ def whole_subject(params, cfg, enc, noise, facts_mask, layers, s: KnowledgeSetti
 
 
 def tracing(params, cfg, tok, facts, known_K, s: KnowledgeSettings, progress=SILENT) -> dict:
-    """Causal traces of each fact's main prompt with the paper's window and with single-layer restores."""
+    """Causal traces of each fact's main prompt with the paper's window and with single-layer restores. Every
+    per-layer list has one entry per traced layer; ``layers`` names their model layers (``layer_stride``)."""
     enc = FS.main_prompts(tok, facts)
     layers = tuple(range(0, cfg.n_layers, s.layer_stride))
     noise = TR.embedding_noise(params, s.noise_factor)
@@ -288,7 +300,7 @@ def tracing(params, cfg, tok, facts, known_K, s: KnowledgeSettings, progress=SIL
     start = time.perf_counter()
     trace = causal_trace(params, cfg, enc, noise, window, s.kinds, layers, s, progress)
     averaged = known_K if known_K.any() else None  # Meng et al. average over known facts; else over all
-    restores = {"window": TR.average_by_category(trace, enc, averaged)}
+    restores = {"window": TR.average_by_category(trace, enc, averaged, per_fact=True)}
     single_kinds = tuple(k for k in ("mlp", "attn") if k in s.kinds)
     if s.single_layer and single_kinds and window > 1:
         single = causal_trace(params, cfg, enc, noise, 1, single_kinds, layers, s, progress)
@@ -296,10 +308,11 @@ def tracing(params, cfg, tok, facts, known_K, s: KnowledgeSettings, progress=SIL
     span = whole_subject(params, cfg, enc, noise, averaged, layers, s, progress) if s.whole_subject else None
     seconds = time.perf_counter() - start
     known = restores["window"]
-    site_table = {kind if kind == "resid" else f"{kind} ({how})": sites(avg, kind) for how, avg in restores.items()
+    site_table = {kind if kind == "resid" else f"{kind} ({how})": sites(avg, kind, layers)
+                  for how, avg in restores.items()
                   for kind in ("resid", "mlp", "attn") if kind in avg and (how == "window" or kind != "resid")}
     for kind, row in (span or {}).items():
-        site_table[f"{kind} (whole subject)"] = sites({kind: {"last_subject": row}}, kind)
+        site_table[f"{kind} (whole subject)"] = sites({kind: {"last_subject": row}}, kind, layers)
     examples = []
     for n in np.flatnonzero(known_K if averaged is not None else np.ones(len(facts), bool))[: s.examples]:
         last = int(enc.predict_pos[n]) + 1
@@ -314,8 +327,8 @@ def tracing(params, cfg, tok, facts, known_K, s: KnowledgeSettings, progress=SIL
                  "p_corrupt": float(trace["p_corrupt"][k])} for k, f in enumerate(facts)]
     return {"config": {"noise": noise, "noise_factor": s.noise_factor, "samples": s.samples, "window": window,
                        "layers": list(layers), "seed": s.seed, "kinds": list(s.kinds)},
-            "seconds": seconds, "averaged_over": "all" if averaged is None else "known", "known_facts": known, "single_layer": restores.get("single"),
-            "whole_subject": span,
+            "layers": list(layers), "seconds": seconds, "averaged_over": "all" if averaged is None else "known",
+            "known_facts": known, "single_layer": restores.get("single"), "whole_subject": span,
             "all_facts": TR.average_by_category(trace, enc), "sites": site_table, "facts": per_fact,
             "examples": examples}
 

@@ -115,8 +115,10 @@ def run(model, data: dict, settings: MemoriesSettings = MemoriesSettings(), prog
         "k": s.k, "threshold": s.threshold, "agreement": agree, "composition": comp, "removal": removal,
         "top_trigger_coef_mean": (np.where(fired_LF, top1_LF, 0).sum(1) / np.maximum(fired_LF.sum(1), 1)).tolist(),
         "final_norm_changes_value_top1": (ids_LFk[..., 0] != ids_other[..., 0]).mean(1).tolist()}
-    dom_LF = np.asarray(P.dominance(params, cfg, tokens, mask, s.top_n, s.batch_size,
-                                    progress=progress.named("sub-update dominance")))
+    dom = P.dominance_blocks(params, cfg, tokens, mask, s.top_n, s.batch_size,
+                             progress=progress.named("sub-update dominance"))
+    dom_LF = dom["fraction"]
+    top1_L = dom_LF.argmax(1)
     clusters = [P.cluster_values(params, cfg, layer, s.clusters, jax.random.fold_in(key_cluster, layer), s.final_norm)
                 for layer in progress.chunks(range(cfg.n_layers), "value clusters", "layers")]
     promotion = {
@@ -124,6 +126,9 @@ def run(model, data: dict, settings: MemoriesSettings = MemoriesSettings(), prog
         "dominant_values": [np.argsort(-d)[:20].tolist() for d in dom_LF],
         "dominant_fraction": [np.sort(d)[::-1][:20].tolist() for d in dom_LF],
         "values_ever_in_top_n": (dom_LF > 0).mean(1).tolist(),
+        # per block of token rows: positions, and those where each layer's most dominant value is in the top-n
+        "blocks": {"n": dom["n"].tolist(),
+                   "top1": dom["blocks"][:, np.arange(cfg.n_layers), top1_L].tolist()},
         "clusters": [[{k: v for k, v in c.items() if k != "members"} | {"members": c["members"][:50]} for c in layer]
                      for layer in clusters]}
     examples = key_examples(model.tokenizer, data, triggers, ids_LFk, next_LF, s.sample_keys, rng)

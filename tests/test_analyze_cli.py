@@ -34,12 +34,16 @@ def test_analyze_compare_dir_writes_everything(compare_dir, capsys):
             assert (out / name).stat().st_size > 0, name
         claims = json.loads((out / "rahman_claims.json").read_text())["claims"]
         assert set(claims) == {"sparsity", "distinct_groups", "double_dissociation", "hierarchy"}
+        assert {t["rule"] for t in claims["sparsity"]["tests"]} == {"rahman.sparsity", "rahman.sparsity_above_initial"}
+        assert all(t["lo"] is not None for t in claims["sparsity"]["tests"])  # judged on the written arrays
         sparsity = json.loads((out / "sparsity.json").read_text())
+        assert len(sparsity["trained"]["0"]["token_gini_sequences"]) == 64  # one per probe sequence
         assert set(sparsity["trained"]) == set(sparsity["initial"]) == {"0", "1"}
         neurons = np.load(out / "specialisation_neurons.npz")
         assert neurons["si"].shape == neurons["specialist"].shape == (3, 2, 64) and neurons["generalist"].shape == (2, 64)
         ablation = json.loads((out / "ablation.json").read_text())
         assert ablation["n_random"] == 20 and len(ablation["zero"]["accuracy"]) == 3
+        assert np.shape(ablation["zero"]["correct"]) == np.shape(ablation["mean"]["control_correct"]) == (3, 64)
     assert json.loads((compare_dir / "relu" / "analysis" / "sparsity.json").read_text())["active_rule"] == "m > 0"
     summary = (compare_dir / "analysis" / "rahman_summary.md").read_text()
     assert "| relu |" in summary and "| relu (relu_seed1) |" in summary

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import pytest
 
 import ffnkv
-from analysis import attribution as A
+from analysis import integrated_gradients as IG
 from analysis import covariance as analysis_covariance
 from analysis import tracing as TR
 from benchmarks import attribution, common, covariance, run, tracing
@@ -76,20 +76,20 @@ def test_flop_formulas_match_xla_count():
     _close(common.forward_flops_per_token(cfg, 16) * 16, _xla_flops(forward, params, tokens_NT))
 
     pos_N, gold_N = jnp.full((1,), 15, jnp.int32), jnp.zeros((1,), jnp.int32)
-    ig = _xla_flops(A._ig_all, params, tokens_NT, pos_N, gold_N, jnp.ones((1, 16), bool), cfg=cfg, steps=5,
+    ig = _xla_flops(IG.ig_jit, params, tokens_NT, pos_N, gold_N, jnp.ones((1, 16), bool), cfg=cfg, steps=5,
                     rule="midpoint", batch_size=1, recompute="full")
     _close(attribution.prompt_flops(cfg, 16, 5, "midpoint"), ig)
 
     cells = len(TR.KINDS) * 16
     key_N = jax.random.split(jax.random.key(2), 1)
-    trace = _xla_flops(TR._trace_jit, params, tokens_NT, pos_N, gold_N, pos_N - 10, pos_N - 8, key_N,
+    trace = _xla_flops(TR.trace_jit, params, tokens_NT, pos_N, gold_N, pos_N - 10, pos_N - 8, key_N,
                        jnp.float32(1.0), cfg=cfg, kind_ids=tuple(range(len(TR.KINDS))), window=1, samples=3,
                        cell_batch=cells, recompute="full")
     _close(tracing.grid_flops(cfg, 16, 3), trace)
 
     cfg2 = dataclasses.replace(cfg, n_layers=2)
     params2 = _param_shapes(cfg2)
-    accumulate = jax.jit(lambda p, t: analysis_covariance._accumulate(
+    accumulate = jax.jit(lambda p, t: analysis_covariance.accumulate(
         p, t, jnp.ones(t.shape), jnp.zeros((2, 256, 256)), 0.0, cfg2, (0, 1)))
     _close(covariance.token_flops(cfg, 16, 2) * 16, _xla_flops(accumulate, params2, tokens_NT))
 

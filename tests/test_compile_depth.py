@@ -26,9 +26,9 @@ def test_tracing_program_size_does_not_grow_with_depth():
     for n in (2, 6):
         cfg = _cfg(n)
         params = jax.eval_shape(lambda: CD.ffnkv.init_params(jax.random.key(0), cfg))
-        enc = CD._prompts(cfg, 2, 12)
+        enc = CD.random_prompts(cfg, 2, 12)
         args = [jnp.asarray(enc[k]) for k in ("tokens", "predict_pos", "target", "subject_start", "subject_end")]
-        text = TR._trace_jit.lower(params, *args, jax.random.split(jax.random.key(0), 2), jnp.float32(1.0), cfg=cfg,
+        text = TR.trace_jit.lower(params, *args, jax.random.split(jax.random.key(0), 2), jnp.float32(1.0), cfg=cfg,
                                    kind_ids=(0, 1, 2, 3, 4), window=3, samples=2, cell_batch=8).as_text()
         sizes.append(len(text))
     assert sizes[1] < 1.1 * sizes[0], sizes

@@ -1,4 +1,5 @@
-"""docs/design.md stays true to the code: it names every Hooks and Acts field and every FFN kind."""
+"""docs/design.md stays true to the code: it names every Hooks and Acts field, every FFN kind and every analysis
+module."""
 import dataclasses
 from pathlib import Path
 
@@ -18,3 +19,10 @@ def test_design_names_every_field(cls):
 
 def test_design_names_every_ffn_kind():
     assert all(f"`{kind}`" in DESIGN for kind in FFN_KINDS)
+
+
+def test_design_names_every_analysis_module():
+    modules = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "analysis").glob("*.py")
+                     if p.stem != "__init__")
+    missing = [m for m in modules if m not in DESIGN]
+    assert not missing, f"docs/design.md's Analyses section does not mention {missing}"

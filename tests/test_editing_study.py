@@ -3,16 +3,15 @@ Hugging Face dir) and on a trained facts run: one function for both."""
 import dataclasses
 import json
 
-import numpy as np
 import pytest
 
 from analysis.memit import MEMIT_HPARAMS
 from analysis.rome import ROME_HPARAMS
 from ffnkv.data.counterfact import FactRecord, world_fact_records
 from ffnkv.io.load import load_model
-from ffnkv.model import forward
 from ffnkv.prompts import encode_prompts
 from studies import editing
+from studies import facts as FS
 
 SPECIALS = ["[PAD]", "[UNK]", "<s>", "</s>"]
 WORDS = SPECIALS + ["the", "a", "sat", "on", "in", "is", "of", "mat", "red", "blue", "cat", "dog", "owl", "fox",
@@ -43,9 +42,7 @@ def _records_the_model_knows(model):
     """One record per subject whose top-1 continuation of "{s} sat on the" is a plain word: that word is its
     target_true, so the model 'knows' it by construction."""
     prompts = [f"{s} sat on the" for s in SUBJECTS]
-    enc = encode_prompts(model.tokenizer, prompts, SUBJECTS)
-    logits = np.asarray(forward(model.params, enc.tokens, model.cfg).logits)
-    top = logits[np.arange(len(prompts)), enc.predict_pos].argmax(-1)
+    top = FS.top1(model.params, model.cfg, encode_prompts(model.tokenizer, prompts, SUBJECTS))
     records = []
     for i, (s, t) in enumerate(zip(SUBJECTS, top)):
         if WORDS[t] in SPECIALS:
@@ -94,7 +91,9 @@ def test_editing_study_on_a_trained_facts_run(tmp_path):
                       ckpt_every=300, keep=1, log_every=100, seed=0, progress=False)
     train(cfg, tmp_path / "run")
     model = load_model(tmp_path / "run")
-    records = world_fact_records(model.run.task)
+    records = FS.model_facts(model, training_paraphrases=False)  # the seam `ffnkv edit` reads facts through
+    assert [r.paraphrase_prompts for r in records] == [r.paraphrase_prompts for r in
+                                                       sorted(world_fact_records(model.run.task), key=lambda r: r.case_id)]
     result = editing.run(model, records, editing.EditSettings(**(QUICK | {"lambda_sweep": None, "sweep_points": 3})))
     _check(result, 2, first_ratio=result["memit_lambda_rule"]["readings"]["measured"])
     assert "padding masked" in result["covariance"]["source"]

@@ -5,6 +5,8 @@ import pytest
 from ffnkv.data import make_task
 from ffnkv.data.facts import BOS, PAD, FactsTask
 from ffnkv.errors import ConfigError, FfnkvError
+from ffnkv.io.tokenizer import task_tokenizer
+from ffnkv.prompts import encode_prompts
 
 
 @pytest.fixture(scope="module")
@@ -32,16 +34,17 @@ def test_templates_names_and_attributes(task):
     for fact in task.facts:
         assert len(task.tokenizer.encode(fact.attribute)) == 1
         assert task.tokenizer.encode(fact.attribute) == [task.attribute_id(fact.attribute)]
-        rel = task._relation(fact.relation)[1]
+        rel = next(r for r in task.relations if r.name == fact.relation)
         assert fact.counterfactual != fact.attribute and fact.counterfactual in rel.attributes
     with pytest.raises(FfnkvError):
         task.attribute_id("Mars")
 
 
 def test_encode_prompts_spans_and_predict_pos(task):
+    """The facts world's prompts through the one prompt encoder (``ffnkv.prompts``) with the task's tokenizer."""
     fact = task.facts[7]
     prompts = task.prompts(fact) + task.prompts(fact, "paraphrase")
-    enc = task.encode_prompts(prompts)
+    enc = encode_prompts(task_tokenizer(task), prompts, [fact.subject] * len(prompts))
     assert enc["tokens"].dtype == np.int32 and (enc["tokens"][:, 0] == BOS).all()
     for i, prompt in enumerate(prompts):
         row = enc["tokens"][i]
@@ -49,8 +52,8 @@ def test_encode_prompts_spans_and_predict_pos(task):
         assert task.tokenizer.decode(row[enc["subject_start"][i]: enc["subject_end"][i]]) == fact.subject
         assert (row[enc["lengths"][i]:] == PAD).all()
         assert enc["predict_pos"][i] == enc["lengths"][i] - 1
-    with pytest.raises(FfnkvError):
-        task.encode_prompts(["nobody was born in"])
+    with pytest.raises(FfnkvError, match="is not in it"):
+        encode_prompts(task_tokenizer(task), ["nobody was born in"], [fact.subject])
 
 
 def test_eval_set_matches_encode_prompts(task):
@@ -62,7 +65,7 @@ def test_eval_set_matches_encode_prompts(task):
         fact = task.facts[ev["fact"][i]]
         split = "paraphrase" if ev["split"][i] else "train"
         prompt = (task.prompts(fact, "train") + task.prompts(fact, "paraphrase"))[ev["template"][i]]
-        enc = task.encode_prompts([prompt])
+        enc = encode_prompts(task_tokenizer(task), [prompt], [fact.subject])
         p = ev["predict_pos"][i]
         assert p == enc["predict_pos"][0] and ev["subject_start"][i] == enc["subject_start"][0], split
         assert (ev["tokens"][i, : p + 1] == enc["tokens"][0, : p + 1]).all()
@@ -138,7 +141,7 @@ def test_family_world_facts_and_templates_stay_well_formed():
     assert len(fam.facts) == 12 * 6 and [f.subject for f in fam.facts[::6]] == fam.subjects
     fact = fam.facts[13]
     prompts = fam.prompts(fact) + fam.prompts(fact, "paraphrase")
-    enc = fam.encode_prompts(prompts)
+    enc = encode_prompts(task_tokenizer(fam), prompts, [fact.subject] * len(prompts))
     for i, prompt in enumerate(prompts):   # the subject span is the whole name, not a sibling's prefix of it
         row = enc["tokens"][i]
         assert fam.tokenizer.decode(row[: enc["lengths"][i]]) == prompt

@@ -34,6 +34,8 @@ def test_gate_generalists_drive_later_specialists():
     assert set(layer0["controls"]).isdisjoint(np.flatnonzero(generalist[0]))
     assert res["generalists_drive_more_than_chance"] and res["p_value"] < 0.01
     assert res["generalist_score_mean"] == pytest.approx(0.75, abs=1e-5)
+    assert np.mean(layer0["generalist_scores"]) == pytest.approx(0.75, abs=1e-5)  # per neuron: the items
+    assert len(layer0["control_scores"]) == len(layer0["controls"])
     assert layer0["mean_relative_effect_per_op"]["SUM"]["generalists"] == pytest.approx(-0.75, abs=1e-5)
     per_op = np.asarray(layer0["relative_effect_per_op"])  # [generalist, specialist, op]
     assert per_op.shape == (4, K * P, K)

@@ -2,77 +2,13 @@
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from gguf_fixture import EPS, THETA, D, F, G, H, K, L, V, llama_weights, write_gguf
 
 from ffnkv.errors import FfnkvError
 from ffnkv.model import forward
 
 gguf = pytest.importorskip("gguf", reason="GGUF tests need the 'gguf' package: pip install -e .[gguf]")
 from ffnkv.io.gguf import load_gguf  # noqa: E402
-
-V, D, H, G, F, L, THETA, EPS = 61, 32, 4, 2, 64, 2, 500.0, 1e-5
-K = D // H
-
-
-def _weights(seed=0):
-    """Hugging Face Llama layout: nn.Linear ``[out, in]``, rotate-half Q/K rows."""
-    rng = np.random.default_rng(seed)
-    n = lambda *s: (rng.standard_normal(s) / np.sqrt(s[-1])).astype(np.float32)  # noqa: E731
-    w = {"embed": n(V, D), "final_norm": 1 + 0.1 * n(D), "output": n(V, D)}
-    for i in range(L):
-        w |= {f"{i}.attn_norm": 1 + 0.1 * n(D), f"{i}.ffn_norm": 1 + 0.1 * n(D), f"{i}.q": n(H * K, D),
-              f"{i}.k": n(G * K, D), f"{i}.v": n(G * K, D), f"{i}.o": n(D, H * K), f"{i}.gate": n(F, D),
-              f"{i}.up": n(F, D), f"{i}.down": n(D, F)}
-    return w
-
-
-def _permute(W, heads):
-    """llama.cpp's converter: within each head, rows (i, i + K/2) become (2i, 2i + 1)."""
-    return W.reshape(heads, 2, W.shape[0] // heads // 2, W.shape[1]).swapaxes(1, 2).reshape(W.shape)
-
-
-def _write(path, w, tied=False, quantized=()):
-    writer = gguf.GGUFWriter(str(path), "llama")
-    writer.add_block_count(L)
-    writer.add_context_length(64)
-    writer.add_embedding_length(D)
-    writer.add_feed_forward_length(F)
-    writer.add_head_count(H)
-    writer.add_head_count_kv(G)
-    writer.add_rope_freq_base(THETA)
-    writer.add_rope_dimension_count(K)
-    writer.add_layer_norm_rms_eps(EPS)
-    tokens = ["<s>", "a", "b", "c", "Ġ", "ab", "Ġab", "1", "2"] + [f"t{i}" for i in range(V - 9)]
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre("smollm")
-    writer.add_token_list(tokens)
-    writer.add_token_merges(["a b", "Ġ ab"])
-    writer.add_token_types([3] + [1] * (V - 1))
-
-    def add(name, array):
-        if name in quantized:
-            q = gguf.quants.quantize(array, gguf.GGMLQuantizationType.Q8_0)
-            writer.add_tensor(name, q, raw_shape=q.shape, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
-        else:
-            writer.add_tensor(name, array)
-
-    add("token_embd.weight", w["embed"])
-    add("output_norm.weight", w["final_norm"])
-    if not tied:
-        add("output.weight", w["output"])
-    for i in range(L):
-        add(f"blk.{i}.attn_norm.weight", w[f"{i}.attn_norm"])
-        add(f"blk.{i}.ffn_norm.weight", w[f"{i}.ffn_norm"])
-        add(f"blk.{i}.attn_q.weight", _permute(w[f"{i}.q"], H))
-        add(f"blk.{i}.attn_k.weight", _permute(w[f"{i}.k"], G))
-        add(f"blk.{i}.attn_v.weight", w[f"{i}.v"])
-        add(f"blk.{i}.attn_output.weight", w[f"{i}.o"])
-        add(f"blk.{i}.ffn_gate.weight", w[f"{i}.gate"])
-        add(f"blk.{i}.ffn_up.weight", w[f"{i}.up"])
-        add(f"blk.{i}.ffn_down.weight", w[f"{i}.down"])
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
 
 
 def _reference_logits(w, tokens, tied):
@@ -107,8 +43,8 @@ def _reference_logits(w, tokens, tied):
 
 @pytest.mark.parametrize("tied", [False, True])
 def test_gguf_llama_matches_reference(tmp_path, tied):
-    w = _weights()
-    _write(tmp_path / "m.gguf", w, tied=tied)
+    w = llama_weights()
+    write_gguf(tmp_path / "m.gguf", w, tied=tied)
     cfg, params, _ = load_gguf(tmp_path / "m.gguf", with_tokenizer=False)
     assert (cfg.n_kv_heads, cfg.ffn, cfg.norm, cfg.positional, cfg.tie_embeddings) == (G, "swiglu", "rmsnorm", "rope", tied)
     tokens = np.random.default_rng(1).integers(0, V, (2, 12)).astype(np.int32)
@@ -119,7 +55,7 @@ def test_gguf_llama_matches_reference(tmp_path, tied):
 def test_gguf_llama_matches_transformers(tmp_path):
     torch = pytest.importorskip("torch", reason="the transformers comparison needs the 'hf' extra")
     transformers = pytest.importorskip("transformers", reason="the transformers comparison needs the 'hf' extra")
-    w = _weights(seed=2)
+    w = llama_weights(seed=2)
     config = transformers.LlamaConfig(vocab_size=V, hidden_size=D, intermediate_size=F, num_hidden_layers=L,
                                       num_attention_heads=H, num_key_value_heads=G, rope_theta=THETA,
                                       rms_norm_eps=EPS, max_position_embeddings=64, tie_word_embeddings=False)
@@ -131,7 +67,7 @@ def test_gguf_llama_matches_transformers(tmp_path):
     for i in range(L):
         state |= {f"model.layers.{i}.{hf}.weight": w[f"{i}.{ours}"] for ours, hf in names.items()}
     model.load_state_dict({k: torch.tensor(v) for k, v in state.items()}, strict=False)
-    _write(tmp_path / "m.gguf", w)
+    write_gguf(tmp_path / "m.gguf", w)
     cfg, params, _ = load_gguf(tmp_path / "m.gguf", with_tokenizer=False)
     tokens = np.random.default_rng(3).integers(0, V, (2, 10)).astype(np.int32)
     with torch.no_grad():
@@ -140,9 +76,9 @@ def test_gguf_llama_matches_transformers(tmp_path):
 
 
 def test_quantised_tensors_dequantise(tmp_path):
-    w = _weights(seed=4)
+    w = llama_weights(seed=4)
     names = {f"blk.{i}.{n}.weight" for i in range(L) for n in ("attn_q", "attn_k", "ffn_down")}
-    _write(tmp_path / "q.gguf", w, quantized=names)
+    write_gguf(tmp_path / "q.gguf", w, quantized=names)
     cfg, params, _ = load_gguf(tmp_path / "q.gguf", with_tokenizer=False)
     W_q = params["blocks"]["attn"]["W_q"][0].T
     assert W_q.dtype == np.float32
@@ -153,7 +89,7 @@ def test_quantised_tensors_dequantise(tmp_path):
 
 
 def test_tokenizer_from_metadata(tmp_path):
-    _write(tmp_path / "m.gguf", _weights())
+    write_gguf(tmp_path / "m.gguf", llama_weights())
     *_, tok = load_gguf(tmp_path / "m.gguf")
     assert tok.encode("ab ab<s>12").ids == [5, 6, 0, 7, 8]
     assert tok.decode([5, 6]) == "ab ab"

@@ -73,9 +73,9 @@ def test_gpt2_and_bert_directories(tmp_path):
 
 def test_gguf_file(tmp_path):
     pytest.importorskip("gguf")
-    from test_import_gguf import _weights, _write
+    from gguf_fixture import llama_weights, write_gguf
 
-    _write(tmp_path / "tiny.gguf", _weights())
+    write_gguf(tmp_path / "tiny.gguf", llama_weights())
     loaded = load_model(tmp_path / "tiny.gguf")
     assert loaded.name == "tiny" and loaded.cfg.norm == "rmsnorm" and loaded.run is None
     tok = loaded.tokenizer

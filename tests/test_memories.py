@@ -46,7 +46,7 @@ def test_streaming_topk_equals_full_sort(params, corpus):
     assert_f32_close(got["coef"], want_coef)
     picked = np.take_along_axis(m_LNF, got["index"].transpose(0, 2, 1), 1).transpose(0, 2, 1)
     assert_f32_close(picked, want_coef)  # indices point at those coefficients
-    assert M._trigger_step._cache_size() == 1  # one program for every chunk
+    assert M.trigger_step._cache_size() == 1  # one program for every chunk
 
 
 def test_agreement_on_constructed_triggers():
@@ -56,6 +56,8 @@ def test_agreement_on_constructed_triggers():
     out = M.agreement(value_top1_LF, index_LFk, targets_NT, jax.random.key(0))
     assert out["agreement"] == [0.5] and out["n_keys"] == [2]
     assert out["next_token_LF"].tolist() == [[4, 8, -1]]
+    assert out["per_key"]["hit"] == [[1, 0, -1]]  # the verdict's items: per fired key (-1: never fired)
+    assert np.mean(out["per_key"]["shuffled"][0][:2]) == pytest.approx(out["baseline"][0])
 
 
 def test_refinement_and_zero_agreement_categories():
@@ -96,12 +98,16 @@ def test_removal_inputs_and_effect(params, corpus):
     trig = M.trigger_search(params, CFG, toks, mask, k=3, batch_size=16)
     eff = M.removal_effect(params, CFG, toks, trig, k=2)
     assert len(eff["last"]["mean_relative_change"]) == 3 and min(eff["n_valid"]) > 0
+    for name in ("last", "first"):  # the verdict's items: each valid trigger's relative change, per layer
+        per = eff[name]["relative_change"]
+        assert [len(x) for x in per] == eff["n_valid"]
+        np.testing.assert_allclose([np.mean(x) for x in per], eff[name]["mean_relative_change"], atol=1e-3)
     # removing the last token of a prefix: its coefficient is the one at the previous position
     idx = int(trig["index"][0, 0, 0])
     row, t = divmod(idx, toks.shape[1])
     if t >= 1:
         m = np.asarray(ffnkv.forward(params, jnp.asarray(toks[row: row + 1, :t]), CFG).acts.ffn)[0, 0, t - 1, 0]
-        got = M._coefficient_at(params, jnp.asarray(np.pad(toks[row:row + 1, :t], [(0, 0), (0, 12 - t)])),
+        got = M.coefficient_at(params, jnp.asarray(np.pad(toks[row:row + 1, :t], [(0, 0), (0, 12 - t)])),
                                 jnp.array([0]), jnp.array([0]), jnp.array([t - 1]), CFG)
         assert_f32_close(got[0], m)
 

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = """
 import json, jax, numpy as np
 from tests.conftest import random_params, small_cfg
-from analysis import attribution as A, covariance as C, memories as M, patching as PA, tracing as TR
+from analysis import integrated_gradients as IG, covariance as C, memories as M, patching as PA, tracing as TR
 from ffnkv import sharding
 cfg = small_cfg(ffn="gelu", n_layers=2, d_model=32, d_ff=64)
 params = random_params(cfg)
@@ -29,8 +29,8 @@ out = {"devices": jax.device_count()}
 for name, shape in (("none", None), ("data", (-1, 1)), ("fsdp", (2, 4)), ("fsdp8", (1, 8))):
     mesh = None if shape is None else sharding.make_mesh(shape)
     blocks = 1 if mesh is None else 4
-    ig = A.integrated_gradients(params, cfg, enc, 4, mesh=mesh, alpha_blocks=blocks)
-    ig2 = A.integrated_gradients(params, cfg, {**enc, "target": (enc["target"] + 1) % 32}, 4, mesh=mesh,
+    ig = IG.integrated_gradients(params, cfg, enc, 4, mesh=mesh, alpha_blocks=blocks)
+    ig2 = IG.integrated_gradients(params, cfg, {**enc, "target": (enc["target"] + 1) % 32}, 4, mesh=mesh,
                                  alpha_blocks=blocks)
     tr = TR.causal_trace(params, cfg, enc, 1.0, 2, 2, kinds=("resid", "mlp"), mesh=mesh, sample_blocks=blocks // 2 or 1,
                          position_buckets=2)
@@ -42,9 +42,9 @@ for name, shape in (("none", None), ("data", (-1, 1)), ("fsdp", (2, 4)), ("fsdp8
     out[name] = {"attr": ig["attr"].tolist(), "attr2": ig2["attr"].tolist(), "restored": tr["restored"].tolist(),
                  "patched": pa["patched"].tolist(), "cov": cov.tolist(), "n": n, "coef": trig["coef"].tolist(),
                  "index": trig["index"].tolist(), "bytes": bytes_,
-                 "compiles": {"ig": A._ig_all._cache_size(), "trace": TR._trace_jit._cache_size(),
-                              "patch": PA._patch_jit._cache_size(), "cov": C._accumulate_jit._cache_size(),
-                              "trigger": M._trigger_step._cache_size()}}
+                 "compiles": {"ig": IG.ig_jit._cache_size(), "trace": TR.trace_jit._cache_size(),
+                              "patch": PA.patch_jit._cache_size(), "cov": C.accumulate_jit._cache_size(),
+                              "trigger": M.trigger_step._cache_size()}}
 print(json.dumps(out))
 """
 MESHES = ("data", "fsdp", "fsdp8")

@@ -174,10 +174,10 @@ def test_model_forward_is_jitted_once_per_shape_and_hook_fields(tokens):
     model = load.Model(cfg, params, tokenizer=None, name="small")
     assert all(isinstance(w, jax.Array) for w in jax.tree.leaves(model.params))
     np.testing.assert_array_equal(model.forward(tokens).logits, jax.jit(ffnkv.forward, static_argnums=2)(params, tokens, cfg).logits)
-    before = load._forward_jit._cache_size()
+    before = load.forward_jit._cache_size()
     outs = [model.forward(np.asarray(tokens), ffnkv.ablate_heads(cfg, layer, head)).logits
             for layer, head in ((0, 1), (2, 3), (1, 0))]
-    assert load._forward_jit._cache_size() == before + 1
+    assert load.forward_jit._cache_size() == before + 1
     assert len({float(o.sum()) for o in outs}) == 3
     with pytest.raises(ffnkv.FfnkvError, match="shape"):
         model.forward(tokens[0])

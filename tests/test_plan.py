@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import ffnkv
-from analysis import attribution as A
+from analysis import integrated_gradients as IG
 from analysis import plan as PL
 from analysis import tracing as TR
 
@@ -59,12 +59,12 @@ def test_estimate_bounds_the_compiled_programs_memory(what):
     if what == "tracing":
         kinds = (0, 1, 2, 3, 4)
         p = PL.tracing_plan(cfg, N, T, kinds, tuple(range(cfg.n_layers)), 6, 1, 3, max_chunk=16)
-        lowered = TR._trace_jit.lower(params, *args, jnp.asarray(enc["subject_start"]), jnp.asarray(enc["subject_end"]),
+        lowered = TR.trace_jit.lower(params, *args, jnp.asarray(enc["subject_start"]), jnp.asarray(enc["subject_end"]),
                                       jax.random.split(jax.random.key(0), N), jnp.float32(1.0), cfg=cfg, kind_ids=kinds,
                                       window=3, samples=6, cell_batch=p.chunk)
     else:
         p = PL.attribution_plan(cfg, N, T, 8, 1, max_chunk=2)
-        lowered = A._ig_all.lower(params, *args, jnp.ones((N, T), bool), cfg=cfg, steps=8, rule="midpoint",
+        lowered = IG.ig_jit.lower(params, *args, jnp.ones((N, T), bool), cfg=cfg, steps=8, rule="midpoint",
                                   batch_size=p.chunk)
     m = lowered.compile().memory_analysis()
     if m is None:

@@ -27,6 +27,9 @@ def test_sub_updates_ranked_by_m_times_value_norm():
     for layer in range(2):
         np.add.at(counts[layer], want[layer].reshape(-1), 1)
     np.testing.assert_allclose(dom, counts / 24, rtol=1e-6)
+    blocks = P.dominance_blocks(params, CFG, np.asarray(tokens), None, n=4, batch_size=2, n_blocks=4)
+    np.testing.assert_allclose(blocks["blocks"].sum(0), counts, rtol=1e-6)  # the verdict's items, per block
+    assert blocks["n"].tolist() == [16.0, 8.0, 0.0, 0.0]  # chunks of 2 rows × 8 positions, in turn
 
 
 def test_kmeans_recovers_separated_clusters():

@@ -9,14 +9,20 @@ from ffnkv.io.tokenizer import Tokenizer, task_tokenizer
 from ffnkv.prompts import encode_prompts
 
 
-def test_facts_prompts_match_the_task_encoding():
+def test_facts_prompts_are_the_training_renderings():
+    """The facts task renders its training data through ``encode_prompts`` (one prompt encoder): a prompt
+    encoded from text is the rendering the model was trained on, with the attribute as its target."""
     task = make_task("facts", n_entities=12)
     facts = task.facts[:5]
     texts = [task.prompts(f)[0] for f in facts]
     ours = encode_prompts(task_tokenizer(task), texts, [f.subject for f in facts], [f.attribute for f in facts])
-    theirs = task.encode_prompts(texts)
-    for name in ("tokens", "lengths", "subject_start", "subject_end", "predict_pos"):
-        np.testing.assert_array_equal(ours[name], theirs[name])
+    ev = task.eval_set()
+    rows = [int(np.flatnonzero((ev["fact"] == k) & (ev["template"] == 0))[0]) for k in range(5)]
+    for i, r in enumerate(rows):
+        p = ours.predict_pos[i]
+        assert p == ev["predict_pos"][r] and (ours.tokens[i, : p + 1] == ev["tokens"][r, : p + 1]).all()
+        assert (ours.subject_start[i], ours.subject_end[i]) == (ev["subject_start"][r], ev["subject_end"][r])
+        assert task.tokenizer.decode(ours.tokens[i, ours.subject_start[i]: ours.subject_end[i]]) == facts[i].subject
     np.testing.assert_array_equal(ours.target, [task.attribute_id(f.attribute) for f in facts])
     kept = ours.select([1, 3])
     assert len(kept) == 2 and kept.tokens.shape[1] == kept.lengths.max()
@@ -52,7 +58,7 @@ def test_attribution_and_tracing_read_the_contract():
     """Prompts from the loader's tokenizer drive integrated gradients and causal tracing unchanged."""
     import jax
 
-    from analysis import attribution, tracing
+    from analysis import integrated_gradients as IG, tracing
     from ffnkv import ModelConfig, init_params
 
     names = ("x", "y", "Ann", "Lee", "lives", "in", "Rome", "Oslo")
@@ -61,7 +67,7 @@ def test_attribution_and_tracing_read_the_contract():
     assert enc.target.tolist() == [6, 7] and enc.subject_start.tolist() == [1, 1]
     cfg = ModelConfig(vocab_size=len(names), d_model=16, n_layers=2, n_heads=2, d_ff=16, max_len=8)
     params = init_params(jax.random.key(0), cfg)
-    ig = attribution.integrated_gradients(params, cfg, enc, steps=4)
+    ig = IG.integrated_gradients(params, cfg, enc, steps=4)
     assert ig["attr"].shape == (2, 2, 16) and ig["completeness"]["relative_error"] < 0.05
     trace = tracing.causal_trace(params, cfg, enc, noise=1.0, samples=2, window=1, kinds=("resid",))
     assert trace["restored"].shape == (2, 1, 5, 2)

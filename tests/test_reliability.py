@@ -35,9 +35,9 @@ def _world(tmp: Path) -> dict:
     (orphan / "checkpoints" / "5").mkdir(parents=True)
     (orphan / "checkpoints" / "5" / "params").write_bytes(b"weights")
     (orphan / "metrics.jsonl").write_text('{"step": 5, "loss": 1.0}\n')
-    import test_import_gguf as g
+    from gguf_fixture import llama_weights, write_gguf
 
-    g._write(tmp / "m.gguf", g._weights())
+    write_gguf(tmp / "m.gguf", llama_weights())
     (tmp / "cut.gguf").write_bytes((tmp / "m.gguf").read_bytes()[:200])
     (tmp / "m.gguf").unlink()
     damaged = tmp / "damaged"  # run dirs with a damaged config.json (not directly under tmp: see `analyze {tmp}`)

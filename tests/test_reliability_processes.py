@@ -195,10 +195,10 @@ def test_compare_process_signalled_after_its_last_step_exits_143(tmp_path):
 
 # ---- noise: a damaged or still-written checkpoint is one line or nothing, also at interpreter exit --------
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="orbax's asyncio loop can still log 'Event loop is closed' at exit by chance (seen once in CI3); open, see the stop-25 note")
 def test_reading_damaged_or_unfinished_checkpoints_prints_one_line_or_nothing(tmp_path):
     """Before issue 24 every checkpoint unreadable printed ~85 lines at exit (asyncio futures of tensorstore's
-    errors), and a checkpoint still being written made orbax log an absl warning."""
+    errors), and a checkpoint still being written made orbax log an absl warning. The stray tracebacks came by
+    chance (in about 1 run of 3, from tensorstore's threads), so the damaged case is run several times."""
     import shutil
 
     from _train_helpers import tiny_config
@@ -219,6 +219,7 @@ def test_reading_damaged_or_unfinished_checkpoints_prints_one_line_or_nothing(tm
     shutil.rmtree(run / "checkpoints" / "15")
     for data in (run / "checkpoints").glob("*/params/ocdbt.process_0/d/*"):
         data.write_bytes(data.read_bytes()[:20])  # every checkpoint truncated
-    proc = analyze()
-    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
+    for _ in range(6):
+        proc = analyze()
+        assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
     assert proc.stderr.startswith(f"ffnkv analyze: error: no checkpoint of {run} is readable (steps 5, 10;")

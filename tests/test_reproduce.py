@@ -63,12 +63,11 @@ def test_a_stage_whose_requirements_are_missing_is_skipped_with_the_reason(tmp_p
 # the rules themselves (condcomp, edits, knowledge neurons) are tested in tests/test_verdicts*.py
 
 
-def test_value_projection_claim_with_and_without_knowledge_neurons():
-    effects = {"suppress": {"own_mean": -0.3, "unrelated_mean": 0.0}, "amplify": {"own_mean": 0.2, "unrelated_mean": 0.0}}
-
-    def verdicts(gold, random):
-        vp = {"gold_rank_median": gold, "random_neuron_gold_rank_median": random}
-        return [c["verdict"] for c in C.smollm2({"knowledge_neurons": {"effects": effects}, "value_projection": vp})]
-    assert verdicts(10.0, 500.0) == ["holds", "holds"]
-    assert verdicts(900.0, 500.0) == ["holds", "fails"]
-    assert verdicts(None, 500.0) == ["holds", "n/a"]
+def test_value_projection_claim_without_knowledge_neurons():
+    # with knowledge neurons the rule is an interval over neurons (tests/test_verdicts.py); the knowledge study's
+    # attribution.json is what the smollm2 stage writes
+    effects = {"x0_own": -0.3, "x0_unrelated": 0.0, "x2_own": 0.2, "x2_unrelated": 0.0}
+    facts = [{"neurons": [[0, 1]], "effects": {"x0_own": -0.3 - 0.01 * k, "x2_own": 0.2 + 0.01 * k}} for k in range(12)]
+    vp = {"answer_rank_median": None, "random_answer_rank_median": 500.0, "neurons": [], "random_answer_ranks": []}
+    rows = C.smollm2({"summary": {"effects_mean": effects}, "facts": facts, "value_projection": vp})
+    assert [c["verdict"] for c in rows] == ["holds", "not applicable"]

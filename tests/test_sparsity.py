@@ -48,3 +48,6 @@ def test_model_sparsity_on_handbuilt_model():
     assert out["0"]["token_gini_mean"] > 0.5
     assert sparsity.layer_mean(out, "token_gini_mean") == pytest.approx(out["0"]["token_gini_mean"])
     assert sparsity.layer_mean({}, "token_gini_mean") is None
+    per_sequence = out["0"]["token_gini_sequences"]  # the items of the verdict's interval, one per probe sequence
+    assert len(per_sequence) == len(probe_set()["tokens"])
+    assert np.mean(per_sequence) == pytest.approx(out["0"]["token_gini_mean"], abs=1e-5)

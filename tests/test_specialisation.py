@@ -39,6 +39,9 @@ def test_selectivity_on_synthetic_activations():
     assert summary["n_specialists"]["SUM"]["0"] == 2 and summary["n_generalists"]["0"] == 1
     assert summary["n_multi_op_specialists"]["0"] == 1
     assert sum(summary["max_si_histogram"]["counts"]) == 7
+    # the distinct-groups verdict's items: the pair's specialists, in both sets or in one (Jaccard = both / union)
+    assert summary["overlap"]["SUM|MAX"] == {"both": 1, "union": 3}
+    assert summary["overlap"]["SUM|MIN"] == {"both": 0, "union": 3}
 
 
 def test_no_specialists_when_ops_are_indistinguishable():

@@ -9,7 +9,7 @@ from tolerance import assert_f32_close
 
 from ffnkv.io.load import load_model
 from studies import facts as FS
-from studies import knowledge, memories
+from studies import knowledge, memories, verdicts
 from studies.report import knowledge as knowledge_report
 from studies.report import memories as memories_report
 from _train_helpers import train_facts_run
@@ -75,8 +75,9 @@ def test_layer_baselines_and_sites():
     np.testing.assert_allclose(base["neuron_count"], [0.5, 0.5, 0.0])
     avg = {"mlp": {"last_subject": {"mean": [0.1, 0.4, 0.2], "ci": [0.0, 0.05, 0.0]},
                    "last": {"mean": [0.0, 0.1, 0.9], "ci": [0.0, 0.0, 0.02]}}}
-    assert knowledge.sites(avg, "mlp") == {"early": {"category": "last_subject", "peak": 0.4, "ci": 0.05, "at": 1},
-                                           "late": {"category": "last", "peak": 0.9, "ci": 0.02, "at": 2}}
+    assert knowledge.sites(avg, "mlp", (0, 2, 4)) == {  # every second layer traced: sites name model layers
+        "early": {"category": "last_subject", "peak": 0.4, "ci": 0.05, "layer": 2},
+        "late": {"category": "last", "peak": 0.9, "ci": 0.02, "layer": 4}}
 
 
 @pytest.mark.slow
@@ -99,6 +100,11 @@ def test_knowledge_study_on_any_model(which, request, tmp_path):
     np.testing.assert_allclose(every["total_effect"]["mean"],
                                np.mean([f["p_clean"] - f["p_corrupt"] for f in trace["facts"]]), rtol=1e-5)
     assert len(every["mlp"]["last"]["mean"]) == L and trace["config"]["window"] == min(10, L)
+    known = trace["known_facts"]  # per-fact rows, the items of the early-site verdict's interval
+    assert len(known["mlp"]["last_subject"]["facts"]) == len(known["total_effect"]["facts"]) == known["n_facts"]
+    row = verdicts.meng_tracing(trace)
+    assert [t["rule"] for t in row["tests"]] == ["meng.early_site", "meng.early_site_share"]
+    assert all(t["lo"] is not None for t in row["tests"])
     files = knowledge_report.write(result, tmp_path)
     assert (tmp_path / "attribution.json").is_file() and (tmp_path / "tracing_categories.png").is_file()
     assert len(files) == len(set(files))
@@ -121,6 +127,10 @@ def test_memories_study_on_any_model(which, request, tmp_path):
     assert len(mem["composition"]["zero_agreement_shuffled"]) == L
     assert mem["n_tokens"] == int(np.asarray(data["mask"]).sum())
     assert len(result["examples"]["keys"]) == L
+    assert np.shape(mem["agreement"]["per_key"]["hit"]) == (L, model.cfg.width)  # the verdicts' items
+    assert len(result["promotion"]["blocks"]["top1"][0]) == L
+    claims = verdicts.geva_memories(mem, "m") + [verdicts.geva_promotion(result["promotion"], model.cfg.width)]
+    assert all(t["lo"] is not None for c in claims for t in c["tests"])
     memories_report.write(result, tmp_path)
     assert "layer 1" in (tmp_path / "triggers.txt").read_text()
 

@@ -97,3 +97,27 @@ def test_default_cache_dir_and_source_mismatch(tmp_path, monkeypatch):
     with pytest.raises(FfnkvError, match="another source"):
         TextTask(cache_dir=t.cache_dir, files=[str(b)], vocab_size_target=280, seq_len=8)
     assert TextTask(cache_dir=t.cache_dir, seq_len=8).vocab_size == t.vocab_size  # a prepared cache alone
+
+
+def test_eval_split_is_random_whole_documents_of_every_file(tmp_path):
+    """Documents are stored in a seeded random order: the held-out tail holds paragraphs of both files (not the
+    end of the last one), starts at a document boundary, and the same source gives the same split."""
+    a = _write_corpus(tmp_path / "a.txt", seed=0)
+    b = _write_corpus(tmp_path / "b.txt", seed=1)
+    tagged = []
+    for path, tag in ((a, "alpha"), (b, "omega")):  # every paragraph of a file names its file
+        mine = [f"{tag} {p}" for p in read_text_files([path])]
+        path.write_text("\n\n".join(mine) + "\n")
+        tagged += mine
+    kw = dict(files=[str(a), str(b)], vocab_size_target=300, seq_len=16, eval_fraction=0.2)
+    t = TextTask(cache_dir=str(tmp_path / "c"), **kw)
+    tokens, eos = np.asarray(t.tokens), t.tokenizer.eos_id
+    assert tokens[t._n_train - 1] == eos and abs(t._n_train - 0.8 * len(tokens)) < 0.1 * len(tokens)
+    split = lambda part: t.tokenizer.decode(part).split(t.tokenizer.decode([eos]))[:-1]  # noqa: E731
+    held = split(tokens[t._n_train:])
+    assert sorted(held + split(tokens[:t._n_train])) == sorted(tagged)
+    assert {d.split()[0] for d in held} == {"alpha", "omega"} and held != tagged[-len(held):]
+    again = TextTask(cache_dir=str(tmp_path / "d"), **kw)
+    assert again._n_train == t._n_train and (np.asarray(again.tokens) == tokens).all()
+    for row in t.eval_set(0)["tokens"]:  # evaluation windows lie in the held-out documents
+        assert any((tokens[s:s + 16] == row).all() for s in range(t._n_train, len(tokens) - 15))

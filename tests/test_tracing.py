@@ -112,6 +112,20 @@ def test_categories_and_average(traced):
     np.testing.assert_allclose(avg["total_effect"]["mean"], (trace["p_clean"] - trace["p_corrupt"]).mean(), rtol=1e-6)
 
 
+def test_average_by_category_per_fact_rows_are_aligned():
+    # two facts, one kind, 2 layers: fact 0's subject ends right before the last token (no "further" token)
+    enc = {"subject_start": np.array([0, 0]), "subject_end": np.array([2, 1]), "predict_pos": np.array([3, 4])}
+    restored = np.arange(2 * 1 * 5 * 2, dtype=float).reshape(2, 1, 5, 2) / 100
+    trace = {"kinds": ["mlp"], "p_clean": np.array([0.9, 0.8]), "p_corrupt": np.array([0.1, 0.2]), "restored": restored}
+    avg = TR.average_by_category(trace, enc, per_fact=True)
+    ls = avg["mlp"]["last_subject"]
+    np.testing.assert_allclose(ls["facts"], [restored[0, 0, 1] - 0.1, restored[1, 0, 0] - 0.2], atol=1e-6)
+    np.testing.assert_allclose(np.mean(ls["facts"], 0), ls["mean"], atol=1e-6)
+    assert avg["mlp"]["further"]["facts"][0] is None and len(avg["mlp"]["further"]["facts"]) == 2
+    np.testing.assert_allclose(avg["total_effect"]["facts"], [0.8, 0.6])
+    assert "facts" not in TR.average_by_category(trace, enc)["mlp"]["last_subject"]
+
+
 def test_window():
     assert TR.window_L(2, 6, 3).tolist() == [False, True, True, True, False, False]
     assert TR.window_L(0, 4, 10).all()

@@ -4,7 +4,7 @@ import signal
 import numpy as np
 import pytest
 
-from ffnkv.io.run import load_metrics, load_run
+from ffnkv.io.run import Run, load_metrics
 from _train_helpers import assert_trees_equal, start_training, tiny_config, wait_for_step
 from train.loop import train
 
@@ -23,5 +23,5 @@ def test_sigkill_then_rerun_is_bitwise_identical(tmp_path):
     proc.wait(timeout=60)
     assert max(r["step"] for r in load_metrics(run_dir)) < CHANGES["steps"], "killed too late to test anything"
     train(tiny_config(**CHANGES), run_dir)  # the same command again: resumes
-    assert_trees_equal(load_run(run_dir)[2], load_run(reference)[2])
+    assert_trees_equal(Run(run_dir).params(), Run(reference).params())
     assert load_metrics(run_dir) == load_metrics(reference)

@@ -132,6 +132,7 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
     ``data.<name>`` other than ``data.kind`` sets a task argument (checked when the task is built).
     """
     values = cfg.to_dict() | {"seeds": cfg.seeds, "seed_batch": cfg.seed_batch}
+    given = set()  # the data fields the overrides set
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
@@ -151,7 +152,22 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
             raise ConfigError(f"--set {item!r}: {key.strip()!r} is a config section, not a value; set one of its "
                               f"fields, e.g. --set {key.strip()}.{sorted(node[path[-1]])[0]}=….")
         node[path[-1]] = list(value) if isinstance(value, tuple) else value
+        if path[:2] == ["data", "kwargs"]:
+            given.add(path[-1])
+    _one_source(values["data"], given)
     return TrainConfig.from_dict(values)
+
+
+def _one_source(data: dict, given: set) -> None:
+    """A task whose ``ONE_OF`` fields are alternatives (text: files, array_record, tfds_name): the one an
+    override sets replaces the config's, so ``--set data.array_record=…`` needs no ``--set data.files=[]``.
+    Two set together are left for the task to refuse."""
+    from ffnkv.data import task_class
+
+    one_of = getattr(task_class(data.get("kind", "condcomp")), "ONE_OF", ())
+    if len(given & set(one_of)) == 1:
+        for name in set(one_of) - given:
+            data["kwargs"].pop(name, None)
 
 
 PRESETS = {"condcomp": "condcomp.py", "facts": "facts_lm.py", "text": "text_lm.py"}

@@ -31,7 +31,7 @@ from train import sharding
 from train.checkpoints import Checkpoints, log_stderr
 from train.config import TrainConfig, resolve
 from train.lock import RunLock
-from train.metrics import MetricsLog
+from train.metrics import MetricsLog, write_summaries
 from train.state import init_state, make_optimizer, schedule, seed_values
 from train.step import make_eval_step, make_train_step
 
@@ -242,6 +242,8 @@ def _train(cfg: TrainConfig, task, run_dir: Path, mesh, stop: _Stop, stop_rule=N
     if start > 0:
         log(f"resuming {run_dir} from step {start}")
     metrics = MetricsLog(run_dir / "metrics.jsonl", start, enabled=primary)
+    if start > 0 and primary:
+        write_summaries(run_dir, cfg.seed)  # the curve so far, as the resumed run found it
     evals = [r for r in load_metrics(run_dir) if "eval/loss" in r] if start > 0 and stop_rule else []
 
     eval_sets = [task.eval_set(s) for s in seed_values(cfg)]
@@ -326,6 +328,8 @@ def _train(cfg: TrainConfig, task, run_dir: Path, mesh, stop: _Stop, stop_rule=N
             bar.close()
         ckpts.wait()
         ckpts.close()
+        if primary:  # from metrics.jsonl on the host, once per run: the loop itself never waits for it
+            write_summaries(run_dir, cfg.seed)
     seconds = time.perf_counter() - t0
     return {"status": "done", "step": int(jax.device_get(state.step)), "stopped_by_rule": halt,
             "run_dir": str(run_dir), "seconds": seconds, "processes": jax.process_count(), "devices": mesh.size,

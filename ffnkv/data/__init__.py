@@ -24,12 +24,17 @@ def register_task(kind: str, factory) -> None:
     TASKS[kind] = factory
 
 
-def make_task(kind: str, **kwargs):
-    """The task ``kind`` (one of ``TASKS``) built with ``kwargs``; unknown kinds or fields raise ConfigError."""
+def task_class(kind: str):
+    """The class (or factory) of task ``kind``; an unknown kind raises ConfigError."""
     if kind not in TASKS:
         raise ConfigError(f"data.kind={kind!r} is not a known task; use one of {', '.join(sorted(TASKS))}.")
     entry = TASKS[kind]
-    cls = getattr(importlib.import_module(entry[0]), entry[1]) if isinstance(entry, tuple) else entry
+    return getattr(importlib.import_module(entry[0]), entry[1]) if isinstance(entry, tuple) else entry
+
+
+def make_task(kind: str, **kwargs):
+    """The task ``kind`` (one of ``TASKS``) built with ``kwargs``; unknown kinds or fields raise ConfigError."""
+    cls = task_class(kind)
     if dataclasses.is_dataclass(cls):
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(kwargs) - known)

@@ -137,8 +137,3 @@ def accuracy_per_op_from_pred(pred_B, target_B, op_B, ops) -> dict[str, float]:
     op_B = np.asarray(op_B)
     out = {op: float(correct[op_B == i].mean()) for i, op in enumerate(ops) if (op_B == i).any()}
     return out | {"all": float(correct.mean())}
-
-
-def accuracy_per_op(logits_BV, target_B, op_B, ops) -> dict[str, float]:
-    """Top-1 accuracy of the answer per op name, plus ``all``."""
-    return accuracy_per_op_from_pred(np.asarray(logits_BV).argmax(-1), target_B, op_B, ops)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import re
 from typing import NamedTuple
 
 import numpy as np
@@ -27,6 +26,8 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from ffnkv.config import check_fields, ints
 from ffnkv.data.facts_vocab import RELATIONS, SEPARATOR, SPECIALS, SYLLABLES
 from ffnkv.errors import FfnkvError
+from ffnkv.io.tokenizer import task_tokenizer
+from ffnkv.prompts import encode_prompts
 
 PAD, BOS, UNK = 0, 1, 2
 
@@ -249,46 +250,18 @@ class FactsTask:
 
     # ---- tokenised prompts -----------------------------------------------------------------------------
     @functools.cached_property
-    def _subject_pattern(self):
-        names = sorted(self.subjects, key=len, reverse=True)
-        return re.compile(r"(?<!\w)(" + "|".join(map(re.escape, names)) + r")(?!\w)")
-
-    def encode_prompts(self, prompts: list[str], pad_to: int | None = None) -> dict:
-        """``[BOS] prompt`` right-padded with PAD: tokens ``[N,T]``, lengths, subject span (end exclusive), predict_pos.
-
-        ``predict_pos = lengths - 1`` is the position whose logits predict the next token (the attribute).
-        The subject is the first entity name found in the prompt; a prompt without one raises FfnkvError.
-        """
-        rows, starts, ends = [], [], []
-        for prompt in prompts:
-            match = self._subject_pattern.search(prompt)
-            if match is None:
-                raise FfnkvError(f"prompt {prompt!r} names no subject of this facts task.")
-            before = self.tokenizer.encode(prompt[: match.start()])
-            subject = self.tokenizer.encode(match.group(0))
-            rows.append([BOS] + before + subject + self.tokenizer.encode(prompt[match.end():]))
-            starts.append(1 + len(before))
-            ends.append(1 + len(before) + len(subject))
-        lengths = np.array([len(r) for r in rows], np.int32)
-        T = max(int(lengths.max(initial=1)), pad_to or 0)
-        tokens = np.full((len(rows), T), PAD, np.int32)
-        for i, row in enumerate(rows):
-            tokens[i, : len(row)] = row
-        return {"tokens": tokens, "lengths": lengths, "subject_start": np.array(starts, np.int32),
-                "subject_end": np.array(ends, np.int32), "predict_pos": lengths - 1}
-
-    @functools.cached_property
     def _rendered(self):
         """Per (fact, template): the tokens of ``prompt attribute`` (no BOS), padded, with subject spans."""
         n_templates = len(self.relations[0].train_templates) + len(self.relations[0].paraphrase_templates)
+        tokenizer = task_tokenizer(self)
         rows, meta = [], []
         for f, fact in enumerate(self.facts):
             texts = self.prompts(fact, "train") + self.prompts(fact, "paraphrase")
-            enc = self.encode_prompts(texts)
+            enc = encode_prompts(tokenizer, texts, [fact.subject] * len(texts))
             for j in range(n_templates):
-                row = list(enc["tokens"][j, 1: enc["lengths"][j]]) + [self.attribute_id(fact.attribute)]
+                row = list(enc.tokens[j, 1: enc.lengths[j]]) + [self.attribute_id(fact.attribute)]
                 rows.append(row)
-                meta.append((f, j, enc["subject_start"][j] - 1, enc["subject_end"][j] - 1))
+                meta.append((f, j, enc.subject_start[j] - 1, enc.subject_end[j] - 1))
         width = max(map(len, rows))
         tokens = np.full((len(rows), width), PAD, np.int32)
         for i, row in enumerate(rows):

@@ -9,13 +9,17 @@ Sources (nothing is downloaded at run time):
 
 ``prepare_corpus`` trains the tokenizer and writes ``tokenizer.json``, ``tokens.bin`` and ``meta.json`` into a
 cache directory (each written to a temporary name and renamed, so a failure leaves nothing half-written).
+The documents (paragraphs of text files, records of array_record or tfds) are stored in a seeded random order,
+so the held-out tail is a random sample of whole documents from every file, not the end of the last one.
 ``TextTask`` serves windows of ``seq_len + 1`` tokens: training windows start anywhere in the first
-``1 - eval_fraction`` of the corpus, evaluation windows lie in the held-out tail.
+``1 - eval_fraction`` of the stored corpus (cut at the nearest document boundary), evaluation windows lie in
+the held-out tail.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
+import glob
 import hashlib
 import json
 import os
@@ -31,7 +35,8 @@ from ffnkv.config import check_fields, ints, reals
 from ffnkv.errors import ConfigError, FfnkvError
 
 EOS = "<|endoftext|>"
-CACHE_FORMAT = 3  # bump when the reading or encoding of a source changes
+CACHE_FORMAT = 4  # bump when the reading or encoding of a source changes (4: documents stored shuffled)
+SHUFFLE_SEED = 0  # the order documents are stored in, so the held-out tail is random documents
 _WIKITEXT_ESCAPES = ((" @-@ ", "-"), (" @,@ ", ","), (" @.@ ", "."))
 
 
@@ -167,17 +172,17 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> TextTokenizer:
     return TextTokenizer(tokenizer)
 
 
-def encode_to_memmap(tokenizer: TextTokenizer, texts: Iterable[str], path, chunk: int = 4096) -> int:
-    """Append ``text + EOS`` token ids of every text to ``path`` (uint16 when the vocabulary fits, else uint32)."""
+def encode_to_memmap(tokenizer: TextTokenizer, texts: Iterable[str], path, chunk: int = 4096) -> np.ndarray:
+    """Append ``text + EOS`` token ids of every text to ``path`` (uint16 when the vocabulary fits, else uint32);
+    returns where each text's tokens start, then the total, ``[n_texts + 1]`` int64."""
     dtype = np.uint16 if tokenizer.vocab_size <= 2 ** 16 else np.uint32
-    tmp, total, buffer = f"{path}.tmp", 0, []
+    tmp, lengths, buffer = f"{path}.tmp", [], []
     with open(tmp, "wb") as out:
         def flush():
-            nonlocal total
             for enc in tokenizer.tokenizer.encode_batch(buffer, add_special_tokens=False):
                 ids = np.asarray(enc.ids + [tokenizer.eos_id], dtype)
                 out.write(ids.tobytes())
-                total += len(ids)
+                lengths.append(len(ids))
             buffer.clear()
 
         for text in texts:
@@ -186,7 +191,45 @@ def encode_to_memmap(tokenizer: TextTokenizer, texts: Iterable[str], path, chunk
                 flush()
         flush()
     os.replace(tmp, path)
-    return total
+    return np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+
+
+def shuffle_documents(src, dst, bounds, dtype, seed: int = 0, chunk_tokens: int = 1 << 22) -> np.ndarray:
+    """Copy the documents of the token file ``src`` (``bounds``: their starts, then the end) to ``dst`` in a
+    seeded random order; returns the new bounds. The tail of the shuffled file is then random documents."""
+    tokens = np.memmap(src, dtype=dtype, mode="r") if bounds[-1] else np.zeros(0, dtype)
+    order = np.random.default_rng([seed, 0xD0C5]).permutation(len(bounds) - 1)
+    lengths = np.diff(bounds)[order]
+    tmp, parts, held = f"{dst}.tmp", [], 0
+    with open(tmp, "wb") as out:
+        for i in order:
+            parts.append(tokens[bounds[i]:bounds[i + 1]])
+            held += len(parts[-1])
+            if held >= chunk_tokens:
+                out.write(np.concatenate(parts).tobytes())
+                parts, held = [], 0
+        if parts:
+            out.write(np.concatenate(parts).tobytes())
+    del tokens
+    os.replace(tmp, dst)
+    return np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+
+
+def expand_files(files) -> tuple[str, ...]:
+    """``data.files`` with each glob (``corpus/*.txt``) replaced by the regular files it matches, sorted; a glob
+    that matches none is an error, a plain path is kept as given (a missing one fails when it is read)."""
+    out = []
+    for name in files:
+        name = str(name)
+        if not any(c in name for c in "*?["):
+            out.append(name)
+            continue
+        matched = sorted(p for p in glob.glob(name, recursive=True) if os.path.isfile(p))
+        if not matched:
+            raise FfnkvError(f"data.files pattern {name!r} matches no regular file; give text files or a glob "
+                             "of them, e.g. 'corpus/*.txt'.")
+        out += matched
+    return tuple(out)
 
 
 def _check_one_source(files, array_record, tfds_name) -> None:
@@ -243,14 +286,18 @@ def prepare_corpus(cache_dir, vocab_size: int = 4096, tokenizer_chars: int = 50_
 
         tokenizer = train_tokenizer(sample(), vocab_size)
         tokenizer.tokenizer.save(str(build / "tokenizer.json"))
-        n_tokens = encode_to_memmap(tokenizer, _texts(**source), build / "tokens.bin")
-        meta = {"n_tokens": n_tokens, "dtype": "uint16" if tokenizer.vocab_size <= 2 ** 16 else "uint32",
-                "vocab_size": tokenizer.vocab_size, "source": source_record(**source)}
+        dtype = "uint16" if tokenizer.vocab_size <= 2 ** 16 else "uint32"
+        read_order = encode_to_memmap(tokenizer, _texts(**source), build / "read_order.bin")
+        bounds = shuffle_documents(build / "read_order.bin", build / "tokens.bin", read_order, dtype, SHUFFLE_SEED)
+        np.save(build / "documents.npy", bounds)
+        meta = {"n_tokens": int(bounds[-1]), "dtype": dtype, "vocab_size": tokenizer.vocab_size,
+                "n_documents": len(bounds) - 1, "order": f"documents shuffled with seed {SHUFFLE_SEED}",
+                "source": source_record(**source)}
         if accept is not None:
             accept(meta)
         (build / "meta.json").write_text(json.dumps(meta, indent=1))
         cache.mkdir(exist_ok=True)
-        for name in ("tokenizer.json", "tokens.bin", "meta.json"):
+        for name in ("tokenizer.json", "tokens.bin", "documents.npy", "meta.json"):
             os.replace(build / name, cache / name)
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
@@ -274,6 +321,8 @@ class TextTask:
     silently reused.
     """
 
+    ONE_OF = ("files", "array_record", "tfds_name")  # the sources; an override of one replaces the others
+
     cache_dir: str | None = None
     files: tuple[str, ...] = ()
     wikitext: bool = False
@@ -293,7 +342,7 @@ class TextTask:
         check_fields(self, "data.", {"vocab_size_target": ints(257, 2 ** 20), "seq_len": ints(1, 2 ** 20),
                                      "eval_fraction": reals(0, 0.5, lo_open=True, hi_open=True),
                                      "n_eval": ints(1, 2 ** 20)})
-        object.__setattr__(self, "files", tuple(self.files))
+        object.__setattr__(self, "files", expand_files(self.files))
         if self.cache_dir is None or not (Path(self.cache_dir) / "meta.json").is_file():
             _check_one_source(self.files, self.array_record, self.tfds_name)  # a built cache may stand alone
         source = self._source()  # a missing or unreadable source file fails here
@@ -348,9 +397,20 @@ class TextTask:
     def vocab_size(self) -> int:
         return int(self.meta["vocab_size"])
 
-    @property
+    @functools.cached_property
     def _n_train(self) -> int:
-        return int(self.meta["n_tokens"] * (1.0 - self.eval_fraction))
+        """Where the held-out tail starts: the document boundary nearest ``(1 - eval_fraction)`` of the tokens,
+        if one within half the tail's size leaves a window on both sides, else that token (so does a cache of
+        format ≤ 3, stored in reading order)."""
+        n = int(self.meta["n_tokens"])
+        cut = int(n * (1.0 - self.eval_fraction))
+        path = Path(self.cache_dir) / "documents.npy"
+        if not path.is_file():
+            return cut
+        bounds = np.load(path)
+        near = np.abs(bounds - cut) <= (n - cut) // 2
+        fits = bounds[near & (bounds >= self.seq_len + 1) & (n - bounds >= self.seq_len + 1)]
+        return int(fits[np.argmin(np.abs(fits - cut))]) if fits.size else cut
 
     def _windows(self, starts) -> dict:
         idx = np.asarray(starts)[:, None] + np.arange(self.seq_len + 1)

@@ -34,7 +34,7 @@ SOURCES = "a run dir (from `ffnkv train`), a Hugging Face directory (config.json
           "or a packaged model name (minilm, smollm2)"
 
 
-_forward_jit = jax.jit(forward, static_argnames=("cfg", "unroll", "capture_heads"))
+forward_jit = jax.jit(forward, static_argnames=("cfg", "unroll", "capture_heads"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +56,7 @@ class Model:
         token shape and per set of hook fields that are set (hooks are arrays, so new values reuse the program).
         ``capture_heads``: see ``ffnkv.forward``. Call it inside your own ``jit``/``vmap``/``grad`` as well."""
         tokens_BT = jnp.asarray(tokens_BT, jnp.int32)
-        return _forward_jit(self.params, tokens_BT, self.cfg, hooks, mask_BT, capture_heads=capture_heads)
+        return forward_jit(self.params, tokens_BT, self.cfg, hooks, mask_BT, capture_heads=capture_heads)
 
 
 def _from_run(path: Path, step, seed) -> Model:

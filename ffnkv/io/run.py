@@ -18,7 +18,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import logging
 import sys
+import threading
 from pathlib import Path
 
 import jax
@@ -89,19 +91,59 @@ class _Unreadable(Exception):
     """A checkpoint that does not restore, as one line (orbax's exception is not kept: see ``_collect_quietly``)."""
 
 
-def _collect_quietly() -> None:
-    """Collect the asyncio futures of a failed restore now, silently: each holds one of tensorstore's errors
-    and, left to the interpreter's exit, would log it with a traceback ("exception was never retrieved")."""
-    import gc
-    import logging
+class _MainThreadOnly:
+    """``sys.stderr`` during a restore and after a failed one: writes from threads other than the main one are
+    dropped.
 
-    logger = logging.getLogger("asyncio")
-    disabled, hook = logger.disabled, sys.unraisablehook
-    logger.disabled, sys.unraisablehook = True, lambda unraisable: None
-    try:
-        gc.collect()
-    finally:
-        logger.disabled, sys.unraisablehook = disabled, hook
+    A failed restore leaves tensorstore reads in flight whose callbacks later try to schedule on orbax's closed
+    event loop; each prints a traceback ("Event loop is closed") from its own thread, at a time no lock can
+    await. ffnkv writes its messages from the main thread, so dropping the others' writes is exact."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        if threading.current_thread() is threading.main_thread():
+            return self._stream.write(text)
+        return len(text)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _from_restore(error: BaseException | None) -> bool:
+    """Whether ``error`` was raised inside orbax or tensorstore (a read of a failed restore)."""
+    tb = error.__traceback__ if error is not None else None
+    while tb is not None:
+        if any(part in tb.tb_frame.f_code.co_filename for part in ("orbax", "tensorstore")):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+class _DropRestoreErrors(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not _from_restore(error) and "exception was never retrieved" not in record.getMessage()
+
+
+def _collect_quietly() -> None:
+    """Keep what a failed restore leaves behind out of stderr: asyncio futures and coroutines that hold
+    tensorstore's errors are collected at some later time (now, or at the interpreter's exit) and would each log
+    a traceback ("exception was never retrieved", "Exception ignored in: <coroutine …>"). Only errors raised in
+    orbax or tensorstore are dropped."""
+    import gc
+
+    previous = sys.unraisablehook
+    if not getattr(previous, "_drops_restore_errors", False):
+        def hook(unraisable):
+            if not _from_restore(unraisable.exc_value):
+                previous(unraisable)
+
+        hook._drops_restore_errors = True
+        sys.unraisablehook = hook
+        logging.getLogger("asyncio").addFilter(_DropRestoreErrors())
+    gc.collect()
 
 
 class Run:
@@ -167,8 +209,6 @@ class Run:
     def _restore(self, step: int) -> dict:
         """Checkpoint ``step``'s parameters as stored (leaves [S, ...] for a run of S > 1 seeds); an unreadable one
         raises ``_Unreadable`` with one line."""
-        import logging
-
         abstract = jax.eval_shape(lambda: init_params(jax.random.key(0), self.model_cfg))
         lead = (self.n_seeds,) if self.n_seeds > 1 else ()
         here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])  # every process reads the whole tree
@@ -176,10 +216,13 @@ class Run:
         absl = logging.getLogger("absl")
         level = absl.level
         absl.setLevel(logging.ERROR)  # orbax warns of a checkpoint that training is still writing (the newest)
+        stderr = sys.stderr
+        sys.stderr = stderr if isinstance(stderr, _MainThreadOnly) else _MainThreadOnly(stderr)
         try:
             with ocp.CheckpointManager(self.path.absolute() / "checkpoints", item_names=("params",),
                                        options=ocp.CheckpointManagerOptions(create=False)) as manager:
                 out = manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract)))
+            sys.stderr = stderr  # a restore that succeeded leaves nothing in flight
             return out["params"]
         except Exception as error:  # orbax/tensorstore raise many types for a damaged checkpoint
             message = _short(error)
@@ -253,22 +296,3 @@ def load_metrics(run_dir: str | Path, seed: int | None = None) -> list[dict]:
     if seed is None:
         return records
     return [{k: v[seed] if isinstance(v, list) else v for k, v in r.items()} for r in records]
-
-
-# ---- the old tuple interface: thin wrappers until the study code uses Run (then delete) ------------------
-def load_config(run_dir: str | Path) -> tuple[dict, ModelConfig]:
-    run = Run(run_dir)
-    return run.config.raw, run.model_cfg
-
-
-def load_params(run_dir: str | Path, model_cfg: ModelConfig, step: int | None = None) -> dict:
-    return Run(run_dir).params(step)
-
-
-def load_init_params(run_dir: str | Path) -> dict:
-    return Run(run_dir).init_params()
-
-
-def load_run(run_dir: str | Path, step: int | None = None, seed: int | None = None) -> tuple[dict, ModelConfig, dict]:
-    run = Run(run_dir, seed)
-    return run.config.raw, run.model_cfg, run.params(step)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+from matplotlib.patches import Patch
 
 from studies.report.figures import save_figure, subplots
 from studies.report.markdown import table
@@ -13,18 +14,28 @@ COLUMNS = ("ES", "PS", "NS", "S", "EM", "PM", "NM", "unrelated_acc")
 
 
 def plot_scores(results: dict, path, title: str) -> None:
-    """Grouped bars of ES, PS, NS, S and unrelated accuracy; ``results`` maps a row label to an edit result."""
-    rows = [(label, name, proto) for label, res in results.items() for key, name in PROTOCOLS[1:]
+    """Grouped bars of ES, PS, NS, S and unrelated accuracy per protocol, the unedited model first (the baseline
+    each edit is read against, hatched); every bar is labelled with its value, so a zero shows as "0", and each
+    group with its number of edits and unrelated facts. ``results`` maps a row label to an edit result."""
+    rows = [(label, name, proto, res) for label, res in results.items() for key, name in PROTOCOLS
             if (proto := res.get(key)) is not None]
-    fig, ax = subplots(figsize=(max(6, 0.9 * len(rows) + 2), 3.6))
+    fig, ax = subplots(figsize=(max(6, 1.2 * len(rows) + 1.5), 3.8))
     width = 0.8 / len(BARS)
     x = np.arange(len(rows))
     for i, metric in enumerate(BARS):
-        ax.bar(x + (i - len(BARS) / 2 + 0.5) * width, [p[metric] for _, _, p in rows], width, label=metric)
-    ax.set_xticks(x, [f"{label}\n{name}" if label else name for label, name, _ in rows], fontsize=7)
-    ax.set_ylim(0, 1.05)
+        ys = [p[metric] for _, _, p, _ in rows]
+        bars = ax.bar(x + (i - len(BARS) / 2 + 0.5) * width, ys, width, label=metric, color=f"C{i}",
+                      hatch=["//" if name == "unedited" else "" for _, name, _, _ in rows], edgecolor="white")
+        ax.bar_label(bars, [f"{y:.2f}".rstrip("0").rstrip(".") if y else "0" for y in ys], fontsize=5, padding=1)
+    ax.set_xticks(x, ["\n".join(([label] if label else []) + [name, f"n = {res['n_edits']} edits",
+                                                                f"{res['n_unrelated']} unrelated"])
+                      for label, name, _, res in rows], fontsize=7)
+    ax.axhline(0, color="k", lw=0.6)
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("score")
     ax.set_title(title)
-    ax.legend(fontsize=7, ncol=len(BARS), loc="upper center", bbox_to_anchor=(0.5, -0.25))
+    handles = [Patch(color=f"C{i}", label=metric) for i, metric in enumerate(BARS)]
+    ax.legend(handles=handles, fontsize=7, ncol=len(BARS), loc="upper center", bbox_to_anchor=(0.5, -0.22))
     save_figure(fig, path)
 
 

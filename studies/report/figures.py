@@ -12,3 +12,10 @@ from studies.report.write import save_figure  # noqa: E402,F401
 def subplots(*args, **kwargs):
     """``plt.subplots`` on the Agg backend."""
     return plt.subplots(*args, **kwargs)
+
+
+def layer_ticks(ax, axis: str = "x") -> None:
+    """Integer ticks only on a layer axis (a layer 0.5 does not exist)."""
+    from matplotlib.ticker import MaxNLocator
+
+    getattr(ax, f"{axis}axis").set_major_locator(MaxNLocator(integer=True))

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis.tracing import CATEGORIES
-from studies.report.figures import save_figure, subplots
+from studies.report.figures import layer_ticks, save_figure, subplots
 from studies.report.write import write_json, write_text
 
 CMAPS = {"resid": "Purples", "mlp": "Greens", "attn": "Reds"}
@@ -24,6 +24,7 @@ def layer_shares(path, summary: dict, layers):
     ax.plot(xs, base["attribution_mass"], "o-", color="tab:orange", label="attribution mass")
     ax.plot(xs, base["neuron_count"], "k--", label="neuron count")
     ax.set(xlabel="layer", ylabel="share", title="where knowledge neurons sit vs chance")
+    layer_ticks(ax)
     ax.legend(fontsize=7)
     return save_figure(fig, path)
 
@@ -55,6 +56,7 @@ def attribution_example(path, example: dict):
     for layer, unit in example["neurons"]:
         ax.scatter(layer - 0.3 + 0.6 * unit / max(F - 1, 1), attr_LF[layer, unit], s=40, facecolors="none", edgecolors="r")
     ax.set(title=example["title"][:80], xlabel="layer (neurons spread within)", ylabel="attribution")
+    layer_ticks(ax)
     return save_figure(fig, path)
 
 
@@ -78,17 +80,22 @@ def fact_heatmap(path, example: dict, kinds, layers):
 
 
 def category_heatmaps(path, average: dict, kinds, layers, title: str):
-    """Average indirect effect per token category and layer, one panel per restored kind (Meng Fig. 2)."""
+    """Average indirect effect per token category and layer, one panel per restored kind (Meng Fig. 2); the
+    categories are named once, on the left, and at most about a dozen layers are labelled."""
     shown = [k for k in ("resid", "mlp", "attn") if k in kinds and k in average]
-    fig, axes = subplots(1, len(shown), figsize=(3.8 * len(shown), 3.2), squeeze=False)
-    for ax, kind in zip(axes[0], shown):
+    fig, axes = subplots(1, len(shown), figsize=(3.2 * len(shown) + 1.2, 3.2), squeeze=False, sharey=True,
+                         layout="constrained")
+    every = -(-len(layers) // 12)
+    for j, (ax, kind) in enumerate(zip(axes[0], shown)):
         cats = [c for c in CATEGORIES if c in average[kind]]
         im = ax.pcolormesh(np.array([average[kind][c]["mean"] for c in cats]), cmap=CMAPS[kind])
-        ax.invert_yaxis()
-        ax.set_yticks(np.arange(len(cats)) + 0.5, [c.replace("_", " ") for c in cats], fontsize=7)
-        ax.set_xticks(np.arange(len(layers)) + 0.5, layers, fontsize=7)
-        ax.set(title=f"{kind}: average indirect effect", xlabel="layer")
-        fig.colorbar(im, ax=ax)
+        if j == 0:
+            ax.invert_yaxis()
+            ax.set_yticks(np.arange(len(cats)) + 0.5, [c.replace("_", " ") for c in cats], fontsize=7)
+        ax.set_xticks(np.arange(0, len(layers), every) + 0.5, layers[::every], fontsize=7)
+        ax.set_title(f"{kind}: average indirect effect", fontsize=9)
+        ax.set_xlabel("layer")
+        fig.colorbar(im, ax=ax, shrink=0.9)
     fig.suptitle(f"{title}, {average['n_facts']} facts", fontsize=9)
     return save_figure(fig, path)
 
@@ -104,6 +111,7 @@ def severed_lines(path, average: dict, layers, categories=("last_subject", "last
                 ax.plot(layers, mean, marker="o", label=label)
                 ax.fill_between(layers, mean - ci, mean + ci, alpha=0.2)
         ax.set(title=f"IE of h at {category.replace('_', ' ')} token", xlabel="layer", ylabel="average IE")
+        layer_ticks(ax)
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     return save_figure(fig, path)
@@ -120,7 +128,8 @@ def write(result: dict, out_dir) -> list[str]:
                   effect_bars(out / "knowledge_neurons_effects.png", attr["effects"]["by_relation"]),
                   attribution_example(out / "knowledge_neurons_example.png", attr["example"])]
         files.append(write_json(out / "attribution.json", {k: v for k, v in attr.items() if k != "example"}
-                                | {"model": result["model"], "settings": result["settings"]}))
+                                | {k: result[k] for k in ("model", "settings", "screening")}
+                                | {"selection": result.get("selection")}))
     if "tracing" in result:
         tr = result["tracing"]
         kinds, layers = tr["config"]["kinds"], tr["config"]["layers"]
@@ -133,7 +142,8 @@ def write(result: dict, out_dir) -> list[str]:
             files.append(severed_lines(out / "tracing_severed.png", tr["known_facts"], layers))
         files += [fact_heatmap(out / f"tracing_fact{i}.png", ex, kinds, layers) for i, ex in enumerate(tr["examples"])]
         files.append(write_json(out / "tracing.json", {k: v for k, v in tr.items() if k != "examples"}
-                                | {"model": result["model"], "screening": result["screening"]}))
+                                | {"model": result["model"], "screening": result["screening"],
+                                   "selection": result.get("selection")}))
     files.append(write_text(out / "knowledge.md", markdown(result.get("attribution"), result.get("tracing")) + "\n"))
     return [str(f) for f in files]
 
@@ -176,7 +186,7 @@ def markdown(attr: dict | None, trace: dict | None) -> str:
                  f"{trace['config']['samples']} samples, window {trace['config']['window']}, layers {layers}.", "",
                  table(["restored", "early site: last subject token (peak ± CI, layer)", "late site: last token"],
                        [[name.replace("resid (window)", "resid")]
-                        + [f"{v[k]['peak']:.3f} ± {v[k]['ci']:.3f} (L{layers[v[k]['at']]})" if k in v else "–"
+                        + [f"{v[k]['peak']:.3f} ± {v[k]['ci']:.3f} (L{v[k]['layer']})" if k in v else "–"
                            for k in ("early", "late")] for name, v in trace["sites"].items()])]
         rows = []
         for label, avg in (("window", kf), ("single layer", trace.get("single_layer") or {})):

@@ -15,6 +15,11 @@ def fmt(value, digits: int = 2) -> str:
     return f"{value:.{digits}f}" if abs(value) >= 10 ** -digits or value == 0 else f"{value:.1e}"
 
 
+def cell(text) -> str:
+    """``text`` made safe for one markdown table cell: ``|`` escaped, newlines as spaces."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
 def table(header: list[str], rows: list[list], digits: int = 2) -> str:
     """A GitHub markdown table; cells formatted by ``fmt``."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

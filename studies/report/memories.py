@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from studies.report.figures import save_figure, subplots
+from studies.report.figures import layer_ticks, save_figure, subplots
 from studies.report.write import write_json, write_text
 
 
@@ -21,6 +21,7 @@ def curves(path, title: str, ylabel: str, series: dict, bands: dict | None = Non
         ax.plot(xs, mean, "k--", label=label)
         ax.fill_between(xs, mean - 2 * sd, mean + 2 * sd, color="k", alpha=0.15)
     ax.set(title=title, xlabel="layer", ylabel=ylabel)
+    layer_ticks(ax)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return save_figure(fig, path)
@@ -33,6 +34,7 @@ def refinement_bars(path, ref: dict):
         ax.bar(np.arange(len(ys)), ys, bottom=bottom, label=name)
         bottom += np.asarray(ys)
     ax.set(title="layer output top-1 comes from", xlabel="layer", ylabel="fraction of positions")
+    layer_ticks(ax)
     ax.legend(fontsize=8)
     return save_figure(fig, path)
 

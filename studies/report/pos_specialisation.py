@@ -19,7 +19,7 @@ def plot(result: dict, out_dir) -> list[str]:
     sel = result["selectivity"]
     axes[1].bar(np.arange(L) - 0.2, sel["noun_specialists_per_layer"], 0.4, label="noun")
     axes[1].bar(np.arange(L) + 0.2, sel["verb_specialists_per_layer"], 0.4, label="verb")
-    axes[1].set(xlabel="layer", ylabel="specialists", title="Bonferroni-significant, |d| ≥ d_min")
+    axes[1].set(xlabel="layer", ylabel="specialists", title=f"BH-significant (FDR {sel['fdr']}), SI ≥ {sel['si_min']}")
     axes[1].legend()
     d = result["ablation"]["mean"]["delta_nll"]
     names = ["noun_set", "verb_set", "random_sets"]
@@ -34,10 +34,10 @@ def plot(result: dict, out_dir) -> list[str]:
     fig.tight_layout()
     files.append(str(save_figure(fig, out_dir / "minilm_rahman.png", dpi=110)))
     fig, ax = plt.subplots(figsize=(7, 4))
-    d_LF = result["_arrays"]["d_LF"]
+    si_LF = result["_arrays"]["si_LF"]
     for l in range(L):
-        ax.hist(d_LF[l], bins=60, histtype="step", label=f"layer {l}")
-    ax.set(xlabel="Cohen's d (noun − verb)", ylabel="neurons", title="noun/verb selectivity")
+        ax.hist(si_LF[l], bins=60, range=(-1, 1), histtype="step", label=f"layer {l}")
+    ax.set(xlabel="selectivity index of |m| (noun vs verb)", ylabel="neurons", title="noun/verb selectivity")
     ax.legend(fontsize=7)
     fig.tight_layout()
     files.append(str(save_figure(fig, out_dir / "minilm_selectivity.png", dpi=110)))

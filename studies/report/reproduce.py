@@ -29,13 +29,14 @@ def _stage_table(out: Path, stages: dict) -> list[str]:
 
 
 def _claims_table(claims: list[dict]) -> list[str]:
-    from studies.report.claims import _cell, _test_text
+    from studies.report.claims import describe_test
+    from studies.report.markdown import cell
 
     lines = ["| source | claim | paper | ours | tests: measured [95% interval], cut, seeds × items | verdict |",
              "|---|---|---|---|---|---|"]
     for c in claims:
-        tests = "<br>".join(", ".join(_test_text(t)) for t in c.get("tests") or [])
-        lines.append(f"| {c['source']} | {c['claim']} | {c['paper']} | {c['ours']} | {_cell(tests)} | **{c['verdict']}** |")
+        tests = "<br>".join(", ".join(describe_test(t)) for t in c.get("tests") or [])
+        lines.append(f"| {c['source']} | {c['claim']} | {c['paper']} | {c['ours']} | {cell(tests)} | **{c['verdict']}** |")
     return lines
 
 

@@ -23,9 +23,9 @@ def _missing(title: str, stage: str) -> tuple[str, list]:
 
 def _run(run: Path):
     """A run dir's ModelConfig and metrics records."""
-    from ffnkv.io.run import load_config, load_metrics
+    from ffnkv.io.run import Run, load_metrics
 
-    return load_config(run)[1], load_metrics(run)
+    return Run(run).model_cfg, load_metrics(run)
 
 
 def _md_table(header: list[str], rows: list[list]) -> list[str]:
@@ -120,9 +120,9 @@ def memories(out: Path, d: Path, label: str, width: int):
         return f"### Key-value memories ({label})\n\nNot run.\n", []
     a, comp = mem["agreement"], mem["composition"]
     text = [f"### Key-value memories (Geva et al. 2021, 2022), {label}", "",
-            f"{mem['n_tokens']:,} tokens streamed. Per layer: value→trigger agreement {C._fmts(a['agreement'])} "
-            f"(baseline {C._fmts(a['baseline'])}); active memories {C._fmts(comp['active_fraction'])} of F; zero "
-            f"agreement {C._fmts(comp['zero_agreement'])}.", "",
+            f"{mem['n_tokens']:,} tokens streamed. Per layer: value→trigger agreement {C.fmts(a['agreement'])} "
+            f"(baseline {C.fmts(a['baseline'])}); active memories {C.fmts(comp['active_fraction'])} of F; zero "
+            f"agreement {C.fmts(comp['zero_agreement'])}.", "",
             _fig(out, d / "agreement.png", "agreement by layer"), _fig(out, d / "refinement.png", "refinement"), ""]
     claims = C.geva_memories(mem, label)
     if promo:
@@ -136,11 +136,7 @@ def editability(out: Path):
     if not (d / "editability.md").is_file():
         return _missing(title, "editability")
     table = (d / "editability.md").read_text().split("\n", 2)[2]
-    res = _load(d / "editability.json")["kinds"]
-    best = max(res, key=lambda k: res[k]["row"]["ROME S"])
-    claim = C.claim("ffnkv", "which FFN kind is most editable by ROME (same facts, matched parameters)", "—",
-                    ", ".join(f"{k} S {r['row']['ROME S']:.2f}" for k, r in res.items()), f"{best} most editable",
-                    "argmax of ROME S", [C.point_test("editability.best", res[best]["row"]["ROME S"], f"{best} most editable")])
+    claim = C.editability(_load(d / "editability.json")["kinds"])
     return "\n".join([f"## {title}", "", table, "", _fig(out, d / "editability.png", "edit scores per kind"), ""]), [claim]
 
 
@@ -159,28 +155,29 @@ def text_lm(out: Path):
 
 def pretrained(out: Path):
     title = "Real pretrained models"
-    mini, smol = _load(out / "pretrained/minilm/results.json"), _load(out / "pretrained/smollm2/results.json")
+    smol_dir = out / "pretrained" / "smollm2"
+    mini, smol = _load(out / "pretrained/minilm/results.json"), _load(smol_dir / "attribution.json")
     if mini is None and smol is None:
         return _missing(title, "minilm/smollm2")
     text, claims = [f"## {title}", ""], []
     if mini:
         g, g0 = mini["sparsity"]["pretrained"]["gini"], mini["sparsity"]["initial"]["gini"]
         sel = mini["selectivity"]
-        dd = {m: mini["ablation"][m]["double_dissociation"] for m in ("zero", "mean")}
+        dd = {m: all(mini["ablation"][m]["double_dissociation"].values()) for m in ("zero", "mean")}
         text += ["### all-MiniLM-L6-v2 (Rahman et al.'s pretrained check)", "",
-                 f"Gini per layer {C._fmts(g)} (random init {C._fmts(g0)}); noun specialists "
+                 f"Gini per layer {C.fmts(g)} (random init {C.fmts(g0)}); noun specialists "
                  f"{sel['noun_specialists_per_layer']}, verb specialists {sel['verb_specialists_per_layer']}; "
                  f"double dissociation (zero / mean ablation): {dd['zero']} / {dd['mean']}.", "",
                  _fig(out, out / "pretrained/minilm/minilm_rahman.png", "MiniLM sparsity and ablation"), ""]
         claims += C.pos_specialisation(mini)
-    if smol:
-        kn = smol["knowledge_neurons"]
+    if smol:  # the knowledge study's own files (studies.report.knowledge), as `ffnkv knowledge smollm2` writes them
+        s, screen = smol["summary"], smol["screening"]
+        figures = sorted(smol_dir.glob("knowledge_neurons_*.png")) + sorted(smol_dir.glob("tracing_*.png"))
         text += ["### SmolLM2-135M (GGUF): tracing, knowledge neurons, value projection", "",
-                 f"{smol['facts']['correct']}/{smol['facts']['probed']} probe facts answered correctly; "
-                 f"{smol['facts']['analysed']} analysed. Knowledge neurons per layer {kn['layer_histogram']}; "
-                 f"IG completeness error {_num(kn['completeness_error_mean'], '.2f')}.", "",
-                 *[_fig(out, out / "pretrained/smollm2" / Path(f).name, "SmolLM2 localisation") for f in smol["files"]],
-                 ""]
+                 f"{screen['n_known']}/{screen['n_records']} probe facts answered correctly; "
+                 f"{len(screen['chosen'])} analysed. Knowledge neurons per layer {s['layer_counts']}; "
+                 f"IG completeness error {_num(s['completeness']['mean_pair_relative_error'], '.2f')}.", "",
+                 *[_fig(out, f, "SmolLM2 localisation") for f in figures], ""]
         claims += C.smollm2(smol)
     return "\n".join(text), claims
 

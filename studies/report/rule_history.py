@@ -30,6 +30,7 @@ def verdicts_at(rev: str, root: Path):
     path.write_text(source)
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # a dataclass in the module looks its module up while it is executed
     spec.loader.exec_module(module)
     return module
 
@@ -39,9 +40,9 @@ def inputs(run: Path | None, compare: Path | None) -> dict:
     load = lambda p: json.loads(p.read_text()) if p.is_file() else None  # noqa: E731
     out = {}
     if run is not None:
-        from ffnkv.io.run import load_config
+        from ffnkv.io.run import Run
 
-        cfg = load_config(run)[1]
+        cfg = Run(run).model_cfg
         a = run / "analysis"
         mem, promo = load(a / "memories/memories.json"), load(a / "memories/promotion.json")
         attr, trace, edit = load(a / "knowledge/attribution.json"), load(a / "knowledge/tracing.json"), load(a / "edit/edit.json")
@@ -53,12 +54,26 @@ def inputs(run: Path | None, compare: Path | None) -> dict:
                                            ("meng_edits", (edit,) if edit else None)) if v}
     if compare is not None and (compare / "compare.json").is_file():
         out["condcomp"] = (f"compare {compare}", (load(compare / "compare.json"),))
+        kinds = {}
+        for kind in load(compare / "compare.json")["kinds"]:
+            a = compare / kind / "analysis"
+            parts = [load(a / f"{name}.json") for name in ("sparsity", "specialisation", "ablation", "hierarchy")]
+            if all(parts) and parts[2].get("ops"):
+                kinds[kind] = (*parts, parts[2]["ops"])
+        if kinds:
+            out["rahman_kinds"] = (f"compare {compare}", (kinds,))
     return out
+
+
+def rahman_kinds(module, kinds: dict) -> list:
+    """Rahman et al.'s claims over the kinds of a comparison, judged from each kind's analysis outputs by the
+    module's own ``rahman_claims`` (not the verdicts stored at analysis time)."""
+    return module.rahman({k: {"claims": module.rahman_claims(*args)} for k, args in kinds.items()})
 
 
 def _claims(module, name: str, args) -> list:
     try:
-        result = getattr(module, name)(*args)
+        result = rahman_kinds(module, *args) if name == "rahman_kinds" else getattr(module, name)(*args)
     except Exception as err:  # an older rule may not read today's outputs; the table says so
         return [{"claim": f"({name})", "verdict": f"not computable: {type(err).__name__}"}]
     return result if isinstance(result, list) else [result]

@@ -1,53 +1,21 @@
-"""Rahman et al. (2026)'s pretrained check: sparse FFN codes, noun- vs verb-specialised neurons, and the effect
-of ablating each set on masked-token prediction (a double dissociation).
+"""A masked LM's prediction of a masked word, for ablations on an encoder checkpoint that may lack its MLM head
+(Rahman et al. 2026's pretrained check, ``studies.pos_specialisation``).
 
-Definitions (Rahman et al. publish no exact protocol, so these are ours):
-* Sparsity: ``analysis.sparsity.layer_sparsity`` per layer (token Gini of |m|, Hurley & Rickard 2009), with
-  ``active_fraction`` the share of m > 0 (its ``relu`` rule, used for GELU too).
-* Selectivity of neuron (l, i): Welch's t between its coefficients on NOUN and on VERB tokens, two-sided
-  (``analysis.stats``), corrected over all L·F neurons (Bonferroni, and Benjamini–Hochberg as the lenient
-  variant); effect size Cohen's d with the pooled sd.
-  Noun (verb) specialists: Bonferroni-significant with d ≥ d_min (d ≤ −d_min).
-* Ablation: every neuron of a set is zeroed (``m = 0``) or set to its mean over the probe tokens; the
-  score is the masked-token negative log-likelihood of the gold word, separately for nouns and verbs.
+* ``fit_mlm_head``: BERT's MLM head (Devlin et al. 2019) fitted on frozen final hidden states, its decoder tied
+  to the word embeddings of the candidate tokens, with early stopping on a held-out fifth.
+* ``masked_token_nll``: the score of ``analysis.ablation.mask_sweep`` for a masked word: NLL and top-1
+  correctness of the gold token.
+* ``ablation_sweep``: that score under every intervention of ``analysis.ablation.intervention_sets`` (zero or
+  mean ablation per row): one compiled program.
 """
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from analysis.ablation import mask_sweep
-from analysis.stats import benjamini_hochberg, bonferroni, cohens_d, welch_t
 from ffnkv.norm import norm
-
-
-def selectivity(m_noun_NLF, m_verb_MLF, alpha: float = 0.05, d_min: float = 0.5) -> dict:
-    """Per-neuron noun-vs-verb test: t, p, Cohen's d, and the specialist masks (all ``[L, F]``)."""
-    t, _, p = welch_t(m_noun_NLF, m_verb_MLF)
-    d = cohens_d(m_noun_NLF, m_verb_MLF)
-    strict = bonferroni(p, alpha)
-    return {"t": t, "p": p, "d": d, "bonferroni": strict, "bh": benjamini_hochberg(p, alpha),
-            "noun": strict & (np.asarray(d) >= d_min), "verb": strict & (np.asarray(d) <= -d_min)}
-
-
-def top_k_mask(score_LF, eligible_LF, k: int):
-    """The ``k`` eligible neurons with the largest score, as an ``[L, F]`` mask."""
-    flat = jnp.where(eligible_LF, score_LF, -jnp.inf).reshape(-1)
-    idx = jnp.argsort(-flat)[:k]
-    return jnp.zeros(flat.size, bool).at[idx].set(flat[idx] > -jnp.inf).reshape(score_LF.shape)
-
-
-def random_like_mask(key, mask_LF, n: int):
-    """``n`` random masks with the same number of neurons per layer as ``mask_LF``."""
-    counts_L = mask_LF.sum(-1)
-
-    def one(k):
-        rank_LF = jnp.argsort(jnp.argsort(jax.random.uniform(k, mask_LF.shape), -1), -1)
-        return rank_LF < counts_L[:, None]
-
-    return jax.vmap(one)(jax.random.split(key, n))
 
 
 def mlm_logits(head, E_CD, h_ND, cfg):
@@ -108,14 +76,14 @@ def masked_token_nll(out, aux, cfg):
     return -gold, (logp.argmax(-1) == target_N)
 
 
-def ablation_sweep(params, cfg, head, E_CD, batch, masks_KLF, mean_LF=None, batch_size: int = 4):
-    """``masked_token_nll`` with each of K masks ablated (zero, or the mean ``mean_LF``): one compiled sweep.
+def ablation_sweep(params, cfg, head, E_CD, batch, masks_SLF, use_mean_S, mean_LF=None, batch_size: int = 4):
+    """``masked_token_nll`` with the neurons of each ``masks_SLF[s]`` ablated: zeroed, or set to their mean
+    ``mean_LF`` where ``use_mean_S[s]`` = 1 (rows as ``analysis.ablation.intervention_sets`` gives them).
 
     ``batch``: tokens [N, T] with one [MASK] per row, ``real`` [N, T], ``pos`` [N], ``target`` [N].
     """
-    K, L, F = masks_KLF.shape
+    S, L, F = masks_SLF.shape
     means = jnp.zeros((L, 1, F)) if mean_LF is None else jnp.asarray(mean_LF)[:, None, :]
-    use_mean = jnp.full(K, 0.0 if mean_LF is None else 1.0)
     aux = (head, E_CD, batch["pos"], batch["target"])
-    return mask_sweep(params, batch["tokens"], masks_KLF, means, use_mean, aux, cfg, masked_token_nll, batch_size,
-                      batch["real"])
+    return mask_sweep(params, batch["tokens"], jnp.asarray(masks_SLF), means, jnp.asarray(use_mean_S, jnp.float32),
+                      aux, cfg, masked_token_nll, batch_size, batch["real"])
