@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from ffnkv import sharding
 from ffnkv.model import forward
 
 METRICS = ("ES", "EM", "PS", "PM", "NS", "NM", "unrelated_acc")
@@ -78,29 +79,31 @@ def fact_accuracy(params, cfg, facts: FactSet):
     return jnp.mean(jnp.argmax(p_NV, -1) == facts.answer_N)
 
 
-@partial(jax.jit, static_argnames=("cfg", "batch_size"))
-def score_edited(params, cfg, probes: EditProbe, unrelated: FactSet, batch_size: int = 32) -> dict:
-    """Scores of every stacked probe on one (edited) model: per-edit arrays [E] plus the unrelated accuracy."""
-    scores = jax.lax.map(lambda pr: probe_scores(params, cfg, pr), probes, batch_size=batch_size)
+@partial(jax.jit, static_argnames=("cfg", "batch_size", "mesh"))
+def score_edited(params, cfg, probes: EditProbe, unrelated: FactSet, batch_size: int = 32, mesh=None) -> dict:
+    """Scores of every stacked probe on one (edited) model: per-edit arrays [E] plus the unrelated accuracy.
+    ``mesh``: the probes split over its "data" axis (``ffnkv.sharding.sweep``)."""
+    scores = sharding.sweep(lambda p, pr: probe_scores(p, cfg, pr), probes, mesh, batch_size, (params,))
     return scores | {"unrelated_acc": fact_accuracy(params, cfg, unrelated)}
 
 
 def score_single_edits(params, cfg, edit_fn, reqs, probes: EditProbe, unrelated: FactSet, batch_size: int = 8,
-                       edit_args=()):
+                       edit_args=(), mesh=None):
     """Each request edited into a fresh copy of ``params`` by ``edit_fn(params, req, *edit_args) -> (params′, info)``.
 
     Returns per-edit arrays [E] of every metric (the unrelated accuracy measured after each edit) and the
-    edit infos. One compiled program: ``lax.map`` over (request, probe) pairs; ``params`` and ``edit_args``
+    edit infos. One compiled program: ``lax.map`` over (request, probe) pairs, split over the "data" axis of
+    ``mesh`` (``ffnkv.sharding.sweep``: each device, or process, edits its share); ``params`` and ``edit_args``
     are arguments of it, not constants folded into it (a 135M-parameter model would take minutes to compile).
     """
 
-    def one(p, args, x):
+    def one(p, args, facts, x):
         req, probe = x
         edited, info = edit_fn(p, req, *args)
-        return probe_scores(edited, cfg, probe) | {"unrelated_acc": fact_accuracy(edited, cfg, unrelated)}, info
+        return probe_scores(edited, cfg, probe) | {"unrelated_acc": fact_accuracy(edited, cfg, facts)}, info
 
-    run = jax.jit(lambda p, args, rs, ps: jax.lax.map(lambda x: one(p, args, x), (rs, ps), batch_size=batch_size))
-    return run(params, tuple(edit_args), reqs, probes)
+    run = jax.jit(lambda p, args, us, rs, ps: sharding.sweep(one, (rs, ps), mesh, batch_size, (p, args, us)))
+    return run(params, tuple(edit_args), unrelated, reqs, probes)
 
 
 def summarise(scores: dict) -> dict:

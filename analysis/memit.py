@@ -41,6 +41,7 @@ import jax.numpy as jnp
 
 from analysis.rome import (DeltaHParams, EditRequest, hidden_at, keys_at, optimise_delta, safe_norm,
                            value_matrix, with_value_matrix)
+from ffnkv import sharding
 
 MEMIT_HPARAMS = DeltaHParams(lr=0.5, steps=25, clamp_factor=0.75, prefixes=((10, 5),))
 MEMIT_LAMBDA = 15000.0
@@ -106,15 +107,16 @@ def memit_update(W_FD, K_EF, R_ED, C_FF, lam, ridge: float = 0.0):
     return W_FD + jnp.linalg.solve(A_FF, K_EF.T @ R_ED)
 
 
-def memit_targets(params, cfg, last: int, reqs: EditRequest, hp: DeltaHParams = MEMIT_HPARAMS, batch_size: int = 16):
+def memit_targets(params, cfg, last: int, reqs: EditRequest, hp: DeltaHParams = MEMIT_HPARAMS, batch_size: int = 16,
+                  mesh=None):
     """Step 1 (eq. 16): the target hidden states z_i = h_i + δ_i after block ``last``; returns (z_ED, info).
-    It does not depend on λ, so a λ sweep computes it once."""
+    It does not depend on λ, so a λ sweep computes it once. ``mesh``: the edits' δ optimisations split over its
+    "data" axis (``ffnkv.sharding.sweep``: each device, or process, optimises its share)."""
     if hp.constraint not in ("bare", "mean"):
         raise ValueError(f"constraint {hp.constraint!r} is not 'bare' or 'mean'")
-    chunked = partial(jax.lax.map, batch_size=batch_size)
     h0_ED = _hidden(params, cfg, last, reqs, hp, batch_size)
-    z_fn = lambda x: optimise_delta(params, cfg, "resid", last, x[0], safe_norm(x[1]), hp)  # noqa: E731
-    delta_ED, nll_E, steps_E = chunked(z_fn, (reqs, h0_ED))
+    z_fn = lambda p, l, x: optimise_delta(p, cfg, "resid", l, x[0], safe_norm(x[1]), hp)  # noqa: E731
+    delta_ED, nll_E, steps_E = sharding.sweep(z_fn, (reqs, h0_ED), mesh, batch_size, (params, jnp.int32(last)))
     return h0_ED + delta_ED, {"nll": nll_E, "steps": steps_E, "delta_norm": jnp.linalg.norm(delta_ED, axis=-1)}
 
 

@@ -122,11 +122,17 @@ def block_flops(cfg, layer: int, keys: int) -> float:
     return p["proj"] + p["scores"] + float(cfg.has_ffn_L()[layer]) * p["ffn"]
 
 
-def suffix_flops(cfg, first: int, tokens: int, keys: int, logits: int = 1) -> float:
+def suffix_flops(cfg, first: int, tokens: int, keys: int, logits: int = 1, query: bool = False) -> float:
     """A forward from block ``first`` over ``tokens`` suffix positions attending over ``keys`` keys, with the
-    logits of ``logits`` positions (ffnkv.prefix.forward_from + logits_at)."""
-    body = sum(block_flops(cfg, j, keys) for j in range(first, cfg.n_layers))
-    return tokens * body + logits * flops_parts(cfg, keys)["unembed"]
+    logits of ``logits`` positions (ffnkv.prefix.forward_from + logits_at). ``query``: the last block at one
+    position, plus the keys/values 2·D·2G·d_head of every suffix position (forward_from's ``query``)."""
+    L = cfg.n_layers
+    if not query or first >= L:
+        body = sum(block_flops(cfg, j, keys) for j in range(first, L))
+        return tokens * body + logits * flops_parts(cfg, keys)["unembed"]
+    kv = 2 * cfg.d_model * 2 * cfg.kv_heads * cfg.head_dim
+    return (suffix_flops(cfg, first, tokens, keys, logits) - (tokens - 1) * block_flops(cfg, L - 1, keys)
+            + (tokens - 1) * kv)
 
 
 def cache_flops(cfg, seq: int, logits: int | None = None) -> float:
@@ -191,8 +197,8 @@ def tracing_plan(cfg, n_facts: int, seq: int, kind_ids, layers, samples: int, sa
         per_fact = samples * (cache_bytes(cfg, T) + F32 * sites * L * T * D) + F32 * (L + 1 + sites * L) * T * D
         per_row = block_bytes(cfg, T, T) + logits_bytes(cfg, 1) + F32 * 2 * T * D
         length = {t: n for n, ts in suffix_groups(T, cfg.causal, buckets).items() for t in ts}
-        cell = sum(suffix_flops(cfg, first_layer(k, l, window), length[t], T) for k in kind_ids for t in range(T)
-                   for l in layers)
+        cell = sum(suffix_flops(cfg, first_layer(k, l, window), length[t], T, query=True) for k in kind_ids
+                   for t in range(T) for l in layers)
         flops = n_facts * ((1 + samples) * cache_flops(cfg, T) + samples * cell)
     else:
         per_fact = F32 * (1 + samples) * 3 * L * T * D

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from analysis.edit_eval import EditProbe, FactSet, score_single_edits
 from ffnkv.hooks import Hooks
 from ffnkv.model import forward
 
@@ -183,6 +184,20 @@ def rome_sequential(params, cfg, layer: int, C_FF, reqs: EditRequest, hp: DeltaH
     ``layer`` is traced: one program serves every layer."""
     Cinv_FF = regularised_inverse(C_FF, hp.ridge)
     return jax.lax.scan(lambda p, r: rome_edit(p, cfg, layer, Cinv_FF, r, hp), params, reqs)
+
+
+@partial(jax.jit, static_argnames=("cfg", "hp", "batch_size", "mesh"))
+def rome_single_scores(params, cfg, layer, C_FF, reqs: EditRequest, probes: EditProbe, unrelated: FactSet,
+                       hp: DeltaHParams = ROME_HPARAMS, batch_size: int = 8, mesh=None):
+    """Each of E stacked requests edited by ROME into a fresh copy of ``params`` at ``layer`` and scored as
+    CounterFact does (``analysis.edit_eval.score_single_edits``): per-edit scores and infos [E].
+
+    ``layer`` is traced, like ``params`` and ``C_FF``: one compiled program serves every layer of a model of any
+    depth (the editing study's layer rule runs ROME at every layer through it). ``mesh``: the edits split over
+    its "data" axis (each device, or process, edits its share; ``ffnkv.sharding.sweep``)."""
+    Cinv_FF = regularised_inverse(C_FF, hp.ridge)
+    edit_fn = lambda p, r, Cinv, l: rome_edit(p, cfg, l, Cinv, r, hp)  # noqa: E731
+    return score_single_edits(params, cfg, edit_fn, reqs, probes, unrelated, batch_size, (Cinv_FF, layer), mesh)
 
 
 @partial(jax.jit, static_argnames=("cfg", "n", "length", "top_k"))

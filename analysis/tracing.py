@@ -124,7 +124,8 @@ def first_layer(kind: int, layer: int, window: int) -> int:
 def _cell_prefix(params, cfg, window, start, kind_ids, ctx, facts, first, x):
     """:func:`_cell_full` over fact n's cached corrupted prefixes: positions ≥ ``start`` (static) in blocks ≥
     ``first`` (traced, the same for the whole chunk: ffnkv.prefix.entering_sweep), each block reading its
-    cached keys/values and patch values from the context as it runs."""
+    cached keys/values and patch values from the context as it runs; the last block at the prediction position
+    only (``forward_from``'s ``query``)."""
     n, kind, t, layer, samples_S = x
     pos, gold = facts[1][n], facts[2][n]
     L, T = cfg.n_layers, ctx["clean_resid"].shape[-2]
@@ -148,8 +149,9 @@ def _cell_prefix(params, cfg, window, start, kind_ids, ctx, facts, first, x):
                     out |= {f"{site}_patch_mask": (on & at_S)[None, :, None], f"{site}_patch_value": value_1D[:, None]}
             return Hooks(**out)
 
-        x_BSD = forward_from(params, lambda j: (cache.k[n, s, j], cache.v[n, s, j]), cfg, first, start, x_BSD, hooks)
-        p = prob_of(logits_at(params, x_BSD, cfg, pos - start)[0], gold)
+        x_B1D = forward_from(params, lambda j: (cache.k[n, s, j], cache.v[n, s, j]), cfg, first, start, x_BSD, hooks,
+                             query=pos - start)
+        p = prob_of(logits_at(params, x_B1D, cfg, 0)[0], gold)
         return jnp.where(pos >= start, p, ctx["p_corrupt"][n, s])
 
     return jax.vmap(sample)(samples_S).sum()

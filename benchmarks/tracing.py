@@ -65,9 +65,9 @@ def _loop_seconds(params, cfg, enc, samples, window, seq, kinds) -> float:
 def prefix_grid_flops(cfg, seq: int, samples: int, kinds=TR.KINDS, window: int = 10, buckets: int = 8) -> float:
     """Model FLOPs of one fact's grid over cached prefixes: the clean and S corrupted runs with caches, and per
     cell and sample a forward of its suffix (positions ≥ t rounded to the bucket, blocks ≥ the first it
-    changes, all T keys) with one position's logits."""
+    changes, all T keys; the last block at the prediction position only) with one position's logits."""
     length = {t: n for n, ts in suffix_groups(seq, cfg.causal, buckets).items() for t in ts}
-    cells = sum(common.suffix_flops(cfg, TR.first_layer(TR.KINDS.index(k), l, window), length[t], seq)
+    cells = sum(common.suffix_flops(cfg, TR.first_layer(TR.KINDS.index(k), l, window), length[t], seq, query=True)
                 for k in kinds for t in range(seq) for l in range(cfg.n_layers))
     return (1 + samples) * common.cache_flops(cfg, seq) + samples * cells
 

@@ -72,7 +72,7 @@ def _rows_at(tree, j):
     return jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, j, 0, keepdims=False), tree)
 
 
-def forward_from(params, cache, cfg, layer, start, x_BSD, hooks=None):
+def forward_from(params, cache, cfg, layer, start, x_BSD, hooks=None, query=None):
     """Blocks ``layer … L−1`` applied to positions ``start … start + S − 1`` whose input to block ``layer`` is
     ``x_BSD``; returns the residual leaving the last block ``[B, S, D]`` (``ffnkv.model.unembed`` reads it).
 
@@ -83,6 +83,10 @@ def forward_from(params, cache, cfg, layer, start, x_BSD, hooks=None):
     not in the program) or traced: one scan over every block, those below ``layer`` skipped by ``lax.cond`` —
     a real branch when ``layer`` is the same for every row (not batched; :func:`entering_sweep`). With
     ``layer = 0``, ``start = 0`` and ``x_BSD`` the embeddings this equals ``forward`` (tests hold it).
+
+    ``query`` (an index into the suffix, traced allowed): only that position's output is wanted, ``[B, 1, D]``.
+    The last block then computes the keys and values of every suffix position (what its query attends over) but
+    its attention output, FFN and hooks at ``query`` alone: nothing else of the last block reaches it.
     """
     lazy = callable(cache)
     kv = cache if lazy else (lambda j: (cache.k[j], cache.v[j]))
@@ -96,22 +100,38 @@ def forward_from(params, cache, cfg, layer, start, x_BSD, hooks=None):
     dtype = jnp.dtype(cfg.dtype)
     has_ffn_L = jnp.asarray(cfg.has_ffn_L()).astype(dtype)
     mask = None if lazy else cache.mask
+    L, S = cfg.n_layers, x_BSD.shape[1]
 
     def apply(j, x):
         k, v = kv(j)
         return block(_rows_at(params["blocks"], j), x, has_ffn_L[j], hooks(j), cfg, mask, (k, v, start))[0]
 
+    def at_query(x):
+        return jax.lax.dynamic_slice_in_dim(x, query, 1, 1)
+
+    def last(x):  # block L − 1 for the query position only, over every suffix position's keys and values
+        p, (k, v) = _rows_at(params["blocks"], L - 1), kv(L - 1)
+        k_new, v_new = keys_values(p["attn"], norm(p["ln1"], x, cfg) if cfg.prenorm else x, cfg, start)
+        k = jax.lax.dynamic_update_slice_in_dim(k, k_new.astype(k.dtype), start, 1)
+        v = jax.lax.dynamic_update_slice_in_dim(v, v_new.astype(v.dtype), start, 1)
+        h = jax.tree.map(lambda a: at_query(a) if a.ndim >= 2 and a.shape[1] == S else a, hooks(L - 1))
+        return block(p, at_query(x), has_ffn_L[L - 1], h, cfg, mask, (k, v, start + query))[0]
+
+    stop = L if query is None else L - 1
+    x = x_BSD.astype(dtype)
     if isinstance(layer, int):
         def step(x, j):
             return apply(j, x), None
-        return jax.lax.scan(step, x_BSD.astype(dtype), jnp.arange(layer, cfg.n_layers))[0]
+        x = jax.lax.scan(step, x, jnp.arange(layer, stop))[0] if layer < stop else x
+        return x if query is None else (last(x) if layer < L else at_query(x))
 
     def skip(j, x):
         return x
 
     def step(x, j):
         return jax.lax.cond(j >= layer, apply, skip, j, x), None
-    return jax.lax.scan(step, x_BSD.astype(dtype), jnp.arange(cfg.n_layers))[0]
+    x = jax.lax.scan(step, x, jnp.arange(stop))[0] if stop else x
+    return x if query is None else jax.lax.cond(layer < L, last, at_query, x)
 
 
 ENTERING_STAGES = 4

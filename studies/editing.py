@@ -39,13 +39,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from analysis.covariance import key_second_moment, task_batches
+from ffnkv import sharding
 from ffnkv.sharding import make_mesh
-from analysis.edit_eval import score_edited, score_single_edits, summarise
+from analysis.edit_eval import score_edited, summarise
 from analysis.edit_requests import TOKENS, answer_tokens, build_edits, context_prefixes, fact_set
 from analysis.memit import (MEMIT_HPARAMS, MEMIT_LAMBDA, PAPER_LAMBDA_RATIO, band_lambda_ratio, band_realised,
                             GPTJ_LAYERS, memit_spread, memit_targets, ratio_grid, ratio_readings, relative_lambda)
-from analysis.rome import (CONSTRAINTS, ROME_HPARAMS, DeltaHParams, keys_at, optimise_delta, regularised_inverse,
-                           rome_edit, rome_sequential, site_hooks)
+from analysis.rome import (CONSTRAINTS, ROME_HPARAMS, DeltaHParams, keys_at, optimise_delta, rome_sequential,
+                           rome_single_scores, site_hooks)
 from analysis.plan import announce, edit_plan
 from ffnkv.errors import FfnkvError
 from ffnkv.model import forward
@@ -157,18 +158,31 @@ EDIT_CHUNK = 8  # single edits per dispatched chunk (score_single_edits' batch)
 
 
 def rome_single(model, layer, C_FF, reqs, probes, others, hp, progress: Progress = SILENT,
-                batch_size: int = EDIT_CHUNK) -> dict:
+                batch_size: int = EDIT_CHUNK, mesh=None) -> dict:
     """ROME edits one by one, each into a fresh model; means over edits and S. The edits are dispatched in
-    equal chunks of ``batch_size`` (the memory plan's chunk) through one compiled program (the bar counts edits)."""
+    equal chunks of ``batch_size`` (the memory plan's chunk) through one compiled program whose layer is traced
+    (``analysis.rome.rome_single_scores``), so the layer rule compiles once for any depth (the bar counts edits).
+    ``mesh``: each chunk's edits split over its "data" axis (devices, or processes)."""
     t = time.time()
-    Cinv = regularised_inverse(C_FF, hp.ridge)
-    edit_fn = lambda p, r, Cinv_FF: rome_edit(p, model.cfg, layer, Cinv_FF, r, hp)  # noqa: E731
-    run = jax.jit(lambda p, c, rs, ps, us: score_single_edits(p, model.cfg, edit_fn, rs, ps, us, edit_args=(c,)))
     take = lambda tree, rows: jax.tree.map(lambda x: x[rows], tree)  # noqa: E731
     n = int(jax.tree.leaves(reqs)[0].shape[0])
-    scores, info = map_chunks(lambda rows: run(model.params, Cinv, take(reqs, rows), take(probes, rows), others),
-                              n, batch_size, progress, f"ROME edits at layer {layer}", "edits")
+    params, C_FF, l, others = _placed(mesh, model.params, C_FF, jnp.int32(layer), others)
+    run = lambda rows: jax.tree.map(sharding.fetch, rome_single_scores(  # noqa: E731
+        params, model.cfg, l, C_FF, *_placed(mesh, None, take(reqs, rows), take(probes, rows))[1:], others, hp,
+        EDIT_CHUNK, mesh))
+    d = 1 if mesh is None else mesh.shape["data"]
+    scores, info = map_chunks(run, n, batch_size, progress, f"ROME edits at layer {layer}", "edits", multiple=d)
     return summarise(scores) | _stats(info) | {"seconds": time.time() - t}
+
+
+def _placed(mesh, params, *trees):
+    """``params`` on ``mesh`` (``ffnkv.sharding.put_params``) and ``trees`` replicated on it (the sweeps split
+    them); as they are without a mesh. ``params`` None stays None."""
+    if mesh is None:
+        return (params,) + trees
+    rep = sharding.replicated(mesh)
+    return (None if params is None else sharding.put_params(params, mesh),) + tuple(
+        jax.tree.map(lambda x: sharding.put(np.asarray(x), rep), t) for t in trees)
 
 
 def delta_flip_rate(model, layer, reqs, probes, hp: DeltaHParams) -> dict:
@@ -257,6 +271,7 @@ def run(model, facts, settings: EditSettings = EditSettings(), progress: Progres
     memit_hp = dataclasses.replace(s.memit, constraint=s.constraint)
     cfg = model.cfg
     calibrate = s.layer is None
+    mesh = None if s.mesh is None else make_mesh(s.mesh)
     cal, edit, unrelated, chosen = _split(model, facts, s, calibrate)
     n_known = len(chosen["known"])
     candidates = tuple(s.layer_candidates or range(cfg.n_layers)) if calibrate else (s.layer,)
@@ -277,7 +292,8 @@ def run(model, facts, settings: EditSettings = EditSettings(), progress: Progres
         per_layer = {}
         with progress.bar(len(candidates), "layer rule (ROME on the calibration facts)", "layers") as bar:
             for l in candidates:
-                per_layer[l] = rome_single(model, l, C[l], cal_reqs, cal_probes, others, rome_hp, batch_size=p.chunk)
+                per_layer[l] = rome_single(model, l, C[l], cal_reqs, cal_probes, others, rome_hp, batch_size=p.chunk,
+                                           mesh=mesh)
                 bar.update(1)
         layer = max(candidates, key=lambda l: (per_layer[l]["S"], -l))
         out["layer_rule"] = {"rule": "editability per layer: ROME single S on the calibration facts, argmax "
@@ -295,7 +311,7 @@ def run(model, facts, settings: EditSettings = EditSettings(), progress: Progres
         out["delta_check"] = delta_flip_rate(model, layer, jax.tree.map(lambda x: x[:k], reqs),
                                              jax.tree.map(lambda x: x[:k], probes), rome_hp)
     if "single" in s.protocols:
-        out["rome_single"] = rome_single(model, layer, C[layer], reqs, probes, others, rome_hp, progress, p.chunk)
+        out["rome_single"] = rome_single(model, layer, C[layer], reqs, probes, others, rome_hp, progress, p.chunk, mesh)
     if "sequential" in s.protocols:
         t = time.time()
         progress.write(f"ROME: {len(edit)} edits in sequence at layer {layer}…")
@@ -307,16 +323,17 @@ def run(model, facts, settings: EditSettings = EditSettings(), progress: Progres
     return out
 
 
-@partial(jax.jit, static_argnames=("cfg", "layers", "hp"))
-def memit_sweep(params, cfg, layers: tuple, C_LFF, reqs, probes, others, lam_R, hp):
+@partial(jax.jit, static_argnames=("cfg", "layers", "hp", "mesh"))
+def memit_sweep(params, cfg, layers: tuple, C_LFF, reqs, probes, others, lam_R, hp, mesh=None):
     """MEMIT at every λ of ``lam_R``, each into a fresh copy of ``params``, scored: one compiled program over λ.
     The targets z (eq. 16) do not depend on λ and are optimised once; ``lax.map`` runs the spread over the
-    layers and the scores per λ. Returns (per-λ scores [R, …], target info [E], per-λ spread info [R, …])."""
-    z_ED, info = memit_targets(params, cfg, layers[-1], reqs, hp)
+    layers and the scores per λ; ``mesh``: the targets' optimisations and the scored probes split over its "data"
+    axis (devices, or processes). Returns (per-λ scores [R, …], target info [E], per-λ spread info [R, …])."""
+    z_ED, info = memit_targets(params, cfg, layers[-1], reqs, hp, mesh=mesh)
 
     def one(lam):
         edited, spread = memit_spread(params, cfg, layers, C_LFF, reqs, z_ED, lam, hp)
-        return score_edited(edited, cfg, probes, others), spread
+        return score_edited(edited, cfg, probes, others, mesh=mesh), spread
 
     scores, spread = jax.lax.map(one, lam_R)
     return scores, info, spread
@@ -337,8 +354,9 @@ def memit_protocol(model, edit, mem, C, probes, others, hp, s: EditSettings, pro
     t = time.time()
     progress.write(f"MEMIT: {len(edit)} edits at once in layers {list(mem)}, {len(lams)} values of λ in one "
                    "program…")
-    scores, info, spread = memit_sweep(model.params, cfg, tuple(mem), C_mem, reqs, probes, others,
-                                       jnp.asarray(lams, jnp.float32), hp)
+    mesh = None if s.mesh is None else make_mesh(s.mesh)
+    placed = _placed(mesh, model.params, C_mem, reqs, probes, others, jnp.asarray(lams, jnp.float32))
+    scores, info, spread = jax.tree.map(sharding.fetch, memit_sweep(placed[0], cfg, tuple(mem), *placed[1:], hp, mesh))
     seconds = (time.time() - t) / len(lams)
     readings = ratio_readings(len(mem))
 

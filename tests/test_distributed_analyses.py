@@ -17,7 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = {
     "knowledge": ["knowledge", "{run}", "all", "--n-facts", "4", "--ig-steps", "4", "--unrelated-per-fact", "2", "--samples", "2",
                   "--trace-kinds", "resid", "mlp"],
-    "edit": ["edit", "{run}", "--layer", "0", "--n-edits", "3", "--n-unrelated", "3", "--protocols", "single,memit"],
+    # MEMIT's band is layer 0 alone: a band ending at the 2-layer model's last block would optimise δ where it
+    # cannot reach the prediction (a zero gradient, so Adam's steps follow float32 rounding noise)
+    "edit": ["edit", "{run}", "--layer", "0", "--n-edits", "3", "--n-unrelated", "3", "--protocols", "single,memit",
+             "--memit-width", "1"],
     "memories": ["memories", "{run}", "--max-tokens", "400", "--clusters", "2", "--shuffles", "4", "--batch-size", "8"],
 }
 
@@ -70,6 +73,10 @@ def _close(a, b, path=""):
         # IG's completeness error divides by p(gold) − p(baseline), near zero for some pairs: that magnifies the
         # float32 rounding of α sums split differently over processes, so it is compared relatively, at 1e-3
         assert abs(a - b) <= 1e-3 * max(abs(a), abs(b)) + 1e-5, (path, a, b)
+    elif isinstance(a, float) and isinstance(b, (int, float)) and ".memit" in path:
+        # MEMIT solves (λC + KᵀK) W = KᵀR with C and the targets z summed/optimised over differently split edits
+        # and tokens: the solve magnifies their float32 rounding by its condition number, so compared at 1e-4
+        assert abs(a - b) <= 1e-4 * max(1.0, abs(a), abs(b)), (path, a, b)
     elif isinstance(a, float) and isinstance(b, (int, float)):
         assert abs(a - b) <= 64 * np.finfo(np.float32).eps * max(1.0, abs(a), abs(b)), (path, a, b)
     elif isinstance(a, str):

@@ -108,3 +108,30 @@ def test_bidirectional_needs_whole_sequence(tokens):
     assert_f32_close(unembed(params, x, cfg), out.logits)
     with pytest.raises(ffnkv.FfnkvError, match="whole sequence"):
         forward_from(params, cache, cfg, 1, 2, suffix(cache, 1, 2, 3))
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[] if i == 1 else pytest.mark.slow)
+                                  for i, n in enumerate(CFGS)])
+def test_query_position_equals_the_whole_suffix(name, tokens):
+    """``query``: the one position's output equals that position of the whole suffix's output, hooks on every
+    block included, for static and traced entry blocks (the last block, and none, among them)."""
+    cfg = small_cfg(**CFGS[name])
+    params = random_params(cfg)
+    B, T = tokens.shape
+    t, S, L = 2, T - 2, cfg.n_layers
+    _, cache = prefix_cache(params, tokens, cfg)
+    add = 0.5 * jax.random.normal(jax.random.key(4), (L, B, S, cfg.d_model))
+    hooks = ffnkv.Hooks(mlp_out_add=add)
+
+    def run(layer, q=None):
+        x = suffix(cache, jnp.minimum(layer, L), t, S) + 0.3
+        return forward_from(params, cache, cfg, layer, t, x, hooks, query=q)
+
+    queries = jnp.asarray([0, 3, S - 1], jnp.int32)
+    for layer in (0, L - 1, L):
+        whole = jax.jit(run, static_argnums=0)(layer)
+        one = jax.jit(lambda q, layer=layer: run(layer, q))(queries[1])
+        assert one.shape == (B, 1, cfg.d_model)
+        assert_f32_close(one[:, 0], whole[:, 3])
+        traced = jax.jit(lambda l: jax.vmap(lambda q: run(l, q)[:, 0])(queries))(jnp.int32(layer))
+        assert_f32_close(traced, whole[:, queries].transpose(1, 0, 2))
