@@ -26,3 +26,40 @@ def random_params(cfg, seed=0):
 @pytest.fixture
 def tokens():
     return jax.random.randint(jax.random.key(7), (2, 10), 0, 32)
+
+
+# The fast tier's budget is 3 min on 2 cores. These cases run in the slow tier (CI runs both): each is a second
+# configuration of an equality whose other configurations run fast, or an end-to-end case of a property that a
+# faster test already covers at unit level. Measured as the slowest fast cases (`pytest --durations=50`).
+SLOW_CASES = {
+    "tests/test_attribution.py::test_completeness",
+    "tests/test_attribution.py::test_prefix_equals_full_recompute[False]",
+    "tests/test_tracing.py::test_prefix_equals_full_forward_with_hooks[False]",
+    "tests/test_heads.py::test_head_outputs_sum_to_attn_out_and_patterns_are_distributions[gqa-rope]",
+    "tests/test_heads.py::test_head_patching_equals_a_reference_by_hand[gqa-rope]",
+    "tests/test_heads.py::test_ablating_a_head_equals_zeroing_its_output_rows[gelu]",
+    "tests/test_train_speed.py::test_unrolled_blocks_equal_scan[cfg1]",
+    "tests/test_rome.py::test_rome_on_a_model_writes_v_star_and_only_touches_W_out_of_its_layer[bare]",
+    "tests/test_analyze_cli.py::test_analyze_one_analysis_of_one_run",
+    "tests/test_train_seeds.py::test_seeds_equal_separate_runs",
+    "tests/test_progress.py::test_train_shows_its_compile_and_bar",
+    "tests/test_patching.py::test_prefix_equals_full[resid_pre-gelu]",
+    "tests/test_verdicts.py::test_agreement_per_key_against_chance_and_lower_layers[changes3-fails]",
+    "tests/test_stats.py::test_seeds_widen_the_interval_and_ragged_seeds_ignore_padding",
+    "tests/test_prefix.py::test_entering_rows_equal_separate_forwards[relu-learned]",
+    "tests/test_edit_eval.py::test_key_second_moment_leaves_padding_out",
+    "tests/test_verdicts.py::test_meng_edits_are_judged_against_our_baselines",
+    "tests/test_promotion.py::test_clusters_of_planted_values_promote_their_tokens",
+    "tests/test_plan.py::test_a_budget_too_small_for_one_item_is_refused_in_one_line",
+    "tests/test_reliability.py::test_interrupted_training_is_saved_unfinished_and_resumes",
+    "tests/test_train_speed.py::test_compiled_train_step_has_no_layer_loop",
+}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Mark ``SLOW_CASES`` slow before ``-m`` selects a tier (so each case runs in exactly one tier)."""
+    for item in items:
+        node = item.nodeid if item.nodeid.startswith("tests/") else f"tests/{item.nodeid}"
+        if node in SLOW_CASES:
+            item.add_marker(pytest.mark.slow)
