@@ -99,8 +99,7 @@ def load_facts(model, path, seed: int = 0):
 def run(args) -> int:
     from ffnkv.io.load import load_model
     from studies import editing
-    from studies.report.edit_figures import edit_markdown, plot_lambda_sweep, plot_scores
-    from studies.report.write import write_json, write_text
+    from studies.report.edit_figures import edit_markdown, write
 
     settings = settings_from(args)
     editing.check_protocols(settings.protocols)
@@ -115,11 +114,7 @@ def run(args) -> int:
     result = editing.run(model, facts, settings, progress_of(args))
     if writer(args):
         default = Path(args.run_dir) / "analysis" / "edit" if model.run is not None else Path("runs") / "edit" / model.name
-        out = Path(args.out or default)
-        write_json(out / "edit.json", result)
-        write_text(out / "edit.md", edit_markdown(result))
-        plot_scores({"": result}, out / "edit.png", f"{model.name}: edits at layer {result['layer']} ({settings.token})")
-        plot_lambda_sweep(result, out / "edit_lambda_sweep.png")
+        write(result, Path(args.out or default), model.name)
         print(edit_markdown(result))
     finish_distributed(args)
     return 0

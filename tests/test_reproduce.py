@@ -1,13 +1,17 @@
-"""ffnkv reproduce: the smoke profile end to end, resuming, bad input, and the claim rules on known numbers."""
+"""ffnkv reproduce: the smoke profile end to end, resuming, bad input, seeds, and no command line below it."""
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from cli import main
 from studies import verdicts as C
-from studies.reproduce_stages import STAGES as STAGE_DEFS
-from studies.reproduce_stages import Stage
+from studies.report.reproduce_sections import over_seeds
 from studies.reproduce import run_stage
+from studies.reproduce_stages import SEEDS, STAGES as STAGE_DEFS
+from studies.reproduce_stages import Context, Stage
 
 STAGES = "condcomp,specialise,facts,memories,knowledge,edit"
 
@@ -31,6 +35,12 @@ def test_smoke_profile_writes_a_report_from_its_outputs_and_resumes(tmp_path, ca
                                              "Dai et al. 2022", "Meng et al. 2022", "Meng et al. 2023"}
     assert all(c["rule"] and c["ours"] and c["paper"] for c in claims)  # each verdict states its rule and numbers
     assert all(c["tests"] and c["n_seeds"] >= 1 for c in claims if c["verdict"] != "not applicable")
+    trained = [c for c in claims if c["source"] in ("Rahman et al. 2026", "Dai et al. 2022", "Meng et al. 2022",
+                                                     "Meng et al. 2023") and c["verdict"] != "not applicable"]
+    assert trained and all(c["n_seeds"] == SEEDS["smoke"] for c in trained)  # judged over every seed
+    for study, name in (("memories", "memories.json"), ("knowledge", "attribution.json"), ("edit", "edit.json")):
+        assert all((out / "facts" / "analysis" / study / f"seed{i}" / name).is_file() for i in range(SEEDS["smoke"]))
+    assert json.loads((out / "stages" / "facts.json").read_text())["seeds"] == SEEDS["smoke"]
     assert "![eval accuracy per op vs step](condcomp/compare.png)" in report and (out / "condcomp/compare.png").is_file()
 
     stamp = (out / "stages" / "facts.json").stat().st_mtime_ns
@@ -56,8 +66,40 @@ def test_bad_stage_and_contradicting_profile_are_one_line_errors(tmp_path, capsy
 
 
 def test_a_stage_whose_requirements_are_missing_is_skipped_with_the_reason(tmp_path):
-    stage = Stage("x", "X", lambda out, p: [["nonexistent"]], lambda: "not installed: y")
-    assert run_stage(stage, tmp_path, "quick", main) == {"status": "skipped", "why": "not installed: y"}
+    stage = Stage("x", "X", lambda ctx: 1 / 0, lambda: "not installed: y")
+    assert run_stage(stage, Context(tmp_path, "quick")) == {"status": "skipped", "why": "not installed: y"}
+
+
+def test_another_base_seed_on_the_same_out_is_a_one_line_error(tmp_path, capsys):
+    out = tmp_path / "r"
+    (out).mkdir()
+    (out / "reproduce.json").write_text(json.dumps({"profile": "smoke", "seed": 0}))
+    assert main(["reproduce", "--profile", "smoke", "--seed", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "base seed 0" in err and "--seed 1" in err and len(err.splitlines()) == 1
+    assert not (out / "stages").exists()
+
+
+def test_reproduce_and_the_studies_import_no_command_line():
+    """Issue 22: reproduce calls studies with Settings objects; nothing under studies/ imports ``cli``."""
+    code = ("import sys, studies.reproduce, studies.reproduce_stages, studies.report.reproduce; "
+            "print(sorted(m for m in sys.modules if m == 'cli' or m.startswith('cli.')))")
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True,
+                          env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+    assert done.stdout.strip() == "[]"
+    offenders = [str(p) for p in (root / "studies").rglob("*.py")
+                 if any(line.lstrip().startswith(("import cli", "from cli")) for line in p.read_text().splitlines())]
+    assert offenders == []
+
+
+def test_point_verdicts_over_seeds_hold_only_when_every_seed_agrees():
+    def claim(verdict, value):
+        return C.claim("s", "c", "p", f"x {value}", verdict, "rule", [C.point_test("editability.best", value, verdict)])
+    same = over_seeds([[claim("holds", 1.0)], [claim("holds", 2.0)], [claim("holds", 3.0)]])[0]
+    assert same["verdict"] == "holds" and same["n_seeds"] == 3 and [t["seed"] for t in same["tests"]] == [0, 1, 2]
+    assert over_seeds([[claim("holds", 1.0)], [claim("fails", 0.0)]])[0]["verdict"] == "inconclusive"
+    assert over_seeds([[claim("fails", 0.0)]])[0]["n_seeds"] == 1
 
 
 # the rules themselves (condcomp, edits, knowledge neurons) are tested in tests/test_verdicts*.py

@@ -17,14 +17,16 @@ def _load(path: Path):
 
 
 def _stage_table(out: Path, stages: dict) -> list[str]:
-    lines = ["| stage | what | status | seconds |", "|---|---|---|---|"]
-    total = 0.0
+    lines = ["| stage | what | status | seeds | seconds | CPU seconds |", "|---|---|---|---|---|---|"]
+    total = cpu = 0.0
     for name, stage in stages.items():
         rec = _load(out / "stages" / f"{name}.json") or {"status": "not run"}
         total += rec.get("seconds", 0.0)
+        cpu += rec.get("cpu_seconds", 0.0)
         status = rec["status"] + (f": {rec['why']}" if "why" in rec else "")
-        lines.append(f"| {name} | {stage.title} | {status} | {rec.get('seconds', '—')} |")
-    lines.append(f"| **total** | | | **{total:.0f}** |")
+        lines.append(f"| {name} | {stage.title} | {status} | {rec.get('seeds', '—')} | {rec.get('seconds', '—')} | "
+                     f"{rec.get('cpu_seconds', '—')} |")
+    lines.append(f"| **total** | | | | **{total:.0f}** | **{cpu:.0f}** |")
     return lines
 
 
@@ -107,3 +109,43 @@ def _html(markdown_text: str) -> str:
     return f"<!doctype html><html><head><meta charset='utf-8'><title>ffnkv report</title><style>{style}</style>" \
            f"</head><body>{body}</body></html>\n"
 
+
+
+RERUN_BEGIN, RERUN_END = "<!-- rerun:begin -->", "<!-- rerun:end -->"
+
+
+def rerun_table(first: dict, second: dict) -> tuple[str, list[dict]]:
+    """Two claims files of the same profile with different base seeds, claim by claim: the markdown table and
+    the claims whose verdict moved (``flip``: between ``holds`` and ``fails``, or any change not to or from
+    ``inconclusive``)."""
+    def key(c):
+        return c["source"], c["claim"]
+
+    def seeds(data):
+        return {key(c): c for c in data["claims"]}
+
+    a, b = seeds(first), seeds(second)
+    lines = [f"| source | claim | verdict, `{first['meta'].get('what', 'first run')}` | verdict, "
+             f"`{second['meta'].get('what', 'second run')}` | seeds | moved |", "|---|---|---|---|---|---|"]
+    moved = []
+    for k in list(a) + [k for k in b if k not in a]:
+        va, vb = (a[k]["verdict"] if k in a else "absent"), (b[k]["verdict"] if k in b else "absent")
+        n = "/".join(str(x[k].get("n_seeds", 1)) if k in x else "—" for x in (a, b))
+        how = "" if va == vb else ("to/from inconclusive" if "inconclusive" in (va, vb) else "**flip**")
+        if how:
+            moved.append({"source": k[0], "claim": k[1], "first": va, "second": vb, "flip": how == "**flip**"})
+        lines.append(f"| {k[0]} | {k[1]} | {va} | {vb} | {n} | {how} |")
+    flips = sum(m["flip"] for m in moved)
+    head = (f"{len(a)} claims compared: {len(moved)} moved, {flips} of them between a definite verdict and another "
+            "(holds ↔ fails or a changed descriptive verdict); the rest to or from inconclusive.")
+    return "\n".join([head, "", *lines]), moved
+
+
+def replace_rerun(doc: str, table: str) -> str:
+    """``doc`` with the text between the rerun markers replaced by ``table``."""
+    from ffnkv.errors import FfnkvError
+
+    if RERUN_BEGIN not in doc or RERUN_END not in doc:
+        raise FfnkvError(f"the document has no {RERUN_BEGIN} … {RERUN_END} markers; add them where the table goes.")
+    head, rest = doc.split(RERUN_BEGIN, 1)
+    return head + RERUN_BEGIN + "\n" + table + "\n" + RERUN_END + rest.split(RERUN_END, 1)[1]
