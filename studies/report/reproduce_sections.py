@@ -43,6 +43,18 @@ def _seed_dirs(d: Path, name: str) -> list[Path]:
     return found
 
 
+def judged(rules, runs: list, *args) -> list[dict]:
+    """``rules(runs, *args)`` on every seed's result together (the interval rules resample seeds, then items);
+    a claim that rules still judges on one seed's point value is judged on each seed by ``over_seeds``."""
+    together = rules(runs if len(runs) > 1 else runs[0], *args)
+    if len(runs) == 1:
+        return together
+    alone = over_seeds([rules(r, *args) for r in runs])
+    if len(alone) != len(together):
+        return together
+    return [t if t["n_seeds"] == len(runs) or t["verdict"] == "not applicable" else a for t, a in zip(together, alone)]
+
+
 def over_seeds(claims_by_seed: list[list[dict]]) -> list[dict]:
     """Point-judged claims, one list per seed (the same claims in the same order), as one list: each claim's
     verdict is the seeds' common verdict, else ``inconclusive``; its tests are every seed's, labelled."""
@@ -99,7 +111,7 @@ def condcomp(out: Path):
     if n > 1:
         text.insert(3, f"{n} seeds per kind, trained as one program; the table shows seed 0, the verdicts use every seed.")
         text.insert(4, "")
-    claims = C.condcomp(runs)
+    claims = judged(C.condcomp, runs if isinstance(runs, list) else [runs])
     if seeds:
         summary = (seeds[0] / "rahman_summary.md").read_text().split("\n", 2)[2]
         text += ["### Functional specialisation (Rahman et al. 2026)", "",
@@ -141,7 +153,7 @@ def facts(out: Path):
                  f"intra {_num(s['intra_relation_overlap'], '.2f')} vs inter {_num(s['inter_relation_overlap'], '.2f')}.",
                  "",
                  _fig(out, k_seeds[0] / "knowledge_neurons_effects.png", "suppress / amplify effects"), ""]
-        claims += C.dai(attr, cfg.n_layers)
+        claims += judged(C.dai, attr, cfg.n_layers)
     if t_seeds:
         traces = [_load(p / "tracing.json") for p in t_seeds]
         kf = traces[0]["known_facts"]
@@ -160,7 +172,7 @@ def facts(out: Path):
                  f"{layers}; the verdicts use every seed):", "", table, "",
                  _fig(out, e_seeds[0] / "edit.png", "edit scores"), "",
                  _fig(out, e_seeds[0] / "edit_lambda_sweep.png", "MEMIT S over the λ ratio r"), ""]
-        claims += C.meng_edits(edits)
+        claims += judged(C.meng_edits, edits)
     return "\n".join(text), claims
 
 
@@ -177,7 +189,7 @@ def memories(out: Path, d: Path, label: str, width: int):
             f"{C._fmts(a['agreement'])} (baseline {C._fmts(a['baseline'])}); active memories "
             f"{C._fmts(comp['active_fraction'])} of F; zero agreement {C._fmts(comp['zero_agreement'])}.", "",
             _fig(out, d / "agreement.png", "agreement by layer"), _fig(out, d / "refinement.png", "refinement"), ""]
-    claims = C.geva_memories(mems, label)
+    claims = judged(C.geva_memories, mems, label)
     if all(promos):
         claims += over_seeds([[C.geva_promotion(p, width)] for p in promos])
     return "\n".join(text), claims
