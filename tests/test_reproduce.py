@@ -8,6 +8,7 @@ import pytest
 
 from cli import main
 from studies import verdicts as C
+from studies.report.reproduce import RERUN_BEGIN, RERUN_END, rerun_table
 from studies.report.reproduce_sections import over_seeds
 from studies.reproduce import run_stage
 from studies.reproduce_stages import SEEDS, STAGES as STAGE_DEFS
@@ -114,3 +115,22 @@ def test_value_projection_claim_with_and_without_knowledge_neurons():
     assert verdicts(10.0, 500.0) == ["holds", "holds"]
     assert verdicts(900.0, 500.0) == ["holds", "fails"]
     assert verdicts(None, 500.0) == ["holds", "n/a"]
+
+
+def test_the_rerun_table_marks_moves_to_or_from_inconclusive_and_flips(tmp_path, capsys):
+    def data(what, *verdicts):
+        return {"meta": {"what": what}, "claims": [C.claim("S", f"c{i}", "p", "o", v, "r") for i, v in enumerate(verdicts)]}
+    first, second = data("seed 0", "holds", "fails", "holds", "inconclusive"), data("seed 1", "holds", "inconclusive", "fails", "holds")
+    text, moved = rerun_table(first, second)
+    assert [(m["claim"], m["flip"]) for m in moved] == [("c1", False), ("c2", True), ("c3", False)]
+    assert "| S | c2 | holds | fails | 1/1 | **flip** |" in text and "| S | c0 | holds | holds | 1/1 |  |" in text
+    doc = tmp_path / "docs" / "reproduce.md"
+    doc.parent.mkdir()
+    doc.write_text(f"before\n{RERUN_BEGIN}\nstale table\n{RERUN_END}\nafter\n")
+    for name, d in (("a.json", first), ("b.json", second)):
+        (tmp_path / name).write_text(json.dumps(d))
+    assert main(["report", "--root", str(tmp_path), "--claims", str(tmp_path / "a.json"), "--rerun",
+                 str(tmp_path / "b.json")]) == 0
+    written = doc.read_text()
+    assert written.startswith("before\n") and written.endswith(f"{RERUN_END}\nafter\n") and "stale table" not in written
+    assert text in written and "3 verdicts moved, 1 flipped" in capsys.readouterr().out

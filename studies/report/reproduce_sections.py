@@ -35,12 +35,13 @@ def _run(run: Path, seed: int = 0):
 
 
 def _seed_dirs(d: Path, name: str) -> list[Path]:
-    """The per-seed dirs ``d/seed<i>`` that hold ``name``, in seed order (none: ``[]``)."""
+    """The per-seed dirs ``d/seed<i>`` that hold ``name``, in seed order; ``[d]`` for one seed's outputs laid
+    out as the commands lay them out (``d/name``); ``[]`` when there are none."""
     found, i = [], 0
     while (d / f"seed{i}" / name).is_file():
         found.append(d / f"seed{i}")
         i += 1
-    return found
+    return found or ([d] if (d / name).is_file() else [])
 
 
 def judged(rules, runs: list, *args) -> list[dict]:
@@ -117,7 +118,9 @@ def condcomp(out: Path):
         text += ["### Functional specialisation (Rahman et al. 2026)", "",
                  f"Seed 0 of {len(seeds)} (the claims below are judged on every seed):", "", summary, "",
                  _fig(out, seeds[0] / "gini_by_kind.png", "token Gini per layer, trained vs initial"), "",
-                 _fig(out, seeds[0] / "relu" / "dissociation.png", "relu: targeted vs random ablation"), ""]
+                 _fig(out, next((p for p in (seeds[0] / "relu", d / "relu" / "analysis")
+                                 if (p / "dissociation.png").is_file()), seeds[0] / "relu") / "dissociation.png",
+                      "relu: targeted vs random ablation"), ""]
         claims += over_seeds([C.rahman(_load(p / "rahman_comparison.json")) for p in seeds])
     return "\n".join(text), claims
 
