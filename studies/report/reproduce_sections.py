@@ -108,11 +108,10 @@ def condcomp(out: Path):
                        + ["stopped at", *[f"slope {op}" for op in ops if op != "all"]], rows),
             "", _fig(out, d / "compare.png", "eval accuracy per op vs step"), ""]
     n = next(iter(kinds.values())).get("seeds", 1)
-    runs = [compare | {"kinds": {k: r["per_seed"][i] for k, r in kinds.items()}} for i in range(n)] if n > 1 else compare
+    runs = [compare | {"kinds": {k: r["per_seed"][i] for k, r in kinds.items()}} for i in range(n)] if n > 1 else [compare]
     if n > 1:
-        text.insert(3, f"{n} seeds per kind, trained as one program; the table shows seed 0, the verdicts use every seed.")
-        text.insert(4, "")
-    claims = judged(C.condcomp, runs if isinstance(runs, list) else [runs])
+        text[2] += f" {n} seeds per kind, trained as one program; the table shows seed 0, the verdicts use every seed."
+    claims = judged(C.condcomp, runs)
     if seeds:
         summary = (seeds[0] / "rahman_summary.md").read_text().split("\n", 2)[2]
         text += ["### Functional specialisation (Rahman et al. 2026)", "",
