@@ -95,7 +95,7 @@ def collect(out: Path, path: Path, what: str | None) -> None:
     claims = build(out, profile)[1]
     if not claims:
         raise FfnkvError(f"{str(out)!r} holds no finished stage to judge; run `ffnkv reproduce --out {out}` first.")
-    data = claims_file(claims, profile, what)
+    data = claims_file(claims, profile, what, out)
     data["meta"]["claims_file"] = str(path)
     write_json(path, data)
     print(f"wrote {path} ({len(claims)} claims from {out})")

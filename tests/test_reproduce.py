@@ -134,3 +134,6 @@ def test_the_rerun_table_marks_moves_to_or_from_inconclusive_and_flips(tmp_path,
     written = doc.read_text()
     assert written.startswith("before\n") and written.endswith(f"{RERUN_END}\nafter\n") and "stale table" not in written
     assert text in written and "3 verdicts moved, 1 flipped" in capsys.readouterr().out
+    first["meta"] |= {"seed": 0, "seeds": 3}
+    assert "seeds [1, 2] are in both runs" in rerun_table(first, second | {"meta": {"seed": 1, "seeds": 3}})[0]
+    assert "no seed is in both runs" in rerun_table(first, second | {"meta": {"seed": 3, "seeds": 3}})[0]

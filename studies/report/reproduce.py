@@ -58,9 +58,14 @@ def commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
-def claims_file(claims: list[dict], profile: str, what: str | None = None) -> dict:
-    """``claims.json``: the claims and where they come from (profile, commit, time)."""
-    return {"meta": {"what": what or f"`ffnkv reproduce --profile {profile}`", "profile": profile,
+def claims_file(claims: list[dict], profile: str, what: str | None = None, out: Path | None = None) -> dict:
+    """``claims.json``: the claims and where they come from (profile, base seed and seeds of the reproduction in
+    ``out``, commit, time)."""
+    from studies.reproduce_stages import SEEDS
+
+    marker = _load(Path(out) / "reproduce.json") if out is not None else None
+    seeds = {"seed": marker.get("seed", 0), "seeds": SEEDS.get(profile, 1)} if marker else {}
+    return {"meta": {"what": what or f"`ffnkv reproduce --profile {profile}`", "profile": profile, **seeds,
                      "commit": commit(), "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                      "claims_file": "claims.json"}, "claims": claims}
 
@@ -91,7 +96,7 @@ def build(out: Path, profile: str) -> tuple[str, list[dict]]:
 
 def write_report(out: Path, profile: str) -> Path:
     text, claims = build(out, profile)
-    for name, content in (("report.md", text), ("claims.json", json.dumps(claims_file(claims, profile), indent=1) + "\n"),
+    for name, content in (("report.md", text), ("claims.json", json.dumps(claims_file(claims, profile, out=out), indent=1) + "\n"),
                           ("report.html", _html(text))):
         tmp = out / f".{name}.tmp"
         tmp.write_text(content)
@@ -138,6 +143,11 @@ def rerun_table(first: dict, second: dict) -> tuple[str, list[dict]]:
     flips = sum(m["flip"] for m in moved)
     head = (f"{len(a)} claims compared: {len(moved)} moved, {flips} of them between a definite verdict and another "
             "(holds ↔ fails or a changed descriptive verdict); the rest to or from inconclusive.")
+    ma, mb = first["meta"], second["meta"]
+    if all(k in m for m in (ma, mb) for k in ("seed", "seeds")):
+        shared = set(range(ma["seed"], ma["seed"] + ma["seeds"])) & set(range(mb["seed"], mb["seed"] + mb["seeds"]))
+        head += (f" Base seeds {ma['seed']} and {mb['seed']}, {ma['seeds']} and {mb['seeds']} seeds: "
+                 + (f"seeds {sorted(shared)} are in both runs." if shared else "no seed is in both runs."))
     return "\n".join([head, "", *lines]), moved
 
 
