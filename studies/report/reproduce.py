@@ -136,12 +136,14 @@ def rerun_table(first: dict, second: dict) -> tuple[str, list[dict]]:
     for k in list(a) + [k for k in b if k not in a]:
         va, vb = (a[k]["verdict"] if k in a else "absent"), (b[k]["verdict"] if k in b else "absent")
         n = "/".join(str(x[k].get("n_seeds", 1)) if k in x else "—" for x in (a, b))
-        how = "" if va == vb else ("to/from inconclusive" if "inconclusive" in (va, vb) else "**flip**")
-        if how:
+        how = ("" if va == vb else "not in both runs" if "absent" in (va, vb) else
+               "to/from inconclusive" if "inconclusive" in (va, vb) else "**flip**")
+        if how and how != "not in both runs":
             moved.append({"source": k[0], "claim": k[1], "first": va, "second": vb, "flip": how == "**flip**"})
         lines.append(f"| {k[0]} | {k[1]} | {va} | {vb} | {n} | {how} |")
     flips = sum(m["flip"] for m in moved)
-    head = (f"{len(a)} claims compared: {len(moved)} moved, {flips} of them between a definite verdict and another "
+    both = sum(k in b for k in a)
+    head = (f"{both} claims in both runs: {len(moved)} moved, {flips} of them between a definite verdict and another "
             "(holds ↔ fails or a changed descriptive verdict); the rest to or from inconclusive.")
     ma, mb = first["meta"], second["meta"]
     if all(k in m for m in (ma, mb) for k in ("seed", "seeds")):

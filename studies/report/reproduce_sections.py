@@ -34,6 +34,13 @@ def _run(run: Path, seed: int = 0):
     return r.model_cfg, r.metrics()
 
 
+def _finished(out: Path, stage: str) -> bool:
+    """Whether ``stage`` finished: its ``stages/<stage>.json`` says done (a dir without stage records, laid out
+    by the commands, counts as finished): an interrupted stage's partial outputs are not judged."""
+    marker = out / "stages" / f"{stage}.json"
+    return not (out / "stages").is_dir() or (marker.is_file() and _load(marker)["status"] == "done")
+
+
 def _seed_dirs(d: Path, name: str) -> list[Path]:
     """The per-seed dirs ``d/seed<i>`` that hold ``name``, in seed order; ``[d]`` for one seed's outputs laid
     out as the commands lay them out (``d/name``); ``[]`` when there are none."""
@@ -90,7 +97,7 @@ def condcomp(out: Path):
     title = "Conditional computation: which FFN kinds learn SUM, MAX and MIN"
     d = out / "condcomp"
     compare = _load(d / "compare.json")
-    seeds = _seed_dirs(d / "analysis", "rahman_comparison.json")
+    seeds = _seed_dirs(d / "analysis", "rahman_comparison.json") if _finished(out, "specialise") else []
     if compare is None:
         return _missing(title, "condcomp")
     kinds = compare["kinds"]
@@ -127,7 +134,7 @@ def condcomp(out: Path):
 def facts(out: Path):
     title = "The facts LM: memories, knowledge neurons, tracing, editing"
     run = out / "facts"
-    if not (run / "metrics.jsonl").is_file():
+    if not (run / "metrics.jsonl").is_file() or not _finished(out, "facts"):
         return _missing(title, "facts")
     from ffnkv.io.run import Run
 
@@ -140,12 +147,14 @@ def facts(out: Path):
             f"{last[0]['step']} steps, {n} seed(s) trained as one program: training-fact accuracy **{acc}**, "
             f"held-out paraphrase accuracy **{para}** (per seed).", ""]
     claims = []
-    body, found = memories(out, run / "analysis" / "memories", "facts LM", cfg.width)
-    text.append(body)
-    claims += found
-    k_seeds = _seed_dirs(run / "analysis" / "knowledge", "attribution.json")
+    if _finished(out, "memories"):
+        body, found = memories(out, run / "analysis" / "memories", "facts LM", cfg.width)
+        text.append(body)
+        claims += found
+    done = _finished(out, "knowledge")
+    k_seeds = _seed_dirs(run / "analysis" / "knowledge", "attribution.json") if done else []
     attr = [_load(p / "attribution.json") for p in k_seeds]
-    t_seeds = _seed_dirs(run / "analysis" / "knowledge", "tracing.json")
+    t_seeds = _seed_dirs(run / "analysis" / "knowledge", "tracing.json") if done else []
     if attr:
         s = attr[0]["summary"]
         text += ["### Knowledge neurons (Dai et al. 2022)", "",
@@ -165,7 +174,7 @@ def facts(out: Path):
                  f"{kf['total_effect']['ci']:.3f}.", "",
                  _fig(out, t_seeds[0] / "tracing_categories.png", "indirect effect by token category and layer"), ""]
         claims += over_seeds([[C.meng_tracing(t)] for t in traces])
-    e_seeds = _seed_dirs(run / "analysis" / "edit", "edit.json")
+    e_seeds = _seed_dirs(run / "analysis" / "edit", "edit.json") if _finished(out, "edit") else []
     if e_seeds:
         table = (e_seeds[0] / "edit.md").read_text().split("\n", 2)[2]
         edits = [_load(p / "edit.json") for p in e_seeds]
@@ -222,7 +231,7 @@ def _best_kind(res: dict) -> dict:
 def text_lm(out: Path):
     title = "An LM on real text"
     run = out / "text"
-    if not (run / "metrics.jsonl").is_file():
+    if not (run / "metrics.jsonl").is_file() or not _finished(out, "text"):
         return _missing(title, "text")
     cfg, recs = _run(run)
     ev = [r for r in recs if "eval/loss" in r][-1]
