@@ -6,11 +6,9 @@ run's own probe set; files by ``studies.report.specialisation``.
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from cli.args import add_out, add_seed, nonnegative_int, progress_of
-from ffnkv.errors import FfnkvError
 
 NAME = "analyze"
 HELP = "analyse a trained run or every run of a compare dir (sparsity, specialisation, ablation, hierarchy)"
@@ -33,41 +31,9 @@ def add_arguments(parser) -> None:
     add_out(parser, "RUN/analysis per run, RUN_DIR/analysis for a comparison")
 
 
-def find_runs(path: Path) -> list[Path]:
-    """``[path]`` if it is a run dir, else its sub-dirs that are run dirs (sorted); none raises FfnkvError."""
-    if (path / "config.json").is_file():
-        return [path]
-    runs = sorted(p for p in path.iterdir() if (p / "config.json").is_file()) if path.is_dir() else []
-    if not runs:
-        raise FfnkvError(f"{str(path)!r} is neither a run dir nor a dir of runs (no config.json found); "
-                         "pass the --out of ffnkv train or of ffnkv compare.")
-    return runs
-
-
-def analyse_run(run_dir: Path, settings, step, out: Path) -> dict:
-    from ffnkv.io.load import load_model
-    from ffnkv.io.run import Run
-    from studies import specialisation
-    from studies.report.specialisation import write_run
-
-    start = time.perf_counter()
-    Run(run_dir)  # a damaged config.json is named as such, not as "not a model"
-    model = load_model(run_dir, step)
-    task = model.run.task
-    if not hasattr(task, "ops"):
-        raise FfnkvError(f"run {str(run_dir)!r} is not a conditional-computation run; the specialisation "
-                         "analyses need data.kind=condcomp.")
-    results = specialisation.run(model, task.eval_set(model.run.config.seed), task.ops, settings)
-    label = model.cfg.ffn if run_dir.name == model.cfg.ffn else f"{model.cfg.ffn} ({run_dir.name})"
-    row = {"label": label, "kind": model.cfg.ffn, "results": results, "seconds": time.perf_counter() - start}
-    out = write_run(out, row, task.ops)
-    print(f"{label}: {', '.join(settings.analyses)} in {row['seconds']:.1f}s -> {out}")
-    return row
-
-
 def run(args) -> int:
     from studies.report.specialisation import write_comparison
-    from studies.specialisation import ANALYSES, SpecialisationSettings
+    from studies.specialisation import ANALYSES, SpecialisationSettings, analyse_run, find_runs
 
     settings = SpecialisationSettings(tuple(args.analyses or ANALYSES), args.seed, args.n_random)
     path = Path(args.run_dir)
@@ -75,7 +41,10 @@ def run(args) -> int:
     many = len(runs) > 1
     outs = {r: (r / "analysis" if args.out is None else Path(args.out) / r.name if many else Path(args.out))
             for r in runs}
-    rows = [analyse_run(r, settings, args.step, outs[r]) for r in progress_of(args).chunks(runs, "analyze", "runs")]
+    rows = []
+    for r in progress_of(args).chunks(runs, "analyze", "runs"):
+        rows.append(analyse_run(r, settings, outs[r], args.step))
+        print(f"{rows[-1]['label']}: {', '.join(settings.analyses)} in {rows[-1]['seconds']:.1f}s -> {rows[-1]['out']}")
     if many:
         out = path / "analysis" if args.out is None else Path(args.out)
         write_comparison(out, rows)

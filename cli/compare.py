@@ -46,8 +46,7 @@ def run(args) -> int:
     import jax
 
     from studies import condcomp
-    from studies.report.condcomp import plot, table
-    from studies.report.write import write_json
+    from studies.report.condcomp import table, write
     from train.config import apply_overrides, load_config_file
 
     cfg = apply_overrides(load_config_file(args.config or "condcomp"), args.overrides)
@@ -60,8 +59,7 @@ def run(args) -> int:
     out = Path(args.out or "runs/compare")
     result = condcomp.run(cfg, out, settings, log=lambda line: print(line, flush=True))
     if jax.process_index() == 0:
-        write_json(out / "compare.json", result)
-        plot(result["kinds"], out / "compare.png")
+        write(result, out)
         print(table(result["kinds"], args.accuracy_threshold))
         print(f"wrote {out / 'compare.json'} and {out / 'compare.png'}")
     return 0

@@ -82,9 +82,8 @@ def run(args) -> int:
     from ffnkv.io.load import load_model
     from studies import editing
     from studies import facts as FS
-    from studies.report.edit_figures import edit_markdown, plot_lambda_sweep, plot_scores
+    from studies.report.edit_figures import edit_markdown, write
     from studies.report.paths import default_out
-    from studies.report.write import write_json, write_text
 
     settings = settings_from(args)
     editing.check_protocols(settings.protocols)
@@ -96,11 +95,7 @@ def run(args) -> int:
         facts = [facts[i] for i in FS.select(facts, None, args.n_facts, args.seed, False)]
     result = editing.run(model, facts, settings, progress_of(args))
     if writer(args):
-        out = default_out(args.out, model, "edit")
-        write_json(out / "edit.json", result)
-        write_text(out / "edit.md", edit_markdown(result))
-        plot_scores({"": result}, out / "edit.png", f"{model.name}: edits at layer {result['layer']} ({settings.token})")
-        plot_lambda_sweep(result, out / "edit_lambda_sweep.png")
+        write(result, default_out(args.out, model, "edit"), model.name)
         print(edit_markdown(result))
     finish_distributed(args)
     return 0

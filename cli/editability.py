@@ -15,9 +15,6 @@ DESCRIPTION = """Which FFN kind stores facts most editably? Per FFN kind (relu, 
 parameter-matched) a facts LM is trained with loss on every token, then causal tracing, knowledge neurons per
 fact and ffnkv edit's protocols. One run dir per kind under --out, and one table: OUT/editability.json, .md
 and .png."""
-COLUMNS = ["ffn", "d_ff", "train_fact_acc", "peak_mlp_layer", "edit_layer", "neurons_per_fact", "ROME ES", "ROME PS",
-           "ROME NS", "ROME S", "ROME seq S", "ROME seq unrelated", "MEMIT ES", "MEMIT PS", "MEMIT NS", "MEMIT S",
-           "MEMIT unrelated"]
 
 
 def add_arguments(parser) -> None:
@@ -42,9 +39,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from studies import editability
-    from studies.report.edit_figures import plot_scores
-    from studies.report.markdown import table
-    from studies.report.write import write_json, write_text
+    from studies.report.editability import write
 
     settings = editability.EditabilitySettings(
         kinds=tuple(k for k in args.kinds.split(",") if k), steps=args.steps, d_model=args.d_model,
@@ -53,10 +48,5 @@ def run(args) -> int:
         seed=args.seed)
     out = Path(args.out)
     result = editability.run(out, settings, progress_of(args))
-    rows = [[r["row"][c] for c in COLUMNS] for r in result["kinds"].values()]
-    text = table(COLUMNS, rows, digits=3)
-    write_json(out / "editability.json", result)
-    write_text(out / "editability.md", "# Editability across FFN kinds\n\n" + text)
-    plot_scores({k: r["edit"] for k, r in result["kinds"].items()}, out / "editability.png", "Editability across FFN kinds")
-    print(text)
+    print(write(result, out))
     return 0

@@ -33,6 +33,10 @@ def add_arguments(parser) -> None:
                         help="first judge the study outputs under DIR (laid out as `ffnkv reproduce --out DIR` lays "
                              "them out; unfinished stages are left out) and write the claims to --claims")
     parser.add_argument("--what", default=None, help="with --collect: what the run was, recorded in the claims file")
+    parser.add_argument("--rerun", default=None, metavar="FILE",
+                        help="the claims.json of a rerun with another base seed: write the verdict-by-verdict "
+                             "comparison with --claims into docs/reproduce.md (between <!-- rerun:begin --> and "
+                             "<!-- rerun:end -->)")
 
 
 def run(args) -> int:
@@ -43,8 +47,8 @@ def run(args) -> int:
     from studies.report import claims as C
     from studies.report.write import write_text
 
-    if not (args.readme or args.docs or args.collect):
-        raise FfnkvError("nothing to write; pass --collect DIR, --readme, --docs or any of them.")
+    if not (args.readme or args.docs or args.collect or args.rerun):
+        raise FfnkvError("nothing to write; pass --collect DIR, --readme, --docs, --rerun FILE or any of them.")
     root = Path(args.root)
     if args.collect:
         collect(Path(args.collect), Path(args.claims), args.what)
@@ -65,6 +69,14 @@ def run(args) -> int:
         write_text(root / "docs" / "claims.md", C.docs_table(data))
         write_text(root / "docs" / "verdict_rules.md", C.rules_doc(verdicts.RULES, verdicts.HISTORY, changes))
         print(f"wrote {root / 'docs' / 'claims.md'} and {root / 'docs' / 'verdict_rules.md'}")
+    if args.rerun:
+        from studies.report.reproduce import replace_rerun, rerun_table
+
+        table, moved = rerun_table(data, C.load(args.rerun))
+        doc = root / "docs" / "reproduce.md"
+        write_text(doc, replace_rerun(doc.read_text(), table))
+        print(f"wrote the rerun comparison into {doc}: {len(moved)} verdicts moved, "
+              f"{sum(m['flip'] for m in moved)} flipped")
     return 0
 
 
@@ -83,7 +95,7 @@ def collect(out: Path, path: Path, what: str | None) -> None:
     claims = build(out, profile)[1]
     if not claims:
         raise FfnkvError(f"{str(out)!r} holds no finished stage to judge; run `ffnkv reproduce --out {out}` first.")
-    data = claims_file(claims, profile, what)
+    data = claims_file(claims, profile, what, out)
     data["meta"]["claims_file"] = str(path)
     write_json(path, data)
     print(f"wrote {path} ({len(claims)} claims from {out})")

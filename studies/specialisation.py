@@ -177,3 +177,44 @@ class Study:
     def claims(self) -> dict:
         return self._once("claims", lambda: rahman_claims(self.sparsity(), self.specialisation(), self.ablation(),
                                                           self.hierarchy(), self.ops))
+
+
+def find_runs(path) -> list:
+    """``[path]`` if it is a run dir, else its sub-dirs that are run dirs (sorted); none raises FfnkvError."""
+    from pathlib import Path
+
+    path = Path(path)
+    if (path / "config.json").is_file():
+        return [path]
+    runs = sorted(p for p in path.iterdir() if (p / "config.json").is_file()) if path.is_dir() else []
+    if not runs:
+        raise FfnkvError(f"{str(path)!r} is neither a run dir nor a dir of runs (no config.json found); "
+                         "pass the --out of ffnkv train or of ffnkv compare.")
+    return runs
+
+
+def analyse_run(run_dir, settings: SpecialisationSettings, out, step: int | None = None,
+                seed: int | None = None) -> dict:
+    """The study on one conditional-computation run dir (seed index ``seed`` of a run that trained several), on
+    its own probe set, with its files written to ``out`` (``studies.report.specialisation.write_run``); returns
+    the comparison row (label, kind, results, seconds, out)."""
+    import time
+    from pathlib import Path
+
+    from ffnkv.io.load import load_model
+    from ffnkv.io.run import Run
+    from studies.report.specialisation import write_run
+
+    start = time.perf_counter()
+    Run(run_dir)  # a damaged config.json is named as such, not as "not a model"
+    model = load_model(run_dir, step, seed)
+    task = model.run.task
+    if not hasattr(task, "ops"):
+        raise FfnkvError(f"run {str(run_dir)!r} is not a conditional-computation run; the specialisation "
+                         "analyses need data.kind=condcomp.")
+    results = run(model, task.eval_set(model.run.config.seed), task.ops, settings)
+    name = Path(run_dir).name
+    label = model.cfg.ffn if name == model.cfg.ffn else f"{model.cfg.ffn} ({name})"
+    row = {"label": label, "kind": model.cfg.ffn, "results": results, "seconds": time.perf_counter() - start}
+    row["out"] = str(write_run(Path(out), row, task.ops))
+    return row

@@ -277,8 +277,10 @@ def test_an_interrupted_study_stage_stays_unfinished_and_the_command_exits_128_p
     config.write_text("import sys\nsys.path.insert(0, %r)\nfrom _train_helpers import tiny_config\n"
                       "from train.config import DataConfig\n\ndef get_config():\n    return tiny_config(data=DataConfig("
                       "'signals_itself', {'n_operands': 3, 'modulus': 7, 'n_eval': 64}))\n" % str(Path(__file__).parent))
-    stage = reproduce_stages.Stage("train", "a training", lambda out, p: [["train", str(config), "--out",
-                                                                             str(out / "run")]])
+    from train.config import load_config_file
+
+    stage = reproduce_stages.Stage("train", "a training",
+                                   lambda ctx: train(load_config_file(config), ctx.out / "run") and {})
     monkeypatch.setattr(reproduce, "STAGES", {"train": stage})
     out = tmp_path / "repro"
     assert main(["reproduce", "--profile", "smoke", "--out", str(out)]) == 130

@@ -1,13 +1,18 @@
-"""ffnkv reproduce: the smoke profile end to end, resuming, bad input, and the claim rules on known numbers."""
+"""ffnkv reproduce: the smoke profile end to end, resuming, bad input, seeds, and no command line below it."""
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from cli import main
 from studies import verdicts as C
-from studies.reproduce_stages import STAGES as STAGE_DEFS
-from studies.reproduce_stages import Stage
+from studies.report.reproduce import RERUN_BEGIN, RERUN_END, rerun_table
+from studies.report.reproduce_sections import over_seeds
 from studies.reproduce import run_stage
+from studies.reproduce_stages import SEEDS, STAGES as STAGE_DEFS
+from studies.reproduce_stages import Context, Stage
 
 STAGES = "condcomp,specialise,facts,memories,knowledge,edit"
 
@@ -23,7 +28,7 @@ def test_smoke_profile_writes_a_report_from_its_outputs_and_resumes(tmp_path, ca
         assert f"| {name} | {STAGE_DEFS[name].title} | done |" in report
     assert "| not run |" in report.split("| editability |")[1].split("\n")[0]
     compare = json.loads((out / "condcomp" / "compare.json").read_text())
-    sum_relu = compare["kinds"]["relu"]["accuracy"]["SUM"]
+    sum_relu = sum(r["accuracy"]["SUM"] for r in compare["kinds"]["relu"]["per_seed"]) / SEEDS["smoke"]  # pooled
     claims = json.loads((out / "claims.json").read_text())["claims"]
     first = claims[0]
     assert first["source"] == "Rahman et al. 2026" and f"relu {sum_relu:.2f}" in first["ours"]
@@ -31,6 +36,12 @@ def test_smoke_profile_writes_a_report_from_its_outputs_and_resumes(tmp_path, ca
                                              "Dai et al. 2022", "Meng et al. 2022", "Meng et al. 2023"}
     assert all(c["rule"] and c["ours"] and c["paper"] for c in claims)  # each verdict states its rule and numbers
     assert all(c["tests"] and c["n_seeds"] >= 1 for c in claims if c["verdict"] != "not applicable")
+    trained = [c for c in claims if c["source"] in ("Rahman et al. 2026", "Dai et al. 2022", "Meng et al. 2022",
+                                                     "Meng et al. 2023") and c["verdict"] != "not applicable"]
+    assert trained and all(c["n_seeds"] == SEEDS["smoke"] for c in trained)  # judged over every seed
+    for study, name in (("memories", "memories.json"), ("knowledge", "attribution.json"), ("edit", "edit.json")):
+        assert all((out / "facts" / "analysis" / study / f"seed{i}" / name).is_file() for i in range(SEEDS["smoke"]))
+    assert json.loads((out / "stages" / "facts.json").read_text())["seeds"] == SEEDS["smoke"]
     assert "![eval accuracy per op vs step](condcomp/compare.png)" in report and (out / "condcomp/compare.png").is_file()
 
     stamp = (out / "stages" / "facts.json").stat().st_mtime_ns
@@ -56,8 +67,40 @@ def test_bad_stage_and_contradicting_profile_are_one_line_errors(tmp_path, capsy
 
 
 def test_a_stage_whose_requirements_are_missing_is_skipped_with_the_reason(tmp_path):
-    stage = Stage("x", "X", lambda out, p: [["nonexistent"]], lambda: "not installed: y")
-    assert run_stage(stage, tmp_path, "quick", main) == {"status": "skipped", "why": "not installed: y"}
+    stage = Stage("x", "X", lambda ctx: 1 / 0, lambda: "not installed: y")
+    assert run_stage(stage, Context(tmp_path, "quick")) == {"status": "skipped", "why": "not installed: y"}
+
+
+def test_another_base_seed_on_the_same_out_is_a_one_line_error(tmp_path, capsys):
+    out = tmp_path / "r"
+    (out).mkdir()
+    (out / "reproduce.json").write_text(json.dumps({"profile": "smoke", "seed": 0}))
+    assert main(["reproduce", "--profile", "smoke", "--seed", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "base seed 0" in err and "--seed 1" in err and len(err.splitlines()) == 1
+    assert not (out / "stages").exists()
+
+
+def test_reproduce_and_the_studies_import_no_command_line():
+    """Issue 22: reproduce calls studies with Settings objects; nothing under studies/ imports ``cli``."""
+    code = ("import sys, studies.reproduce, studies.reproduce_stages, studies.report.reproduce; "
+            "print(sorted(m for m in sys.modules if m == 'cli' or m.startswith('cli.')))")
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True,
+                          env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+    assert done.stdout.strip() == "[]"
+    offenders = [str(p) for p in (root / "studies").rglob("*.py")
+                 if any(line.lstrip().startswith(("import cli", "from cli")) for line in p.read_text().splitlines())]
+    assert offenders == []
+
+
+def test_point_verdicts_over_seeds_hold_only_when_every_seed_agrees():
+    def claim(verdict, value):
+        return C.claim("s", "c", "p", f"x {value}", verdict, "rule", [{"rule": "r", "point": value, "n_seeds": 1}])
+    same = over_seeds([[claim("holds", 1.0)], [claim("holds", 2.0)], [claim("holds", 3.0)]])[0]
+    assert same["verdict"] == "holds" and same["n_seeds"] == 3 and [t["seed"] for t in same["tests"]] == [0, 1, 2]
+    assert over_seeds([[claim("holds", 1.0)], [claim("fails", 0.0)]])[0]["verdict"] == "inconclusive"
+    assert over_seeds([[claim("fails", 0.0)]])[0]["n_seeds"] == 1
 
 
 # the rules themselves (condcomp, edits, knowledge neurons) are tested in tests/test_verdicts*.py
@@ -71,3 +114,25 @@ def test_value_projection_claim_without_knowledge_neurons():
     vp = {"answer_rank_median": None, "random_answer_rank_median": 500.0, "neurons": [], "random_answer_ranks": []}
     rows = C.smollm2({"summary": {"effects_mean": effects}, "facts": facts, "value_projection": vp})
     assert [c["verdict"] for c in rows] == ["holds", "not applicable"]
+
+
+def test_the_rerun_table_marks_moves_to_or_from_inconclusive_and_flips(tmp_path, capsys):
+    def data(what, *verdicts):
+        return {"meta": {"what": what}, "claims": [C.claim("S", f"c{i}", "p", "o", v, "r") for i, v in enumerate(verdicts)]}
+    first, second = data("seed 0", "holds", "fails", "holds", "inconclusive"), data("seed 1", "holds", "inconclusive", "fails", "holds")
+    text, moved = rerun_table(first, second)
+    assert [(m["claim"], m["flip"]) for m in moved] == [("c1", False), ("c2", True), ("c3", False)]
+    assert "| S | c2 | holds | fails | 1/1 | **flip** |" in text and "| S | c0 | holds | holds | 1/1 |  |" in text
+    doc = tmp_path / "docs" / "reproduce.md"
+    doc.parent.mkdir()
+    doc.write_text(f"before\n{RERUN_BEGIN}\nstale table\n{RERUN_END}\nafter\n")
+    for name, d in (("a.json", first), ("b.json", second)):
+        (tmp_path / name).write_text(json.dumps(d))
+    assert main(["report", "--root", str(tmp_path), "--claims", str(tmp_path / "a.json"), "--rerun",
+                 str(tmp_path / "b.json")]) == 0
+    written = doc.read_text()
+    assert written.startswith("before\n") and written.endswith(f"{RERUN_END}\nafter\n") and "stale table" not in written
+    assert text in written and "3 verdicts moved, 1 flipped" in capsys.readouterr().out
+    first["meta"] |= {"seed": 0, "seeds": 3}
+    assert "seeds [1, 2] are in both runs" in rerun_table(first, second | {"meta": {"seed": 1, "seeds": 3}})[0]
+    assert "no seed is in both runs" in rerun_table(first, second | {"meta": {"seed": 3, "seeds": 3}})[0]

@@ -35,3 +35,12 @@ def plot(rows: dict, path: Path) -> None:
     axes[-1].legend(fontsize=8)
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def write(result: dict, out: Path) -> list[str]:
+    """``compare.json`` and ``compare.png`` of a comparison (``studies.condcomp.run``) under ``out``."""
+    from studies.report.write import write_json
+
+    write_json(Path(out) / "compare.json", result)
+    plot(result["kinds"], Path(out) / "compare.png")
+    return [str(Path(out) / "compare.json"), str(Path(out) / "compare.png")]

@@ -96,3 +96,17 @@ def plot_lambda_sweep(result: dict, path) -> None:
     ax.set_title(f"MEMIT over r, layers {result['memit_layers']}")
     ax.legend(fontsize=7)
     save_figure(fig, path)
+
+
+def write(result: dict, out, name: str) -> list[str]:
+    """Every file of one ``studies.editing.run`` result under ``out``: ``edit.json``, ``edit.md``, ``edit.png``
+    and ``edit_lambda_sweep.png``; ``name`` is the model's, for the figure's title."""
+    from pathlib import Path
+
+    from studies.report.write import write_json, write_text
+
+    out = Path(out)
+    files = [write_json(out / "edit.json", result), write_text(out / "edit.md", edit_markdown(result))]
+    plot_scores({"": result}, out / "edit.png", f"{name}: edits at layer {result['layer']} ({result['token']})")
+    plot_lambda_sweep(result, out / "edit_lambda_sweep.png")
+    return [str(f) for f in files] + [str(out / "edit.png"), str(out / "edit_lambda_sweep.png")]

@@ -42,3 +42,16 @@ def plot(result: dict, out_dir) -> list[str]:
     fig.tight_layout()
     files.append(str(save_figure(fig, out_dir / "minilm_selectivity.png", dpi=110)))
     return files
+
+
+def write(result: dict, out_dir, config: dict | None = None) -> list[str]:
+    """The study's figures and ``results.json`` (without the per-neuron arrays) under ``out_dir``."""
+    from pathlib import Path
+
+    from studies.report.write import write_json
+
+    out_dir = Path(out_dir)
+    files = plot(result, out_dir)
+    kept = {k: v for k, v in result.items() if k != "_arrays"} | {"files": files}
+    write_json(out_dir / "results.json", kept | ({"config": config} if config else {}))
+    return files + [str(out_dir / "results.json")]

@@ -1,4 +1,9 @@
-"""The sections of the reproduce report: each reads its stage's outputs and returns (markdown, claims)."""
+"""The sections of the reproduce report: each reads its stage's outputs and returns (markdown, claims).
+
+A trained model's per-seed analyses sit in ``<analysis dir>/seed<i>/`` (``studies.reproduce_stages``); every
+verdict is judged over all of them: a rule with intervals gets the list of per-seed results (its interval
+resamples seeds, then items), a rule still judged on a point value is judged on each seed and holds (or fails)
+only when every seed agrees, ``inconclusive`` otherwise (``over_seeds``)."""
 from __future__ import annotations
 
 import json
@@ -21,11 +26,59 @@ def _missing(title: str, stage: str) -> tuple[str, list]:
     return f"## {title}\n\nNot run: stage `{stage}` has not finished (see the stage table).\n", []
 
 
-def _run(run: Path):
-    """A run dir's ModelConfig and metrics records."""
-    from ffnkv.io.run import Run, load_metrics
+def _run(run: Path, seed: int = 0):
+    """A run dir's ModelConfig and the metrics records of seed index ``seed``."""
+    from ffnkv.io.run import Run
 
-    return Run(run).model_cfg, load_metrics(run)
+    r = Run(run, seed)
+    return r.model_cfg, r.metrics()
+
+
+def _finished(out: Path, stage: str) -> bool:
+    """Whether ``stage`` finished: its ``stages/<stage>.json`` says done (a dir without stage records, laid out
+    by the commands, counts as finished): an interrupted stage's partial outputs are not judged."""
+    marker = out / "stages" / f"{stage}.json"
+    return not (out / "stages").is_dir() or (marker.is_file() and _load(marker)["status"] == "done")
+
+
+def _seed_dirs(d: Path, name: str) -> list[Path]:
+    """The per-seed dirs ``d/seed<i>`` that hold ``name``, in seed order; ``[d]`` for one seed's outputs laid
+    out as the commands lay them out (``d/name``); ``[]`` when there are none."""
+    found, i = [], 0
+    while (d / f"seed{i}" / name).is_file():
+        found.append(d / f"seed{i}")
+        i += 1
+    return found or ([d] if (d / name).is_file() else [])
+
+
+def judged(rules, runs: list, *args) -> list[dict]:
+    """``rules(runs, *args)`` on every seed's result together (the interval rules resample seeds, then items);
+    a claim that rules still judges on one seed's point value is judged on each seed by ``over_seeds``."""
+    together = rules(runs if len(runs) > 1 else runs[0], *args)
+    if len(runs) == 1:
+        return together
+    alone = over_seeds([rules(r, *args) for r in runs])
+    if len(alone) != len(together):
+        return together
+    return [t if t["n_seeds"] == len(runs) or t["verdict"] == "not applicable" else a for t, a in zip(together, alone)]
+
+
+def over_seeds(claims_by_seed: list[list[dict]]) -> list[dict]:
+    """Point-judged claims, one list per seed (the same claims in the same order), as one list: each claim's
+    verdict is the seeds' common verdict, else ``inconclusive``; its tests are every seed's, labelled."""
+    if len(claims_by_seed) == 1:
+        return claims_by_seed[0]
+    rows = []
+    for same in zip(*claims_by_seed):
+        verdicts = [c["verdict"] for c in same]
+        common = verdicts[0] if len(set(verdicts)) == 1 else "inconclusive"
+        tests = [t | {"seed": i, "label": f"seed {i}" + (f" {t['label']}" if "label" in t else "")}
+                 for i, c in enumerate(same) for t in c["tests"]]
+        rows.append(same[0] | {"verdict": common, "tests": tests, "n_seeds": len(same),
+                               "ours": f"{same[0]['ours']} (seed 0; per seed: {', '.join(verdicts)})",
+                               "rule": f"{same[0]['rule']}; on each of {len(same)} seeds: the common verdict, "
+                                       "else inconclusive"})
+    return rows
 
 
 def _md_table(header: list[str], rows: list[list]) -> list[str]:
@@ -43,7 +96,8 @@ def _stop_cells(row: dict, ops: list[str]) -> list[str]:
 def condcomp(out: Path):
     title = "Conditional computation: which FFN kinds learn SUM, MAX and MIN"
     d = out / "condcomp"
-    compare, rahman = _load(d / "compare.json"), _load(d / "analysis" / "rahman_comparison.json")
+    compare = _load(d / "compare.json")
+    seeds = _seed_dirs(d / "analysis", "rahman_comparison.json") if _finished(out, "specialise") else []
     if compare is None:
         return _missing(title, "condcomp")
     kinds = compare["kinds"]
@@ -60,73 +114,95 @@ def condcomp(out: Path):
             *_md_table(["kind", "d_ff", "params", "eval loss"] + [f"acc {op}" for op in ops] + ["steps to 95%"]
                        + ["stopped at", *[f"slope {op}" for op in ops if op != "all"]], rows),
             "", _fig(out, d / "compare.png", "eval accuracy per op vs step"), ""]
-    claims = C.condcomp(compare)
-    if rahman is not None:
-        summary = (d / "analysis" / "rahman_summary.md").read_text().split("\n", 2)[2]
-        text += ["### Functional specialisation (Rahman et al. 2026)", "", summary, "",
-                 _fig(out, d / "analysis" / "gini_by_kind.png", "token Gini per layer, trained vs initial"), "",
-                 _fig(out, d / "relu" / "analysis" / "dissociation.png", "relu: targeted vs random ablation"), ""]
-        claims += C.rahman(rahman)
+    n = next(iter(kinds.values())).get("seeds", 1)
+    runs = [compare | {"kinds": {k: r["per_seed"][i] for k, r in kinds.items()}} for i in range(n)] if n > 1 else [compare]
+    if n > 1:
+        text[2] += f" {n} seeds per kind, trained as one program; the table shows seed 0, the verdicts use every seed."
+    claims = judged(C.condcomp, runs)
+    if seeds:
+        summary = (seeds[0] / "rahman_summary.md").read_text().split("\n", 2)[2]
+        text += ["### Functional specialisation (Rahman et al. 2026)", "",
+                 f"Seed 0 of {len(seeds)} (the claims below are judged on every seed):", "", summary, "",
+                 _fig(out, seeds[0] / "gini_by_kind.png", "token Gini per layer, trained vs initial"), "",
+                 _fig(out, next((p for p in (seeds[0] / "relu", d / "relu" / "analysis")
+                                 if (p / "dissociation.png").is_file()), seeds[0] / "relu") / "dissociation.png",
+                      "relu: targeted vs random ablation"), ""]
+        claims += over_seeds([C.rahman(_load(p / "rahman_comparison.json")) for p in seeds])
     return "\n".join(text), claims
 
 
 def facts(out: Path):
     title = "The facts LM: memories, knowledge neurons, tracing, editing"
     run = out / "facts"
-    if not (run / "metrics.jsonl").is_file():
+    if not (run / "metrics.jsonl").is_file() or not _finished(out, "facts"):
         return _missing(title, "facts")
-    cfg, recs = _run(run)
-    last = [r for r in recs if "eval/train_fact_acc" in r][-1]
+    from ffnkv.io.run import Run
+
+    n = Run(run).n_seeds
+    cfg = Run(run).model_cfg
+    last = [[r for r in _run(run, i)[1] if "eval/train_fact_acc" in r][-1] for i in range(n)]
+    acc = ", ".join(f"{x['eval/train_fact_acc']:.3f}" for x in last)
+    para = ", ".join(f"{x['eval/paraphrase_acc']:.3f}" for x in last)
     text = [f"## {title}", "", f"{cfg.n_layers} layers, d_model {cfg.d_model}, {cfg.ffn} FFN d_ff {cfg.d_ff}, "
-            f"{last['step']} steps: training-fact accuracy **{last['eval/train_fact_acc']:.3f}**, held-out "
-            f"paraphrase accuracy **{last['eval/paraphrase_acc']:.3f}**.", ""]
+            f"{last[0]['step']} steps, {n} seed(s) trained as one program: training-fact accuracy **{acc}**, "
+            f"held-out paraphrase accuracy **{para}** (per seed).", ""]
     claims = []
-    body, found = memories(out, run / "analysis" / "memories", "facts LM", cfg.width)
-    text.append(body)
-    claims += found
-    attr, trace = _load(run / "analysis/knowledge/attribution.json"), _load(run / "analysis/knowledge/tracing.json")
-    k = run / "analysis" / "knowledge"
+    if _finished(out, "memories"):
+        body, found = memories(out, run / "analysis" / "memories", "facts LM", cfg.width)
+        text.append(body)
+        claims += found
+    done = _finished(out, "knowledge")
+    k_seeds = _seed_dirs(run / "analysis" / "knowledge", "attribution.json") if done else []
+    attr = [_load(p / "attribution.json") for p in k_seeds]
+    t_seeds = _seed_dirs(run / "analysis" / "knowledge", "tracing.json") if done else []
     if attr:
-        s = attr["summary"]
+        s = attr[0]["summary"]
         text += ["### Knowledge neurons (Dai et al. 2022)", "",
-                 f"{s['n_facts']} facts, {s['n_prompts']} prompts; IG completeness error "
+                 f"Seed 0 of {len(attr)}: {s['n_facts']} facts, {s['n_prompts']} prompts; IG completeness error "
                  f"{_num(s['completeness']['relative_error'], '.2%')}; facts with neurons {s['facts_with_neurons']}, "
                  f"{_num(s['mean_neurons_per_fact'], '.1f')} per fact; per layer {s['layer_counts']}; relation overlap "
                  f"intra {_num(s['intra_relation_overlap'], '.2f')} vs inter {_num(s['inter_relation_overlap'], '.2f')}.",
                  "",
-                 _fig(out, k / "knowledge_neurons_effects.png", "suppress / amplify effects"), ""]
-        claims += C.dai(attr, cfg.n_layers)
-    if trace:
-        kf = trace["known_facts"]
+                 _fig(out, k_seeds[0] / "knowledge_neurons_effects.png", "suppress / amplify effects"), ""]
+        claims += judged(C.dai, attr, cfg.n_layers)
+    if t_seeds:
+        traces = [_load(p / "tracing.json") for p in t_seeds]
+        kf = traces[0]["known_facts"]
         text += ["### Causal tracing (Meng et al. 2022)", "",
-                 f"{kf['n_facts']} known facts; p(clean) {kf['p_clean']['mean']:.3f}, p(corrupted) "
-                 f"{kf['p_corrupt']['mean']:.3f}, total effect {kf['total_effect']['mean']:.3f} ± "
+                 f"Seed 0 of {len(traces)}: {kf['n_facts']} known facts, p(clean) {kf['p_clean']['mean']:.3f}, "
+                 f"p(corrupted) {kf['p_corrupt']['mean']:.3f}, total effect {kf['total_effect']['mean']:.3f} ± "
                  f"{kf['total_effect']['ci']:.3f}.", "",
-                 _fig(out, k / "tracing_categories.png", "indirect effect by token category and layer"), ""]
-        claims.append(C.meng_tracing(trace))
-    edit = _load(run / "analysis/edit/edit.json")
-    if edit:
-        table = (run / "analysis/edit/edit.md").read_text().split("\n", 2)[2]
-        text += ["### ROME and MEMIT (Meng et al. 2022, 2023)", "", table, "",
-                 _fig(out, run / "analysis/edit/edit.png", "edit scores"), "",
-                 _fig(out, run / "analysis/edit/edit_lambda_sweep.png", "MEMIT S over the λ ratio r"), ""]
-        claims += C.meng_edits(edit)
+                 _fig(out, t_seeds[0] / "tracing_categories.png", "indirect effect by token category and layer"), ""]
+        claims += over_seeds([[C.meng_tracing(t)] for t in traces])
+    e_seeds = _seed_dirs(run / "analysis" / "edit", "edit.json") if _finished(out, "edit") else []
+    if e_seeds:
+        table = (e_seeds[0] / "edit.md").read_text().split("\n", 2)[2]
+        edits = [_load(p / "edit.json") for p in e_seeds]
+        layers = ", ".join(str(e["layer"]) for e in edits)
+        text += ["### ROME and MEMIT (Meng et al. 2022, 2023)", "", f"Seed 0 of {len(edits)} (edit layer per seed: "
+                 f"{layers}; the verdicts use every seed):", "", table, "",
+                 _fig(out, e_seeds[0] / "edit.png", "edit scores"), "",
+                 _fig(out, e_seeds[0] / "edit_lambda_sweep.png", "MEMIT S over the λ ratio r"), ""]
+        claims += judged(C.meng_edits, edits)
     return "\n".join(text), claims
 
 
 def memories(out: Path, d: Path, label: str, width: int):
-    mem, promo = _load(d / "memories.json"), _load(d / "promotion.json")
-    if mem is None:
+    seeds = _seed_dirs(d, "memories.json")
+    if not seeds:
         return f"### Key-value memories ({label})\n\nNot run.\n", []
+    mems = [_load(p / "memories.json") for p in seeds]
+    promos = [_load(p / "promotion.json") for p in seeds]
+    mem, d = mems[0], seeds[0]
     a, comp = mem["agreement"], mem["composition"]
     text = [f"### Key-value memories (Geva et al. 2021, 2022), {label}", "",
-            f"{mem['n_tokens']:,} tokens streamed. Per layer: value→trigger agreement {C.fmts(a['agreement'])} "
-            f"(baseline {C.fmts(a['baseline'])}); active memories {C.fmts(comp['active_fraction'])} of F; zero "
-            f"agreement {C.fmts(comp['zero_agreement'])}.", "",
+            f"Seed 0 of {len(mems)}: {mem['n_tokens']:,} tokens streamed. Per layer: value→trigger agreement "
+            f"{C.fmts(a['agreement'])} (baseline {C.fmts(a['baseline'])}); active memories "
+            f"{C.fmts(comp['active_fraction'])} of F; zero agreement {C.fmts(comp['zero_agreement'])}.", "",
             _fig(out, d / "agreement.png", "agreement by layer"), _fig(out, d / "refinement.png", "refinement"), ""]
-    claims = C.geva_memories(mem, label)
-    if promo:
-        claims.append(C.geva_promotion(promo, width))
+    claims = judged(C.geva_memories, mems, label)
+    if all(promos):
+        claims += over_seeds([[C.geva_promotion(p, width)] for p in promos])
     return "\n".join(text), claims
 
 
@@ -136,14 +212,17 @@ def editability(out: Path):
     if not (d / "editability.md").is_file():
         return _missing(title, "editability")
     table = (d / "editability.md").read_text().split("\n", 2)[2]
-    claim = C.editability(_load(d / "editability.json")["kinds"])
-    return "\n".join([f"## {title}", "", table, "", _fig(out, d / "editability.png", "edit scores per kind"), ""]), [claim]
+    res = _load(d / "editability.json")["kinds"]
+    n = len(next(iter(res.values())).get("per_seed", [None]))
+    head = f"{n} seeds per kind trained as one program; the table shows seed 0." if n > 1 else ""
+    return "\n".join([f"## {title}", "", head, "", table, "", _fig(out, d / "editability.png", "edit scores per kind"),
+                      ""]), [C.editability(res)]
 
 
 def text_lm(out: Path):
     title = "An LM on real text"
     run = out / "text"
-    if not (run / "metrics.jsonl").is_file():
+    if not (run / "metrics.jsonl").is_file() or not _finished(out, "text"):
         return _missing(title, "text")
     cfg, recs = _run(run)
     ev = [r for r in recs if "eval/loss" in r][-1]
