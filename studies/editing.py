@@ -29,6 +29,7 @@ file, a packaged name) and ``FactRecord``s, and returns a JSON-able dict. The do
 from __future__ import annotations
 
 import dataclasses
+import functools
 import glob
 import time
 from functools import partial
@@ -82,6 +83,7 @@ class EditSettings:
     delta_check: int = 20
     mesh: tuple | None = None  # (data, model) device counts of the sweeps' mesh; None: one device
     memory_gb: float | None = None  # the edit sweeps' memory budget (analysis.plan); None: half the available memory
+    clear_caches: bool = True  # drop every compiled program at the end (a big model's); False keeps them for reuse
 
 
 def memit_layers(layer: int, width: int, n_layers: int | None = None) -> tuple[int, ...]:
@@ -154,14 +156,21 @@ def _stats(info: dict) -> dict:
 EDIT_CHUNK = 8  # single edits per dispatched chunk (score_single_edits' batch)
 
 
+@functools.lru_cache(maxsize=64)
+def _rome_single_program(cfg, layer: int, hp):
+    """The jitted single-edit program of one (config, layer, hyperparameters): kept, so models of one config
+    (seeds of one run, the atlas's kinds) edit without compiling it again."""
+    edit_fn = lambda p, r, Cinv_FF: rome_edit(p, cfg, layer, Cinv_FF, r, hp)  # noqa: E731
+    return jax.jit(lambda p, c, rs, ps, us: score_single_edits(p, cfg, edit_fn, rs, ps, us, edit_args=(c,)))
+
+
 def rome_single(model, layer, C_FF, reqs, probes, others, hp, progress: Progress = SILENT,
                 batch_size: int = EDIT_CHUNK) -> dict:
     """ROME edits one by one, each into a fresh model; means over edits and S. The edits are dispatched in
     equal chunks of ``batch_size`` (the memory plan's chunk) through one compiled program (the bar counts edits)."""
     t = time.time()
     Cinv = regularised_inverse(C_FF, hp.ridge)
-    edit_fn = lambda p, r, Cinv_FF: rome_edit(p, model.cfg, layer, Cinv_FF, r, hp)  # noqa: E731
-    run = jax.jit(lambda p, c, rs, ps, us: score_single_edits(p, model.cfg, edit_fn, rs, ps, us, edit_args=(c,)))
+    run = _rome_single_program(model.cfg, int(layer), hp)
     take = lambda tree, rows: jax.tree.map(lambda x: x[rows], tree)  # noqa: E731
     n = int(jax.tree.leaves(reqs)[0].shape[0])
     scores, info = map_chunks(lambda rows: run(model.params, Cinv, take(reqs, rows), take(probes, rows), others),
@@ -290,7 +299,8 @@ def run(model, facts, settings: EditSettings = EditSettings(), progress: Progres
         out["rome_sequential"] = summarise(score_edited(edited, cfg, probes, others)) | _stats(info) | {"seconds": time.time() - t}
     if "memit" in s.protocols:
         out |= memit_protocol(model, edit, mem, C, probes, others, memit_hp, s, progress)
-    jax.clear_caches()
+    if s.clear_caches:
+        jax.clear_caches()
     return out
 
 
