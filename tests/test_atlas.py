@@ -173,6 +173,33 @@ def test_cli_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, a
     assert len(capsys.readouterr().err.strip().splitlines()) <= 2
 
 
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def test_docs_atlas_table_is_generated_from_the_committed_results():
+    source = "results/atlas/atlas.json"
+    text = (ROOT / "docs" / "atlas.md").read_text()
+    section = report.docs_section(json.loads((ROOT / source).read_text()), source)
+    assert text == report.replace_in_docs(text, section), "docs/atlas.md differs: run `ffnkv report --atlas " + source + "`"
+
+
+def test_report_atlas_rewrites_only_the_marked_block(tmp_path, capsys):
+    raw, s = _raw()
+    raw["summary"] = atlas_summary.summarise(raw, s)
+    raw["machine"] = {"cpus": 2, "loadavg_start": [1.0, 1, 1], "loadavg_end": [2.0, 2, 2], "seconds": 12.0}
+    (tmp_path / "docs").mkdir()
+    doc = tmp_path / "docs" / "atlas.md"
+    doc.write_text(f"# atlas\n\nprose\n\n{report.BEGIN}\nold\n{report.END}\n\nafter\n")
+    (tmp_path / "a.json").write_text(json.dumps(raw))
+    assert main(["report", "--atlas", str(tmp_path / "a.json"), "--root", str(tmp_path)]) == 0
+    text = doc.read_text()
+    assert text.startswith("# atlas\n\nprose\n\n") and text.endswith("\n\nafter\n") and "old" not in text
+    assert "relu@4" in text
+    doc.write_text("no markers")
+    assert main(["report", "--atlas", str(tmp_path / "a.json"), "--root", str(tmp_path)]) == 2
+    assert doc.read_text() == "no markers"
+
+
 class _nothing:
     def __enter__(self):
         return None
