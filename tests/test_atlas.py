@@ -86,13 +86,14 @@ def test_necessity_equals_a_direct_mean_ablation_per_layer():
     mean_LF = mean_coefficients(params, enc["tokens"], np.ones(enc["tokens"].shape, bool), cfg)
     got = necessity(params, cfg, enc, mean_LF, chunk=2)  # chunks of 2 (the last padded)
     rows = np.arange(5)
+    prob = jax.jit(lambda hooks: jax.nn.softmax(forward(params, enc["tokens"], cfg, hooks).logits[rows, enc["predict_pos"]])[
+        rows, enc["target"]])
     for layer in range(cfg.n_layers):
         mask = np.zeros((cfg.n_layers, 1, 1, 1), bool)
         mask[layer] = True
-        hooks = Hooks(ffn_patch_mask=mask, ffn_patch_value=np.asarray(mean_LF)[:, None, None, :])
-        p = jax.nn.softmax(forward(params, enc["tokens"], cfg, hooks).logits[rows, enc["predict_pos"]])[rows, enc["target"]]
-        assert_f32_close(got["p_ablated"][layer], p)
-    p0 = jax.nn.softmax(forward(params, enc["tokens"], cfg).logits[rows, enc["predict_pos"]])[rows, enc["target"]]
+        assert_f32_close(got["p_ablated"][layer],
+                         prob(Hooks(ffn_patch_mask=mask, ffn_patch_value=np.asarray(mean_LF)[:, None, None, :])))
+    p0 = prob(None)
     assert_f32_close(got["drop"], np.asarray(p0)[None] - got["p_ablated"])
     assert np.abs(got["drop"]).max() > 1e-6  # ablating a real FFN changes something
 
@@ -189,11 +190,11 @@ def test_report_atlas_rewrites_only_the_marked_block(tmp_path, capsys):
     raw["machine"] = {"cpus": 2, "loadavg_start": [1.0, 1, 1], "loadavg_end": [2.0, 2, 2], "seconds": 12.0}
     (tmp_path / "docs").mkdir()
     doc = tmp_path / "docs" / "atlas.md"
-    doc.write_text(f"# atlas\n\nprose\n\n{report.BEGIN}\nold\n{report.END}\n\nafter\n")
+    doc.write_text(f"# atlas\n\nprose\n\n{report.BEGIN}\nstale block\n{report.END}\n\nafter\n")
     (tmp_path / "a.json").write_text(json.dumps(raw))
     assert main(["report", "--atlas", str(tmp_path / "a.json"), "--root", str(tmp_path)]) == 0
     text = doc.read_text()
-    assert text.startswith("# atlas\n\nprose\n\n") and text.endswith("\n\nafter\n") and "old" not in text
+    assert text.startswith("# atlas\n\nprose\n\n") and text.endswith("\n\nafter\n") and "stale block" not in text
     assert "relu@4" in text
     doc.write_text("no markers")
     assert main(["report", "--atlas", str(tmp_path / "a.json"), "--root", str(tmp_path)]) == 2
