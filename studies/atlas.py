@@ -142,6 +142,31 @@ def train_cell(s: AtlasSettings, run_dir: Path, progress: Progress, **cell) -> d
     return row | ({"diverged": res["diverged"]} if "diverged" in res else {})
 
 
+MEASURE_FIELDS = ("seed", "n_edits", "n_unrelated", "cov_batches", "trace_samples", "ig_steps", "probe_tokens", "geva_k",
+                  "geva_shuffles")
+
+
+def measured(s: AtlasSettings, cell: dict, i: int, progress: Progress) -> dict:
+    """Seed index i's measures (``studies.atlas_layers.measure``), kept in its run dir as ``atlas_seed{i}.json``
+    and read back by a re-run with the same measurement settings and training step (the study resumes by model)."""
+    import json
+
+    from ffnkv.io.load import load_model
+    from studies.atlas_layers import measure
+    from studies.report.write import write_json
+
+    key = {k: getattr(s, k) for k in MEASURE_FIELDS} | {"step": cell["steps"]}
+    path = Path(cell["run_dir"]) / f"atlas_seed{i}.json"
+    if path.is_file():
+        kept = json.loads(path.read_text())
+        if kept.get("key") == key:
+            return kept["measures"]
+    progress.write(f"atlas: {Path(cell['run_dir']).name}, seed {s.seed + i}: measuring layer by layer…")
+    measures = {"seed": s.seed + i, "index": i} | measure(load_model(cell["run_dir"], seed=i), i, s, progress)
+    write_json(path, {"key": key, "measures": measures})
+    return measures
+
+
 def commit() -> str:
     """The source commit of this checkout (``+dirty`` with uncommitted changes), or ``unknown``."""
     import subprocess
@@ -160,27 +185,20 @@ def commit() -> str:
 def run(settings: AtlasSettings = AtlasSettings(), out=None, progress: Progress | None = None) -> dict:
     """Train every cell of ``settings`` under ``out`` (resumable), measure the kinds' models, summarise."""
     from studies import atlas_summary
-    from studies.atlas_layers import measure
 
     if out is None:
         raise FfnkvError("the atlas needs an output directory; pass --out DIR.")
     s, out = settings, Path(out)
     progress = Progress() if progress is None else progress
     start, load_start = time.perf_counter(), os.getloadavg()
-    result = {"meta": {"commit": commit()}, "settings": dataclasses.asdict(s), "target": TARGET, "kinds": {}, "placement": {}, "capacity": {}}
+    result = {"meta": {"commit": commit()}, "settings": dataclasses.asdict(s), "target": TARGET, "kinds": {},
+              "placement": {}, "capacity": {}}
     for depth in s.depths:
         for kind in s.kinds:
             progress.write(f"atlas: depth {depth}, FFN kind {kind}: training {s.seeds} seeds in one program…")
             cell = train_cell(s, out / f"depth{depth}" / kind, progress, kind=kind, depth=depth)
-            cell["seeds"] = []
-            for i in range(s.seeds):
-                if kind == "none" or not cell["reached"][i]:
-                    continue
-                from ffnkv.io.load import load_model
-
-                progress.write(f"atlas: depth {depth}, {kind}, seed {s.seed + i}: measuring layer by layer…")
-                cell["seeds"].append({"seed": s.seed + i, "index": i} | measure(
-                    load_model(cell["run_dir"], seed=i), i, s, progress))
+            cell["seeds"] = [measured(s, cell, i, progress) for i in range(s.seeds)
+                             if kind != "none" and cell["reached"][i]]
             result["kinds"][f"{kind}@{depth}"] = cell | {"kind": kind, "depth": depth}
     if s.placement:
         depth = s.depths[0]
