@@ -221,3 +221,6 @@ def test_smoke_profile_end_to_end(tmp_path):
     paths = report.write(result, tmp_path)
     assert (tmp_path / "atlas.md").read_text().startswith("# The FFN-variant atlas (smoke profile)")
     assert len(paths) == 5
+    assert (tmp_path / "depth2" / "relu" / "atlas_seed0.json").is_file()
+    again = atlas.run(atlas.AtlasSettings(profile="smoke"), tmp_path, progress=None)  # resumes: trained and measured
+    assert again["summary"] == result["summary"]
