@@ -27,6 +27,7 @@ import os
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
 
 from ffnkv.errors import FfnkvError
@@ -200,6 +201,7 @@ def run(settings: AtlasSettings = AtlasSettings(), out=None, progress: Progress 
             cell["seeds"] = [measured(s, cell, i, progress) for i in range(s.seeds)
                              if kind != "none" and cell["reached"][i]]
             result["kinds"][f"{kind}@{depth}"] = cell | {"kind": kind, "depth": depth}
+            jax.clear_caches()  # the next config compiles its own programs; these are not needed again
     if s.placement:
         depth = s.depths[0]
         for k in range(depth):
