@@ -205,3 +205,25 @@ def all_of(verdicts) -> str:
     if "fails" in verdicts:
         return "fails"
     return "holds" if verdicts and all(v == "holds" for v in verdicts) else "inconclusive"
+
+
+def ranks(x) -> np.ndarray:
+    """Ranks 0…n−1 of ``x`` with tied values given their average rank."""
+    x = np.asarray(x, float)
+    r = np.empty(len(x))
+    r[np.argsort(x, kind="stable")] = np.arange(len(x))
+    _, inv = np.unique(x, return_inverse=True)
+    return (np.bincount(inv, r) / np.bincount(inv))[inv]
+
+
+def spearman(x, y) -> float:
+    """Spearman's rank correlation ρ (Pearson's r of the average ranks; Spearman 1904); NaN when either side
+    is constant or has fewer than 3 finite pairs."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    keep = np.isfinite(x) & np.isfinite(y)
+    if keep.sum() < 3:
+        return float("nan")
+    rx, ry = ranks(x[keep]), ranks(y[keep])
+    if rx.std() == 0 or ry.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "knowledge",
     "edit",
     "editability",
+    "atlas",
     "pretrained",
     "reproduce",
     "report",

@@ -7,7 +7,8 @@
 and the history of every rule change). The claims file defaults to ``docs/claims.json``, the committed one;
 ``ffnkv reproduce`` writes ``claims.json`` into its output dir; ``--collect DIR`` judges the outputs under a
 reproduce dir again with today's rules and writes the claims file first (``ffnkv report --collect
-runs/reproduce-quick --readme --docs`` regenerates every table from a quick reproduction).
+runs/reproduce-quick --readme --docs`` regenerates every table from a quick reproduction); ``--atlas FILE`` writes
+docs/atlas.md's table from an ``atlas.json`` (``ffnkv atlas``).
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ DESCRIPTION = """Write the claims tables from a claims file: --readme replaces t
 and tests) and docs/verdict_rules.md (the verdict rules and the history of every rule change). --collect DIR
 first judges the outputs under a reproduce dir again with today's rules and writes the claims file, e.g.
   ffnkv report --collect runs/reproduce-quick --readme --docs
-regenerates every table from a quick reproduction. Files are written under --root (the repository)."""
+regenerates every table from a quick reproduction. --atlas FILE writes docs/atlas.md's table from an
+atlas.json written by ffnkv atlas. Files are written under --root (the repository)."""
 
 
 def add_arguments(parser) -> None:
@@ -32,6 +34,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--collect", default=None, metavar="DIR",
                         help="first judge the study outputs under DIR (laid out as `ffnkv reproduce --out DIR` lays "
                              "them out; unfinished stages are left out) and write the claims to --claims")
+    parser.add_argument("--atlas", default=None, metavar="FILE",
+                        help="write docs/atlas.md's table from an atlas.json written by ffnkv atlas")
     parser.add_argument("--what", default=None, help="with --collect: what the run was, recorded in the claims file")
     parser.add_argument("--rerun", default=None, metavar="FILE",
                         help="the claims.json of a rerun with another base seed: write the verdict-by-verdict "
@@ -47,9 +51,14 @@ def run(args) -> int:
     from studies.report import claims as C
     from studies.report.write import write_text
 
-    if not (args.readme or args.docs or args.collect or args.rerun):
-        raise FfnkvError("nothing to write; pass --collect DIR, --readme, --docs, --rerun FILE or any of them.")
+    if not (args.readme or args.docs or args.collect or args.rerun or args.atlas):
+        raise FfnkvError("nothing to write; pass --collect DIR, --readme, --docs, --rerun FILE, --atlas FILE or any "
+                         "of them.")
     root = Path(args.root)
+    if args.atlas:
+        atlas_docs(root, Path(args.atlas))
+        if not (args.readme or args.docs or args.collect or args.rerun):
+            return 0
     if args.collect:
         collect(Path(args.collect), Path(args.claims), args.what)
     data = C.load(args.claims)
@@ -78,6 +87,23 @@ def run(args) -> int:
         print(f"wrote the rerun comparison into {doc}: {len(moved)} verdicts moved, "
               f"{sum(m['flip'] for m in moved)} flipped")
     return 0
+
+
+def atlas_docs(root: Path, source: Path) -> None:
+    """docs/atlas.md's generated block from ``source`` (an atlas.json)."""
+    import json
+
+    from ffnkv.errors import FfnkvError
+    from studies.report.atlas import docs_section, replace_in_docs
+    from studies.report.write import write_text
+
+    doc = root / "docs" / "atlas.md"
+    if not source.is_file() or not doc.is_file():
+        raise FfnkvError(f"{str(source if not source.is_file() else doc)!r} is not a file; pass an atlas.json written "
+                         "by ffnkv atlas and run from the repository root (or pass --root).")
+    text = replace_in_docs(doc.read_text(), docs_section(json.loads(source.read_text()), str(source)))
+    write_text(doc, text)
+    print(f"wrote the atlas table of {doc} from {source}")
 
 
 def collect(out: Path, path: Path, what: str | None) -> None:

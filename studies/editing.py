@@ -85,6 +85,7 @@ class EditSettings:
     delta_check: int = 20
     mesh: tuple | None = None  # (data, model) device counts of the sweeps' mesh; None: one device
     memory_gb: float | None = None  # the edit sweeps' memory budget (analysis.plan); None: half the available memory
+    clear_caches: bool = True  # drop every compiled program at the end (a big model's); False keeps them for reuse
 
 
 def memit_layers(layer: int, width: int, n_layers: int | None = None) -> tuple[int, ...]:
@@ -319,7 +320,8 @@ def run(model, facts, settings: EditSettings = EditSettings(), progress: Progres
         out["rome_sequential"] = summarise(score_edited(edited, cfg, probes, others)) | _stats(info) | {"seconds": time.time() - t}
     if "memit" in s.protocols:
         out |= memit_protocol(model, edit, mem, C, probes, others, memit_hp, s, progress)
-    jax.clear_caches()
+    if s.clear_caches:
+        jax.clear_caches()
     return out
 
 
