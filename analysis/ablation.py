@@ -65,13 +65,14 @@ def answer_accuracy(out, aux, cfg):
 def padded_sweep(params, tokens_NT, target_N, onehot_KN, mean_LTF, mask_SLF, use_mean_S, cfg, batch_size,
                  multiple: int = 64):
     """Answer accuracy per op ``[S, K]``, mean |m| ``[S, K, L, F]`` and per-probe correctness ``[S, N]`` for each
-    intervention, with the interventions padded (no-op rows) to a multiple of ``multiple`` so sweeps of similar size (the dissociation and the
-    hierarchy of one model) share one compiled program."""
+    intervention, with the interventions padded (no-op rows) to a multiple of ``multiple`` so sweeps of similar
+    size (the dissociation and the hierarchy of one model) share one compiled program."""
     S = mask_SLF.shape[0]
     pad = -S % multiple
     mask_SLF = np.concatenate([np.asarray(mask_SLF, bool), np.zeros((pad,) + mask_SLF.shape[1:], bool)])
     use_mean_S = np.concatenate([np.asarray(use_mean_S, np.float32), np.zeros(pad, np.float32)])
-    acc_SK, mabs_SKLF, correct_SN = mask_sweep(params, tokens_NT, jnp.asarray(mask_SLF), jnp.asarray(mean_LTF, jnp.float32),
+    acc_SK, mabs_SKLF, correct_SN = mask_sweep(params, tokens_NT, jnp.asarray(mask_SLF),
+                                               jnp.asarray(mean_LTF, jnp.float32),
                                                jnp.asarray(use_mean_S), (target_N, onehot_KN), cfg, answer_accuracy,
                                                batch_size)
     return np.asarray(acc_SK)[:S], np.asarray(mabs_SKLF)[:S], np.asarray(correct_SN)[:S]
@@ -112,7 +113,8 @@ def judge(acc_SK, specialist_KLF, ops, n_random: int = N_RANDOM, min_drop: float
     K = len(ops)
     acc_SK = np.asarray(acc_SK).reshape(2, -1, K)
     base_K = acc_SK[0, 0]
-    result = {"ops": list(ops), "baseline": base_K.tolist(), "set_sizes": np.asarray(specialist_KLF).sum((1, 2)).tolist(),
+    result = {"ops": list(ops), "baseline": base_K.tolist(),
+              "set_sizes": np.asarray(specialist_KLF).sum((1, 2)).tolist(),
               "n_random": n_random, "min_drop": min_drop}
     if correct_SN is not None:
         correct_SN = np.asarray(correct_SN).reshape(2, acc_SK.shape[1], -1)

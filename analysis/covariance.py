@@ -27,7 +27,7 @@ def _moment_sums(params, rows, first, cfg, layers):
 
 def accumulate(params, tokens_BT, mask_BT, sum_LFF, count, cfg, layers, mesh=None):
     """One batch added to the running sums; its rows split over the "data" axis of ``mesh`` (one psum)."""
-    fn = lambda p, rows, first: _moment_sums(p, rows, first, cfg, layers)  # noqa: E731
+    fn = lambda p, rows, first: _moment_sums(p, rows, first, cfg, layers)
     s_LFF, n = sharding.split_sum(fn, (tokens_BT, mask_BT), mesh, (params,))
     out = (sum_LFF + s_LFF, count + n)
     return out if mesh is None else jax.lax.with_sharding_constraint(out, sharding.replicated(mesh))

@@ -69,7 +69,8 @@ def probe_scores(params, cfg, probe: EditProbe) -> dict:
     gap_R = p_RV[jnp.arange(p_RV.shape[0]), probe.neigh_true_R] - p_RV[:, probe.new]
     w_Q = probe.para_weight_Q / jnp.maximum(probe.para_weight_Q.sum(), 1e-9)
     w_R = probe.neigh_weight_R / jnp.maximum(probe.neigh_weight_R.sum(), 1e-9)
-    return {"ES": jnp.mean(gap_A > 0), "EM": jnp.mean(gap_A), "PS": jnp.sum(w_Q * (gap_Q > 0)), "PM": jnp.sum(w_Q * gap_Q),
+    return {"ES": jnp.mean(gap_A > 0), "EM": jnp.mean(gap_A), "PS": jnp.sum(w_Q * (gap_Q > 0)),
+            "PM": jnp.sum(w_Q * gap_Q),
             "NS": jnp.sum(w_R * (gap_R > 0)), "NM": jnp.sum(w_R * gap_R)}
 
 

@@ -97,16 +97,19 @@ def build_edits(tokenizer, records, prefixes, token: str = "subject_last", max_l
                         neigh_w=np.asarray(neigh_w) * (neigh_enc.target != neigh_new), new=new_id, old=old_id))
     T = max(len(row) for f in per for key in ("rw", "ess", "para", "neigh") for row in f[key])
     if max_len is not None and T > max_len:
-        raise FfnkvError(f"edit prompts of {T} tokens exceed the model's {max_len}; use shorter context prefixes or prompts.")
-    stack = lambda key, fn: jnp.asarray(np.stack([fn(f[key]) for f in per]))  # noqa: E731
-    rows = lambda key: stack(key, lambda r: _pad(r, T, pad_id))  # noqa: E731
-    ints = lambda key: stack(key, lambda a: np.asarray(a, np.int32))  # noqa: E731
-    floats = lambda key: stack(key, lambda a: np.asarray(a, np.float32))  # noqa: E731
+        raise FfnkvError(f"edit prompts of {T} tokens exceed the model's {max_len}; use shorter context "
+                         "prefixes or prompts.")
+    stack = lambda key, fn: jnp.asarray(np.stack([fn(f[key]) for f in per]))
+    rows = lambda key: stack(key, lambda r: _pad(r, T, pad_id))
+    ints = lambda key: stack(key, lambda a: np.asarray(a, np.int32))
+    floats = lambda key: stack(key, lambda a: np.asarray(a, np.float32))
     reqs = EditRequest(tokens_PT=rows("rw"), subject_P=ints("site"), predict_P=ints("pred"), target=ints("new"),
-                       essence_tokens_MT=rows("ess"), essence_subject_M=ints("ess_site"), essence_predict_M=ints("ess_site"))
+                       essence_tokens_MT=rows("ess"), essence_subject_M=ints("ess_site"),
+                       essence_predict_M=ints("ess_site"))
     probes = EditProbe(rewrite_tokens_AT=reqs.tokens_PT[:, :1], rewrite_predict_A=reqs.predict_P[:, :1],
                        para_tokens_QT=rows("para"), para_predict_Q=ints("para_pred"), para_weight_Q=floats("para_w"),
-                       neigh_tokens_RT=rows("neigh"), neigh_predict_R=ints("neigh_pred"), neigh_true_R=ints("neigh_true"),
+                       neigh_tokens_RT=rows("neigh"), neigh_predict_R=ints("neigh_pred"),
+                       neigh_true_R=ints("neigh_true"),
                        neigh_weight_R=floats("neigh_w"), new=ints("new"), old=ints("old"))
     return reqs, probes
 

@@ -1,4 +1,5 @@
-"""Integrated gradients of p(gold) over the FFN coefficients: the attribution behind knowledge neurons (Dai et al. 2022).
+"""Integrated gradients of p(gold) over the FFN coefficients: the attribution behind knowledge neurons (Dai et
+al. 2022).
 
 For prompt x with gold token y, layer l and neuron i, Dai et al. (2022), eq. 3–4 attribute
 
@@ -24,10 +25,9 @@ prefix, one sweep over (prompt, block of α nodes) items, each running every lay
 "data" axis of ``mesh`` (ffnkv.sharding). Only the prediction position's coefficients are scaled, so positions
 before it and layers below l keep their clean values: ``recompute="prefix"`` (default) caches the clean run
 once per prompt and recomputes only the prediction position in layers ≥ l (ffnkv.prefix; bidirectional models
-recompute every position, still only layers ≥ l); ``recompute="full"`` reruns the whole forward for every α, as the reference
-code does (same numbers, kept as the benchmark's baseline). Knowledge-neuron selection
-(§3.2) is ``analysis.knowledge_neurons``, the suppression / amplification experiment (§4.1)
-``analysis.neuron_scaling``.
+recompute every position, still only layers ≥ l); ``recompute="full"`` reruns the whole forward for every α, as
+the reference code does (same numbers, kept as the benchmark's baseline). Knowledge-neuron selection (§3.2) is
+``analysis.knowledge_neurons``, the suppression / amplification experiment (§4.1) ``analysis.neuron_scaling``.
 """
 from __future__ import annotations
 
@@ -55,7 +55,8 @@ def riemann_nodes(steps: int, rule: str = "midpoint") -> tuple[np.ndarray, np.nd
     ``trapezoid`` uses the m + 1 nodes k/m, k = 0…m, with half weight at the ends.
     """
     if rule not in RULES or steps < 1:
-        raise FfnkvError(f"integration rule {rule!r} with {steps} steps is not allowed; use steps ≥ 1 and one of {RULES}.")
+        raise FfnkvError(f"integration rule {rule!r} with {steps} steps is not allowed; use steps ≥ 1 and "
+                         f"one of {RULES}.")
     k = np.arange(steps, dtype=np.float32)
     if rule == "trapezoid":
         alphas = np.arange(steps + 1, dtype=np.float32) / steps
@@ -133,8 +134,8 @@ def _joint_ig(params, cfg, recompute, alphas_K, weights_K, ctx, prompt, layer):
 
 
 def _entering_ig(params, cfg, alphas_K, weights_K, ctx, prompt):
-    """Dai et al. eq. 3–4 for every layer at once over the cached prefix (``ffnkv.prefix.forward_entering``): the K nodes
-    of every layer plus an α = 0 row each, one program. ``(attr [L, F], P(α=0) [L])``."""
+    """Dai et al. eq. 3–4 for every layer at once over the cached prefix (``ffnkv.prefix.forward_entering``): the
+    K nodes of every layer plus an α = 0 row each, one program. ``(attr [L, F], P(α=0) [L])``."""
     tokens_T, pos, gold, _ = prompt
     cache, T, L, F = ctx["cache"], tokens_T.shape[0], cfg.n_layers, cfg.width
     start, S, at = (pos, 1, 0) if cfg.causal else (0, T, pos)
@@ -184,7 +185,7 @@ def ig_impl(params, tokens_NT, pos_N, gold_N, mask_NT, cfg, steps, rule, batch_s
             return attr_LF, p_zero_L, ctx["p_one"]
 
         attr_XLF, p_zero_XL, p_one_X = sharding.sweep(item, (n_X, b_X), mesh, batch_size, (params, prompts))
-        first = lambda a: a.reshape((N, Bk) + a.shape[1:])[:, 0]  # noqa: E731
+        first = lambda a: a.reshape((N, Bk) + a.shape[1:])[:, 0]
         return attr_XLF.reshape((N, Bk) + attr_XLF.shape[1:]).sum(1), first(p_zero_XL), first(p_one_X)
     ctx = sharding.sweep(lambda p, item: _prompt_context(p, cfg, recompute, item), prompts, mesh, batch_size, (params,))
     one = _layer_ig if path == "layer" else _joint_ig
@@ -218,13 +219,14 @@ def integrated_gradients(params, cfg, enc, steps: int = 20, rule: str = "midpoin
     several devices); ``None`` runs on the default device. ``alpha_blocks``: the α nodes of each path are cut
     into this many blocks, each its own sweep item (more items to split over the mesh; same numbers). Items in
     flight: the memory plan's chunk (analysis.plan.attribution_plan within ``memory_gb``, default half the
-    available memory; at most ``batch_size`` when given), shown to ``on_plan``. Returns numpy arrays ``attr`` [N, L, F], ``prob``
-    [N] (= P(α=1)), ``prob_zero`` [N, P] (= P(α=0) per path: P = L, or 1 for the joint path) and
-    ``completeness`` (see :func:`completeness`).
+    available memory; at most ``batch_size`` when given), shown to ``on_plan``. Returns numpy arrays ``attr``
+    [N, L, F], ``prob`` [N] (= P(α=1)), ``prob_zero`` [N, P] (= P(α=0) per path: P = L, or 1 for the joint path)
+    and ``completeness`` (see :func:`completeness`).
     """
     check_prompts(enc, cfg)
     if path not in PATHS or recompute not in RECOMPUTE:
-        raise FfnkvError(f"integration path {path!r} / recompute {recompute!r} is not allowed; use one of {PATHS} / {RECOMPUTE}.")
+        raise FfnkvError(f"integration path {path!r} / recompute {recompute!r} is not allowed; use one of {PATHS} / "
+                         f"{RECOMPUTE}.")
     arrays = sharding.put_inputs((enc["tokens"], enc["predict_pos"], enc["target"], prompt_mask(enc, cfg)), mesh)
     if alpha_blocks < 1:
         raise FfnkvError(f"alpha_blocks={alpha_blocks} is not allowed; use a positive integer.")

@@ -24,7 +24,7 @@ def refine_neurons(coarse_PLF, share: float = 0.7, target: tuple[int, int] = (2,
     """
     freq_LF = coarse_PLF.mean(0)
     lo, hi = share_bounds
-    pick = lambda p: freq_LF >= p - 1e-6  # noqa: E731
+    pick = lambda p: freq_LF >= p - 1e-6
     p = share
     while pick(p).sum() > target[1] and p + step <= hi + 1e-6:
         p += step
@@ -90,7 +90,8 @@ def relation_sharing(neurons_by_fact: list[list[list[int]]], relation_K, min_sha
             for n in sets[k]:
                 counts[n] = counts.get(n, 0) + 1
         shared = sorted((n for n, c in counts.items() if c >= min_share * len(idx)), key=lambda n: -counts[n])
-        per_relation[str(rel)] = {"n_facts": int(len(idx)), "shared": [[int(a), int(b), counts[(a, b)]] for a, b in shared]}
+        per_relation[str(rel)] = {"n_facts": int(len(idx)),
+                                  "shared": [[int(a), int(b), counts[(a, b)]] for a, b in shared]}
     same, diff = [], []
     for a in range(len(sets)):
         for b in range(a + 1, len(sets)):

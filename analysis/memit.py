@@ -39,8 +39,16 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from analysis.rome import (DeltaHParams, EditRequest, hidden_at, keys_at, optimise_delta, safe_norm,
-                           value_matrix, with_value_matrix)
+from analysis.rome import (
+    DeltaHParams,
+    EditRequest,
+    hidden_at,
+    keys_at,
+    optimise_delta,
+    safe_norm,
+    value_matrix,
+    with_value_matrix,
+)
 from ffnkv import sharding
 
 MEMIT_HPARAMS = DeltaHParams(lr=0.5, steps=25, clamp_factor=0.75, prefixes=((10, 5),))
@@ -115,7 +123,7 @@ def memit_targets(params, cfg, last: int, reqs: EditRequest, hp: DeltaHParams = 
     if hp.constraint not in ("bare", "mean"):
         raise ValueError(f"constraint {hp.constraint!r} is not 'bare' or 'mean'")
     h0_ED = _hidden(params, cfg, last, reqs, hp, batch_size)
-    z_fn = lambda p, l, x: optimise_delta(p, cfg, "resid", l, x[0], safe_norm(x[1]), hp)  # noqa: E731
+    z_fn = lambda p, l, x: optimise_delta(p, cfg, "resid", l, x[0], safe_norm(x[1]), hp)
     delta_ED, nll_E, steps_E = sharding.sweep(z_fn, (reqs, h0_ED), mesh, batch_size, (params, jnp.int32(last)))
     return h0_ED + delta_ED, {"nll": nll_E, "steps": steps_E, "delta_norm": jnp.linalg.norm(delta_ED, axis=-1)}
 

@@ -101,9 +101,9 @@ def _local_topk(params, offset, rows, first, cfg, k):
 def trigger_step(state, params, tokens_BT, mask_BT, offset, cfg, k, mesh=None):
     """Merge one chunk into the running top-k; its rows split over the "data" axis of ``mesh``, each device's
     top-k gathered and merged (the top-k of a union is the top-k of the parts' top-ks)."""
-    fn = lambda p, off, rows, first: _local_topk(p, off, rows, first, cfg, k)  # noqa: E731
+    fn = lambda p, off, rows, first: _local_topk(p, off, rows, first, cfg, k)
     top_dLFk, idx_dLFk = sharding.split_gather(fn, (tokens_BT, mask_BT), mesh, (params, offset))
-    flat = lambda a: jnp.moveaxis(a, 0, -2).reshape(a.shape[1:3] + (-1,))  # noqa: E731  [d,L,F,k] -> [L,F,d·k]
+    flat = lambda a: jnp.moveaxis(a, 0, -2).reshape(a.shape[1:3] + (-1,))
     best_LFk, where_LFk = state
     top, pick = jax.lax.top_k(jnp.concatenate([best_LFk, flat(top_dLFk)], -1), k)
     idx = jnp.take_along_axis(jnp.concatenate([where_LFk, flat(idx_dLFk)], -1), pick, -1)
@@ -127,7 +127,7 @@ def trigger_search(params, cfg, tokens_NT, mask_NT=None, k: int = 25, batch_size
                          "lower k.")
     placed = sharding.put_params(params, mesh)
     state = sharding.put_inputs(init_topk(cfg, k), mesh)
-    step = lambda s, tok, mask, off: trigger_step(s, placed, tok, mask, off, cfg, k, mesh)  # noqa: E731
+    step = lambda s, tok, mask, off: trigger_step(s, placed, tok, mask, off, cfg, k, mesh)
     coef, index = stream(step, state, tokens_NT, mask_NT, batch_size, progress, mesh)
     return {"coef": coef, "index": index}
 
@@ -225,7 +225,7 @@ def composition(params, cfg, tokens_NT, mask_NT=None, final_norm=False, threshol
     state = {"n": jnp.zeros(L), "active": jnp.zeros(L), "zero_agreement": jnp.zeros(L),
              "zero_agreement_shuffled": jnp.zeros(L), "refinement": jnp.zeros((L, 4)),
              "blocks": jnp.zeros((n_blocks, L, 3 + len(REFINEMENT)))}
-    step = lambda s, tok, mask, off: _composition_step(s, params, value_top1_LF, shuffled_LF, threshold, tok,  # noqa: E731
+    step = lambda s, tok, mask, off: _composition_step(s, params, value_top1_LF, shuffled_LF, threshold, tok,
                                                        mask, off, cfg, final_norm)
     sums = stream(step, state, tokens_NT, mask_NT, batch_size, progress)
     n = np.maximum(sums["n"], 1)
@@ -263,7 +263,8 @@ def removal_inputs(tokens_NT, index_LFk, protect: int = 0):
 
 @functools.partial(jax.jit, static_argnames=("cfg",))
 def coefficient_at(params, tokens_CT, layer_C, neuron_C, pos_C, cfg):
-    """Coefficient m of neuron ``neuron_C[c]`` in layer ``layer_C[c]`` at position ``pos_C[c]`` of row c: one forward."""
+    """Coefficient m of neuron ``neuron_C[c]`` in layer ``layer_C[c]`` at position ``pos_C[c]`` of row c (one
+    forward)."""
     m_LCTF = forward(params, tokens_CT, cfg).acts.ffn.astype(jnp.float32)
     return m_LCTF[layer_C, jnp.arange(tokens_CT.shape[0]), pos_C, neuron_C]
 

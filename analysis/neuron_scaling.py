@@ -46,7 +46,8 @@ def scaled_probs(params, cfg, enc, masks_KLF, fact_P, prompt_P, factor: float, b
     One compiled program for every (fact, prompt) pair and factor."""
     check_prompts(enc, cfg)
     probs = _scaled_probs(params, jnp.asarray(enc["tokens"], jnp.int32), jnp.asarray(enc["predict_pos"], jnp.int32),
-                          jnp.asarray(enc["target"], jnp.int32), jnp.asarray(prompt_mask(enc, cfg)), jnp.asarray(masks_KLF),
+                          jnp.asarray(enc["target"], jnp.int32), jnp.asarray(prompt_mask(enc, cfg)),
+                          jnp.asarray(masks_KLF),
                           jnp.asarray(fact_P, jnp.int32), jnp.asarray(prompt_P, jnp.int32), jnp.float32(factor), cfg,
                           max(1, min(batch_size, len(fact_P))), bool(all_positions))
     return np.asarray(probs)
@@ -65,7 +66,8 @@ def suppression_amplification(params, cfg, enc, neurons_by_fact, own_prompts, un
     result = {"factors": list(factors), "per_fact": []}
     groups = {"own": own_prompts, "unrelated": unrelated_prompts}
     pairs = {g: (np.concatenate([np.full(len(p), k) for k, p in enumerate(rows)]).astype(np.int32),
-                 np.concatenate([np.asarray(p, np.int64) for p in rows]).astype(np.int32)) for g, rows in groups.items()}
+                 np.concatenate([np.asarray(p, np.int64) for p in rows]).astype(np.int32))
+             for g, rows in groups.items()}
     changes = {}
     for factor in factors:
         for g, (fact_P, prompt_P) in pairs.items():

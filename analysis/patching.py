@@ -19,7 +19,6 @@ of ``mesh`` (ffnkv.sharding).
 """
 from __future__ import annotations
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -52,7 +51,7 @@ def _cell_full(params, cfg, site, ctx, pair, layer, t):
     _, corrupt_T, pos, gold = pair
     L, T = cfg.n_layers, corrupt_T.shape[0]
     at_T = jnp.arange(T) == t
-    rows = lambda l: ((jnp.arange(L) == l)[:, None] & at_T[None, :])[:, None, :, None]  # noqa: E731  [L,1,T,1]
+    rows = lambda l: ((jnp.arange(L) == l)[:, None] & at_T[None, :])[:, None, :, None]
     if site == "resid_pre":  # h^{l−1} is block l−1's output; for l = 0 the embedding is shifted to the clean one
         shift_TD = (ctx["resid_pre"][0] - ctx["corrupt_embed"])[0] * (at_T[:, None] & (layer == 0))
         hooks = Hooks(embed_add=shift_TD, resid_post_patch_mask=rows(layer - 1),
@@ -138,7 +137,8 @@ def activation_patching(params, cfg, enc, corrupt_tokens, site: str = "resid_pre
     if corrupt.shape != np.asarray(enc["tokens"]).shape:
         raise FfnkvError("corrupt_tokens must have the clean prompts' shape [N, T]; pad both prompts alike.")
     if site not in SITES or recompute not in ("prefix", "full"):
-        raise FfnkvError(f"patching needs a site from {SITES} and recompute 'prefix' or 'full'; got {site!r}, {recompute!r}.")
+        raise FfnkvError(f"patching needs a site from {SITES} and recompute 'prefix' or 'full'; got {site!r}, "
+                         f"{recompute!r}.")
     layers = tuple(range(cfg.n_layers)) if layers is None else tuple(int(l) for l in layers)
     if not layers or min(layers) < 0 or max(layers) >= cfg.n_layers:
         raise FfnkvError(f"patching layers must be a non-empty subset of 0…{cfg.n_layers - 1}; got {list(layers)}.")

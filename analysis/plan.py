@@ -203,7 +203,8 @@ def tracing_plan(cfg, n_facts: int, seq: int, kind_ids, layers, samples: int, sa
     else:
         per_fact = F32 * (1 + samples) * 3 * L * T * D
         per_row = block_bytes(cfg, T, T) + logits_bytes(cfg, T) + acts_bytes(cfg, T)
-        flops = n_facts * T * forward_flops_per_token(cfg, T) * (1 + samples + len(kind_ids) * T * len(layers) * samples)
+        runs = 1 + samples + len(kind_ids) * T * len(layers) * samples
+        flops = n_facts * T * forward_flops_per_token(cfg, T) * runs
     context = (1 + samples) * (acts_bytes(cfg, T) + cache_bytes(cfg, T) + logits_bytes(cfg, T))
     items = n_facts * len(kind_ids) * T * len(layers) * sample_blocks
     out = F32 * 2 * items

@@ -19,9 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from analysis.memories import value_top_tokens, value_vectors
-from ffnkv.readout import logit_lens
 from analysis.stream import stream
 from ffnkv.model import forward
+from ffnkv.readout import logit_lens
 
 promoted_tokens = value_top_tokens
 
@@ -58,7 +58,7 @@ def dominance_blocks(params, cfg, tokens_NT, mask_NT=None, n: int = 10, batch_si
     value_vectors(params, cfg)
     state = {"count": jnp.zeros((cfg.n_layers, cfg.width)), "blocks": jnp.zeros((n_blocks, cfg.n_layers, cfg.width)),
              "n": jnp.zeros(n_blocks)}
-    step = lambda s, tok, mask, off: _dominance_step(s, params, tok, mask, off, cfg, n)  # noqa: E731
+    step = lambda s, tok, mask, off: _dominance_step(s, params, tok, mask, off, cfg, n)
     out = stream(step, state, tokens_NT, mask_NT, batch_size, progress)
     n_pos = int(np.asarray(mask_NT).sum()) if mask_NT is not None else int(np.prod(tokens_NT.shape))
     return {"fraction": np.asarray(out["count"]) / max(n_pos, 1), "blocks": np.asarray(out["blocks"]),

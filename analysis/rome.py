@@ -196,7 +196,7 @@ def rome_single_scores(params, cfg, layer, C_FF, reqs: EditRequest, probes: Edit
     depth (the editing study's layer rule runs ROME at every layer through it). ``mesh``: the edits split over
     its "data" axis (each device, or process, edits its share; ``ffnkv.sharding.sweep``)."""
     Cinv_FF = regularised_inverse(C_FF, hp.ridge)
-    edit_fn = lambda p, r, Cinv, l: rome_edit(p, cfg, l, Cinv, r, hp)  # noqa: E731
+    edit_fn = lambda p, r, Cinv, l: rome_edit(p, cfg, l, Cinv, r, hp)
     return score_single_edits(params, cfg, edit_fn, reqs, probes, unrelated, batch_size, (Cinv_FF, layer), mesh)
 
 

@@ -124,7 +124,7 @@ def seed_items(items, item_ndim: int = 0):
     if not seeds:
         raise ValueError("no items: every seed's item array is empty")
     n_S = np.array([x.shape[0] for x in seeds])
-    pad = lambda n: 1 << int(n - 1).bit_length()  # noqa: E731  (shapes in powers of 2: few compilations)
+    pad = lambda n: 1 << int(n - 1).bit_length()
     x_SN = np.full((pad(len(seeds)), max(8, pad(n_S.max())), *seeds[0].shape[1:]), np.nan)
     n_S = np.r_[n_S, np.zeros(x_SN.shape[0] - len(seeds), int)]
     for s, x in enumerate(seeds):
@@ -190,7 +190,8 @@ def decide(lo: float, hi: float, cut: float, direction: str) -> str:
     whole interval is on the other side, ``inconclusive`` when it straddles the cut."""
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}")
-    side = {">=": lambda v: v >= cut, ">": lambda v: v > cut, "<=": lambda v: v <= cut, "<": lambda v: v < cut}[direction]
+    side = {">=": lambda v: v >= cut, ">": lambda v: v > cut, "<=": lambda v: v <= cut,
+            "<": lambda v: v < cut}[direction]
     if side(lo) and side(hi):
         return "holds"
     if not side(lo) and not side(hi):

@@ -17,7 +17,8 @@ from ffnkv.progress import Progress
 
 
 def chunks(tokens_NT, mask_NT=None, batch_size: int = 32):
-    """Yields ``(tokens_BT int32, mask_BT bool, offset)`` where ``offset`` is the flat index of the chunk's first token."""
+    """Yields ``(tokens_BT int32, mask_BT bool, offset)`` where ``offset`` is the flat index of the chunk's first
+    token."""
     N, T = tokens_NT.shape
     for start in range(0, N, batch_size):
         tok = np.zeros((batch_size, T), np.int32)
@@ -35,7 +36,7 @@ def stream(step: Callable, state, tokens_NT, mask_NT=None, batch_size: int = 32,
     ``progress``: a ``ffnkv.progress.Progress`` (or a bool): the first chunk is the compile, then a bar over
     tokens; while it draws, the host waits for each chunk (so the bar is true), otherwise only at the end."""
     rows = sharding.rows_sharding(mesh)
-    put = jax.device_put if rows is None else (lambda x: sharding.put(x, rows))  # noqa: E731
+    put = jax.device_put if rows is None else (lambda x: sharding.put(x, rows))
     progress = Progress(progress) if isinstance(progress, bool) else progress
     N, T = tokens_NT.shape
     items = progress.chunks(chunks(tokens_NT, mask_NT, batch_size), None, "tokens", total=N * T,

@@ -33,8 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from analysis.prompt_prob import check_prompts, gold_prob, prob_of
 from analysis.plan import tracing_plan
+from analysis.prompt_prob import check_prompts, gold_prob, prob_of
 from ffnkv import sharding
 from ffnkv.errors import FfnkvError
 from ffnkv.hooks import Hooks
@@ -65,7 +65,7 @@ def cell_hooks(kind, t, layer, noise_TD, clean, corrupt, cfg, window, T):
     resid = (kind == 0) | (kind == 3) | (kind == 4)
     mlp_L = jnp.where(kind == 1, win, kind == 3)
     attn_L = jnp.where(kind == 2, win, kind == 4)
-    mask = lambda rows_L: (rows_L[:, None] & at_T[None, :])[:, None, :, None]  # noqa: E731  [L,1,T,1]
+    mask = lambda rows_L: (rows_L[:, None] & at_T[None, :])[:, None, :, None]
     return Hooks(
         embed_add=noise_TD,
         resid_post_patch_mask=mask(here_L & resid), resid_post_patch_value=clean.resid_post,
@@ -91,7 +91,7 @@ def _fact_context(params, cfg, nu, samples, recompute, kind_ids, item):
     ctx = {"noise": noise_STD, "p_clean": jax.nn.softmax(clean_out.logits[0, pos])[gold],
            "p_corrupt": jax.nn.softmax(corrupt_out.logits[:, 0, pos], -1)[:, gold]}
     if recompute == "full":
-        keep = lambda acts: {"resid_post": acts.resid_post, "mlp_out": acts.mlp_out, "attn_out": acts.attn_out}  # noqa: E731
+        keep = lambda acts: {"resid_post": acts.resid_post, "mlp_out": acts.mlp_out, "attn_out": acts.attn_out}
         return ctx | {"clean": keep(clean_out.acts), "corrupt": keep(corrupt_out.acts)}
     mlp, attn = _uses(kind_ids)
     ctx |= {"clean_resid": clean.resid, "corrupt_cache": corrupt}
@@ -233,11 +233,12 @@ def causal_trace(params, cfg, enc, noise: float | None = None, samples: int = 10
     bad = [k for k in kinds if k not in KINDS]
     if bad or samples < 1 or window < 1 or recompute not in ("prefix", "full") or sample_blocks < 1 \
             or samples % sample_blocks:
-        raise FfnkvError(f"tracing needs kinds from {KINDS}, samples ≥ 1 divisible by sample_blocks ≥ 1 and window ≥ 1; "
-                         f"got {bad or kinds}, {samples}, {sample_blocks}, {window}.")
+        raise FfnkvError(f"tracing needs kinds from {KINDS}, samples ≥ 1 divisible by sample_blocks ≥ 1 and "
+                         f"window ≥ 1; got {bad or kinds}, {samples}, {sample_blocks}, {window}.")
     s0, s1 = np.asarray(enc["subject_start"]), np.asarray(enc["subject_end"])
     if ((s0 < 0) | (s1 <= s0) | (s1 > np.asarray(enc["predict_pos"]) + 1)).any():
-        raise FfnkvError("every prompt needs a non-empty subject span [start, end) ending at or before predict_pos + 1.")
+        raise FfnkvError("every prompt needs a non-empty subject span [start, end) ending at or before "
+                         "predict_pos + 1.")
     layers = tuple(range(cfg.n_layers)) if layers is None else tuple(int(l) for l in layers)
     if not layers or min(layers) < 0 or max(layers) >= cfg.n_layers:
         raise FfnkvError(f"tracing layers must be a non-empty subset of 0…{cfg.n_layers - 1}; got {list(layers)}.")
@@ -354,14 +355,15 @@ def restore_subject(params, cfg, enc, noise: float | None = None, samples: int =
                     layers=None, keys=None) -> dict:
     """Restoring the *whole* subject at once: the clean hidden states (``resid``) or MLP outputs (``mlp``) of
     every subject token at one layer l, in the corrupted run of :func:`causal_trace` (same noise: fact n's
-    samples from ``keys[n]``, default ``fold_in(key(seed), n)``). Meng et al. restore one token; a model whose last token reads the
-    fact from all subject tokens shows the early site only here. Returns ``p_corrupt`` [N] and ``restored``
-    ``{resid, mlp}`` [N, K] (mean restored P[o]) for the K ``layers`` (default all)."""
+    samples from ``keys[n]``, default ``fold_in(key(seed), n)``). Meng et al. restore one token; a model whose last
+    token reads the fact from all subject tokens shows the early site only here. Returns ``p_corrupt`` [N] and
+    ``restored`` ``{resid, mlp}`` [N, K] (mean restored P[o]) for the K ``layers`` (default all)."""
     check_prompts(enc, cfg, width_needed=False)
     nu = embedding_noise(params) if noise is None else float(noise)
     if keys is None:
         keys = jax.vmap(lambda n: jax.random.fold_in(jax.random.key(seed), n))(jnp.arange(len(enc["tokens"])))
-    arrays = [jnp.asarray(enc[k], jnp.int32) for k in ("tokens", "predict_pos", "target", "subject_start", "subject_end")]
+    arrays = [jnp.asarray(enc[k], jnp.int32)
+              for k in ("tokens", "predict_pos", "target", "subject_start", "subject_end")]
     layers = tuple(range(cfg.n_layers)) if layers is None else tuple(int(l) for l in layers)
     p_corrupt, p_KNL = _span_all(params, *arrays, keys, jnp.float32(nu), cfg, int(samples), layers)
     p_corrupt, p_NKL = np.asarray(p_corrupt), np.asarray(p_KNL)

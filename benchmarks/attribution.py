@@ -14,13 +14,14 @@ from pathlib import Path
 if __name__ == "__main__":  # run as a script, sys.path[0] is benchmarks/: import from the repository root instead
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-import ffnkv  # noqa: E402
-from analysis import integrated_gradients as IG, prompt_prob as PP  # noqa: E402
-from benchmarks import common  # noqa: E402
+import ffnkv
+from analysis import integrated_gradients as IG
+from analysis import prompt_prob as PP
+from benchmarks import common
 
 
 def backward_flops_per_token(cfg, seq: int, layer: int) -> float:
@@ -86,9 +87,11 @@ def measure(ffn: str = "relu", prompts: int = 1, seq: int = 16, steps: int = 20,
     enc = {"tokens": rng.integers(0, cfg.vocab_size, (prompts, seq)).astype(np.int32),
            "predict_pos": np.full(prompts, seq - 1, np.int32),
            "target": rng.integers(0, cfg.vocab_size, prompts).astype(np.int32)}
-    run = {m: (lambda m=m: IG.integrated_gradients(params, cfg, enc, steps, rule, batch, recompute=m)) for m in ("prefix", "full")}
+    run = {m: (lambda m=m: IG.integrated_gradients(params, cfg, enc, steps, rule, batch, recompute=m))
+           for m in ("prefix", "full")}
     result, first, diff, secs, peaks = common.prefix_vs_full(run, "attributions", repeats, lambda out: out["attr"])
-    flops = {"prefix": prompts * prefix_prompt_flops(cfg, seq, steps, rule), "full": prompts * prompt_flops(cfg, seq, steps, rule)}
+    flops = {"prefix": prompts * prefix_prompt_flops(cfg, seq, steps, rule),
+             "full": prompts * prompt_flops(cfg, seq, steps, rule)}
     extras = {}
     if compare:
         loop_s = _loop_seconds(params, cfg, enc, steps, rule, seq)
@@ -117,7 +120,8 @@ def main() -> None:
     common.print_comparison(r)
     print(f"completeness relative error: {r['completeness_relative_error']:.2e}")
     if "loop_seconds" in r:
-        print(f"per-(prompt, layer) calls: {r['loop_seconds']:.3f} s ({r['speedup_vs_loop']:.1f}x the cached prefix's time)")
+        print(f"per-(prompt, layer) calls: {r['loop_seconds']:.3f} s ({r['speedup_vs_loop']:.1f}x the cached "
+              "prefix's time)")
 
 
 if __name__ == "__main__":

@@ -22,11 +22,11 @@ from pathlib import Path
 if __name__ == "__main__":  # run as a script, sys.path[0] is benchmarks/: import from the repository root instead
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-import ffnkv  # noqa: E402
+import ffnkv
 
 COMMANDS = ("attribution", "tracing", "edit", "memories")
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
@@ -90,8 +90,8 @@ def edit_inputs(cfg, seq: int = 12, E: int = 2):
     from analysis.rome import EditRequest
 
     rng = np.random.default_rng(1)
-    tok = lambda *shape: jnp.asarray(rng.integers(1, cfg.vocab_size, shape), jnp.int32)  # noqa: E731
-    pos = lambda *shape: jnp.full(shape, seq - 1, jnp.int32)  # noqa: E731
+    tok = lambda *shape: jnp.asarray(rng.integers(1, cfg.vocab_size, shape), jnp.int32)
+    pos = lambda *shape: jnp.full(shape, seq - 1, jnp.int32)
     P, M, Q = 3, 1, 2
     reqs = EditRequest(tok(E, P, seq), jnp.full((E, P), 2, jnp.int32), pos(E, P), tok(E), tok(E, M, seq),
                        jnp.full((E, M), 2, jnp.int32), jnp.full((E, M), 2, jnp.int32))

@@ -14,12 +14,12 @@ from pathlib import Path
 if __name__ == "__main__":  # run as a script, sys.path[0] is benchmarks/: import from the repository root instead
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
+import jax
+import numpy as np
 
-import ffnkv  # noqa: E402
-from analysis.covariance import key_second_moment  # noqa: E402
-from benchmarks import common  # noqa: E402
+import ffnkv
+from analysis.covariance import key_second_moment
+from benchmarks import common
 
 
 def token_flops(cfg, seq: int, n_layers: int) -> float:

@@ -12,10 +12,10 @@ from pathlib import Path
 if __name__ == "__main__":  # run as a script, sys.path[0] is benchmarks/: import from the repository root instead
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-import jax  # noqa: E402
+import jax
 
-import ffnkv  # noqa: E402
-from benchmarks import common  # noqa: E402
+import ffnkv
+from benchmarks import common
 
 
 def measure(ffn: str = "relu", batch: int = 16, seq: int = 256, repeats: int = 5) -> dict:

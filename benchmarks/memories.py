@@ -16,14 +16,14 @@ from pathlib import Path
 if __name__ == "__main__":  # run as a script, sys.path[0] is benchmarks/: import from the repository root instead
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-import ffnkv  # noqa: E402
-from analysis.memories import trigger_search  # noqa: E402
-from analysis.stream import stream  # noqa: E402
-from benchmarks import common  # noqa: E402
+import ffnkv
+from analysis.memories import trigger_search
+from analysis.stream import stream
+from benchmarks import common
 
 
 def measure(tokens: int = 2**20, batch: int = 32, seq: int = 128, k: int = 25, d_model: int = 128, d_ff: int = 512,

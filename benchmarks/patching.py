@@ -13,13 +13,13 @@ from pathlib import Path
 if __name__ == "__main__":  # run as a script, sys.path[0] is benchmarks/: import from the repository root instead
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
+import jax
+import numpy as np
 
-import ffnkv  # noqa: E402
-from analysis import patching as PA  # noqa: E402
-from benchmarks import common  # noqa: E402
-from ffnkv.prefix import suffix_groups  # noqa: E402
+import ffnkv
+from analysis import patching as PA
+from benchmarks import common
+from ffnkv.prefix import suffix_groups
 
 
 def grid_flops(cfg, seq: int, prefix: bool, buckets: int = 8) -> float:

@@ -22,10 +22,10 @@ from pathlib import Path
 if __name__ == "__main__":
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-import jax  # noqa: E402
-from jax.profiler import ProfileData  # noqa: E402
+import jax
+from jax.profiler import ProfileData
 
-from benchmarks.train import Trainer  # noqa: E402
+from benchmarks.train import Trainer
 
 # innermost project function -> component (the first match walking outwards from the op's own frame)
 COMPONENTS = {
@@ -42,7 +42,7 @@ _OPTAX = "optimizer (clip, AdamW)"
 
 def _frames(hlo: str) -> tuple[dict, dict]:
     """instruction name -> stack_frame_id, and stack_frame_id -> [(file, function)] innermost first."""
-    section = lambda name: re.search(rf"^{name}\n((?:\d+ .*\n)*)", hlo, re.M).group(1)  # noqa: E731
+    section = lambda name: re.search(rf"^{name}\n((?:\d+ .*\n)*)", hlo, re.M).group(1)
     files = dict(re.findall(r'^(\d+) "(.*)"$', section("FileNames"), re.M))
     funcs = dict(re.findall(r'^(\d+) "(.*)"$', section("FunctionNames"), re.M))
     locs = {i: (files[f], funcs[g]) for i, f, g in

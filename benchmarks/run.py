@@ -77,7 +77,7 @@ def _num(x, fmt: str) -> str:
 def table_line(r: dict) -> str:
     if "error" in r:
         return f"{r['benchmark']:<{COLUMNS[0][1]}}  FAILED after {r['wall_s']:.1f} s: {r['error']}"
-    g = lambda x: None if x is None else x / 1e9  # noqa: E731
+    g = lambda x: None if x is None else x / 1e9
     cells = [r["name"], f"{r['throughput']:,.1f} {r['unit']}", _num(g(r["model_flops_per_s"]), ".1f"),
              _num(g(r["peak_flops_per_s"]), ".1f"), _num(r["ratio_to_peak"], ".1%"), _num(r["peak_rss_mib"], ".0f"),
              _num(r["seconds"], ".2f"), _num(r["wall_s"], ".1f")]
@@ -112,7 +112,8 @@ def main(argv=None) -> int:
         print(table_line(rows[-1]), flush=True)
     for r in rows:
         if "full_seconds" in r:
-            print(f"{r['name']}: cached prefix {r['seconds']:.3f} s, {r['model_flops'] / 1e9:.2f} GFLOP; full recompute "
+            print(f"{r['name']}: cached prefix {r['seconds']:.3f} s, {r['model_flops'] / 1e9:.2f} GFLOP; "
+                  "full recompute "
                   f"{r['full_seconds']:.3f} s, {r['full_model_flops'] / 1e9:.2f} GFLOP; {r['speedup']:.1f}x faster")
     load = os.getloadavg()
     print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")

@@ -30,13 +30,13 @@ REPO = Path(__file__).resolve().parents[1]
 if __name__ == "__main__":  # the benchmarks dir must not shadow the repository's packages
     sys.path[0] = str(REPO)
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
+import jax
+import numpy as np
 
-from benchmarks import common  # noqa: E402
-from train.config import apply_overrides, load_config_file, resolve  # noqa: E402
-from train.state import init_state, make_optimizer, schedule, seed_values  # noqa: E402
-from train.step import jit_train_step  # noqa: E402
+from benchmarks import common
+from train.config import apply_overrides, load_config_file, resolve
+from train.state import init_state, make_optimizer, schedule, seed_values
+from train.step import jit_train_step
 
 FIELDS = ("tokens", "targets", "weights")
 

@@ -16,15 +16,15 @@ from pathlib import Path
 if __name__ == "__main__":  # run as a script, sys.path[0] is benchmarks/: import from the repository root instead
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-import ffnkv  # noqa: E402
-from analysis import prompt_prob as PP  # noqa: E402
-from analysis import tracing as TR  # noqa: E402
-from benchmarks import common  # noqa: E402
-from ffnkv.prefix import suffix_groups  # noqa: E402
+import ffnkv
+from analysis import prompt_prob as PP
+from analysis import tracing as TR
+from benchmarks import common
+from ffnkv.prefix import suffix_groups
 
 
 def grid_flops(cfg, seq: int, samples: int) -> float:
@@ -122,7 +122,8 @@ def main() -> None:
           f"{r['samples']} samples; load average {r['load_average']}")
     common.print_comparison(r)
     if "loop_seconds_per_grid" in r:
-        print(f"reference-code loop (one jitted call per cell, same grid): {r['loop_seconds_per_grid']:.3f} s per fact, "
+        print(f"reference-code loop (one jitted call per cell, same grid): {r['loop_seconds_per_grid']:.3f} "
+              "s per fact, "
               f"{r['loop_model_flops'] / 1e9:.2f} GFLOP, {r['loop_ratio_to_peak']:.1%} of peak; cached prefix "
               f"{r['speedup_vs_loop']:.1f}x faster")
 

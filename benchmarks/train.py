@@ -34,14 +34,14 @@ REPO = Path(__file__).resolve().parents[1]
 if __name__ == "__main__":  # this file is named train.py: import the train package from the repository root
     sys.path[0] = str(REPO)
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
+import jax
+import numpy as np
 
-from benchmarks import common  # noqa: E402
-from ffnkv.config import ModelConfig  # noqa: E402
-from train.config import OptimConfig, TrainConfig  # noqa: E402
-from train.state import init_state, make_optimizer, schedule  # noqa: E402
-from train.step import jit_train_step  # noqa: E402
+from benchmarks import common
+from ffnkv.config import ModelConfig
+from train.config import OptimConfig, TrainConfig
+from train.state import init_state, make_optimizer, schedule
+from train.step import jit_train_step
 
 
 def step_flops(cfg: ModelConfig, batch: int, seq: int) -> dict:
@@ -65,13 +65,15 @@ class Trainer:
         self.state = init_state(cfg)
         self.rng = np.random.default_rng(0)
         start = time.perf_counter()
-        self.step = jit_train_step(cfg, make_optimizer(cfg), schedule(cfg)).lower(self.state, self.host_batch()).compile()
+        step = jit_train_step(cfg, make_optimizer(cfg), schedule(cfg))
+        self.step = step.lower(self.state, self.host_batch()).compile()
         self.compile_s = time.perf_counter() - start
 
     def host_batch(self) -> dict:
         """A fresh random batch as numpy arrays (next-token targets, unit weights)."""
         tokens = self.rng.integers(0, self.model.vocab_size, (self.batch, self.seq + 1)).astype(np.int32)
-        return {"tokens": tokens[:, :-1], "targets": tokens[:, 1:], "weights": np.ones((self.batch, self.seq), np.float32)}
+        return {"tokens": tokens[:, :-1], "targets": tokens[:, 1:],
+                "weights": np.ones((self.batch, self.seq), np.float32)}
 
     def realistic(self, steps: int) -> float:
         """Seconds for ``steps`` steps, each on a fresh host batch with its loss read back (a user's loop)."""
@@ -218,7 +220,8 @@ def compare(rounds: int = 5, steps: int = 3, torch_compile: bool = True, bf16: b
 
 
 def print_table(result: dict) -> None:
-    print(f"{'implementation':<22}{'tokens/s':>10}{'step s':>9}{'CPU s':>8}{'GFLOP/s':>9}{'MFU':>7}{'vs torch eager':>16}")
+    print(f"{'implementation':<22}{'tokens/s':>10}{'step s':>9}{'CPU s':>8}{'GFLOP/s':>9}{'MFU':>7}"
+          f"{'vs torch eager':>16}")
     for name, row in result["rows"].items():
         if "error" in row:
             print(f"{name:<22}unavailable: {row['error']}")
@@ -241,7 +244,8 @@ def main() -> None:
     parser.add_argument("--ffn", default="gelu")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seq", type=int, default=256)
-    parser.add_argument("--realistic", action="store_true", help="also time the realistic loop (fresh batch, loss read)")
+    parser.add_argument("--realistic", action="store_true",
+                        help="also time the realistic loop (fresh batch, loss read)")
     parser.add_argument("--compare-torch", action="store_true", help="ffnkv vs PyTorch eager and torch.compile")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds for --compare-torch")
     parser.add_argument("--round-steps", type=int, default=3, help="steps per implementation per round")

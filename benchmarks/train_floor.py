@@ -22,11 +22,11 @@ from pathlib import Path
 if __name__ == "__main__":  # run as a script, sys.path[0] is benchmarks/: import from the repository root instead
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
+import jax
+import jax.numpy as jnp
 
-from benchmarks import common  # noqa: E402
-from benchmarks.train import Trainer  # noqa: E402
+from benchmarks import common
+from benchmarks.train import Trainer
 
 _DEF = re.compile(r"%([\w.\-]+) = (\w+)\[([\d,]*)\]")
 _DOT = re.compile(r"dot\(%([\w.\-]+), %([\w.\-]+)\)(.*)")

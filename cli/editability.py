@@ -5,9 +5,9 @@ causal tracing, knowledge neurons per fact and ``ffnkv edit``'s protocols. One t
 """
 from __future__ import annotations
 
-from cli.args import add_out, add_seed, positive_int, progress_of
-
 from pathlib import Path
+
+from cli.args import add_out, add_seed, positive_int, progress_of
 
 NAME = "editability"
 HELP = "train facts LMs with relu/gelu/swiglu/softmax FFNs, trace, find knowledge neurons, edit: one table"
@@ -25,12 +25,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--n-layers", type=positive_int, default=4, help="transformer layers")
     parser.add_argument("--d-ff", type=positive_int, default=256, help="ReLU width; other kinds are parameter-matched")
     parser.add_argument("--n-entities", type=positive_int, default=64, help="facts = entities × 6 relations")
-    parser.add_argument("--loss", default="all", choices=("all", "attribute"), help="facts LM loss: every token or the attribute")
+    parser.add_argument("--loss", default="all", choices=("all", "attribute"),
+                        help="facts LM loss: every token or the attribute")
     parser.add_argument("--names", default="families", choices=("families", "random"),
                         help="facts world names: families differing only in the last token, or drawn one by one")
     parser.add_argument("--n-edits", type=positive_int, default=100, help="facts to edit")
-    parser.add_argument("--n-unrelated", type=positive_int, default=100, help="unedited facts for the unrelated accuracy")
-    parser.add_argument("--neuron-facts", type=positive_int, default=10, help="facts whose knowledge neurons are counted")
+    parser.add_argument("--n-unrelated", type=positive_int, default=100,
+                        help="unedited facts for the unrelated accuracy")
+    parser.add_argument("--neuron-facts", type=positive_int, default=10,
+                        help="facts whose knowledge neurons are counted")
     parser.add_argument("--trace-facts", type=positive_int, default=20, help="facts traced for the peak MLP layer")
     parser.add_argument("--token", default="subject_last", choices=("subject_last", "last"),
                         help="where keys are read and δ added (paper: subject_last)")
@@ -43,7 +46,8 @@ def run(args) -> int:
 
     settings = editability.EditabilitySettings(
         kinds=tuple(k for k in args.kinds.split(",") if k), steps=args.steps, d_model=args.d_model,
-        n_layers=args.n_layers, d_ff=args.d_ff, n_entities=args.n_entities, loss=args.loss, names=args.names, n_edits=args.n_edits,
+        n_layers=args.n_layers, d_ff=args.d_ff, n_entities=args.n_entities, loss=args.loss, names=args.names,
+        n_edits=args.n_edits,
         n_unrelated=args.n_unrelated, neuron_facts=args.neuron_facts, trace_facts=args.trace_facts, token=args.token,
         seed=args.seed)
     out = Path(args.out)

@@ -6,9 +6,25 @@ under ``--out`` (default ``RUN_DIR/analysis/knowledge``, or ``runs/knowledge/NAM
 """
 from __future__ import annotations
 
-from cli.args import (add_distributed, add_facts, add_mesh, add_out, add_seed, alias, facts_file, finish_distributed,
-                       fraction, mesh_of, nonnegative_int, positive_float, positive_int, progress_of,
-                       start_distributed, trace_kind, writer)
+from cli.args import (
+    add_distributed,
+    add_facts,
+    add_mesh,
+    add_out,
+    add_seed,
+    alias,
+    facts_file,
+    finish_distributed,
+    fraction,
+    mesh_of,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    progress_of,
+    start_distributed,
+    trace_kind,
+    writer,
+)
 
 NAME = "knowledge"
 HELP = "knowledge neurons (integrated gradients) and causal tracing of any model on a fact set"
@@ -40,7 +56,8 @@ def add_arguments(parser) -> None:
     alias(parser, "--threshold", "--kn-threshold", "kn_threshold", type=fraction)
     a("--share", type=fraction, default=0.7, help="refinement: fraction of a fact's prompts")
     a("--no-paraphrases", action="store_true", help="attribute the main prompt only")
-    a("--generic-relations", type=nonnegative_int, default=0, help="set aside neurons coarse for facts of ≥ this many relations")
+    a("--generic-relations", type=nonnegative_int, default=0,
+      help="set aside neurons coarse for facts of ≥ this many relations")
     a("--all-positions", action="store_true", help="scale knowledge neurons at every position (suppress/amplify)")
     a("--unrelated-per-fact", type=positive_int, default=10, help="unrelated-fact prompts per fact (controls)")
     alias(parser, "--unrelated", "--unrelated-per-fact", "unrelated_per_fact", type=positive_int)
@@ -51,9 +68,12 @@ def add_arguments(parser) -> None:
     a("--trace-kinds", nargs="+", type=trace_kind, default=None, choices=KINDS,
       help="restored kinds (default: all)")
     a("--layer-stride", type=positive_int, default=1, help="trace every k-th layer")
-    a("--batch-size", type=positive_int, default=None, help="at most this many prompts in flight (attribution; default: the memory plan's)")
-    a("--cell-batch", type=positive_int, default=None, help="at most this many grid cells in flight (tracing; default: the memory plan's)")
-    a("--memory-gb", type=positive_float, default=None, help="memory budget of the sweeps in GB (default: half the available memory)")
+    a("--batch-size", type=positive_int, default=None,
+      help="at most this many prompts in flight (attribution; default: the memory plan's)")
+    a("--cell-batch", type=positive_int, default=None,
+      help="at most this many grid cells in flight (tracing; default: the memory plan's)")
+    a("--memory-gb", type=positive_float, default=None,
+      help="memory budget of the sweeps in GB (default: half the available memory)")
     a("--examples", type=positive_int, default=3, help="per-fact tracing heatmaps")
     add_out(parser, "RUN_DIR/analysis/knowledge for a run, runs/knowledge/NAME for other models")
     add_mesh(parser)
@@ -78,10 +98,10 @@ def settings(args):
 def run(args) -> int:
     import json
 
-    from studies.report.paths import default_out
     from ffnkv.io.load import load_model
     from studies import facts, knowledge
     from studies.report import knowledge as report
+    from studies.report.paths import default_out
 
     s = settings(args)
     start_distributed(args)

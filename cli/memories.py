@@ -6,8 +6,22 @@ line) or the probe sentences. The protocol is ``studies.memories``; files (``mem
 """
 from __future__ import annotations
 
-from cli.args import (add_distributed, add_mesh, add_out, add_seed, alias, finish_distributed, finite_float, mesh_of,
-                       nonnegative_int, positive_float, positive_int, progress_of, start_distributed, writer)
+from cli.args import (
+    add_distributed,
+    add_mesh,
+    add_out,
+    add_seed,
+    alias,
+    finish_distributed,
+    finite_float,
+    mesh_of,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    progress_of,
+    start_distributed,
+    writer,
+)
 
 NAME = "memories"
 HELP = "Geva 2021/2022 key-value memory analyses of any model (triggers, agreement, refinement, promotion)"
@@ -23,11 +37,13 @@ def add_arguments(parser) -> None:
     a("--text", nargs="+", default=None, help="text files streamed instead of the run's corpus, one row per line")
     a("--max-tokens", type=positive_int, default=200_000, help="corpus size streamed (tokens)")
     a("--k", type=positive_int, default=25, help="trigger prefixes kept per key")
-    a("--batch-size", type=positive_int, default=32, help="at most this many rows per streamed chunk (fewer where --memory-gb asks)")
+    a("--batch-size", type=positive_int, default=32,
+      help="at most this many rows per streamed chunk (fewer where --memory-gb asks)")
     a("--memory-gb", type=positive_float, default=None, help="memory budget in GB (default: half the available memory)")
     a("--final-norm", action="store_true",
       help="project through the final norm before the unembedding (default: raw x·E, as Geva 2021)")
-    a("--activation-threshold", type=finite_float, default=0.0, help="a memory is active where its coefficient m > this")
+    a("--activation-threshold", type=finite_float, default=0.0,
+      help="a memory is active where its coefficient m > this")
     alias(parser, "--threshold", "--activation-threshold", "activation_threshold", type=finite_float)
     a("--shuffles", type=positive_int, default=100, help="value re-pairings of the agreement baseline")
     a("--removal-keys", type=nonnegative_int, default=0, help="keys per layer in the token-removal test (0: all)")
@@ -52,7 +68,8 @@ def run(args) -> int:
     from studies.report.paths import default_out
 
     s = memories.MemoriesSettings(max_tokens=args.max_tokens, k=args.k, batch_size=args.batch_size,
-                                  final_norm=args.final_norm, threshold=args.activation_threshold, n_shuffles=args.shuffles,
+                                  final_norm=args.final_norm, threshold=args.activation_threshold,
+                                  n_shuffles=args.shuffles,
                                   removal_keys=args.removal_keys, sample_keys=args.sample_keys, clusters=args.clusters,
                                   top_n=args.top_n, window=args.row_tokens, seed=args.seed, mesh=mesh_of(args),
                                   memory_gb=args.memory_gb)
@@ -63,7 +80,8 @@ def run(args) -> int:
         raise FfnkvError(f"--text file {missing[0]!r} does not exist.")
     start_distributed(args)
     model = load_model(args.run_dir, args.step)
-    texts = [line for f in args.text for line in Path(f).read_text().splitlines() if line.strip()] if args.text else None
+    texts = [line for f in args.text
+             for line in Path(f).read_text().splitlines() if line.strip()] if args.text else None
     result = memories.run(model, memories.corpus(model, s, texts), s, progress_of(args))
     out = default_out(args.out, model, "memories")
     if writer(args):

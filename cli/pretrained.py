@@ -12,14 +12,13 @@ same family (a BERT directory; a GGUF file or a GPT-2 directory). Results in --o
 """
 from __future__ import annotations
 
-from cli.args import add_facts, add_mesh, add_out, add_seed, fraction, positive_int, trace_kind
-
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 
+from cli.args import add_facts, add_mesh, add_out, add_seed, fraction, positive_int, trace_kind
 from ffnkv.errors import FfnkvError
 from ffnkv.io.load import load_model
 from studies.report.write import write_json
@@ -57,12 +56,14 @@ def add_arguments(parser) -> None:
     enc.add_argument("--random-sets", type=positive_int, default=N_RANDOM,
                      help="random control sets (same per-layer counts) per specialist set")
     enc.add_argument("--max-words", type=positive_int, default=100, help="held-out masked nouns (and verbs) to score")
-    enc.add_argument("--head-steps", type=positive_int, default=200, help="most optimiser steps of the MLM-head fit (early stopping)")
+    enc.add_argument("--head-steps", type=positive_int, default=200,
+                     help="most optimiser steps of the MLM-head fit (early stopping)")
     dec = parser.add_argument_group("smollm2 (causal LM) study")
     add_facts(dec, "the shipped well-known facts", 12, "at most this many correctly answered facts")
     dec.add_argument("--samples", type=positive_int, default=3, help="noise samples per causal-tracing run")
     dec.add_argument("--layer-stride", type=positive_int, default=3, help="trace every k-th layer")
-    dec.add_argument("--window", type=positive_int, default=10, help="layers restored together for MLP/attention tracing")
+    dec.add_argument("--window", type=positive_int, default=10,
+                     help="layers restored together for MLP/attention tracing")
     dec.add_argument("--trace-kinds", nargs="+", type=trace_kind, default=["resid", "mlp"], choices=KINDS,
                      help="restored kinds (default: resid mlp)")
     dec.add_argument("--ig-steps", type=positive_int, default=30, help="integrated-gradient steps")

@@ -12,7 +12,8 @@ HELP = "run every training and analysis of the study (--quick: ≤ 25 min on 2 C
 DESCRIPTION = f"""Reproduce the whole study with one command. Stages, in order (each runs studies in-process on
 run dirs under --out): condcomp (every FFN kind on conditional computation, as ffnkv compare), specialise
 (Rahman et al.'s analyses, as ffnkv analyze), facts (the facts LM), memories, knowledge and edit (on the facts
-LM), editability (facts LMs per FFN kind: one table), atlas (ffnkv atlas: every FFN kind and placement, per layer), text (an LM on local text and Geva's analyses on it),
+LM), editability (facts LMs per FFN kind: one table), atlas (ffnkv atlas: every FFN kind and placement, per
+layer), text (an LM on local text and Geva's analyses on it),
 minilm and smollm2 (the real pretrained models, when the models or all extra is installed). Every trained
 model trains {SEEDS['full']} seeds in the full profile, {SEEDS['quick']} in quick ({SEEDS['smoke']} in smoke) as one
 batched program, each seed analysed, the verdicts judged over seeds and items. A finished stage leaves
@@ -47,5 +48,6 @@ def run(args) -> int:
                                            _names(args.stages), _names(args.redo), args.seed)
     start = time.perf_counter()
     result = reproduce.run(settings, progress_of(args), log=lambda line: print(line, flush=True))
-    print(f"\nreproduce ({settings.profile}) finished in {time.perf_counter() - start:.0f} s; report: {result['report']}")
+    print(f"\nreproduce ({settings.profile}) finished in {time.perf_counter() - start:.0f} s; report: "
+          f"{result['report']}")
     return 0

@@ -100,7 +100,8 @@ def attend(q_BTHK, k_BSGK, v_BSGK, allowed=None, pattern=False):
     """``softmax(Q Kᵀ / √d_head) V`` (Vaswani et al. 2017, eq. 1) in head-major layout; ``allowed`` (broadcastable
     to ``[B, G, H/G, T, S]``) marks the keys each query may see. Grouped-query attention (Ainslie et al. 2023):
     query head n reads key/value head n // (H/G), as ``jax.nn.dot_product_attention`` does. Scores and softmax in
-    float32; returns ``[B, T, H, d_head]`` in the values' dtype (``pattern=True``: also the weights ``[B, H, T, S]``)."""
+    float32; returns ``[B, T, H, d_head]`` in the values' dtype (``pattern=True``: also the weights
+    ``[B, H, T, S]``)."""
     if not pattern:
         return _tokens_major(_attend_heads(*_heads_major(q_BTHK, k_BSGK, v_BSGK), allowed))
     o_BGRTK, p_BGRTS = _attend_heads(*_heads_major(q_BTHK, k_BSGK, v_BSGK), allowed, pattern=True)

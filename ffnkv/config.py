@@ -149,7 +149,8 @@ class ModelConfig:
     def __post_init__(self):
         check_fields(self, "ModelConfig.", _MODEL_RULES)
         _require(self.ffn in FFN_KINDS, "ffn", self.ffn, "one of " + ", ".join(FFN_KINDS))
-        _require(self.ffn == "none" or self.d_ff > 0, "d_ff", self.d_ff, "a positive width for an FFN kind other than 'none'")
+        _require(self.ffn == "none" or self.d_ff > 0, "d_ff", self.d_ff,
+                 "a positive width for an FFN kind other than 'none'")
         _require(self.positional in POSITIONAL, "positional", self.positional, "one of " + ", ".join(POSITIONAL))
         _require(self.norm in NORMS, "norm", self.norm, "one of " + ", ".join(NORMS))
         _require(self.dtype in DTYPES, "dtype", self.dtype, "one of " + ", ".join(DTYPES))

@@ -65,7 +65,8 @@ class Hooks:
     resid_add: Optional[jax.Array] = None
     resid_post_patch_mask: Optional[jax.Array] = None
     resid_post_patch_value: Optional[jax.Array] = None
-    # each attention head's output [L, B, T, H, D]: scale and patch mask per head [L, .., H], add and value [L, .., H, D]
+    # each attention head's output [L, B, T, H, D]: scale and patch mask per head [L, .., H],
+    # add and value [L, .., H, D]
     head_scale: Optional[jax.Array] = None
     head_add: Optional[jax.Array] = None
     head_patch_mask: Optional[jax.Array] = None
@@ -84,7 +85,7 @@ def apply_site(x, hooks: Hooks | None, site: str):
     """Apply the scale/add/patch fields of ``site`` (already sliced to one layer) to ``x``."""
     if hooks is None:
         return x
-    get = lambda name: getattr(hooks, f"{site}_{name}", None)  # noqa: E731
+    get = lambda name: getattr(hooks, f"{site}_{name}", None)
     if get("scale") is not None:
         x = x * get("scale")
     if get("add") is not None:

@@ -114,7 +114,7 @@ def forward(params, tokens_BT, cfg, hooks: Hooks | None = None, mask_BT=None, *,
     if unroll:
         rows = []
         for layer, has_ffn in enumerate(cfg.has_ffn_L()):
-            at = lambda tree: jax.tree.map(lambda a: a[layer], tree)  # noqa: E731
+            at = lambda tree: jax.tree.map(lambda a: a[layer], tree)
             x_BTD, acts = block(at(params["blocks"]), x_BTD, dtype.type(has_ffn), at(layer_hooks), cfg, mask_BT,
                                 capture_heads=capture_heads)
             rows.append(acts)

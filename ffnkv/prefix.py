@@ -96,7 +96,7 @@ def forward_from(params, cache, cfg, layer, start, x_BSD, hooks=None, query=None
     params = _cast(params, cfg)
     if not callable(hooks):
         rows = Hooks() if hooks is None else hooks.replace(embed_add=None)
-        hooks = lambda j: _rows_at(rows, j)  # noqa: E731
+        hooks = lambda j: _rows_at(rows, j)
     dtype = jnp.dtype(cfg.dtype)
     has_ffn_L = jnp.asarray(cfg.has_ffn_L()).astype(dtype)
     mask = None if lazy else cache.mask

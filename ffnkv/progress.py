@@ -166,7 +166,7 @@ def map_chunks(fn, n: int, size: int, progress: Progress | None = None, desc: st
 
     progress = SILENT if progress is None else progress
     chunks = chunk_rows(n, size, multiple)
-    real = lambda rows: min(n, int(rows[0]) + len(rows)) - int(rows[0])  # noqa: E731  rows that are not padding
+    real = lambda rows: min(n, int(rows[0]) + len(rows)) - int(rows[0])
     outs = [jax.tree.map(np.asarray, fn(rows))
             for rows in progress.chunks(chunks, desc, unit, weight=lambda rows: real(rows) * per_row)]
     return jax.tree.map(lambda *parts: np.concatenate(parts)[:n], *outs)

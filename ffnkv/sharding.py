@@ -13,7 +13,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from ffnkv.errors import ConfigError
 
@@ -76,7 +77,8 @@ def put(x, sharding: NamedSharding):
     if jax.process_count() == 1:
         return jax.device_put(x, sharding)
     slices = sharding.addressable_devices_indices_map(x.shape)
-    return jax.make_array_from_single_device_arrays(x.shape, sharding, [jax.device_put(x[i], d) for d, i in slices.items()])
+    return jax.make_array_from_single_device_arrays(x.shape, sharding,
+                                                    [jax.device_put(x[i], d) for d, i in slices.items()])
 
 
 def put_inputs(arrays, mesh):
@@ -107,8 +109,9 @@ def sweep(fn, xs, mesh=None, batch_size: int | None = None, consts=()):
     """``lax.map(lambda x: fn(*consts, x), xs, batch_size=...)`` with the items (leading axis of every leaf of
     ``xs``) split over the "data" axis of ``mesh``: each device maps over its share (padded to equal shares by
     repeating the last item; the padding is dropped). ``consts`` (e.g. parameters) keep their own placement:
-    replicated on "data", and left to XLA on "model" (FSDP; with one "data" device no shard_map at all). Inside, a traced index that is not batched keeps
-    ``lax.cond``/``switch`` as real branches. Call it inside ``jax.jit``; ``mesh=None`` is plain ``lax.map``."""
+    replicated on "data", and left to XLA on "model" (FSDP; with one "data" device no shard_map at all). Inside, a
+    traced index that is not batched keeps ``lax.cond``/``switch`` as real branches. Call it inside ``jax.jit``;
+    ``mesh=None`` is plain ``lax.map``."""
     if mesh is None or mesh.shape["data"] == 1:  # one data shard: XLA partitions FSDP weights itself
         return jax.lax.map(lambda x: fn(*consts, x), xs, batch_size=batch_size)
     n = jax.tree.leaves(xs)[0].shape[0]
@@ -118,7 +121,8 @@ def sweep(fn, xs, mesh=None, batch_size: int | None = None, consts=()):
     per_device = (n + pad) // d
 
     def local(consts, xs):
-        return jax.lax.map(lambda x: fn(*consts, x), xs, batch_size=None if batch_size is None else min(batch_size, per_device))
+        return jax.lax.map(lambda x: fn(*consts, x), xs,
+                           batch_size=None if batch_size is None else min(batch_size, per_device))
 
     out = jax.shard_map(local, mesh=mesh, in_specs=(P(), P("data")), out_specs=P("data"), axis_names={"data"},
                         check_vma=False)(consts, xs)

@@ -61,14 +61,27 @@ class AtlasSettings:
 
     profile: str = "quick"
     seed: int = 0
-    seeds: int | None = None; depths: tuple | None = None; kinds: tuple | None = None  # noqa: E702
-    placement: bool | None = None; capacity: tuple | None = None  # noqa: E702
-    d_model: int | None = None; d_ff: int | None = None; n_entities: int | None = None  # noqa: E702
-    n_relations: int | None = None; max_steps: int | None = None; min_steps: int | None = None  # noqa: E702
-    eval_every: int | None = None; lr: float | None = None  # noqa: E702
-    n_edits: int | None = None; n_unrelated: int | None = None; cov_batches: int | None = None  # noqa: E702
-    trace_samples: int | None = None; ig_steps: int | None = None; probe_tokens: int | None = None  # noqa: E702
-    geva_k: int | None = None; geva_shuffles: int | None = None  # noqa: E702
+    seeds: int | None = None
+    depths: tuple | None = None
+    kinds: tuple | None = None
+    placement: bool | None = None
+    capacity: tuple | None = None
+    d_model: int | None = None
+    d_ff: int | None = None
+    n_entities: int | None = None
+    n_relations: int | None = None
+    max_steps: int | None = None
+    min_steps: int | None = None
+    eval_every: int | None = None
+    lr: float | None = None
+    n_edits: int | None = None
+    n_unrelated: int | None = None
+    cov_batches: int | None = None
+    trace_samples: int | None = None
+    ig_steps: int | None = None
+    probe_tokens: int | None = None
+    geva_k: int | None = None
+    geva_shuffles: int | None = None
 
     def __post_init__(self):
         if self.profile not in PROFILES:
@@ -100,7 +113,7 @@ class FactsPlateau:
             return True
         if len(evals) <= self.window:
             return False
-        best = lambda rows: np.max([np.atleast_1d(r[self.key]) for r in rows], 0)  # noqa: E731
+        best = lambda rows: np.max([np.atleast_1d(r[self.key]) for r in rows], 0)
         return bool(np.all(best(evals[-self.window:]) - best(evals[:-self.window]) < self.delta))
 
 
@@ -143,7 +156,8 @@ def train_cell(s: AtlasSettings, run_dir: Path, progress: Progress, **cell) -> d
     return row | ({"diverged": res["diverged"]} if "diverged" in res else {})
 
 
-MEASURE_FIELDS = ("seed", "n_edits", "n_unrelated", "cov_batches", "trace_samples", "ig_steps", "probe_tokens", "geva_k",
+MEASURE_FIELDS = ("seed", "n_edits", "n_unrelated", "cov_batches", "trace_samples", "ig_steps", "probe_tokens",
+                  "geva_k",
                   "geva_shuffles")
 
 
@@ -213,6 +227,7 @@ def run(settings: AtlasSettings = AtlasSettings(), out=None, progress: Progress 
         result["capacity"][str(n * s.n_relations)] = train_cell(s, out / "capacity" / f"entities{n}", progress,
                                                                  kind="none", depth=s.depths[0], n_entities=n)
     result["summary"] = atlas_summary.summarise(result, s)
-    result["machine"] = {"cpus": os.cpu_count(), "loadavg_start": list(load_start), "loadavg_end": list(os.getloadavg()),
+    result["machine"] = {"cpus": os.cpu_count(), "loadavg_start": list(load_start),
+                         "loadavg_end": list(os.getloadavg()),
                          "seconds": time.perf_counter() - start}
     return result

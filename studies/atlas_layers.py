@@ -46,7 +46,8 @@ def edits(model, records, layers, s, seed: int, progress=SILENT) -> dict:
         progress.write(f"  editing at layer {l}: ROME one at a time, MEMIT on its band…")
         res = editing.run(model, records, editing.EditSettings(
             n_edits=s.n_edits, n_unrelated=s.n_unrelated, seed=seed, protocols=("single", "memit"), layer=l,
-            lambda_sweep=(), delta_check=0, cov_batches=s.cov_batches, clear_caches=False, memit_width=min(2, model.cfg.n_layers)),
+            lambda_sweep=(), delta_check=0, cov_batches=s.cov_batches, clear_caches=False,
+            memit_width=min(2, model.cfg.n_layers)),
             SILENT)
         out["edited"] = res["edited"]
         out["rome_S"].append(res["rome_single"]["S"])
@@ -92,7 +93,7 @@ def structure(params, cfg, task, s, seed: int) -> dict:
     agree = M.agreement(top1_LF, np.asarray(trig["index"]), targets, key_agree, s.geva_shuffles)
     comp = M.composition(params, cfg, tokens, mask, key=key_zero, batch_size=16)
     layers = [str(l) for l in range(cfg.n_layers)]
-    get = lambda rows, key: [rows[l][key] if l in rows else None for l in layers]  # noqa: E731
+    get = lambda rows, key: [rows[l][key] if l in rows else None for l in layers]
     return {"gini": get(trained, "token_gini_mean"), "gini_init": get(fresh, "token_gini_mean"),
             "agreement": agree["agreement"], "agreement_chance": agree["baseline"],
             "zero_agreement": comp["zero_agreement"], "zero_agreement_chance": comp["zero_agreement_shuffled"],

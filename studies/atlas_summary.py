@@ -52,7 +52,7 @@ def _peak(values_LN, layers) -> int:
 def seed_metrics(m: dict) -> dict:
     """One analysed seed's items per metric (a list of numbers: one per fact, or one for the model)."""
     layers, loc, st, ed = m["layers"], m["localise"], m["structure"], m["edit"]
-    mean = lambda key: np.nanmean(np.asarray([st[key][l] for l in layers], float))  # noqa: E731
+    mean = lambda key: np.nanmean(np.asarray([st[key][l] for l in layers], float))
     out = {"gini": [mean("gini")], "gini_gain": [mean("gini") - mean("gini_init")],
            "agreement_over_chance": [mean("agreement") - mean("agreement_chance")],
            "zero_below_chance": [mean("zero_agreement_chance") - mean("zero_agreement")],
@@ -132,7 +132,7 @@ def summarise(result: dict, s) -> dict:
         pooled[name] = None if iv is None else iv | {"verdict": decide(iv["lo"], iv["hi"], 0.0, ">")}
     for r in rows.values():
         r.pop("_rho")
-    acc = lambda cell: keys.interval([[a] for a in cell["train_fact_acc"]])  # noqa: E731
+    acc = lambda cell: keys.interval([[a] for a in cell["train_fact_acc"]])
     placement = {k: {"train_fact_acc": acc(c), "steps": c["steps"], "d_ff": c["d_ff"]}
                  for k, c in result["placement"].items()}
     depth = s.depths[0]

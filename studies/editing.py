@@ -39,18 +39,37 @@ import jax.numpy as jnp
 import numpy as np
 
 from analysis.covariance import key_second_moment, task_batches
-from ffnkv import sharding
-from ffnkv.sharding import make_mesh
 from analysis.edit_eval import score_edited, summarise
 from analysis.edit_requests import TOKENS, answer_tokens, build_edits, context_prefixes, fact_set
-from analysis.memit import (MEMIT_HPARAMS, MEMIT_LAMBDA, PAPER_LAMBDA_RATIO, band_lambda_ratio, band_realised,
-                            GPTJ_LAYERS, memit_spread, memit_targets, ratio_grid, ratio_readings, relative_lambda)
-from analysis.rome import (CONSTRAINTS, ROME_HPARAMS, DeltaHParams, keys_at, optimise_delta, rome_sequential,
-                           rome_single_scores, site_hooks)
+from analysis.memit import (
+    GPTJ_LAYERS,
+    MEMIT_HPARAMS,
+    MEMIT_LAMBDA,
+    PAPER_LAMBDA_RATIO,
+    band_lambda_ratio,
+    band_realised,
+    memit_spread,
+    memit_targets,
+    ratio_grid,
+    ratio_readings,
+    relative_lambda,
+)
 from analysis.plan import announce, edit_plan
+from analysis.rome import (
+    CONSTRAINTS,
+    ROME_HPARAMS,
+    DeltaHParams,
+    keys_at,
+    optimise_delta,
+    rome_sequential,
+    rome_single_scores,
+    site_hooks,
+)
+from ffnkv import sharding
 from ffnkv.errors import FfnkvError
 from ffnkv.model import forward
 from ffnkv.progress import SILENT, Progress, map_chunks
+from ffnkv.sharding import make_mesh
 from studies import facts as FS
 
 PROTOCOLS = ("single", "sequential", "memit")
@@ -141,7 +160,7 @@ def second_moments(model, layers, s: EditSettings, progress: Progress = SILENT) 
     groups = [g for g in (batches[i: i + COV_GROUP] for i in range(0, len(batches), COV_GROUP))
               if any(np.asarray(m).any() for _, m in g)]
     total, n = None, 0
-    positions = lambda group: sum(int(np.asarray(m).sum()) for _, m in group)  # noqa: E731
+    positions = lambda group: sum(int(np.asarray(m).sum()) for _, m in group)
     for group in progress.chunks(groups, "covariance", "tokens", positions):
         C_LFF, n_g = key_second_moment(model.params, model.cfg, layers, group, mesh=mesh)
         total = C_LFF * n_g if total is None else total + C_LFF * n_g
@@ -152,7 +171,8 @@ def second_moments(model, layers, s: EditSettings, progress: Progress = SILENT) 
 
 
 def _stats(info: dict) -> dict:
-    return {k: float(np.mean(np.asarray(v))) for k, v in info.items() if k in ("nll", "steps", "delta_norm", "final_gap")}
+    return {k: float(np.mean(np.asarray(v))) for k, v in info.items()
+            if k in ("nll", "steps", "delta_norm", "final_gap")}
 
 
 EDIT_CHUNK = 8  # single edits per dispatched chunk (score_single_edits' batch)
@@ -165,10 +185,10 @@ def rome_single(model, layer, C_FF, reqs, probes, others, hp, progress: Progress
     (``analysis.rome.rome_single_scores``), so the layer rule compiles once for any depth (the bar counts edits).
     ``mesh``: each chunk's edits split over its "data" axis (devices, or processes)."""
     t = time.time()
-    take = lambda tree, rows: jax.tree.map(lambda x: x[rows], tree)  # noqa: E731
+    take = lambda tree, rows: jax.tree.map(lambda x: x[rows], tree)
     n = int(jax.tree.leaves(reqs)[0].shape[0])
     params, C_FF, l, others = _placed(mesh, model.params, C_FF, jnp.int32(layer), others)
-    run = lambda rows: jax.tree.map(sharding.fetch, rome_single_scores(  # noqa: E731
+    run = lambda rows: jax.tree.map(sharding.fetch, rome_single_scores(
         params, model.cfg, l, C_FF, *_placed(mesh, None, take(reqs, rows), take(probes, rows))[1:], others, hp,
         EDIT_CHUNK, mesh))
     d = 1 if mesh is None else mesh.shape["data"]
@@ -221,7 +241,8 @@ def _split(model, facts, s: EditSettings, calibrate: bool):
     kept = list(dict.fromkeys(r.subject for r in rest))[-1:]  # one subject stays unedited for the unrelated facts
     if len(set(r.subject for r in rest)) < 2:
         raise FfnkvError(f"the known facts left to edit ({len(rest)}) all share one subject; editing needs known facts "
-                         "of at least two subjects (one edited, one unrelated): use more facts or a better-trained model.")
+                         "of at least two subjects (one edited, one unrelated): use more facts or a "
+                         "better-trained model.")
     edit, subjects = [], set()
     for record in rest:  # one rewrite per subject, as in CounterFact
         if len(edit) < n_edit and record.subject not in subjects and record.subject not in kept:
@@ -242,7 +263,8 @@ def _requests(model, records, prefixes, s):
 def check_protocols(protocols) -> None:
     bad = [p for p in protocols if p not in PROTOCOLS]
     if bad or not protocols:
-        raise FfnkvError(f"protocols {','.join(protocols)!r} are not allowed; use a comma list of single, sequential, memit.")
+        raise FfnkvError(f"protocols {','.join(protocols)!r} are not allowed; use a comma list of single, "
+                         "sequential, memit.")
 
 
 def check(model, s: EditSettings) -> None:
@@ -298,7 +320,8 @@ def run(model, facts, settings: EditSettings = EditSettings(), progress: Progres
                 bar.update(1)
         layer = max(candidates, key=lambda l: (per_layer[l]["S"], -l))
         out["layer_rule"] = {"rule": "editability per layer: ROME single S on the calibration facts, argmax "
-                                     "(earliest on a tie)", "S_by_layer": {str(l): per_layer[l]["S"] for l in candidates},
+                                     "(earliest on a tie)",
+                             "S_by_layer": {str(l): per_layer[l]["S"] for l in candidates},
                              "ES_by_layer": {str(l): per_layer[l]["ES"] for l in candidates}}
     else:
         layer = s.layer
@@ -317,7 +340,8 @@ def run(model, facts, settings: EditSettings = EditSettings(), progress: Progres
         t = time.time()
         progress.write(f"ROME: {len(edit)} edits in sequence at layer {layer}…")
         edited, info = rome_sequential(model.params, cfg, layer, C[layer], reqs, rome_hp)
-        out["rome_sequential"] = summarise(score_edited(edited, cfg, probes, others)) | _stats(info) | {"seconds": time.time() - t}
+        out["rome_sequential"] = (summarise(score_edited(edited, cfg, probes, others)) | _stats(info)
+                                  | {"seconds": time.time() - t})
     if "memit" in s.protocols:
         out |= memit_protocol(model, edit, mem, C, probes, others, memit_hp, s, progress)
     if s.clear_caches:
@@ -347,7 +371,7 @@ def memit_protocol(model, edit, mem, C, probes, others, hp, s: EditSettings, pro
     prefixes = context_prefixes(model.params, cfg, model.tokenizer, s.seed, hp.prefixes)
     reqs, _ = _requests(model, edit, prefixes, s)
     C_mem = np.stack([C[l] for l in mem])
-    keys = lambda l: jax.vmap(lambda r: keys_at(model.params, cfg, l, r.tokens_PT, r.subject_P).mean(0))(reqs)  # noqa: E731
+    keys = lambda l: jax.vmap(lambda r: keys_at(model.params, cfg, l, r.tokens_PT, r.subject_P).mean(0))(reqs)
     s_bar = float(np.mean([relative_lambda(keys(l), C[l], 1.0, hp.ridge)[1] for l in mem]))
     ratio = band_lambda_ratio(len(mem)) if s.lambda_ratio is None else s.lambda_ratio
     lam = s.memit_lambda if s.memit_lambda is not None else ratio * s_bar
@@ -367,12 +391,14 @@ def memit_protocol(model, edit, mem, C, probes, others, hp, s: EditSettings, pro
         reading = ("E[kᵀC⁻¹k] = d_ff" if np.isclose(r, readings["d_ff"], rtol=1e-6) else
                    f"E[kᵀC⁻¹k] = {readings['key_scale']}·d_ff" if np.isclose(r, readings["measured"], rtol=1e-6) else
                    "paper λ = 15000" if i == len(lams) - 1 and ratios else "")
-        return summarise(jax.tree.map(lambda x: x[i], scores)) | _stats(info | {"final_gap": spread["final_gap"][i]}) | {
+        stats = _stats(info | {"final_gap": spread["final_gap"][i]})
+        return summarise(jax.tree.map(lambda x: x[i], scores)) | stats | {
             "lambda": float(lams[i]), "lambda_ratio": float(r), "band_realised": band_realised(r, len(mem)),
             "reading": reading, "seconds": seconds}
 
     ratio_rule = ("given" if s.lambda_ratio is not None else
-                  f"such that the {len(mem)}-layer band realises what GPT-J’s {len(GPTJ_LAYERS)} layers realise at λ = 15000")
+                  f"such that the {len(mem)}-layer band realises what GPT-J’s {len(GPTJ_LAYERS)} layers realise "
+                  "at λ = 15000")
     rule = "given" if s.memit_lambda is not None else (
         f"λ = ratio · mean kᵀC⁻¹k over the edit keys of the MEMIT layers; ratio {ratio_rule}")
     return {"memit": row(0), "memit_lambda_rule": {

@@ -24,7 +24,9 @@ import time
 import jax
 import numpy as np
 
-from analysis import integrated_gradients as IG, knowledge_neurons as KN, neuron_scaling as NS
+from analysis import integrated_gradients as IG
+from analysis import knowledge_neurons as KN
+from analysis import neuron_scaling as NS
 from analysis import tracing as TR
 from analysis.ablation import random_like
 from analysis.memories import token_rank
@@ -48,13 +50,29 @@ class KnowledgeSettings:
     time), ``whole_subject`` (also restore every subject token at once), ``kinds``, ``layer_stride``."""
 
     what: str = "all"
-    n_facts: int = 120; seed: int = 0; known_only: bool = False  # noqa: E702
-    steps: int = 20; rule: str = "midpoint"; path: str = "layer"  # noqa: E702
-    threshold: float = 0.2; share: float = 0.7; paraphrases: bool = True; generic_relations: int = 0  # noqa: E702
-    all_positions: bool = False; unrelated: int = 10; batch_size: int | None = None; value_random: int = 20  # noqa: E702
-    samples: int = 10; noise_factor: float = 3.0; window: int = 10  # noqa: E702
-    single_layer: bool = True; whole_subject: bool = True  # noqa: E702
-    kinds: tuple = TR.KINDS; layer_stride: int = 1; cell_batch: int | None = None; examples: int = 3  # noqa: E702
+    n_facts: int = 120
+    seed: int = 0
+    known_only: bool = False
+    steps: int = 20
+    rule: str = "midpoint"
+    path: str = "layer"
+    threshold: float = 0.2
+    share: float = 0.7
+    paraphrases: bool = True
+    generic_relations: int = 0
+    all_positions: bool = False
+    unrelated: int = 10
+    batch_size: int | None = None
+    value_random: int = 20
+    samples: int = 10
+    noise_factor: float = 3.0
+    window: int = 10
+    single_layer: bool = True
+    whole_subject: bool = True
+    kinds: tuple = TR.KINDS
+    layer_stride: int = 1
+    cell_batch: int | None = None
+    examples: int = 3
     mesh: tuple | None = None  # (data, model) device counts of the sweeps' mesh; None: one device
     memory_gb: float | None = None  # the sweeps' memory budget (analysis.plan); None: half the available memory
 
@@ -102,7 +120,8 @@ def run(model, records, settings: KnowledgeSettings = KnowledgeSettings(), progr
     progress = Progress() if progress is None else progress
     cfg, params, tok = model.cfg, jax.tree.map(np.asarray, model.params), model.tokenizer
     if not cfg.causal:
-        raise FfnkvError(f"{model.name!r} is not a causal LM; knowledge neurons and tracing need next-token prediction.")
+        raise FfnkvError(f"{model.name!r} is not a causal LM; knowledge neurons and tracing need "
+                         "next-token prediction.")
     known_N = FS.known_mask(model, records)
     chosen = FS.select(records, known_N, settings.n_facts, settings.seed, settings.known_only)
     facts = [records[i] for i in chosen]
@@ -160,7 +179,8 @@ def attribution(params, cfg, tok, facts, s: KnowledgeSettings, progress=SILENT) 
     seconds = time.perf_counter() - start
     progress.write(f"knowledge neurons: suppression/amplification of {len(facts)} facts…")
     relation_N = np.array([str(facts[k].relation_id) for k in fact_N])
-    generic = KN.generic_neurons(ig["attr"], relation_N, s.threshold, s.generic_relations) if s.generic_relations else None
+    generic = (KN.generic_neurons(ig["attr"], relation_N, s.threshold, s.generic_relations)
+               if s.generic_relations else None)
     kn = KN.knowledge_neurons(ig["attr"], fact_N, s.threshold, s.share, exclude_LF=generic)
     neurons = [f["neurons"] for f in kn]
     relation_K = np.array([str(f.relation_id) for f in facts])
@@ -174,7 +194,8 @@ def attribution(params, cfg, tok, facts, s: KnowledgeSettings, progress=SILENT) 
     effects = NS.suppression_amplification(params, cfg, enc, neurons, own, unrelated, ig["prob"],
                                           all_positions=s.all_positions)
     randoms = [_random_neurons(ns, cfg, rng) for ns in neurons]
-    chance = NS.suppression_amplification(params, cfg, enc, randoms, own, own, ig["prob"], all_positions=s.all_positions)
+    chance = NS.suppression_amplification(params, cfg, enc, randoms, own, own, ig["prob"],
+                                          all_positions=s.all_positions)
     for stat in ("mean", "median"):
         effects[stat] |= {k.replace("_own", "_random"): v for k, v in chance[stat].items() if k.endswith("_own")}
     for row, ctl in zip(effects["per_fact"], chance["per_fact"]):
@@ -226,7 +247,7 @@ def value_projection(params, cfg, facts, neurons, target_K, n_random: int, rng) 
                                             int(target_K[k]))).tolist()
             gold.append(rank)
             rows.append({"fact": k, "layer": layer, "neuron": unit, "answer_rank": rank})
-    median = lambda x: float(np.median(x)) if x else None  # noqa: E731
+    median = lambda x: float(np.median(x)) if x else None
     return {"neurons": rows, "answer_rank_median": median(gold), "random_answer_rank_median": median(chance),
             "random_answer_ranks": chance, "vocab_size": cfg.vocab_size}
 

@@ -14,13 +14,12 @@ import dataclasses
 import jax
 import numpy as np
 
-from ffnkv.progress import Progress
-from ffnkv.sharding import make_mesh
-
 from analysis import memories as M
 from analysis import promotion as P
 from analysis.plan import announce, stream_plan
 from ffnkv.errors import FfnkvError
+from ffnkv.progress import Progress
+from ffnkv.sharding import make_mesh
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,10 +30,18 @@ class MemoriesSettings:
     ``sample_keys`` per layer in the examples; ``clusters`` per layer; ``top_n`` sub-updates; ``window``:
     tokens per row of a pretrained model's corpus."""
 
-    max_tokens: int = 200_000; window: int = 64; batch_size: int = 32; seed: int = 0  # noqa: E702
-    k: int = 25; final_norm: bool = False; threshold: float = 0.0  # noqa: E702
-    n_shuffles: int = 100; removal_keys: int = 0; sample_keys: int = 6  # noqa: E702
-    clusters: int = 8; top_n: int = 10  # noqa: E702
+    max_tokens: int = 200_000
+    window: int = 64
+    batch_size: int = 32
+    seed: int = 0
+    k: int = 25
+    final_norm: bool = False
+    threshold: float = 0.0
+    n_shuffles: int = 100
+    removal_keys: int = 0
+    sample_keys: int = 6
+    clusters: int = 8
+    top_n: int = 10
     mesh: tuple | None = None  # (data, model) device counts of the sweeps' mesh; None: one device
     memory_gb: float | None = None  # the streams' memory budget (analysis.plan); None: half the available memory
 
@@ -49,7 +56,8 @@ def corpus(model, settings: MemoriesSettings, texts=None) -> dict:
     task = model.run.task if model.run is not None else None
     if texts is None and task is not None:
         if not hasattr(task, "windows"):
-            raise FfnkvError(f"the run {model.name!r} has no text corpus to stream; use a facts or text run, or give texts.")
+            raise FfnkvError(f"the run {model.name!r} has no text corpus to stream; use a facts or text run, "
+                             "or give texts.")
         return task.windows(settings.max_tokens)
     if texts is None:
         from ffnkv.data.probes import english_sentences
@@ -132,9 +140,11 @@ def run(model, data: dict, settings: MemoriesSettings = MemoriesSettings(), prog
         "clusters": [[{k: v for k, v in c.items() if k != "members"} | {"members": c["members"][:50]} for c in layer]
                      for layer in clusters]}
     examples = key_examples(model.tokenizer, data, triggers, ids_LFk, next_LF, s.sample_keys, rng)
-    examples["dominant"] = [[{"value": int(f), "fraction": float(d[f]), "promotes": _words(model.tokenizer, ids_LFk[l, f, :6])}
+    examples["dominant"] = [[{"value": int(f), "fraction": float(d[f]),
+                              "promotes": _words(model.tokenizer, ids_LFk[l, f, :6])}
                              for f in np.argsort(-d)[:5]] for l, d in enumerate(dom_LF)]
-    examples["clusters"] = [[{"size": c["size"], "centroid_promotes": _words(model.tokenizer, c["centroid_top_tokens"][:6]),
+    examples["clusters"] = [[{"size": c["size"],
+                              "centroid_promotes": _words(model.tokenizer, c["centroid_top_tokens"][:6]),
                               "member_top1": _words(model.tokenizer, c["member_top1"][:4]),
                               "member_top1_counts": c["member_top1_counts"][:4]} for c in layer if c["size"]]
                             for layer in clusters]
@@ -163,7 +173,8 @@ def key_examples(tok, data, triggers, ids_LFk, next_LF, n_keys: int, rng, shown:
                     break
                 row, t = divmod(n, T)
                 prefix = tok.decode(tokens[row, max(0, t + 1 - width): t + 1])
-                rows.append({"coef": float(triggers["coef"][layer, f, j]), "prefix": ("…" if t + 1 > width else "") + prefix,
+                rows.append({"coef": float(triggers["coef"][layer, f, j]),
+                             "prefix": ("…" if t + 1 > width else "") + prefix,
                              "next": tok.decode([int(targets[row, t])])})
             keys.append({"key": int(f), "value_top": _words(tok, ids_LFk[layer, f, :8]),
                          "agrees": bool(ids_LFk[layer, f, 0] == next_LF[layer, f]), "triggers": rows})

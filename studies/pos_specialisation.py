@@ -20,12 +20,11 @@ from __future__ import annotations
 import dataclasses
 from functools import partial
 
-import numpy as np
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from analysis import ablation
-from analysis import mlm_head
+from analysis import ablation, mlm_head
 from analysis import sparsity as sparsity_lib
 from analysis import specialisation as spec_lib
 from analysis.probe import ffn_layers
@@ -95,7 +94,8 @@ def sparsity_per_layer(m_LNF) -> dict:
     """``sparsity.layer_sparsity`` of each layer; ``gini`` is its mean token Gini and ``active_fraction`` the
     share of m > 0 (its ``relu`` rule, kept for GELU so that "active" means a positive coefficient)."""
     stats = jax.vmap(partial(sparsity_lib.layer_sparsity, kind="relu"))(jnp.asarray(m_LNF))
-    return {"gini": np.asarray(stats.pop("token_gini_mean")).tolist()} | {k: np.asarray(v).tolist() for k, v in stats.items()}
+    gini = np.asarray(stats.pop("token_gini_mean")).tolist()
+    return {"gini": gini} | {k: np.asarray(v).tolist() for k, v in stats.items()}
 
 
 def _masked_batch(corpus, rows, positions, cand_index, mask_id):
@@ -165,7 +165,8 @@ def run(model, sentences, settings: PosSettings = PosSettings()) -> dict:
     specialist_KLF = np.stack([strongest(sel["si"][k], sel["specialist"][k], settings.n_specialists)
                                for k in range(len(LABELS))])
     if not specialist_KLF.any(axis=(1, 2)).all():
-        raise FfnkvError("no neuron passed the noun or the verb specialist test; lower --si-min or use more --sentences.")
+        raise FfnkvError("no neuron passed the noun or the verb specialist test; lower --si-min or use more "
+                         "--sentences.")
     select_rows = np.unique(select_w[:, 0])
     mean_LF = jnp.asarray(m_LSTF[:, select_rows][:, content[select_rows]].mean(1))
     del m_LSTF
@@ -176,7 +177,9 @@ def run(model, sentences, settings: PosSettings = PosSettings()) -> dict:
     cand_index[cand] = np.arange(len(cand))
     E_CD = params["embed"]["tok"][jnp.asarray(cand)]
     h_ND, y_N = _head_training_set(params, cfg, corpus, select_rows, cand_index, vocab["[MASK]"])
-    head, fit = jax.jit(lambda h, y: mlm_head.fit_mlm_head(h, y, E_CD, cfg, steps=settings.head_steps, seed=settings.seed))(h_ND, y_N)
+    fit_head = jax.jit(lambda h, y: mlm_head.fit_mlm_head(h, y, E_CD, cfg, steps=settings.head_steps,
+                                                          seed=settings.seed))
+    head, fit = fit_head(h_ND, y_N)
 
     # 4. the dissociation sweep and rule (analysis.ablation) on held-out masked nouns and verbs
     picks = np.concatenate([rng.permutation(np.flatnonzero(eval_w[:, 2] == c))[: settings.max_words] for c in (0, 1)])
@@ -186,7 +189,7 @@ def run(model, sentences, settings: PosSettings = PosSettings()) -> dict:
     masks_SLF, use_mean_S = ablation.intervention_sets(specialist_KLF, settings.random_sets, settings.seed + 1)
     sweep = jax.jit(mlm_head.ablation_sweep, static_argnames=("cfg", "batch_size"))
     nll_SN, correct_SN = (np.asarray(x) for x in sweep(params, cfg, head, E_CD, batch, masks_SLF, use_mean_S, mean_LF))
-    by_class = lambda x_SN: np.stack([x_SN[:, is_noun].mean(1), x_SN[:, ~is_noun].mean(1)], 1)  # noqa: E731
+    by_class = lambda x_SN: np.stack([x_SN[:, is_noun].mean(1), x_SN[:, ~is_noun].mean(1)], 1)
     result = ablation.judge(by_class(correct_SN), specialist_KLF, LABELS, settings.random_sets,
                             correct_SN=correct_SN, probe_op=(~is_noun).astype(int))
     K = len(LABELS)
@@ -197,7 +200,7 @@ def run(model, sentences, settings: PosSettings = PosSettings()) -> dict:
                                     "nll_noun_set": nll_XN[1].tolist(), "nll_verb_set": nll_XN[2].tolist(),
                                     "nll_random_mean": nll_XN[1 + K:].mean(0).tolist()}
 
-    count = lambda m: np.asarray(m).sum(-1).tolist()  # noqa: E731
+    count = lambda m: np.asarray(m).sum(-1).tolist()
     return {
         "model": {"n_layers": cfg.n_layers, "d_ff": cfg.d_ff, "vocab_size": cfg.vocab_size},
         "data": {"sentences": len(sentences), "probe_words": {"selection": {"noun": int((select_w[:, 2] == 0).sum()),
@@ -209,7 +212,8 @@ def run(model, sentences, settings: PosSettings = PosSettings()) -> dict:
         "selectivity": {"fdr": settings.fdr, "si_min": settings.si_min, "tests": int(sel["p"].size),
                         "noun_specialists_per_layer": count(sel["specialist"][0]),
                         "verb_specialists_per_layer": count(sel["specialist"][1]),
-                        "ablated_noun_per_layer": count(specialist_KLF[0]), "ablated_verb_per_layer": count(specialist_KLF[1]),
+                        "ablated_noun_per_layer": count(specialist_KLF[0]),
+                        "ablated_verb_per_layer": count(specialist_KLF[1]),
                         "jaccard": sel["jaccard"],
                         "top_noun_neurons": _top(sel["si"][0], specialist_KLF[0]),
                         "top_verb_neurons": _top(sel["si"][1], specialist_KLF[1])},

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from ffnkv.errors import FfnkvError, Interrupted
 from ffnkv.progress import Progress
-from studies.reproduce_stages import PROFILES, STAGES, Context
 from studies.report.write import write_json
+from studies.reproduce_stages import PROFILES, STAGES, Context
 
 
 @dataclasses.dataclass(frozen=True)

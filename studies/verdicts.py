@@ -397,7 +397,8 @@ def condcomp(compare) -> list[dict]:
             if k in NONLINEAR or k == "none":
                 rule = "condcomp.attention_fails" if k == "none" else "condcomp.ffn_solves"
                 tests[k] = judge(rule, [_binary(r["kinds"][k]["accuracy"][op], n_op[op]) for r in runs]) | {"label": k}
-        ours = ", ".join(f"{k} {_iv(tests[k]) if k in tests else format(kinds[k]['accuracy'][op], '.2f')}" for k in kinds)
+        ours = ", ".join(f"{k} {_iv(tests[k]) if k in tests else format(kinds[k]['accuracy'][op], '.2f')}"
+                         for k in kinds)
         rows.append(claim("Rahman et al. 2026", f"{op}: attention alone cannot do it; a non-linear FFN can",
                           "qualitative: attention-only fails, FFN models succeed", ours,
                           ST.all_of(t["verdict"] for t in tests.values()),
@@ -455,7 +456,8 @@ def pos_specialisation(mini) -> list[dict]:
                       | {"label": label}]
     return [claim("Rahman et al. 2026", "pretrained encoder: FFN activations sparse, above initialisation",
                   "qualitative", f"Gini {fmts(g)} vs init {fmts(g0)}; pretrained − initial {_iv(sparse, '+.3f')}",
-                  sparse["verdict"], "pretrained − initial token Gini > 0 by its 95% interval over sentences", [sparse]),
+                  sparse["verdict"],
+                  "pretrained − initial token Gini > 0 by its 95% interval over sentences", [sparse]),
             claim("Rahman et al. 2026", "pretrained encoder: noun vs verb specialists doubly dissociate",
                   "qualitative", "; ".join(f"{t['label']} {t['rule'].split('.')[1]} {_iv(t, '+.3f')}" for t in tests),
                   ST.all_of(t["verdict"] for t in tests),
@@ -566,18 +568,22 @@ def geva_memories(mem, label: str) -> list[dict]:
                                                   for u, d in zip(up, _per_key(runs, lower))])]
     removal_tests = [judge("geva.removal_last", _removal_items(runs, "last", L)),
                      judge("geva.removal_first", _removal_items(runs, "first", L))]
-    z = judge("geva.zero_agreement", _block_items(runs, {"zero_agreement": 1, "zero_agreement_shuffled": -1}, list(range(L))))
+    z = judge("geva.zero_agreement",
+              _block_items(runs, {"zero_agreement": 1, "zero_agreement_shuffled": -1}, list(range(L))))
     ref_tests = [judge("geva.refinement", _block_items(runs, {"residual": 1, "both": 1}, upper)),
                  judge("geva.refinement_ffn", _block_items(runs, {"ffn": 1}, upper))]
     return [
-        claim("Geva et al. 2021", f"values predict the next token of their keys' triggers, more in upper layers ({label})",
+        claim("Geva et al. 2021",
+              f"values predict the next token of their keys' triggers, more in upper layers ({label})",
               "agreement up to ~3.5% in upper layers, ~0 in lower layers and for random pairs",
-              f"agreement by layer {fmts(agree['agreement'])} vs our shuffled-pairs baseline {fmts(agree['baseline'])}; "
+              f"agreement by layer {fmts(agree['agreement'])} vs our shuffled-pairs baseline "
+              f"{fmts(agree['baseline'])}; "
               f"upper half − chance {_iv(agree_tests[0], '+.3f')}, upper − lower {_iv(agree_tests[1], '+.3f')}",
               ST.all_of(t["verdict"] for t in agree_tests),
               "per fired key of the upper-half layers, agrees − its rate with values re-paired with keys > 0, and the "
               "upper half's agreement − the lower half's > 0, each by its 95% interval over keys", agree_tests),
-        claim("Geva et al. 2021", f"lower layers' keys match shallow patterns (last token), upper layers' semantic ones ({label})",
+        claim("Geva et al. 2021",
+              f"lower layers' keys match shallow patterns (last token), upper layers' semantic ones ({label})",
               "removing the last token hurts lower layers most; removing the first token hurts upper layers more",
               f"relative coefficient change, last token removed {fmts(last)}, first removed {fmts(first)}; median "
               f"|change| last − first layer: last token {_iv(removal_tests[0], '+.3f')}, first token "
@@ -591,11 +597,13 @@ def geva_memories(mem, label: str) -> list[dict]:
               f"chance {_iv(z, '+.3f')}", z["verdict"],
               "zero agreement − zero agreement with values re-paired with keys (all layers, pooled) < 0 by its 95% "
               "interval over blocks of token rows", [z]),
-        claim("Geva et al. 2021", f"FFNs refine the residual: the output mostly keeps the residual's top token ({label})",
+        claim("Geva et al. 2021",
+              f"FFNs refine the residual: the output mostly keeps the residual's top token ({label})",
               "the residual's prediction is kept in most cases; the FFN overrides it rarely",
               f"kept (residual or both) by layer {fmts(kept)}; FFN alone {fmts(ref['ffn'])}; upper half kept "
               f"{_iv(ref_tests[0])}, FFN alone {_iv(ref_tests[1])}", ST.all_of(t["verdict"] for t in ref_tests),
-              "upper-half kept ≥ 0.5 and FFN-alone < 0.5, each by its 95% interval over blocks of token rows", ref_tests),
+              "upper-half kept ≥ 0.5 and FFN-alone < 0.5, each by its 95% interval over blocks of token rows",
+              ref_tests),
     ]
 
 
@@ -615,7 +623,8 @@ def geva_promotion(promo, width: int) -> dict:
     return claim("Geva et al. 2022", "an FFN update is dominated by a few sub-updates (values) that promote tokens",
                  "top-10 sub-updates carry the update; few values dominate",
                  f"most dominant value is in the top-{promo['top_n']} at {fmts(top)} of positions (our uniform rate "
-                 f"{uniform:.3f} = top-n / F); values ever in the top-{promo['top_n']}: {fmts(promo['values_ever_in_top_n'])}",
+                 f"{uniform:.3f} = top-n / F); values ever in the top-{promo['top_n']}: "
+                 f"{fmts(promo['values_ever_in_top_n'])}",
                  ST.all_of(t["verdict"] for t in tests), "every layer's most dominant value in the top-n at ≥ 5 × "
                  "our uniform rate (top-n / F), by its 95% interval over blocks of token rows", tests)
 
@@ -629,7 +638,7 @@ def dai(attr, n_layers: int) -> list[dict]:
     eff = s["effects_median"]
     per_fact = [[f["effects"] for f in r["facts"] if f["neurons"]] for r in runs]
     base = s.get("layer_baselines", {"neuron_count": [1.0] * n_layers})
-    upper = lambda share: float(np.sum(share[n_layers // 2:]) / max(np.sum(share), 1e-12))  # noqa: E731
+    upper = lambda share: float(np.sum(share[n_layers // 2:]) / max(np.sum(share), 1e-12))
     count_up = upper(np.asarray(base["neuron_count"]))
     counts = np.asarray(s["layer_counts"], float)
     mass_txt = (f", attribution mass {upper(np.asarray(base['attribution_mass'])):.0%}"
@@ -638,11 +647,13 @@ def dai(attr, n_layers: int) -> list[dict]:
         na = "no fact has knowledge neurons"
         return [claim("Dai et al. 2022", "suppressing / amplifying a fact's knowledge neurons moves p(correct)",
                       "−29.0% / +31.2%", na, "not applicable", na),
-                claim("Dai et al. 2022", "knowledge neurons sit mostly in the top layers", "mostly the top layers of BERT",
+                claim("Dai et al. 2022", "knowledge neurons sit mostly in the top layers",
+                      "mostly the top layers of BERT",
                       na, "not applicable", na)]
     tests = _effect_tests(per_fact, "dai")
     by = {t["rule"]: t for t in tests}
-    rand_txt = (f"; own − random {_iv(by['dai.suppress_vs_random'], '+.1%')} / {_iv(by['dai.amplify_vs_random'], '+.1%')}"
+    rand_txt = (f"; own − random {_iv(by['dai.suppress_vs_random'], '+.1%')} / "
+                f"{_iv(by['dai.amplify_vs_random'], '+.1%')}"
                 if "dai.suppress_vs_random" in by else "")
     layer_items = [np.array([[sum(l >= n_layers // 2 for l, _ in f["neurons"]), len(f["neurons"])]
                              for f in r["facts"] if f["neurons"]], float) for r in runs]
@@ -745,7 +756,8 @@ def meng_edits(edit, small_lambda: dict | None = None) -> list[dict]:
                     ST.all_of(t["verdict"] for t in rome_tests))
     rules.append(claim("Meng et al. 2022", "ROME rewrites one fact (efficacy, generalisation) with specificity",
                        "ES 1.00, PS 0.96, NS 0.75, S 0.89 (GPT-2 XL, CounterFact); the method's claim ES ≥ 0.9",
-                       fmt(rs, rome_tests) + f" ({where}" + (f"; unedited NS {base_ns:.2f})" if base_ns is not None else ")"),
+                       fmt(rs, rome_tests) + f" ({where}"
+                       + (f"; unedited NS {base_ns:.2f})" if base_ns is not None else ")"),
                        rome_verdict,
                        "testbed: unconstrained δ flips ≥ 0.9 (else 'testbed cannot show'); ES ≥ 0.9 × that ceiling, "
                        "NS ≥ 0.8 × unedited NS and S ≥ 0.8, each by its 95% interval over edits", rome_tests))
@@ -761,7 +773,8 @@ def meng_edits(edit, small_lambda: dict | None = None) -> list[dict]:
                        "ES 0.99, PS 0.89, NS 0.74, S 0.86 (GPT-J, 10,000 edits, λ = 15000 = 0.916 · d_ff)",
                        fmt(mm, memit_tests) + f" ({lam_text}, layers {edit['memit_layers']})" + also, memit_verdict,
                        "at λ relative to the model (the band realises the share of a fact's residual GPT-J's band "
-                       "realises at λ = 15000): S ≥ 0.8 and NS ≥ 0.8 × unedited NS, each by its 95% interval over edits",
+                       "realises at λ = 15000): S ≥ 0.8 and NS ≥ 0.8 × unedited NS, each by its 95% "
+                       "interval over edits",
                        memit_tests))
     if "rome_sequential" in edit:
         seq = edit["rome_sequential"]
@@ -783,7 +796,7 @@ def editability(kinds: dict) -> dict:
     items = {k: _edit_items(runs, "rome_single") for k, runs in per_seed.items()}
     s_of = {k: _harmonic(np.concatenate(x).mean(0)) for k, x in items.items()}
     best, second = sorted(s_of, key=s_of.get, reverse=True)[:2]
-    pad = lambda x, left: np.concatenate([x, np.full_like(x, np.nan)][:: 1 if left else -1], 1)  # noqa: E731
+    pad = lambda x, left: np.concatenate([x, np.full_like(x, np.nan)][:: 1 if left else -1], 1)
     t = judge("editability.best", [np.concatenate([pad(a, True), pad(b, False)])
                                    for a, b in zip(items[best], items[second])]) | {"label": f"{best} − {second}"}
     return claim("ffnkv", f"the FFN kind most editable by ROME is {best} (same facts, matched parameters)", "—",

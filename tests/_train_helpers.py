@@ -29,7 +29,8 @@ def train_facts_run(path, trained: bool = False) -> Path:
 
     if trained:
         cfg = TrainConfig(model=ModelConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64),
-                          data=DataConfig("facts", {"n_entities": 8, "n_relations": 2, "n_attributes": 4, "loss": "all"}),
+                          data=DataConfig("facts",
+                                          {"n_entities": 8, "n_relations": 2, "n_attributes": 4, "loss": "all"}),
                           optim=OptimConfig(lr=1e-2, warmup_steps=10), steps=150, batch_size=32, eval_every=150,
                           ckpt_every=150, keep=1, progress=False)
     else:

@@ -9,7 +9,7 @@ K = D // H
 def llama_weights(seed=0):
     """Hugging Face Llama layout: nn.Linear ``[out, in]``, rotate-half Q/K rows."""
     rng = np.random.default_rng(seed)
-    n = lambda *s: (rng.standard_normal(s) / np.sqrt(s[-1])).astype(np.float32)  # noqa: E731
+    n = lambda *s: (rng.standard_normal(s) / np.sqrt(s[-1])).astype(np.float32)
     w = {"embed": n(V, D), "final_norm": 1 + 0.1 * n(D), "output": n(V, D)}
     for i in range(L):
         w |= {f"{i}.attn_norm": 1 + 0.1 * n(D), f"{i}.ffn_norm": 1 + 0.1 * n(D), f"{i}.q": n(H * K, D),

@@ -43,8 +43,8 @@ def _ffn_input(params, cfg, layer):
 
 def _zero_params(cfg) -> dict:
     L, D, F = cfg.n_layers, cfg.d_model, cfg.d_ff
-    z = lambda *shape: np.zeros(shape, np.float32)  # noqa: E731
-    ones = lambda: {"scale": np.ones((L, D), np.float32)}  # noqa: E731
+    z = lambda *shape: np.zeros(shape, np.float32)
+    ones = lambda: {"scale": np.ones((L, D), np.float32)}
     attn = {"W_q": z(L, D, D), "W_k": z(L, D, D), "W_v": z(L, D, D), "W_o": z(L, D, D)}
     attn |= {"b_q": z(L, D), "b_k": z(L, D), "b_v": z(L, D), "b_o": z(L, D)}
     ffn = {"W_in": z(L, D, F), "W_out": z(L, F, D), "b_in": z(L, F), "b_out": z(L, D)}

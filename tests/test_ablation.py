@@ -3,10 +3,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from handbuilt import K, P, build, probe_set
 
 from analysis import ablation
 from analysis.probe import ffn_coefficients
-from handbuilt import K, P, build, probe_set
 
 OPS = ("SUM", "MAX", "MIN")[:K]
 
@@ -41,8 +41,10 @@ def test_double_dissociation_on_handbuilt_model(model):
         correct_KN, ctrl_KN = np.asarray(res[mode]["correct"]), np.asarray(res[mode]["control_correct"])
         assert correct_KN.shape == ctrl_KN.shape == (K, len(op_N))
         for a in range(K):
-            np.testing.assert_allclose([correct_KN[a][op_N == b].mean() for b in range(K)], res[mode]["accuracy"][a], atol=1e-6)
-            np.testing.assert_allclose([ctrl_KN[a][op_N == b].mean() for b in range(K)], res[mode]["control_mean"][a], atol=1e-6)
+            np.testing.assert_allclose([correct_KN[a][op_N == b].mean() for b in range(K)],
+                                       res[mode]["accuracy"][a], atol=1e-6)
+            np.testing.assert_allclose([ctrl_KN[a][op_N == b].mean() for b in range(K)],
+                                       res[mode]["control_mean"][a], atol=1e-6)
 
 
 def test_no_dissociation_when_sets_are_swapped_or_empty(model):

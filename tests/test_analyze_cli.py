@@ -4,13 +4,13 @@ import json
 
 import numpy as np
 import pytest
+from _train_helpers import tiny_config
+from pretrained_fixture import write_tiny_llama
 
 from cli import main
 from ffnkv.errors import FfnkvError
 from ffnkv.io.load import load_model
 from studies import specialisation
-from _train_helpers import tiny_config
-from pretrained_fixture import write_tiny_llama
 from train.loop import train
 
 RAHMAN_FILES = ("sparsity.json", "specialisation.json", "ablation.json", "hierarchy.json", "rahman_claims.json",
@@ -40,7 +40,8 @@ def test_analyze_compare_dir_writes_everything(compare_dir, capsys):
         assert len(sparsity["trained"]["0"]["token_gini_sequences"]) == 64  # one per probe sequence
         assert set(sparsity["trained"]) == set(sparsity["initial"]) == {"0", "1"}
         neurons = np.load(out / "specialisation_neurons.npz")
-        assert neurons["si"].shape == neurons["specialist"].shape == (3, 2, 64) and neurons["generalist"].shape == (2, 64)
+        assert neurons["si"].shape == neurons["specialist"].shape == (3, 2, 64)
+        assert neurons["generalist"].shape == (2, 64)
         ablation = json.loads((out / "ablation.json").read_text())
         assert ablation["n_random"] == 20 and len(ablation["zero"]["accuracy"]) == 3
         assert np.shape(ablation["zero"]["correct"]) == np.shape(ablation["mean"]["control_correct"]) == (3, 64)

@@ -49,7 +49,7 @@ def test_matched_widths_and_placement_configs():
 
 def test_plateau_rule():
     rule = atlas.FactsPlateau(min_steps=100, window=2, delta=0.01)
-    ev = lambda step, acc: {"step": step, "eval/train_fact_acc": acc}  # noqa: E731
+    ev = lambda step, acc: {"step": step, "eval/train_fact_acc": acc}
     assert not rule([ev(50, [1.0, 1.0])])  # before min_steps
     assert rule([ev(100, [1.0, 1.0])])  # every seed perfect
     rising = [ev(100, [0.5, 0.5]), ev(150, [0.6, 0.5]), ev(200, [0.7, 0.5])]
@@ -76,7 +76,8 @@ def _tiny(ffn_layers=None):
                             ffn_layers=ffn_layers)
     params = init_params(jax.random.key(1), cfg)
     rng = np.random.default_rng(2)
-    enc = {"tokens": rng.integers(1, 24, (5, 8)).astype(np.int32), "predict_pos": rng.integers(2, 8, 5).astype(np.int32),
+    enc = {"tokens": rng.integers(1, 24, (5, 8)).astype(np.int32),
+           "predict_pos": rng.integers(2, 8, 5).astype(np.int32),
            "target": rng.integers(0, 24, 5).astype(np.int32)}
     return cfg, params, enc
 
@@ -86,8 +87,11 @@ def test_necessity_equals_a_direct_mean_ablation_per_layer():
     mean_LF = mean_coefficients(params, enc["tokens"], np.ones(enc["tokens"].shape, bool), cfg)
     got = necessity(params, cfg, enc, mean_LF, chunk=2)  # chunks of 2 (the last padded)
     rows = np.arange(5)
-    prob = jax.jit(lambda hooks: jax.nn.softmax(forward(params, enc["tokens"], cfg, hooks).logits[rows, enc["predict_pos"]])[
-        rows, enc["target"]])
+
+    def prob_of(hooks):
+        logits = forward(params, enc["tokens"], cfg, hooks).logits[rows, enc["predict_pos"]]
+        return jax.nn.softmax(logits)[rows, enc["target"]]
+    prob = jax.jit(prob_of)
     for layer in range(cfg.n_layers):
         mask = np.zeros((cfg.n_layers, 1, 1, 1), bool)
         mask[layer] = True
@@ -123,16 +127,18 @@ def _seed_measures(rng, good: float, layers=(0, 1, 2, 3), n=6):
 def _raw(seeds=3):
     rng = np.random.default_rng(0)
     s = atlas.AtlasSettings(profile="quick", seeds=seeds, kinds=("relu", "gelu", "none"))
-    cell = lambda kind, good, acc: {"run_dir": "x", "d_ff": 8, "ffn_layers": None, "steps": 100,  # noqa: E731
+    cell = lambda kind, good, acc: {"run_dir": "x", "d_ff": 8, "ffn_layers": None, "steps": 100,
                                     "stopped": "plateau", "seconds": 1.0, "kind": kind, "depth": 4,
                                     "train_fact_acc": acc, "paraphrase_acc": [0.5] * seeds,
                                     "reached": [a >= atlas.TARGET for a in acc],
-                                    "seeds": [] if kind == "none" else [_seed_measures(rng, good) for a in acc if a >= 0.95]}
+                                    "seeds": [] if kind == "none"
+                                    else [_seed_measures(rng, good) for a in acc if a >= 0.95]}
     kinds = {"relu@4": cell("relu", 1.0, [1.0] * seeds), "gelu@4": cell("gelu", 0.3, [1.0] * (seeds - 1) + [0.5]),
              "none@4": cell("none", 0, [0.4] * seeds)}
     small = {"d_ff": 8, "steps": 100, "train_fact_acc": [0.9] * seeds}
     raw = {"settings": vars(s) | {"depths": list(s.depths)}, "target": atlas.TARGET, "kinds": kinds,
-           "placement": {str(k): small for k in range(4)}, "capacity": {"32": small | {"train_fact_acc": [1.0] * seeds}}}
+           "placement": {str(k): small for k in range(4)},
+           "capacity": {"32": small | {"train_fact_acc": [1.0] * seeds}}}
     return raw, s
 
 
@@ -141,7 +147,8 @@ def test_summary_intervals_headlines_and_correlations():
     summ = atlas_summary.summarise(raw, s)
     rows = summ["rows"]
     assert rows["gelu@4"]["below_target"] == [2] and rows["gelu@4"]["n_analysed"] == 2
-    assert rows["none@4"]["n_analysed"] == 0 and rows["none@4"]["metrics"]["train_fact_acc"]["point"] == pytest.approx(0.4)
+    assert rows["none@4"]["n_analysed"] == 0
+    assert rows["none@4"]["metrics"]["train_fact_acc"]["point"] == pytest.approx(0.4)
     for name, iv in rows["relu@4"]["metrics"].items():
         assert iv["lo"] <= iv["point"] <= iv["hi"], name
     assert summ["headline"]["most_editable"]["kind"] == "relu@4" and summ["headline"]["sparsest"]["kind"] == "relu@4"
@@ -181,7 +188,7 @@ def test_docs_atlas_table_is_generated_from_the_committed_results():
     source = "results/atlas/atlas.json"
     text = (ROOT / "docs" / "atlas.md").read_text()
     section = report.docs_section(json.loads((ROOT / source).read_text()), source)
-    assert text == report.replace_in_docs(text, section), "docs/atlas.md differs: run `ffnkv report --atlas " + source + "`"
+    assert text == report.replace_in_docs(text, section), f"docs/atlas.md differs: run `ffnkv report --atlas {source}`"
 
 
 def test_report_atlas_rewrites_only_the_marked_block(tmp_path, capsys):

@@ -6,7 +6,10 @@ from conftest import random_params, small_cfg
 from tolerance import assert_f32_close
 
 import ffnkv
-from analysis import integrated_gradients as IG, knowledge_neurons as KN, neuron_scaling as NS, prompt_prob as PP
+from analysis import integrated_gradients as IG
+from analysis import knowledge_neurons as KN
+from analysis import neuron_scaling as NS
+from analysis import prompt_prob as PP
 
 
 def _prompts(cfg, params, n=4, T=7, seed=0):
@@ -78,7 +81,7 @@ def test_matches_gradient_site_definition(gelu_ig):
     @jax.jit
     def grad_m(a):
         scale = jnp.ones((cfg.n_layers, T, cfg.width)).at[layer, pos].set(a)
-        p_of_add = lambda add: PP.gold_prob(params, cfg, tokens, pos, gold, ffnkv.Hooks(ffn_scale=scale, ffn_add=add))  # noqa: E731
+        p_of_add = lambda add: PP.gold_prob(params, cfg, tokens, pos, gold, ffnkv.Hooks(ffn_scale=scale, ffn_add=add))
         return jax.grad(p_of_add)(jnp.zeros((cfg.n_layers, T, cfg.width)))[layer, pos]
 
     manual = m_LF[layer] * (weights @ jnp.stack([grad_m(a) for a in alphas]))

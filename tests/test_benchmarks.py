@@ -11,8 +11,8 @@ import jax.numpy as jnp
 import pytest
 
 import ffnkv
-from analysis import integrated_gradients as IG
 from analysis import covariance as analysis_covariance
+from analysis import integrated_gradients as IG
 from analysis import tracing as TR
 from benchmarks import attribution, common, covariance, run, tracing
 

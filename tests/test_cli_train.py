@@ -4,10 +4,11 @@ import re
 import signal
 
 import pytest
+from _train_helpers import start_training, wait_for_step, write_config
 
 from cli import main
 from ffnkv.io.run import checkpoint_steps, load_metrics
-from _train_helpers import start_training, wait_for_step, write_config
+
 
 @pytest.mark.parametrize("override, message", [
     ("foo=1", "unknown key 'foo'"),

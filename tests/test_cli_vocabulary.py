@@ -18,8 +18,8 @@ SHARED = {
                                     "pretrained", "reproduce", "train"}),
     "--facts": ("facts", A.facts_file, {"edit", "knowledge", "pretrained"}),
     "--n-facts": ("n_facts", A.positive_int, {"edit", "knowledge", "pretrained"}),
-    "--seed": ("seed", A.nonnegative_int, {"analyze", "atlas", "compare", "edit", "editability", "knowledge", "memories",
-                                           "pretrained", "train"}),
+    "--seed": ("seed", A.nonnegative_int, {"analyze", "atlas", "compare", "edit", "editability", "knowledge",
+                                           "memories", "pretrained", "reproduce", "train"}),
     "--mesh": ("mesh", A.mesh_shape, {"compare", "edit", "knowledge", "memories", "pretrained", "train"}),
     "--no-progress": ("no_progress", None, None),  # every command
 }

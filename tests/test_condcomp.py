@@ -136,6 +136,7 @@ def test_plateau_decision_is_the_same_on_resume(tmp_path):
     import shutil
 
     from _train_helpers import tiny_config
+
     from ffnkv.io.run import load_metrics
     from studies.condcomp import Plateau
     from train.loop import train
@@ -149,7 +150,7 @@ def test_plateau_decision_is_the_same_on_resume(tmp_path):
         shutil.rmtree(tmp_path / "b" / "checkpoints" / str(step))
     resumed = train(cfg, tmp_path / "b", stop_rule=rule)           # from step 5, records of steps 0 and 5 read back
     assert resumed["step"] == 15 and resumed["stopped_by_rule"]
-    evals = lambda d: [r for r in load_metrics(d) if "eval/loss" in r]   # noqa: E731
+    evals = lambda d: [r for r in load_metrics(d) if "eval/loss" in r]
     assert evals(tmp_path / "b") == evals(tmp_path / "a")
     again = train(cfg, tmp_path / "a", stop_rule=rule)
     assert again["step"] == 15 and again["stopped_by_rule"] and evals(tmp_path / "a") == evals(tmp_path / "b")

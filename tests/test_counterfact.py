@@ -4,7 +4,14 @@ import json
 
 import pytest
 
-from ffnkv.data.counterfact import HELDOUT_FACTS, KNOWN_FACTS, FactRecord, load_fact_file, record_json, world_fact_records
+from ffnkv.data.counterfact import (
+    HELDOUT_FACTS,
+    KNOWN_FACTS,
+    FactRecord,
+    load_fact_file,
+    record_json,
+    world_fact_records,
+)
 from ffnkv.data.facts import FactsTask
 from ffnkv.errors import FfnkvError
 from ffnkv.io.tokenizer import task_tokenizer
@@ -101,7 +108,8 @@ def test_world_records_match_the_task():
         fact = task.facts[rec.case_id]
         assert (rec.subject, rec.relation_id, rec.target_true, rec.target_new) == \
                (fact.subject, fact.relation, fact.attribute, fact.counterfactual)
-        assert rec.text in task.prompts(fact, "train") and rec.paraphrase_prompts == tuple(task.prompts(fact, "paraphrase"))
+        assert rec.text in task.prompts(fact, "train")
+        assert rec.paraphrase_prompts == tuple(task.prompts(fact, "paraphrase"))
         assert rec.neighborhood_prompts and all(rec.subject not in p for p in rec.neighborhood_prompts)
         for p in rec.neighborhood_prompts:  # every neighbour's true answer is the fact's own
             other = next(s for s in task.subjects if s in p)

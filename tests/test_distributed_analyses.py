@@ -15,7 +15,8 @@ from _train_helpers import train_facts_run
 pytestmark = pytest.mark.slow  # three commands, each run by two processes and by one (minutes on 2 cores)
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = {
-    "knowledge": ["knowledge", "{run}", "all", "--n-facts", "4", "--ig-steps", "4", "--unrelated-per-fact", "2", "--samples", "2",
+    "knowledge": ["knowledge", "{run}", "all", "--n-facts", "4", "--ig-steps", "4", "--unrelated-per-fact", "2",
+                  "--samples", "2",
                   "--trace-kinds", "resid", "mlp"],
     # MEMIT's band is layer 0 alone: a band ending at the 2-layer model's last block would optimise δ where it
     # cannot reach the prediction (a zero gradient, so Adam's steps follow float32 rounding noise)

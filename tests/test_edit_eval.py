@@ -1,13 +1,12 @@
 """CounterFact scores: rates and margins against a direct computation, harmonic mean, single-edit protocol."""
-import pytest
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
+from edit_fixtures import model, probe, request, stack, unrelated
 
 import ffnkv
-
 from analysis.edit_eval import next_token_probs, probe_scores, score_edited, score_single_edits, summarise
-from edit_fixtures import model, probe, request, stack, unrelated
 
 
 @pytest.mark.slow
@@ -17,8 +16,9 @@ def test_probe_scores_match_a_direct_computation():
     pr = probe(req, old=3)
     pr = pr.replace(neigh_true_R=pr.neigh_true_R.at[0].set(req.target), neigh_weight_R=pr.neigh_weight_R.at[0].set(0.0))
     got = probe_scores(params, cfg, pr)
-    p = lambda t, pos: np.asarray(next_token_probs(params, cfg, t, pos))  # noqa: E731
-    pa, pq, pr_ = p(pr.rewrite_tokens_AT, pr.rewrite_predict_A), p(pr.para_tokens_QT, pr.para_predict_Q), p(pr.neigh_tokens_RT, pr.neigh_predict_R)
+    p = lambda t, pos: np.asarray(next_token_probs(params, cfg, t, pos))
+    pa, pq = p(pr.rewrite_tokens_AT, pr.rewrite_predict_A), p(pr.para_tokens_QT, pr.para_predict_Q)
+    pr_ = p(pr.neigh_tokens_RT, pr.neigh_predict_R)
     new, old = int(req.target), 3
     np.testing.assert_allclose(got["ES"], np.mean(pa[:, new] > pa[:, old]))
     np.testing.assert_allclose(got["EM"], np.mean(pa[:, new] - pa[:, old]), atol=1e-6)

@@ -49,7 +49,8 @@ def _records_the_model_knows(model):
             continue
         new = next(w for w in WORDS[4:] if w != WORDS[t])
         others = [o for o in SUBJECTS if o != s][:2]
-        records.append(FactRecord(i, "{} sat on the", s, "R1", WORDS[t], new, (f"the {s} sat on the", f"a {s} sat on the"),
+        records.append(FactRecord(i, "{} sat on the", s, "R1", WORDS[t], new,
+                                  (f"the {s} sat on the", f"a {s} sat on the"),
                                   tuple(f"{o} sat on the" for o in others)))
     return records
 
@@ -59,7 +60,8 @@ def _check(result, n_layers, first_ratio=1.0):
         assert set(result[key]) >= {"ES", "PS", "NS", "S", "unrelated_acc"}
         assert all(0.0 <= result[key][m] <= 1.0 for m in ("ES", "PS", "NS", "S"))
     assert result["unedited"]["ES"] == 0.0                         # unedited: P(true) > P(new) on every known fact
-    assert 0 <= result["layer"] < n_layers and set(result["layer_rule"]["S_by_layer"]) == {str(l) for l in range(n_layers)}
+    assert 0 <= result["layer"] < n_layers
+    assert set(result["layer_rule"]["S_by_layer"]) == {str(l) for l in range(n_layers)}
     lam = result["memit_lambda_rule"]
     assert lam["lambda"] == pytest.approx(lam["ratio"] * lam["mean_key_mahalanobis"])
     assert [p["lambda_ratio"] for p in result["memit_lambda_sweep"]][0] == pytest.approx(first_ratio, rel=1e-5)
@@ -93,7 +95,8 @@ def test_editing_study_on_a_trained_facts_run(tmp_path):
     model = load_model(tmp_path / "run")
     records = FS.model_facts(model, training_paraphrases=False)  # the seam `ffnkv edit` reads facts through
     assert [r.paraphrase_prompts for r in records] == [r.paraphrase_prompts for r in
-                                                       sorted(world_fact_records(model.run.task), key=lambda r: r.case_id)]
+                                                       sorted(world_fact_records(model.run.task),
+                                                              key=lambda r: r.case_id)]
     result = editing.run(model, records, editing.EditSettings(**(QUICK | {"lambda_sweep": None, "sweep_points": 3})))
     _check(result, 2, first_ratio=result["memit_lambda_rule"]["readings"]["measured"])
     assert "padding masked" in result["covariance"]["source"]
@@ -114,7 +117,8 @@ def test_lambda_sweep_report_renders_the_readings(tmp_path):
     scores = {"ES": 0.5, "PS": 0.4, "NS": 0.9, "S": 0.55, "EM": 0.1, "PM": 0.1, "NM": 0.2, "unrelated_acc": 0.8}
     rows = [scores | {"lambda": 10.0 * r, "lambda_ratio": r, "band_realised": 0.9, "reading": name}
             for r, name in ((0.078, "E[kᵀC⁻¹k] = 4.7·d_ff"), (0.2, ""), (0.461, "E[kᵀC⁻¹k] = d_ff"))]
-    rows.append(scores | {"lambda": 15000.0, "lambda_ratio": 1500.0, "band_realised": 0.01, "reading": "paper λ = 15000"})
+    rows.append(scores
+                | {"lambda": 15000.0, "lambda_ratio": 1500.0, "band_realised": 0.01, "reading": "paper λ = 15000"})
     result = {"model": "m", "ffn": "relu", "n_edits": 3, "n_known_facts": 5, "n_facts": 6, "n_unrelated": 2, "layer": 1,
               "layer_rule": {"rule": "given"}, "memit_layers": [0, 1], "token": "subject_last", "constraint": "bare",
               "memit": scores, "memit_lambda_sweep": rows,

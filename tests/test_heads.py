@@ -48,7 +48,8 @@ def test_pattern_ignores_padded_keys(tokens):
     cfg = small_cfg(causal=False)
     mask = np.ones(tokens.shape, np.int32)
     mask[1, 6:] = 0
-    pattern = ffnkv.forward(random_params(cfg), tokens, cfg, mask_BT=jnp.asarray(mask), capture_heads=True).acts.attn_pattern
+    pattern = ffnkv.forward(random_params(cfg), tokens, cfg,
+                            mask_BT=jnp.asarray(mask), capture_heads=True).acts.attn_pattern
     assert float(jnp.abs(pattern[:, 1, :, :, 6:]).max()) == 0.0
     assert float(jnp.abs(pattern[:, 0, :, :, 6:]).min()) > 0.0
 

@@ -1,11 +1,11 @@
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from handbuilt import K, P, build, probe_set
 
 from analysis import hierarchy as hi
 from analysis import specialisation as sp
 from analysis.probe import ffn_coefficients
-from handbuilt import K, P, build, probe_set
 
 OPS = ("SUM", "MAX", "MIN")[:K]
 

@@ -5,15 +5,15 @@ import pytest
 from gguf_fixture import EPS, THETA, D, F, G, H, K, L, V, llama_weights, write_gguf
 
 from ffnkv.errors import FfnkvError
+from ffnkv.io.gguf import load_gguf
 from ffnkv.model import forward
 
 gguf = pytest.importorskip("gguf", reason="GGUF tests need the 'gguf' package: pip install -e .[gguf]")
-from ffnkv.io.gguf import load_gguf  # noqa: E402
 
 
 def _reference_logits(w, tokens, tied):
     """Llama in numpy with the rotate-half rope of Hugging Face's LlamaForCausalLM."""
-    rms = lambda x, g: x / np.sqrt((x * x).mean(-1, keepdims=True) + EPS) * g  # noqa: E731
+    rms = lambda x, g: x / np.sqrt((x * x).mean(-1, keepdims=True) + EPS) * g
     T = tokens.shape[1]
     inv = 1.0 / THETA ** (np.arange(0, K, 2) / K)
     ang = np.concatenate([np.outer(np.arange(T), inv)] * 2, -1)[:, None, :]
@@ -46,7 +46,8 @@ def test_gguf_llama_matches_reference(tmp_path, tied):
     w = llama_weights()
     write_gguf(tmp_path / "m.gguf", w, tied=tied)
     cfg, params, _ = load_gguf(tmp_path / "m.gguf", with_tokenizer=False)
-    assert (cfg.n_kv_heads, cfg.ffn, cfg.norm, cfg.positional, cfg.tie_embeddings) == (G, "swiglu", "rmsnorm", "rope", tied)
+    got = (cfg.n_kv_heads, cfg.ffn, cfg.norm, cfg.positional, cfg.tie_embeddings)
+    assert got == (G, "swiglu", "rmsnorm", "rope", tied)
     tokens = np.random.default_rng(1).integers(0, V, (2, 12)).astype(np.int32)
     logits = np.asarray(forward(params, jnp.asarray(tokens), cfg).logits)
     np.testing.assert_allclose(logits, _reference_logits(w, tokens, tied), atol=1e-4, rtol=0)
@@ -60,7 +61,8 @@ def test_gguf_llama_matches_transformers(tmp_path):
                                       num_attention_heads=H, num_key_value_heads=G, rope_theta=THETA,
                                       rms_norm_eps=EPS, max_position_embeddings=64, tie_word_embeddings=False)
     model = transformers.LlamaForCausalLM(config).eval()
-    state = {"model.embed_tokens.weight": w["embed"], "model.norm.weight": w["final_norm"], "lm_head.weight": w["output"]}
+    state = {"model.embed_tokens.weight": w["embed"], "model.norm.weight": w["final_norm"],
+             "lm_head.weight": w["output"]}
     names = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj", "o": "self_attn.o_proj",
              "gate": "mlp.gate_proj", "up": "mlp.up_proj", "down": "mlp.down_proj",
              "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm"}
@@ -72,7 +74,8 @@ def test_gguf_llama_matches_transformers(tmp_path):
     tokens = np.random.default_rng(3).integers(0, V, (2, 10)).astype(np.int32)
     with torch.no_grad():
         expected = model(torch.tensor(tokens, dtype=torch.long)).logits.numpy()
-    np.testing.assert_allclose(np.asarray(forward(params, jnp.asarray(tokens), cfg).logits), expected, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(np.asarray(forward(params, jnp.asarray(tokens), cfg).logits),
+                               expected, atol=1e-4, rtol=0)
 
 
 def test_quantised_tensors_dequantise(tmp_path):

@@ -10,7 +10,9 @@ from ffnkv.errors import FfnkvError
 from ffnkv.io.hf import load_hf, load_tokenizer
 from ffnkv.model import forward
 
-torch = pytest.importorskip("torch", reason="exactness tests need the 'hf' extra: pip install -e .[hf] (CPU torch, transformers)")
+torch = pytest.importorskip("torch",
+                            reason="exactness tests need the 'hf' extra: pip install -e .[hf] (CPU torch, "
+                                   "transformers)")
 transformers = pytest.importorskip("transformers", reason="exactness tests need the 'hf' extra: pip install -e .[hf]")
 
 TOL = 1e-4
@@ -176,5 +178,6 @@ def test_minilm_study_runs_end_to_end(tmp_path):
     abl = result["ablation"]  # analysis.ablation.judge's form, as on trained runs
     assert abl["ops"] == ["NOUN", "VERB"] and set(abl["zero"]["double_dissociation"]) == {"NOUN|VERB"}
     assert sum(result["selectivity"]["ablated_noun_per_layer"]) == 5 == sum(abl["set_sizes"]) / 2
-    assert sum(result["selectivity"]["noun_specialists_per_layer"]) > 0 < sum(result["selectivity"]["verb_specialists_per_layer"])
+    sel = result["selectivity"]
+    assert sum(sel["noun_specialists_per_layer"]) > 0 < sum(sel["verb_specialists_per_layer"])
     assert all((out / name).is_file() for name in ("minilm_rahman.png", "minilm_selectivity.png"))

@@ -1,12 +1,12 @@
 """MEMIT: with one fact and one layer it is ROME's closed form (Sherman–Morrison); batches move hidden states."""
-import pytest
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
+from edit_fixtures import model, request, spd, stack
 
 from analysis.memit import memit_edit, memit_update
 from analysis.rome import DeltaHParams, rank_one_update
-from edit_fixtures import model, request, spd, stack
 
 
 def test_one_fact_one_layer_equals_rome_closed_form():
@@ -23,7 +23,8 @@ def test_one_fact_one_layer_equals_rome_closed_form():
 
 def test_memit_with_many_keys_solves_the_regularised_least_squares():
     kW, kK, kR, kC = jax.random.split(jax.random.key(4), 4)
-    W, K, R, C = jax.random.normal(kW, (10, 5)), jax.random.normal(kK, (4, 10)), jax.random.normal(kR, (4, 5)), spd(kC, 10)
+    W, K, R = jax.random.normal(kW, (10, 5)), jax.random.normal(kK, (4, 10)), jax.random.normal(kR, (4, 5))
+    C = spd(kC, 10)
     dW = memit_update(W, K, R, C, 2.0) - W
     grad = K.T @ (K @ dW - R) + 2.0 * C @ dW   # normal equations of ‖KΔ − R‖² + λ tr(ΔᵀCΔ)
     np.testing.assert_allclose(grad, 0.0, atol=1e-4)
@@ -98,8 +99,14 @@ def test_band_realised_matches_memit_on_a_linear_model():
 def test_ratio_readings_span_the_two_readings_of_gptj_keys():
     """Issue 20: the band rule read with E[kᵀC⁻¹k] = d_ff (0.461 for 2 layers) and with SmolLM2's 4.7·d_ff
     (0.078); the sweep's grid runs between them, evenly in log r, and each reading keeps its band's share."""
-    from analysis.memit import (PAPER_LAMBDA_RATIO, SMOLLM2_KEY_SCALE, band_lambda_ratio, band_realised,
-                                ratio_grid, ratio_readings)
+    from analysis.memit import (
+        PAPER_LAMBDA_RATIO,
+        SMOLLM2_KEY_SCALE,
+        band_lambda_ratio,
+        band_realised,
+        ratio_grid,
+        ratio_readings,
+    )
 
     r = ratio_readings(2)
     assert r["d_ff"] == pytest.approx(band_lambda_ratio(2)) and r["key_scale"] == SMOLLM2_KEY_SCALE
@@ -115,8 +122,9 @@ def test_ratio_readings_span_the_two_readings_of_gptj_keys():
 @pytest.mark.slow
 def test_memit_sweep_is_one_program_and_equals_memit_per_lambda():
     """The sweep over λ compiles once (new λ values: no retrace) and each row is MEMIT at that λ, scored."""
-    from analysis.edit_eval import score_edited
     from edit_fixtures import probe, unrelated
+
+    from analysis.edit_eval import score_edited
     from studies.editing import memit_sweep
 
     cfg, params = model()
@@ -134,4 +142,5 @@ def test_memit_sweep_is_one_program_and_equals_memit_per_lambda():
         want = score_edited(edited, cfg, probes, others)
         for key in want:
             np.testing.assert_allclose(np.asarray(scores[key][i]), np.asarray(want[key]), rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(np.asarray(spread["final_gap"][i]), np.asarray(one["final_gap"]), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(np.asarray(spread["final_gap"][i]), np.asarray(one["final_gap"]),
+                                   rtol=1e-4, atol=1e-4)

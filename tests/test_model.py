@@ -173,7 +173,8 @@ def test_model_forward_is_jitted_once_per_shape_and_hook_fields(tokens):
     params = jax.tree.map(np.asarray, random_params(cfg))
     model = load.Model(cfg, params, tokenizer=None, name="small")
     assert all(isinstance(w, jax.Array) for w in jax.tree.leaves(model.params))
-    np.testing.assert_array_equal(model.forward(tokens).logits, jax.jit(ffnkv.forward, static_argnums=2)(params, tokens, cfg).logits)
+    np.testing.assert_array_equal(model.forward(tokens).logits,
+                                  jax.jit(ffnkv.forward, static_argnums=2)(params, tokens, cfg).logits)
     before = load.forward_jit._cache_size()
     outs = [model.forward(np.asarray(tokens), ffnkv.ablate_heads(cfg, layer, head)).logits
             for layer, head in ((0, 1), (2, 3), (1, 0))]

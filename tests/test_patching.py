@@ -66,7 +66,8 @@ def test_bidirectional_and_errors():
 def test_one_program_for_every_pair():
     cfg = small_cfg(ffn="gelu", n_layers=2)
     params = random_params(cfg)
-    fn = jax.jit(chex.assert_max_traces(PA.patch_impl, n=1), static_argnames=("cfg", "site", "layers", "position_buckets"))
+    fn = jax.jit(chex.assert_max_traces(PA.patch_impl, n=1),
+                 static_argnames=("cfg", "site", "layers", "position_buckets"))
     for seed in (0, 1):
         enc, corrupt = _pairs(cfg, seed=seed)
         out = fn(params, enc["tokens"], corrupt, enc["predict_pos"], enc["target"], cfg=cfg, site="resid_pre",

@@ -12,13 +12,16 @@ from analysis import tracing as TR
 
 
 def _cfg(**changes):
-    return ffnkv.ModelConfig(**(dict(vocab_size=512, d_model=64, n_layers=4, n_heads=4, d_ff=256, max_len=16) | changes))
+    base = dict(vocab_size=512, d_model=64, n_layers=4, n_heads=4, d_ff=256, max_len=16)
+    return ffnkv.ModelConfig(**(base | changes))
 
 
 def _enc(cfg, n, T):
     rng = np.random.default_rng(0)
-    return {"tokens": rng.integers(0, cfg.vocab_size, (n, T)).astype(np.int32), "predict_pos": np.full(n, T - 1, np.int32),
-            "target": np.zeros(n, np.int32), "subject_start": np.ones(n, np.int32), "subject_end": np.full(n, 3, np.int32)}
+    return {"tokens": rng.integers(0, cfg.vocab_size, (n, T)).astype(np.int32),
+            "predict_pos": np.full(n, T - 1, np.int32),
+            "target": np.zeros(n, np.int32), "subject_start": np.ones(n, np.int32),
+            "subject_end": np.full(n, 3, np.int32)}
 
 
 def test_chunk_shrinks_with_the_budget():

@@ -38,7 +38,8 @@ def test_patched_suffix_matches_full_forward(name, tokens):
     new_BD = jax.random.normal(jax.random.key(3), (B, cfg.d_model))
 
     def fast(layer, t):
-        return unembed(params, forward_from(params, cache, cfg, layer, t, suffix(cache, layer, t, S).at[:, 0].set(new_BD)), cfg)
+        return unembed(params,
+                       forward_from(params, cache, cfg, layer, t, suffix(cache, layer, t, S).at[:, 0].set(new_BD)), cfg)
 
     @jax.jit
     def full(layer, t):
@@ -57,7 +58,8 @@ def test_patched_suffix_matches_full_forward(name, tokens):
         assert_f32_close(jax.jit(fast, static_argnums=0)(layer, t), full(layer, t))
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=[] if i == 0 else pytest.mark.slow) for i, n in enumerate(CFGS)])
+@pytest.mark.parametrize("name",
+                         [pytest.param(n, marks=[] if i == 0 else pytest.mark.slow) for i, n in enumerate(CFGS)])
 def test_entering_rows_equal_separate_forwards(name, tokens):
     """Rows entering at every block in one pass equal one forward_from per entry layer, each with its FFN
     scale in the entry block only."""

@@ -5,17 +5,16 @@ import numpy as np
 import pytest
 from tolerance import assert_f32_close
 
-from analysis import integrated_gradients as IG, neuron_scaling as NS
-from analysis import mlm_head
-from analysis import memories
-from analysis import tracing
+from analysis import integrated_gradients as IG
+from analysis import memories, mlm_head, tracing
+from analysis import neuron_scaling as NS
 from cli import main
-from studies.pos_specialisation import sentence_gini, sparsity_per_layer
 from ffnkv.config import ModelConfig
 from ffnkv.errors import FfnkvError
 from ffnkv.hooks import Hooks
 from ffnkv.model import forward, init_params
 from ffnkv.prompts import Prompts
+from studies.pos_specialisation import sentence_gini, sparsity_per_layer
 
 CFG = ModelConfig(vocab_size=31, d_model=16, n_layers=3, n_heads=2, d_ff=24, ffn="gelu", max_len=16)
 
@@ -102,7 +101,7 @@ def test_joint_path_integrated_gradients(params):
     tokens, T = jnp.asarray(enc["tokens"][1, :3]), 3
     m_LF = forward(params, tokens[None], CFG).acts.ffn[:, 0, -1]
     at = jnp.broadcast_to(jnp.arange(T) == T - 1, (CFG.n_layers, T))[:, None, :, None]
-    prob = lambda m: jax.nn.softmax(forward(params, tokens[None], CFG, Hooks(  # noqa: E731
+    prob = lambda m: jax.nn.softmax(forward(params, tokens[None], CFG, Hooks(
         ffn_patch_mask=at, ffn_patch_value=m[:, None, None, :])).logits[0, -1])[6]
     alphas, weights = IG.riemann_nodes(16, "midpoint")
     grad = jax.jit(jax.grad(prob))
@@ -142,8 +141,9 @@ def test_pretrained_smollm2_is_the_knowledge_study_with_cpu_settings(tmp_path):
     as `knowledge` options, the two commands write the same files with the same contents (timings aside)."""
     import json
 
-    from ffnkv.io.load import load_model
     from pretrained_fixture import WORDS, write_tiny_llama
+
+    from ffnkv.io.load import load_model
     from studies import facts as FS
     from studies.knowledge import pretrained_settings
 

@@ -7,10 +7,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _train_helpers import train_facts_run
 
 from cli.main import COMMAND_MODULES, build_parser, main
 from ffnkv.progress import Progress, chunk_rows, map_chunks
-from _train_helpers import train_facts_run
 
 
 def _subparsers():

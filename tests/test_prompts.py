@@ -29,7 +29,8 @@ def test_facts_prompts_are_the_training_renderings():
 
 
 def test_byte_level_subject_span_and_spaced_answer():
-    from tokenizers import Tokenizer as Backend, decoders, models, pre_tokenizers  # byte-level words: 'Ġof'
+    from tokenizers import Tokenizer as Backend  # byte-level words: 'Ġof'
+    from tokenizers import decoders, models, pre_tokenizers
 
     vocab = {c: i for i, c in enumerate(["<s>", "[UNK]", "The", "Ġcapital", "Ġof", "ĠFrance", "Ġis", "Ġin", "ĠParis"])}
     backend = Backend(models.WordLevel(vocab, unk_token="[UNK]"))
@@ -58,7 +59,8 @@ def test_attribution_and_tracing_read_the_contract():
     """Prompts from the loader's tokenizer drive integrated gradients and causal tracing unchanged."""
     import jax
 
-    from analysis import integrated_gradients as IG, tracing
+    from analysis import integrated_gradients as IG
+    from analysis import tracing
     from ffnkv import ModelConfig, init_params
 
     names = ("x", "y", "Ann", "Lee", "lives", "in", "Rome", "Oslo")

@@ -3,8 +3,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from conftest import random_params, small_cfg
+
 from ffnkv.model import forward
 from ffnkv.readout import logit_lens, unembedding_DV
 

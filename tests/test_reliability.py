@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from _train_helpers import tiny_config, write_config
+
 from cli import main
 from ffnkv.data import register_task
 from ffnkv.data.condcomp import CondComp
@@ -87,7 +87,8 @@ BAD_INPUT = [  # (argv, env, exit code, the one line on stderr)
     (["train", "{cfg}", "--out", "{listcfg}"], {}, 2,
      "ffnkv train: error: '{listcfg}/config.json' holds no valid training config (a training config must be a dict"),
     (["train", "{cfg}", "--out", "{badcfg}"], {}, 2,
-     "ffnkv train: error: '{badcfg}/config.json' holds no valid training config (ModelConfig.d_model='x' is not allowed"),
+     "ffnkv train: error: '{badcfg}/config.json' holds no valid training config (ModelConfig.d_model='x' "
+     "is not allowed"),
     (["analyze", "{listcfg}"], {}, 2, "ffnkv analyze: error: {listcfg}/config.json is not a JSON object"),
     (["analyze", "{badcfg}"], {}, 2,
      "ffnkv analyze: error: {badcfg}/config.json has a bad model section (ModelConfig.d_model='x' is not allowed"),
@@ -143,7 +144,8 @@ BAD_INPUT = [  # (argv, env, exit code, the one line on stderr)
     (["memories", "{tmp}", "--k", "-1"], {}, 2, "ffnkv memories: error: argument --k: -1 must be at least 1"),
     (["memories", "{tmp}", "--sample-keys", "-1"], {}, 2,
      "ffnkv memories: error: argument --sample-keys: -1 must be at least 0"),
-    (["memories", "{tmp}", "--clusters", "0"], {}, 2, "ffnkv memories: error: argument --clusters: 0 must be at least 1"),
+    (["memories", "{tmp}", "--clusters", "0"], {}, 2,
+     "ffnkv memories: error: argument --clusters: 0 must be at least 1"),
     (["memories", "{tmp}", "--top-n", "0"], {}, 2, "ffnkv memories: error: argument --top-n: 0 must be at least 1"),
     (["memories", "{tmp}", "--max-tokens", "0"], {}, 2,
      "ffnkv memories: error: argument --max-tokens: 0 must be at least 1"),
@@ -275,8 +277,10 @@ def test_an_interrupted_study_stage_stays_unfinished_and_the_command_exits_128_p
     register_task("signals_itself", _SignalsItself)
     config = tmp_path / "signals.py"
     config.write_text("import sys\nsys.path.insert(0, %r)\nfrom _train_helpers import tiny_config\n"
-                      "from train.config import DataConfig\n\ndef get_config():\n    return tiny_config(data=DataConfig("
-                      "'signals_itself', {'n_operands': 3, 'modulus': 7, 'n_eval': 64}))\n" % str(Path(__file__).parent))
+                      "from train.config import DataConfig\n\ndef get_config():\n"
+                      "    return tiny_config(data=DataConfig("
+                      "'signals_itself', {'n_operands': 3, 'modulus': 7, 'n_eval': 64}))\n"
+                      % str(Path(__file__).parent))
     from train.config import load_config_file
 
     stage = reproduce_stages.Stage("train", "a training",
@@ -305,7 +309,8 @@ def test_tracing_when_no_sampled_fact_is_known_writes_its_results(tmp_path, caps
                       steps=2, batch_size=8, eval_every=2, ckpt_every=2, keep=1, progress=False)
     train(cfg, tmp_path / "run")
     out = tmp_path / "k"
-    assert main(["knowledge", str(tmp_path / "run"), "tracing", "--n-facts", "2", "--samples", "1", "--out", str(out)]) == 0
+    argv = ["knowledge", str(tmp_path / "run"), "tracing", "--n-facts", "2", "--samples", "1", "--out", str(out)]
+    assert main(argv) == 0
     assert "Traceback" not in capsys.readouterr().err and (out / "tracing.json").is_file()
 
 

@@ -9,8 +9,8 @@ import subprocess
 import sys
 
 import pytest
-
 from _train_helpers import ROOT, start_training, wait_for_step, write_config
+
 from cli import main
 from ffnkv.data import TASKS, register_task
 from ffnkv.data.condcomp import CondComp
@@ -202,6 +202,7 @@ def test_reading_damaged_or_unfinished_checkpoints_prints_one_line_or_nothing(tm
     import shutil
 
     from _train_helpers import tiny_config
+
     from train.loop import train
 
     run = tmp_path / "run"

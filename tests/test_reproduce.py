@@ -11,8 +11,8 @@ from studies import verdicts as C
 from studies.report.reproduce import RERUN_BEGIN, RERUN_END, rerun_table
 from studies.report.reproduce_sections import over_seeds
 from studies.reproduce import run_stage
-from studies.reproduce_stages import SEEDS, STAGES as STAGE_DEFS
-from studies.reproduce_stages import Context, Stage
+from studies.reproduce_stages import SEEDS, Context, Stage
+from studies.reproduce_stages import STAGES as STAGE_DEFS
 
 STAGES = "condcomp,specialise,facts,memories,knowledge,edit"
 
@@ -42,7 +42,8 @@ def test_smoke_profile_writes_a_report_from_its_outputs_and_resumes(tmp_path, ca
     for study, name in (("memories", "memories.json"), ("knowledge", "attribution.json"), ("edit", "edit.json")):
         assert all((out / "facts" / "analysis" / study / f"seed{i}" / name).is_file() for i in range(SEEDS["smoke"]))
     assert json.loads((out / "stages" / "facts.json").read_text())["seeds"] == SEEDS["smoke"]
-    assert "![eval accuracy per op vs step](condcomp/compare.png)" in report and (out / "condcomp/compare.png").is_file()
+    assert "![eval accuracy per op vs step](condcomp/compare.png)" in report
+    assert (out / "condcomp/compare.png").is_file()
 
     stamp = (out / "stages" / "facts.json").stat().st_mtime_ns
     capsys.readouterr()
@@ -118,8 +119,10 @@ def test_value_projection_claim_without_knowledge_neurons():
 
 def test_the_rerun_table_marks_moves_to_or_from_inconclusive_and_flips(tmp_path, capsys):
     def data(what, *verdicts):
-        return {"meta": {"what": what}, "claims": [C.claim("S", f"c{i}", "p", "o", v, "r") for i, v in enumerate(verdicts)]}
-    first, second = data("seed 0", "holds", "fails", "holds", "inconclusive"), data("seed 1", "holds", "inconclusive", "fails", "holds")
+        return {"meta": {"what": what},
+                "claims": [C.claim("S", f"c{i}", "p", "o", v, "r") for i, v in enumerate(verdicts)]}
+    first = data("seed 0", "holds", "fails", "holds", "inconclusive")
+    second = data("seed 1", "holds", "inconclusive", "fails", "holds")
     text, moved = rerun_table(first, second)
     assert [(m["claim"], m["flip"]) for m in moved] == [("c1", False), ("c2", True), ("c3", False)]
     assert "| S | c2 | holds | fails | 1/1 | **flip** |" in text and "| S | c0 | holds | holds | 1/1 |  |" in text

@@ -1,12 +1,19 @@
 """ROME: the closed form hits v* exactly, an edit to the current value is the identity, edits are pure."""
 import jax
-import pytest
 import jax.numpy as jnp
 import numpy as np
-
-from analysis.rome import (DeltaHParams, keys_at, rank_one_update, regularised_inverse, rome_sequential,
-                           value_matrix, with_value_matrix)
+import pytest
 from edit_fixtures import model, request, spd, stack
+
+from analysis.rome import (
+    DeltaHParams,
+    keys_at,
+    rank_one_update,
+    regularised_inverse,
+    rome_sequential,
+    value_matrix,
+    with_value_matrix,
+)
 from ffnkv.model import forward
 
 
@@ -27,9 +34,11 @@ def test_edit_to_the_current_value_changes_nothing():
     req = request(0)
     k = keys_at(params, cfg, 1, req.tokens_PT, req.subject_P).mean(0)
     W = value_matrix(params, 1)
-    new = with_value_matrix(params, 1, rank_one_update(W, k, k @ W, regularised_inverse(spd(jax.random.key(1), cfg.d_ff), 1e-4)))
+    new = with_value_matrix(params, 1,
+                            rank_one_update(W, k, k @ W, regularised_inverse(spd(jax.random.key(1), cfg.d_ff), 1e-4)))
     np.testing.assert_allclose(new["blocks"]["ffn"]["W_out"], params["blocks"]["ffn"]["W_out"], atol=1e-6)
-    np.testing.assert_allclose(forward(new, req.tokens_PT, cfg).logits, forward(params, req.tokens_PT, cfg).logits, atol=1e-5)
+    np.testing.assert_allclose(forward(new, req.tokens_PT, cfg).logits,
+                               forward(params, req.tokens_PT, cfg).logits, atol=1e-5)
 
 
 @pytest.mark.parametrize("constraint", ["bare", pytest.param("mean", marks=pytest.mark.slow)])

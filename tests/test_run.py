@@ -2,8 +2,8 @@
 import jax
 import numpy as np
 import pytest
-
 from _train_helpers import assert_trees_equal, tiny_config
+
 from ffnkv.data.condcomp import CondComp
 from ffnkv.errors import FfnkvError
 from ffnkv.io.load import load_model

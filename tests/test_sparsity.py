@@ -1,9 +1,9 @@
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from handbuilt import build, probe_set
 
 from analysis import sparsity
-from handbuilt import build, probe_set
 
 
 def test_gini_known_answers():

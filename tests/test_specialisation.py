@@ -1,10 +1,10 @@
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from handbuilt import K, build, probe_set
 
 from analysis import specialisation as sp
 from analysis.probe import ffn_coefficients
-from handbuilt import K, build, probe_set
 
 OPS = ("SUM", "MAX", "MIN")
 

@@ -1,9 +1,10 @@
 """analysis.stats against scipy and known answers."""
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from analysis import stats
+from analysis import edit_eval, stats
 
 scipy_stats = pytest.importorskip("scipy.stats", reason="the reference t-test comes from scipy")
 
@@ -41,11 +42,6 @@ def test_cohens_d_and_corrections_known_answers():
 
 
 # ---- bootstrap intervals -------------------------------------------------------------------------------
-import jax  # noqa: E402
-
-from analysis import edit_eval  # noqa: E402
-
-
 def test_interval_of_a_mean_matches_the_normal_approximation():
     x = np.random.default_rng(2).normal(0.0, 1.0, 400)
     iv = stats.interval(x, "mean", jax.random.key(0), n_boot=4000)

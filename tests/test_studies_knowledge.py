@@ -1,10 +1,12 @@
 """Notebook-style: the knowledge and memories studies called from Python, through the same functions, on a
-tiny trained facts run and on a tiny pretrained-format model (``tests/pretrained_fixture``: a random llama in Hugging Face format)."""
+tiny trained facts run and on a tiny pretrained-format model (``tests/pretrained_fixture``: a random llama in
+Hugging Face format)."""
 import json
 
 import jax
 import numpy as np
 import pytest
+from _train_helpers import train_facts_run
 from tolerance import assert_f32_close
 
 from ffnkv.io.load import load_model
@@ -12,7 +14,6 @@ from studies import facts as FS
 from studies import knowledge, memories, verdicts
 from studies.report import knowledge as knowledge_report
 from studies.report import memories as memories_report
-from _train_helpers import train_facts_run
 
 SMALL = knowledge.KnowledgeSettings(n_facts=3, steps=2, samples=2, unrelated=2, examples=1, value_random=2,
                                     kinds=("resid", "mlp", "resid_sever_mlp"), cell_batch=4)
@@ -146,8 +147,9 @@ def test_shuffled_values_keep_each_layers_tokens():
 
 @pytest.mark.slow
 def test_whole_subject_restore_equals_the_single_cell_for_a_one_token_subject():
-    from analysis import tracing as TR
     from conftest import random_params, small_cfg
+
+    from analysis import tracing as TR
     from ffnkv.prompts import Prompts
 
     cfg = small_cfg()
@@ -163,8 +165,9 @@ def test_whole_subject_restore_equals_the_single_cell_for_a_one_token_subject():
 
 
 def test_paraphrases_without_the_subject_are_left_out(tmp_path):
-    from ffnkv.data.counterfact import FactRecord
     from pretrained_fixture import write_tiny_llama
+
+    from ffnkv.data.counterfact import FactRecord
 
     model = load_model(write_tiny_llama(tmp_path / "tiny"))
     record = FactRecord(0, "the capital of {} is", "France", "capital", "Paris", "Rome",

@@ -113,7 +113,7 @@ def test_eval_split_is_random_whole_documents_of_every_file(tmp_path):
     t = TextTask(cache_dir=str(tmp_path / "c"), **kw)
     tokens, eos = np.asarray(t.tokens), t.tokenizer.eos_id
     assert tokens[t._n_train - 1] == eos and abs(t._n_train - 0.8 * len(tokens)) < 0.1 * len(tokens)
-    split = lambda part: t.tokenizer.decode(part).split(t.tokenizer.decode([eos]))[:-1]  # noqa: E731
+    split = lambda part: t.tokenizer.decode(part).split(t.tokenizer.decode([eos]))[:-1]
     held = split(tokens[t._n_train:])
     assert sorted(held + split(tokens[:t._n_train])) == sorted(tagged)
     assert {d.split()[0] for d in held} == {"alpha", "omega"} and held != tagged[-len(held):]

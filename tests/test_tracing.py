@@ -3,8 +3,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tolerance import assert_f32_close
 from conftest import random_params, small_cfg
+from tolerance import assert_f32_close
 
 import ffnkv
 from analysis import tracing as TR

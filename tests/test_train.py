@@ -6,12 +6,12 @@ import shutil
 import jax
 import numpy as np
 import pytest
+from _train_helpers import assert_trees_equal, tiny_config
 
 from ffnkv.data import register_task
 from ffnkv.data.condcomp import CondComp
 from ffnkv.io.run import Run, checkpoint_steps, load_metrics
 from ffnkv.model import init_params
-from _train_helpers import assert_trees_equal, tiny_config
 from train.config import DataConfig
 from train.loop import TrainingDiverged, train
 

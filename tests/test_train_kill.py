@@ -3,9 +3,9 @@ import signal
 
 import numpy as np
 import pytest
+from _train_helpers import assert_trees_equal, start_training, tiny_config, wait_for_step
 
 from ffnkv.io.run import Run, load_metrics
-from _train_helpers import assert_trees_equal, start_training, tiny_config, wait_for_step
 from train.loop import train
 
 CHANGES = dict(steps=120, ckpt_every=7, eval_every=25, log_every=1)

@@ -11,6 +11,7 @@ import sys
 import jax
 import numpy as np
 import pytest
+from _train_helpers import ROOT, assert_trees_equal, tiny_config, write_config
 
 import train.loop as loop
 from cli.main import main
@@ -20,7 +21,6 @@ from ffnkv.data.condcomp import CondComp
 from ffnkv.errors import ConfigError, FfnkvError
 from ffnkv.io.load import load_model
 from ffnkv.io.run import Run, checkpoint_steps, load_metrics
-from _train_helpers import ROOT, assert_trees_equal, tiny_config, write_config
 from train.config import DataConfig, apply_overrides
 from train.loop import TrainingDiverged, TrainingInterrupted, train
 

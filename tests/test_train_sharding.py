@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from ffnkv.io.run import load_metrics
 from _train_helpers import tiny_config
 from tolerance import assert_f32_close
+
+from ffnkv.io.run import load_metrics
 from train.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,7 +87,8 @@ mesh = sharding.make_mesh((2, 4))
 abstract = jax.eval_shape(lambda: init_state(cfg))
 shards = sharding.state_shardings(abstract, mesh)
 def nbytes(shape_of):
-    return sum(math.prod(shape_of(a, s)) * a.dtype.itemsize for a, s in zip(jax.tree.leaves(abstract), jax.tree.leaves(shards)))
+    pairs = zip(jax.tree.leaves(abstract), jax.tree.leaves(shards))
+    return sum(math.prod(shape_of(a, s)) * a.dtype.itemsize for a, s in pairs)
 print(json.dumps([result["devices"], [r["loss"] for r in load_metrics(sys.argv[1]) if "loss" in r],
                   nbytes(lambda a, s: a.shape), nbytes(lambda a, s: s.shard_shape(a.shape))]))
 """
@@ -95,7 +96,8 @@ print(json.dumps([result["devices"], [r["loss"] for r in load_metrics(sys.argv[1
 
 @pytest.mark.slow
 def test_fsdp_matches_one_device(tmp_path, one_device_losses):
-    """Parameters and AdamW moments split 4 ways on "model" of a (2, 4) mesh: the same losses, a quarter of the bytes."""
+    """Parameters and AdamW moments split 4 ways on "model" of a (2, 4) mesh: the same losses, a quarter of the
+    bytes."""
     out = subprocess.run([sys.executable, "-c", FSDP, str(tmp_path)], cwd=ROOT, capture_output=True, timeout=600,
                          env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu"))
     assert out.returncode == 0, out.stderr.decode()[-3000:]

@@ -66,7 +66,8 @@ def test_torch_peer_matches_the_model():
     pairs = [(params["embed"]["tok"], model.tok), (params["embed"]["pos"], model.pos),
              (params["blocks"]["attn"]["W_q"], model.blocks[0].q.weight),
              (params["blocks"]["ffn"]["W_in"], model.blocks[0].ff_in.weight),
-             (params["blocks"]["ffn"]["W_out"], model.blocks[0].ff_out.weight), (params["unembed"], model.unembed.weight)]
+             (params["blocks"]["ffn"]["W_out"], model.blocks[0].ff_out.weight),
+             (params["unembed"], model.unembed.weight)]
     for ours, theirs in pairs:
         np.testing.assert_allclose(float(theirs.detach().std()), float(ours.std()), rtol=0.05)
 
@@ -93,7 +94,7 @@ def test_attention_equals_dot_product_attention(heads, kv_heads, T, causal, padd
     def ref(q, k, v):
         return jax.nn.dot_product_attention(q, k, v, mask=key_mask, is_causal=causal)
 
-    loss = lambda f: lambda q, k, v: (f(q, k, v) * g).sum()  # noqa: E731
+    loss = lambda f: lambda q, k, v: (f(q, k, v) * g).sum()
     chex.assert_trees_all_close(jax.jit(ours)(q, k, v), jax.jit(ref)(q, k, v), atol=1e-5, rtol=1e-5)
     chex.assert_trees_all_close(jax.jit(jax.grad(loss(ours), (0, 1, 2)))(q, k, v),
                                 jax.jit(jax.grad(loss(ref), (0, 1, 2)))(q, k, v), atol=1e-4, rtol=1e-4)

@@ -32,7 +32,8 @@ def _mem(agreement=(0.01, 0.01, 0.1, 0.1), chance=0.01, zero=0.5, zero_chance=0.
     return {"agreement": {"agreement": list(agreement), "baseline": [chance] * L, "baseline_sd": [0.005] * L,
                           "per_key": {"hit": hit, "shuffled": [[chance] * F] * L}},
             "composition": {"zero_agreement": [zero] * L, "zero_agreement_shuffled": [zero_chance] * L,
-                            "refinement": {"residual": [0.6] * L, "ffn": [0.1] * L, "both": [0.1] * L, "neither": [0.2] * L},
+                            "refinement": {"residual": [0.6] * L, "ffn": [0.1] * L, "both": [0.1] * L,
+                                           "neither": [0.2] * L},
                             "blocks": _blocks(zero, zero_chance, L=L, seed=seed)},
             "removal": removal}
 
@@ -90,12 +91,14 @@ def test_refinement_by_blocks():
 
 def _promo(rates, uniform=0.01, n_blocks=32, per_block=200, seed=0):
     rng = np.random.default_rng(seed)
-    return {"top_n": 10, "uniform": uniform, "dominant_fraction": [[r] for r in rates], "values_ever_in_top_n": [0.5] * len(rates),
+    return {"top_n": 10, "uniform": uniform, "dominant_fraction": [[r] for r in rates],
+            "values_ever_in_top_n": [0.5] * len(rates),
             "blocks": {"n": [per_block] * n_blocks,
                        "top1": np.stack([rng.binomial(per_block, r, n_blocks) for r in rates], 1).tolist()}}
 
 
-@pytest.mark.parametrize("rates, verdict", [((0.2, 0.1), "holds"), ((0.2, 0.02), "fails"), ((0.2, 0.05), "inconclusive")])
+@pytest.mark.parametrize("rates, verdict",
+                         [((0.2, 0.1), "holds"), ((0.2, 0.02), "fails"), ((0.2, 0.05), "inconclusive")])
 def test_promotion_every_layer_against_the_models_uniform_rate(rates, verdict):
     row = V.geva_promotion(_promo(rates), 1000)
     assert row["verdict"] == verdict and [t["label"] for t in row["tests"]] == ["layer 0", "layer 1"]
@@ -203,7 +206,7 @@ def verdicts(edit):
 
 def _per_edit(es, ps, ns, n=40, seed=0):
     rng = np.random.default_rng(seed)
-    draw = lambda p: (rng.uniform(size=n) < p).astype(float).tolist()  # noqa: E731
+    draw = lambda p: (rng.uniform(size=n) < p).astype(float).tolist()
     per = {"ES": draw(es), "PS": draw(ps), "NS": draw(ns)}
     means = {k: float(np.mean(v)) for k, v in per.items()}
     s = 3 / sum(1 / max(v, 1e-9) for v in means.values())
@@ -216,7 +219,7 @@ def test_meng_edits_are_judged_against_our_baselines():
     # ES 0.88 with a ceiling of 0.9 clears 0.9 × 0.9
     assert verdicts(_edit(_per_edit(0.88, 0.95, 0.95, n=400), _per_edit(0.9, 0.9, 0.9), ceiling=0.9))[0] == "holds"
     # specificity is relative to the unedited model's own NS
-    edit = lambda base_ns: _edit(_per_edit(1.0, 1.0, 0.7, n=400), _per_edit(1.0, 1.0, 0.7, n=400, seed=1),  # noqa: E731
+    edit = lambda base_ns: _edit(_per_edit(1.0, 1.0, 0.7, n=400), _per_edit(1.0, 1.0, 0.7, n=400, seed=1),
                                  _per_edit(0.2, 0.2, 0.2, n=400), base_ns=base_ns)
     assert verdicts(edit(1.0))[:2] == ["fails", "fails"]
     assert verdicts(edit(0.8))[:2] == ["holds", "holds"]
@@ -241,7 +244,8 @@ def test_meng_edits_by_intervals_over_edits():
 
 
 def _ranks(gold, rand, n=30, seed=0):
-    """A value projection (the knowledge study's): answer ranks of n knowledge neurons and 10 n random ones around the given medians."""
+    """A value projection (the knowledge study's): answer ranks of n knowledge neurons and 10 n random ones
+    around the given medians."""
     rng = np.random.default_rng(seed)
     g, r = rng.poisson(gold, n), rng.poisson(rand, 10 * n)
     return {"answer_rank_median": float(np.median(g)), "random_answer_rank_median": float(np.median(r)),

@@ -13,14 +13,14 @@ def _rahman_inputs(gini=0.9, gini0=0.5, n_spec=(3, 2), both=1, union=40, drop=(0
     correctness under ablation (op a's probes drop by ``drop[0]``, the other op's by ``drop[1]``) and per-neuron
     hierarchy scores; every sample is drawn around the given rates."""
     rng = np.random.default_rng(seed)
-    seq = lambda g: {"0": {"token_gini_mean": g, "active_fraction": 0.1,  # noqa: E731
+    seq = lambda g: {"0": {"token_gini_mean": g, "active_fraction": 0.1,
                            "token_gini_sequences": np.clip(rng.normal(g, 0.02, n), 0, 1).tolist()}}
     sparse = {"trained": seq(gini), "initial": seq(gini0)}
     spec = {"n_specialists": {op: {"0": k} for op, k in zip(OPS, n_spec)}, "n_generalists": {"0": 4},
             "jaccard": {"SUM|MAX": {"pooled": both / union}}, "overlap": {"SUM|MAX": {"both": both, "union": union}}}
     op = np.repeat([0, 1], n // 2)
     base = np.ones(n)
-    flip = lambda p: (rng.uniform(size=n) < p).astype(float)  # noqa: E731
+    flip = lambda p: (rng.uniform(size=n) < p).astype(float)
     correct = [base - flip(np.where(op == k, drop[0], drop[1])) for k in range(2)]
     ctrl_correct = [base - flip(np.full(n, ctrl_drop)) for _ in range(2)]
     mode = {"correct": [c.tolist() for c in correct], "control_correct": [c.tolist() for c in ctrl_correct]}
@@ -62,7 +62,7 @@ def test_a_model_without_ffn_is_not_applicable():
 def _compare(relu_sum=0.95, none_sum=0.2, none_max=0.9):
     from configs.condcomp import get_config
 
-    acc = lambda s, m: {"accuracy": {"SUM": s, "MAX": m, "MIN": 1.0, "all": (s + m + 1) / 3}}  # noqa: E731
+    acc = lambda s, m: {"accuracy": {"SUM": s, "MAX": m, "MIN": 1.0, "all": (s + m + 1) / 3}}
     return {"config": get_config().to_dict(),
             "kinds": {"relu": acc(relu_sum, 1.0), "gelu": acc(0.97, 1.0), "none": acc(none_sum, none_max)}}
 

@@ -41,7 +41,8 @@ class Checkpoints:
                     opt=ocp.args.StandardRestore({"step": abstract.step, "opt_state": abstract.opt_state})))
             except Exception as error:  # orbax/tensorstore raise many types for a damaged checkpoint
                 aside = self.run_dir / "corrupt_checkpoints" / str(step)
-                log(f"checkpoint step {step} is corrupted ({type(error).__name__}: {str(error).splitlines()[0][:200]}); "
+                log(f"checkpoint step {step} is corrupted ({type(error).__name__}: "
+                    f"{str(error).splitlines()[0][:200]}); "
                     f"moved to {aside} and using the previous one.")
                 if jax.process_index() == 0:
                     aside.parent.mkdir(parents=True, exist_ok=True)

@@ -87,7 +87,8 @@ def _write_config(run_dir: Path, cfg: TrainConfig) -> None:
         old["progress"] = new["progress"]  # display only
         if old != new:
             diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-            raise ConfigError(f"run dir {str(run_dir)!r} holds a run with a different config (fields: {', '.join(diff)}); "
+            raise ConfigError(f"run dir {str(run_dir)!r} holds a run with a different config (fields: "
+                              f"{', '.join(diff)}); "
                               "use another run dir (--out) or the same config to resume.")
         return
     if jax.process_index() == 0:
@@ -191,7 +192,8 @@ def _programs(cfg: TrainConfig, mesh):
         one_seed = jax.eval_shape(lambda: init_state(cfg, cfg.seed))
         state_sharding = sharding.state_shardings(one_seed, mesh, cfg.seeds)
         abstract = jax.eval_shape(lambda: init_state(cfg))
-        abstract = jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh), abstract, state_sharding)
+        abstract = jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
+                                abstract, state_sharding)
         init_fn = jax.jit(lambda: init_state(cfg), out_shardings=state_sharding)
         batch_sharding = sharding.batch_sharding(mesh) if cfg.seeds == 1 else sharding.seeds_batch_sharding(mesh)
         step_fn = jax.jit(make_train_step(cfg, make_optimizer(cfg), schedule(cfg)), donate_argnums=0,

@@ -10,7 +10,8 @@ the same global batch (it is a pure function of seed and step) and contributes o
 from __future__ import annotations
 
 import jax
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from ffnkv.errors import ConfigError
 from ffnkv.sharding import batch_axes, batch_sharding, init_distributed, make_mesh, put, replicated, tree_shardings
@@ -48,5 +49,5 @@ def state_shardings(abstract_state, mesh, seeds: int = 1):
     one = tree_shardings(abstract_state, mesh)
     if seeds == 1:
         return one
-    stack = lambda sh: NamedSharding(mesh, P(None, *sh.spec))  # noqa: E731
+    stack = lambda sh: NamedSharding(mesh, P(None, *sh.spec))
     return one.replace(params=jax.tree.map(stack, one.params), opt_state=jax.tree.map(stack, one.opt_state))

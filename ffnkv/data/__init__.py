@@ -39,5 +39,6 @@ def make_task(kind: str, **kwargs):
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(kwargs) - known)
         if unknown:
-            raise ConfigError(f"data field {unknown[0]!r} is unknown for task {kind!r}; known: {', '.join(sorted(known))}.")
+            raise ConfigError(f"data field {unknown[0]!r} is unknown for task {kind!r}; known: "
+                              f"{', '.join(sorted(known))}.")
     return cls(**kwargs)

@@ -90,7 +90,8 @@ def _answer_tokens(tokenizer, prompt: str, answer: str) -> list[int]:
 
 
 def _unknown_id(tokenizer) -> int | None:
-    """The id a tokenizer gives text outside its vocabulary (WordPiece's [UNK]); None when it has none (byte-level BPE)."""
+    """The id a tokenizer gives text outside its vocabulary (WordPiece's [UNK]); None when it has none (byte-level
+    BPE)."""
     backend = getattr(tokenizer, "backend", None)
     unk = getattr(getattr(backend, "model", None), "unk_token", None)
     return backend.token_to_id(unk) if unk else None
@@ -192,6 +193,7 @@ def world_fact_records(task, n: int | None = None, seed: int = 0) -> list[FactRe
 
 def record_json(r: FactRecord) -> dict:
     """A record back in CounterFact's JSON form."""
-    return {"case_id": r.case_id, "requested_rewrite": {"prompt": r.prompt, "subject": r.subject, "relation_id": r.relation_id,
-                                                        "target_true": {"str": r.target_true}, "target_new": {"str": r.target_new}},
+    rewrite = {"prompt": r.prompt, "subject": r.subject, "relation_id": r.relation_id,
+               "target_true": {"str": r.target_true}, "target_new": {"str": r.target_new}}
+    return {"case_id": r.case_id, "requested_rewrite": rewrite,
             "paraphrase_prompts": list(r.paraphrase_prompts), "neighborhood_prompts": list(r.neighborhood_prompts)}

@@ -176,7 +176,8 @@ class FactsTask:
     # ---- the world -------------------------------------------------------------------------------------
     @functools.cached_property
     def relations(self):
-        return tuple(rel._replace(attributes=rel.attributes[: self.n_attributes]) for rel in RELATIONS[: self.n_relations])
+        return tuple(rel._replace(attributes=rel.attributes[: self.n_attributes])
+                     for rel in RELATIONS[: self.n_relations])
 
     @functools.cached_property
     def tokenizer(self) -> FactsTokenizer:
@@ -271,7 +272,8 @@ class FactsTask:
         shape = (len(self.facts), n_templates)
         meta = np.array(meta, np.int32)
         return {"tokens": tokens.reshape(shape + (width,)), "lengths": lengths.reshape(shape),
-                "subject_start": meta[:, 2].reshape(shape), "subject_end": meta[:, 3].reshape(shape), "n_train": n_train}
+                "subject_start": meta[:, 2].reshape(shape),
+                "subject_end": meta[:, 3].reshape(shape), "n_train": n_train}
 
     @property
     def seq_len(self) -> int:
@@ -340,4 +342,5 @@ class FactsTask:
         pred_B = np.asarray(pred_BT)[np.arange(len(pred_BT)), eval_batch["predict_pos"]]
         correct = pred_B == eval_batch["attribute"]
         split = eval_batch["split"]
-        return {"train_fact_acc": float(correct[split == 0].mean()), "paraphrase_acc": float(correct[split == 1].mean())}
+        return {"train_fact_acc": float(correct[split == 0].mean()),
+                "paraphrase_acc": float(correct[split == 1].mean())}

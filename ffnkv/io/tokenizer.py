@@ -32,7 +32,7 @@ class Tokenizer:
     def from_backend(cls, backend, bos: str | None = None, eos: str | None = None, hidden=(),
                      add_bos: bool = False) -> "Tokenizer":
         """Wrap a ``tokenizers.Tokenizer``; ``bos``/``eos`` name the special tokens (None: not in the vocabulary)."""
-        find = lambda tok: None if tok is None else backend.token_to_id(tok)  # noqa: E731
+        find = lambda tok: None if tok is None else backend.token_to_id(tok)
         return cls(backend=backend, bos_id=find(bos), eos_id=find(eos), hidden=tuple(hidden),
                    add_bos=add_bos and find(bos) is not None)
 
@@ -49,7 +49,8 @@ class Tokenizer:
         ids, offsets = [], []
         for match in re.finditer(r"\S+", text):
             if match.group() not in lookup:
-                raise FfnkvError(f"{match.group()!r} is not a token of this vocabulary; use one of {' '.join(self.names)}.")
+                raise FfnkvError(f"{match.group()!r} is not a token of this vocabulary; use one of "
+                                 f"{' '.join(self.names)}.")
             ids.append(lookup[match.group()])
             offsets.append(match.span())
         return ids, offsets

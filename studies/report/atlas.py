@@ -27,7 +27,8 @@ def markdown(result: dict, figures: str = "") -> str:
     s, summ, m = result["settings"], result["summary"], result["machine"]
     rows = summ["rows"]
     out = [f"# The FFN-variant atlas ({s['profile']} profile)\n",
-           f"Profile {s['profile']}: seeds {s['seed']}…{s['seed'] + s['seeds'] - 1}, depths {list(s['depths'])}, d_model "
+           f"Profile {s['profile']}: seeds {s['seed']}…{s['seed'] + s['seeds'] - 1}, depths "
+           f"{list(s['depths'])}, d_model "
            f"{s['d_model']}, relu d_ff {s['d_ff']} (other kinds matched in FFN parameters), facts world "
            f"{s['n_entities']} entities × {s['n_relations']} relations. Every analysed model reaches train-fact "
            f"accuracy ≥ {result['target']}. Intervals: 95% hierarchical bootstrap over seeds, then facts. "
@@ -35,7 +36,8 @@ def markdown(result: dict, figures: str = "") -> str:
            f"{m['loadavg_end'][0]:.1f} at the end.\n"]
     h = summ["headline"]
     lines = [[label, (h[key] or {}).get("kind", "–"), ci(h[key])] for label, key in (
-        ("most editable (ROME S, best layer)", "most_editable"), ("most editable (MEMIT S, best layer)", "most_editable_memit"),
+        ("most editable (ROME S, best layer)", "most_editable"),
+        ("most editable (MEMIT S, best layer)", "most_editable_memit"),
         ("sparsest (token Gini)", "sparsest"), ("most localisable (tracing peak)", "most_localisable_tracing"),
         ("most localisable (necessity peak)", "most_localisable_necessity"))]
     out += ["## Headline\n", table(["question", "kind", "value [95% interval]"], lines)]
@@ -45,8 +47,9 @@ def markdown(result: dict, figures: str = "") -> str:
             table(["localiser", "across", "ρ [95% interval]", "verdict"],
                   [[k.split("|")[0], k.split("|")[1], ci(v), (v or {}).get("verdict", "–")] for k, v in pred.items()])]
     metrics = list(summ["metrics"])
+    reached = {k: f"{r['n_seeds'] - len(r['below_target'])}/{r['n_seeds']}" for k, r in rows.items()}
     out += ["## Kinds × metrics\n", table(["kind", "d_ff", "steps", "seeds ≥ target"] + metrics,
-                                          [[k, r["d_ff"], r["steps"], f"{r['n_seeds'] - len(r['below_target'])}/{r['n_seeds']}"]
+                                          [[k, r["d_ff"], r["steps"], reached[k]]
                                            + [ci(r["metrics"].get(x)) for x in metrics] for k, r in rows.items()]),
             "".join(f"* `{k}`: {v}\n" for k, v in summ["metrics"].items()) + "\n"]
     below = {k: r["below_target"] for k, r in rows.items() if r["below_target"]}
@@ -58,11 +61,9 @@ def markdown(result: dict, figures: str = "") -> str:
         if not r["layers"]:
             continue
         c = r["curves"]
-        out += [f"### {k}\n", table(["layer", "tracing", "necessity", "KN mass", "ROME S", "MEMIT S", "Gini", "Gini init",
-                                     "agreement"],
-                                    [[l] + [ci(c[n][i]) for n in ("tracing", "necessity", "kn_mass", "rome_S", "memit_S",
-                                                                  "gini", "gini_init", "agreement")]
-                                     for i, l in enumerate(r["layers"])]),
+        names = ("tracing", "necessity", "kn_mass", "rome_S", "memit_S", "gini", "gini_init", "agreement")
+        header = ["layer", "tracing", "necessity", "KN mass", "ROME S", "MEMIT S", "Gini", "Gini init", "agreement"]
+        out += [f"### {k}\n", table(header, [[l] + [ci(c[n][i]) for n in names] for i, l in enumerate(r["layers"])]),
                 "Peak layers per seed: " + "; ".join(f"{n} {v}" for n, v in r["peak_layers"].items()) + ".\n"]
     out.append("## Localisation vs editing per kind (Spearman ρ)\n")
     keys = sorted({key for r in rows.values() for key in r["correlations"]})
@@ -81,7 +82,8 @@ def markdown(result: dict, figures: str = "") -> str:
 
 def _colour_rows(rows, metrics):
     vals = np.array([[(r["metrics"].get(x) or {}).get("point", np.nan) for x in metrics] for r in rows.values()], float)
-    lo, hi = np.nanmin(np.where(np.isfinite(vals), vals, np.inf), 0), np.nanmax(np.where(np.isfinite(vals), vals, -np.inf), 0)
+    finite = np.isfinite(vals)
+    lo, hi = np.nanmin(np.where(finite, vals, np.inf), 0), np.nanmax(np.where(finite, vals, -np.inf), 0)
     return vals, (vals - lo) / np.where(hi > lo, hi - lo, 1.0)
 
 

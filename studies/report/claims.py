@@ -132,7 +132,8 @@ def rules_doc(rules, history: list[dict], changes: dict | None) -> str:
              "", "A test with a statistic judges its 95% bootstrap interval (`analysis.stats.interval`: resample "
              "seeds, then items within each seed): **holds** when the whole interval is on the claim's side of the "
              "cut, **fails** when the whole interval is on the other side, **inconclusive** otherwise; a claim with "
-             "several tests is their three-valued AND. Every rule judges an interval over the per-item arrays its study "
+             "several tests is their three-valued AND. Every rule judges an interval over the per-item "
+             "arrays its study "
              "writes; a test shown as `point` comes from a claims file written before that (a point value, no "
              "interval).", "",
              "The tables are written by commands, never by hand: `ffnkv reproduce` writes `claims.json` into its "
@@ -154,7 +155,8 @@ def rules_doc(rules, history: list[dict], changes: dict | None) -> str:
         if rows:
             lines += [f"Verdicts before and after on the same data ({cell(rows['data'])}; computed by "
                       f"`{rows['command']}`):", "", "| data | claim | before | after |", "|---|---|---|---|"]
-            lines += [f"| {cell(r['data'])} | {cell(r['claim'])} | {r['before']} | {r['after']} |" for r in rows["rows"]]
+            lines += [f"| {cell(r['data'])} | {cell(r['claim'])} | {r['before']} | {r['after']} |"
+                      for r in rows["rows"]]
             lines.append("")
         else:
             lines += ["Before/after verdicts: not computed (see the text above).", ""]

@@ -7,7 +7,8 @@ from pathlib import Path
 def table(rows: dict, threshold: float) -> str:
     ops = list(next(iter(rows.values()))["accuracy"])
     key = f"steps_to_{round(threshold * 100)}"
-    head = ["kind", "d_ff", "params", "ffn params", "eval loss"] + [f"acc {op}" for op in ops] + [f"steps≥{threshold:.0%} all"]
+    head = (["kind", "d_ff", "params", "ffn params", "eval loss"] + [f"acc {op}" for op in ops]
+            + [f"steps≥{threshold:.0%} all"])
     head += ["stopped at"] + [f"slope {op}" for op in ops if op != "all"]
     lines = [head]
     for kind, r in rows.items():
@@ -27,7 +28,8 @@ def plot(rows: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(ops), figsize=(4 * len(ops), 3.4), sharey=True)
     for ax, op in zip(axes, ops):
         for kind, r in rows.items():
-            ax.plot(r["curve"]["step"], r["curve"][op], label=kind, linestyle="--" if kind in ("none", "linear") else "-")
+            ax.plot(r["curve"]["step"], r["curve"][op], label=kind,
+                    linestyle="--" if kind in ("none", "linear") else "-")
         ax.set_title(f"eval accuracy: {op}")
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)

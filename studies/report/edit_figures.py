@@ -56,14 +56,16 @@ def edit_markdown(result: dict) -> str:
                   f"(NLL {d['nll']:.3f}, ‖δ‖ {d['delta_norm']:.1f}).", ""]
     if "memit_lambda_rule" in result:
         r = result["memit_lambda_rule"]
-        lines += [f"MEMIT λ = {r['lambda']:.4g} ({r['rule']}; ratio {r['ratio']:.3f}, mean kᵀC⁻¹k {r['mean_key_mahalanobis']:.4g}, "
+        lines += [f"MEMIT λ = {r['lambda']:.4g} ({r['rule']}; ratio {r['ratio']:.3f}, mean kᵀC⁻¹k "
+                  f"{r['mean_key_mahalanobis']:.4g}, "
                   f"d_ff {r['d_ff']}).", ""]
     if result.get("memit_lambda_sweep"):
         sweep = result["memit_lambda_sweep"]
         readings = result["memit_lambda_rule"].get("readings")
         if readings:
             lines += [f"MEMIT S over the ratio r = λ / mean kᵀC⁻¹k (one program over λ): the band rule gives r = "
-                      f"{readings['d_ff']:.3f} if GPT-J's keys have E[kᵀC⁻¹k] = d_ff and r = {readings['measured']:.3f} "
+                      f"{readings['d_ff']:.3f} if GPT-J's keys have E[kᵀC⁻¹k] = d_ff and r = "
+                      f"{readings['measured']:.3f} "
                       f"if {readings['key_scale']}·d_ff, as SmolLM2's do; here mean kᵀC⁻¹k = "
                       f"{result['memit_lambda_rule']['key_scale_here']:.2f}·d_ff.", ""]
         else:

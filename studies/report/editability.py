@@ -22,5 +22,6 @@ def write(result: dict, out) -> str:
     out, text = Path(out), text_table(result)
     write_json(out / "editability.json", result)
     write_text(out / "editability.md", "# Editability across FFN kinds\n\n" + text)
-    plot_scores({k: r["edit"] for k, r in result["kinds"].items()}, out / "editability.png", "Editability across FFN kinds")
+    plot_scores({k: r["edit"] for k, r in result["kinds"].items()}, out / "editability.png",
+                "Editability across FFN kinds")
     return text

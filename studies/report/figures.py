@@ -4,9 +4,9 @@ from __future__ import annotations
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from studies.report.write import save_figure  # noqa: E402,F401
+from studies.report.write import save_figure as save_figure  # re-exported: plotting modules import this one
 
 
 def subplots(*args, **kwargs):

@@ -54,7 +54,8 @@ def attribution_example(path, example: dict):
     for layer in range(L):
         ax.scatter(layer + np.linspace(-0.3, 0.3, F), attr_LF[layer], s=3, color="tab:blue")
     for layer, unit in example["neurons"]:
-        ax.scatter(layer - 0.3 + 0.6 * unit / max(F - 1, 1), attr_LF[layer, unit], s=40, facecolors="none", edgecolors="r")
+        ax.scatter(layer - 0.3 + 0.6 * unit / max(F - 1, 1), attr_LF[layer, unit], s=40,
+                   facecolors="none", edgecolors="r")
     ax.set(title=example["title"][:80], xlabel="layer (neurons spread within)", ylabel="attribution")
     layer_ticks(ax)
     return save_figure(fig, path)
@@ -182,7 +183,8 @@ def markdown(attr: dict | None, trace: dict | None) -> str:
         kf, layers = trace["known_facts"], trace["config"]["layers"]
         text += [f"{kf['n_facts']} facts averaged ({trace.get('averaged_over', 'known')}); p clean "
                  f"{kf['p_clean']['mean']:.3f}, p corrupted {kf['p_corrupt']['mean']:.3f}, total effect "
-                 f"{kf['total_effect']['mean']:.3f} ± {kf['total_effect']['ci']:.3f}; noise ν = {trace['config']['noise']:.3f}, "
+                 f"{kf['total_effect']['mean']:.3f} ± {kf['total_effect']['ci']:.3f}; noise ν = "
+                 f"{trace['config']['noise']:.3f}, "
                  f"{trace['config']['samples']} samples, window {trace['config']['window']}, layers {layers}.", "",
                  table(["restored", "early site: last subject token (peak ± CI, layer)", "late site: last token"],
                        [[name.replace("resid (window)", "resid")]

@@ -86,7 +86,8 @@ def write(result: dict, out_dir) -> list[str]:
                {"zero agreement": comp["zero_agreement"], "shuffled values": comp["zero_agreement_shuffled"]}),
         refinement_bars(out / "refinement.png", comp["refinement"]),
         curves(out / "removal.png", "coefficient change when a token is removed", "mean (m' - m) / |m|",
-               {"remove last": rem["last"]["mean_relative_change"], "remove first": rem["first"]["mean_relative_change"]})]
+               {"remove last": rem["last"]["mean_relative_change"],
+                "remove first": rem["first"]["mean_relative_change"]})]
     meta = {"model": result["model"], "settings": result["settings"]}
     files += [write_json(out / "memories.json", mem | meta | {"plots": [str(f) for f in files]}),
               write_json(out / "promotion.json", result["promotion"] | meta),
@@ -110,9 +111,11 @@ def markdown(mem: dict, promo: dict | None) -> str:
             ["remove last token: mean (m' − m)/|m|", *rem["last"]["mean_relative_change"]],
             ["remove first token: mean (m' − m)/|m|", *rem["first"]["mean_relative_change"]]]
     if promo:
-        rows += [[f"top value in the top-{promo['top_n']} (fraction of positions)", *[d[0] for d in promo["dominant_fraction"]]],
+        rows += [[f"top value in the top-{promo['top_n']} (fraction of positions)",
+                  *[d[0] for d in promo["dominant_fraction"]]],
                  [f"— uniform rate top-{promo['top_n']} / F (chance)", *[promo["uniform"]] * len(ag["agreement"])]]
     L = len(ag["agreement"])
-    return (f"{mem['n_tokens']:,} positions; values projected {'through the final norm' if mem['final_norm'] else 'raw (v·E)'}; "
+    return (f"{mem['n_tokens']:,} positions; values projected "
+            f"{'through the final norm' if mem['final_norm'] else 'raw (v·E)'}; "
             f"1/V = {ag['uniform']:.4f}; {ag['n_shuffles']} shuffles.\n\n"
             + table(["per layer", *[f"L{l}" for l in range(L)]], rows, 3))

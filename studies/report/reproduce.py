@@ -38,7 +38,8 @@ def _claims_table(claims: list[dict]) -> list[str]:
              "|---|---|---|---|---|---|"]
     for c in claims:
         tests = "<br>".join(", ".join(describe_test(t)) for t in c.get("tests") or [])
-        lines.append(f"| {c['source']} | {c['claim']} | {c['paper']} | {c['ours']} | {cell(tests)} | **{c['verdict']}** |")
+        lines.append(f"| {c['source']} | {c['claim']} | {c['paper']} | {c['ours']} | {cell(tests)} | "
+                     f"**{c['verdict']}** |")
     return lines
 
 
@@ -97,7 +98,8 @@ def build(out: Path, profile: str) -> tuple[str, list[dict]]:
 
 def write_report(out: Path, profile: str) -> Path:
     text, claims = build(out, profile)
-    for name, content in (("report.md", text), ("claims.json", json.dumps(claims_file(claims, profile, out=out), indent=1) + "\n"),
+    for name, content in (("report.md", text),
+                          ("claims.json", json.dumps(claims_file(claims, profile, out=out), indent=1) + "\n"),
                           ("report.html", _html(text))):
         tmp = out / f".{name}.tmp"
         tmp.write_text(content)

@@ -90,7 +90,8 @@ def _stop_cells(row: dict, ops: list[str]) -> list[str]:
     """Where and why a kind stopped, and its accuracy slope per op at the end (issue 20)."""
     if "end_slope_per_1000_steps" not in row:
         return ["—"] + ["—" for op in ops if op != "all"]
-    return [f"{row['steps']} ({row['stopped']})"] + [f"{row['end_slope_per_1000_steps'][op]:+.3f}" for op in ops if op != "all"]
+    return [f"{row['steps']} ({row['stopped']})"] + [f"{row['end_slope_per_1000_steps'][op]:+.3f}"
+                                                     for op in ops if op != "all"]
 
 
 def condcomp(out: Path):
@@ -115,7 +116,8 @@ def condcomp(out: Path):
                        + ["stopped at", *[f"slope {op}" for op in ops if op != "all"]], rows),
             "", _fig(out, d / "compare.png", "eval accuracy per op vs step"), ""]
     n = next(iter(kinds.values())).get("seeds", 1)
-    runs = [compare | {"kinds": {k: r["per_seed"][i] for k, r in kinds.items()}} for i in range(n)] if n > 1 else [compare]
+    runs = [compare
+            | {"kinds": {k: r["per_seed"][i] for k, r in kinds.items()}} for i in range(n)] if n > 1 else [compare]
     if n > 1:
         text[2] += f" {n} seeds per kind, trained as one program; the table shows seed 0, the verdicts use every seed."
     claims = judged(C.condcomp, runs)
@@ -161,7 +163,8 @@ def facts(out: Path):
                  f"Seed 0 of {len(attr)}: {s['n_facts']} facts, {s['n_prompts']} prompts; IG completeness error "
                  f"{_num(s['completeness']['relative_error'], '.2%')}; facts with neurons {s['facts_with_neurons']}, "
                  f"{_num(s['mean_neurons_per_fact'], '.1f')} per fact; per layer {s['layer_counts']}; relation overlap "
-                 f"intra {_num(s['intra_relation_overlap'], '.2f')} vs inter {_num(s['inter_relation_overlap'], '.2f')}.",
+                 f"intra {_num(s['intra_relation_overlap'], '.2f')} vs inter "
+                 f"{_num(s['inter_relation_overlap'], '.2f')}.",
                  "",
                  _fig(out, k_seeds[0] / "knowledge_neurons_effects.png", "suppress / amplify effects"), ""]
         claims += judged(C.dai, attr, cfg.n_layers)

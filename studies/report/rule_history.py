@@ -37,7 +37,7 @@ def verdicts_at(rev: str, root: Path):
 
 def inputs(run: Path | None, compare: Path | None) -> dict:
     """{function name: (data label, args)} for the outputs present."""
-    load = lambda p: json.loads(p.read_text()) if p.is_file() else None  # noqa: E731
+    load = lambda p: json.loads(p.read_text()) if p.is_file() else None
     out = {}
     if run is not None:
         from ffnkv.io.run import Run
@@ -45,7 +45,8 @@ def inputs(run: Path | None, compare: Path | None) -> dict:
         cfg = Run(run).model_cfg
         a = run / "analysis"
         mem, promo = load(a / "memories/memories.json"), load(a / "memories/promotion.json")
-        attr, trace, edit = load(a / "knowledge/attribution.json"), load(a / "knowledge/tracing.json"), load(a / "edit/edit.json")
+        attr, trace = load(a / "knowledge/attribution.json"), load(a / "knowledge/tracing.json")
+        edit = load(a / "edit/edit.json")
         label = f"facts LM {run}"
         out |= {k: (label, v) for k, v in (("geva_memories", (mem, "facts LM") if mem else None),
                                            ("geva_promotion", (promo, cfg.width) if promo else None),

@@ -162,9 +162,11 @@ def write_run(out: Path, row: dict, ops) -> Path:
         result = dict(results[name])
         arrays = result.pop("arrays", None)
         if name == "specialisation":
-            selectivity(None if arrays is None else arrays["si"], result.get("layers", []), ops, out / "selectivity.png")
+            selectivity(None if arrays is None else arrays["si"], result.get("layers", []), ops,
+                        out / "selectivity.png")
             if arrays is not None:
-                write_npz(out / "specialisation_neurons.npz", ops=np.asarray(ops), **{k: arrays[k] for k in NEURON_ARRAYS})
+                write_npz(out / "specialisation_neurons.npz", ops=np.asarray(ops),
+                          **{k: arrays[k] for k in NEURON_ARRAYS})
         else:
             plots[name](result)
         write_json(out / f"{name}.json", result)

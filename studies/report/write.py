@@ -41,7 +41,8 @@ def save_figure(fig, path, **kwargs) -> Path:
 
     fmt = Path(path).suffix.lstrip(".") or "png"
     try:
-        return _atomic(path, lambda tmp: fig.savefig(tmp, format=fmt, **({"dpi": 120, "bbox_inches": "tight"} | kwargs)))
+        return _atomic(path,
+                       lambda tmp: fig.savefig(tmp, format=fmt, **({"dpi": 120, "bbox_inches": "tight"} | kwargs)))
     finally:
         plt.close(fig)
 
