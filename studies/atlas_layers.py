@@ -24,9 +24,10 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from analysis import attribution as A
 from analysis import memories as M
 from analysis import tracing as TR
+from analysis.integrated_gradients import integrated_gradients
+from analysis.knowledge_neurons import knowledge_neurons
 from analysis.necessity import mean_coefficients, necessity
 from analysis.sparsity import model_sparsity
 from ffnkv.model import init_params
@@ -68,10 +69,10 @@ def localise(params, cfg, tok, facts, s, seed: int) -> dict:
     restored_NL = trace["restored"][np.arange(len(facts)), 0, last_N, :]
     tracing_LN = (restored_NL - trace["p_corrupt"][:, None]).T
     enc_all, fact_N = FS.all_prompts(tok, facts, True)
-    ig = A.integrated_gradients(params, cfg, enc_all, steps=s.ig_steps)
+    ig = integrated_gradients(params, cfg, enc_all, steps=s.ig_steps)
     pos_NLF = np.maximum(ig["attr"], 0)
     mass_NL = pos_NLF.sum(-1) / np.maximum(pos_NLF.sum((1, 2)), 1e-30)[:, None]
-    kn = A.knowledge_neurons(ig["attr"], fact_N)
+    kn = knowledge_neurons(ig["attr"], fact_N)
     count_LN = np.zeros((cfg.n_layers, len(facts)))
     for k, found in enumerate(kn):
         for layer, _ in found["neurons"]:
