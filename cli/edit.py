@@ -7,6 +7,8 @@ packaged ``known_facts.json`` for a pretrained model). Writes ``edit.json``, ``e
 """
 from __future__ import annotations
 
+import sys
+
 from cli.args import (
     add_distributed,
     add_facts,
@@ -116,6 +118,9 @@ def run(args) -> int:
     editing.check(model, settings)
     facts = FS.model_facts(model, args.facts, training_paraphrases=False)
     if args.n_facts is not None:
+        if args.n_facts > len(facts):
+            print(f"ffnkv edit: fewer facts than asked: the fact set holds {len(facts)} of the {args.n_facts} asked.",
+                  file=sys.stderr, flush=True)
         facts = [facts[i] for i in FS.select(facts, None, args.n_facts, args.seed, False)]
     result = editing.run(model, facts, settings, progress_of(args))
     if writer(args):

@@ -51,7 +51,7 @@ def test_batches_are_pure_windows(task):
     corpus = np.asarray(task.tokens)
     for row in a["tokens"]:
         hits = [s for s in range(len(corpus) - 16) if (corpus[s:s + 16] == row).all()]
-        assert hits and min(hits) < task._n_train
+        assert hits and min(hits) < task.n_train
     ev = task.eval_set(0)
     assert ev["tokens"].shape == (8, 16)
 
@@ -112,12 +112,12 @@ def test_eval_split_is_random_whole_documents_of_every_file(tmp_path):
     kw = dict(files=[str(a), str(b)], vocab_size_target=300, seq_len=16, eval_fraction=0.2)
     t = TextTask(cache_dir=str(tmp_path / "c"), **kw)
     tokens, eos = np.asarray(t.tokens), t.tokenizer.eos_id
-    assert tokens[t._n_train - 1] == eos and abs(t._n_train - 0.8 * len(tokens)) < 0.1 * len(tokens)
+    assert tokens[t.n_train - 1] == eos and abs(t.n_train - 0.8 * len(tokens)) < 0.1 * len(tokens)
     split = lambda part: t.tokenizer.decode(part).split(t.tokenizer.decode([eos]))[:-1]
-    held = split(tokens[t._n_train:])
-    assert sorted(held + split(tokens[:t._n_train])) == sorted(tagged)
+    held = split(tokens[t.n_train:])
+    assert sorted(held + split(tokens[:t.n_train])) == sorted(tagged)
     assert {d.split()[0] for d in held} == {"alpha", "omega"} and held != tagged[-len(held):]
     again = TextTask(cache_dir=str(tmp_path / "d"), **kw)
-    assert again._n_train == t._n_train and (np.asarray(again.tokens) == tokens).all()
+    assert again.n_train == t.n_train and (np.asarray(again.tokens) == tokens).all()
     for row in t.eval_set(0)["tokens"]:  # evaluation windows lie in the held-out documents
-        assert any((tokens[s:s + 16] == row).all() for s in range(t._n_train, len(tokens) - 15))
+        assert any((tokens[s:s + 16] == row).all() for s in range(t.n_train, len(tokens) - 15))

@@ -46,7 +46,7 @@ def multi(tmp_path_factory):
     """The S-seed run, with every trace of the train step and every call of the compiled step recorded."""
     run_dir = tmp_path_factory.mktemp("multi")
     traced, calls, programs = [], [], {}
-    real_step, real_programs = loop.make_train_step, loop._programs
+    real_step, real_programs = loop.make_train_step, loop.programs
 
     def counting_step(cfg, *args):
         step = real_step(cfg, *args)
@@ -67,7 +67,7 @@ def multi(tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(loop, "make_train_step", counting_step)
-        mp.setattr(loop, "_programs", counting_programs)
+        mp.setattr(loop, "programs", counting_programs)
         loop._PROGRAMS.clear()
         result = train(config(), run_dir)
     return run_dir, result, traced, len(calls), programs["step"]

@@ -182,7 +182,7 @@ def _evaluate(eval_fn, params, eval_sets: list[dict], task, mesh, chunk: int) ->
 _PROGRAMS: dict = {}
 
 
-def _programs(cfg: TrainConfig, mesh):
+def programs(cfg: TrainConfig, mesh):
     """The jitted init/step/eval functions and the abstract state, shared by runs of the same model, optimizer
     and mesh in one process (so e.g. ``compare`` or a resume in the same process compiles once)."""
     key = (json.dumps([cfg.model.to_dict(), cfg.to_dict()["optim"], cfg.steps, cfg.seed, cfg.seeds, cfg.seed_batch]),
@@ -234,7 +234,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, stop_rule=None) -> dict:
 def _train(cfg: TrainConfig, task, run_dir: Path, mesh, stop: _Stop, stop_rule=None) -> dict:
     primary = jax.process_index() == 0
     log = log_stderr if primary else (lambda message: None)
-    init_fn, step_fn, eval_fn, abstract = _programs(cfg, mesh)
+    init_fn, step_fn, eval_fn, abstract = programs(cfg, mesh)
 
     ckpts = Checkpoints(run_dir, cfg.keep)
     state = ckpts.restore_latest(abstract, log)

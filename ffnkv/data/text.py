@@ -398,7 +398,7 @@ class TextTask:
         return int(self.meta["vocab_size"])
 
     @functools.cached_property
-    def _n_train(self) -> int:
+    def n_train(self) -> int:
         """Where the held-out tail starts: the document boundary nearest ``(1 - eval_fraction)`` of the tokens,
         if one within half the tail's size leaves a window on both sides, else that token (so does a cache of
         format ≤ 3, stored in reading order)."""
@@ -420,19 +420,19 @@ class TextTask:
     def batch(self, seed: int, step: int, batch_size: int) -> dict:
         """Random windows of the training region; a pure function of (seed, step)."""
         rng = np.random.default_rng([seed, step, 0x7E47])
-        return self._windows(rng.integers(0, self._n_train - self.seq_len, batch_size))
+        return self._windows(rng.integers(0, self.n_train - self.seq_len, batch_size))
 
     def eval_set(self, seed: int = 0) -> dict:
         """``n_eval`` random windows of the held-out tail."""
         rng = np.random.default_rng([seed, 0xE7A1])
-        return self._windows(rng.integers(self._n_train, self.meta["n_tokens"] - self.seq_len, self.n_eval))
+        return self._windows(rng.integers(self.n_train, self.meta["n_tokens"] - self.seq_len, self.n_eval))
 
     def windows(self, max_tokens: int | None = None, split: str = "train") -> dict:
         """Contiguous non-overlapping windows (a zero-copy view of the memmap) for streaming analyses.
 
         Returns ``tokens`` and ``targets`` as ``[N, seq_len]`` views; ``offset`` maps row n to corpus position.
         """
-        lo, hi = (0, self._n_train) if split == "train" else (self._n_train, int(self.meta["n_tokens"]))
+        lo, hi = (0, self.n_train) if split == "train" else (self.n_train, int(self.meta["n_tokens"]))
         if max_tokens is not None:
             hi = min(hi, lo + int(max_tokens) + 1)
         n = (hi - lo - 1) // self.seq_len
