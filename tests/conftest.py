@@ -53,6 +53,16 @@ SLOW_CASES = {
     "tests/test_plan.py::test_a_budget_too_small_for_one_item_is_refused_in_one_line",
     "tests/test_reliability.py::test_interrupted_training_is_saved_unfinished_and_resumes",
     "tests/test_train_speed.py::test_compiled_train_step_has_no_layer_loop",
+    "tests/test_atlas.py::test_summary_intervals_headlines_and_correlations",
+    "tests/test_atlas.py::test_necessity_equals_a_direct_mean_ablation_per_layer",
+    "tests/test_verdicts.py::test_agreement_per_key_against_chance_and_lower_layers[changes0-holds]",
+    "tests/test_verdicts.py::test_dai_accepts_one_result_per_seed",
+    "tests/test_train_speed.py::test_attention_equals_dot_product_attention[4-2-70-True-True]",
+    "tests/test_train_speed.py::test_attention_equals_dot_product_attention[2-2-130-True-False]",
+    "tests/test_patching.py::test_prefix_equals_full[mlp_out-gelu]",
+    "tests/test_patching.py::test_prefix_equals_full[attn_out-gelu]",
+    "tests/test_heads.py::test_head_add_adds_and_patch_sets",
+    "tests/test_compile_depth.py::test_tracing_program_size_does_not_grow_with_depth",
 }
 
 
