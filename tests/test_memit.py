@@ -135,8 +135,9 @@ def test_memit_sweep_is_one_program_and_equals_memit_per_lambda():
     C_LFF = jnp.stack([C, C])
     lams = jnp.asarray([0.05, 3.0], jnp.float32)
     scores, info, spread = memit_sweep(params, cfg, (0, 1), C_LFF, reqs, probes, others, lams, hp)
+    compiled = memit_sweep._cache_size()  # other tests in this process may have compiled it for other shapes
     memit_sweep(params, cfg, (0, 1), C_LFF, reqs, probes, others, jnp.asarray([0.2, 40.0], jnp.float32), hp)
-    assert memit_sweep._cache_size() == 1
+    assert memit_sweep._cache_size() == compiled
     for i, lam in enumerate(np.asarray(lams)):
         edited, one = memit_edit(params, cfg, (0, 1), C_LFF, reqs, hp, float(lam), 16)
         want = score_edited(edited, cfg, probes, others)

@@ -38,6 +38,7 @@ def test_hand_set_value_projects_to_its_token(params, final_norm):
 
 def test_streaming_topk_equals_full_sort(params, corpus):
     tokens, mask = corpus
+    before = M.trigger_step._cache_size()  # other tests in this process may have compiled it for other shapes
     got = M.trigger_search(params, CFG, tokens, mask, k=7, batch_size=5)
     m_LNF = np.asarray(ffnkv.forward(params, jnp.asarray(tokens), CFG).acts.ffn).reshape(3, -1, 48)
     m_LNF = np.where(mask.reshape(1, -1, 1), m_LNF, -np.inf)
@@ -46,7 +47,7 @@ def test_streaming_topk_equals_full_sort(params, corpus):
     assert_f32_close(got["coef"], want_coef)
     picked = np.take_along_axis(m_LNF, got["index"].transpose(0, 2, 1), 1).transpose(0, 2, 1)
     assert_f32_close(picked, want_coef)  # indices point at those coefficients
-    assert M.trigger_step._cache_size() == 1  # one program for every chunk
+    assert M.trigger_step._cache_size() <= before + 1  # one program for every chunk
 
 
 def test_agreement_on_constructed_triggers():
