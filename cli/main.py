@@ -18,7 +18,6 @@ COMMAND_MODULES = (
     "memories",
     "knowledge",
     "edit",
-    "editability",
     "atlas",
     "pretrained",
     "reproduce",

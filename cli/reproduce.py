@@ -12,7 +12,7 @@ HELP = "run every training and analysis of the study (--quick: ≤ 25 min on 2 C
 DESCRIPTION = f"""Reproduce the whole study with one command. Stages, in order (each runs studies in-process on
 run dirs under --out): condcomp (every FFN kind on conditional computation, as ffnkv compare), specialise
 (Rahman et al.'s analyses, as ffnkv analyze), facts (the facts LM), memories, knowledge and edit (on the facts
-LM), editability (facts LMs per FFN kind: one table), atlas (ffnkv atlas: every FFN kind and placement, per
+LM), atlas (ffnkv atlas: every FFN kind and placement, per
 layer), text (an LM on local text and Geva's analyses on it),
 minilm and smollm2 (the real pretrained models, when the models or all extra is installed). Every trained
 model trains {SEEDS['full']} seeds in the full profile, {SEEDS['quick']} in quick ({SEEDS['smoke']} in smoke) as one

@@ -156,6 +156,7 @@ def train_cell(s: AtlasSettings, run_dir: Path, progress: Progress, **cell) -> d
     return row | ({"diverged": res["diverged"]} if "diverged" in res else {})
 
 
+MEASURES_FORMAT = 2  # 2: ROME's per-edit ES/PS/NS at each layer (the most-editable verdict)
 MEASURE_FIELDS = ("seed", "n_edits", "n_unrelated", "cov_batches", "trace_samples", "ig_steps", "probe_tokens",
                   "geva_k",
                   "geva_shuffles")
@@ -170,7 +171,7 @@ def measured(s: AtlasSettings, cell: dict, i: int, progress: Progress) -> dict:
     from studies.atlas_layers import measure
     from studies.report.write import write_json
 
-    key = {k: getattr(s, k) for k in MEASURE_FIELDS} | {"step": cell["steps"]}
+    key = {k: getattr(s, k) for k in MEASURE_FIELDS} | {"step": cell["steps"], "format": MEASURES_FORMAT}
     path = Path(cell["run_dir"]) / f"atlas_seed{i}.json"
     if path.is_file():
         kept = json.loads(path.read_text())

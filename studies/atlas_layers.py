@@ -42,7 +42,8 @@ def _edit_score(per_edit: dict) -> np.ndarray:
 
 def edits(model, records, layers, s, seed: int, progress=SILENT) -> dict:
     """ROME and MEMIT scores at each layer of ``layers`` (module docstring)."""
-    out = {"layers": list(layers), "rome_S": [], "memit_S": [], "rome": [], "memit": [], "edit_score": []}
+    out = {"layers": list(layers), "rome_S": [], "memit_S": [], "rome": [], "memit": [], "edit_score": [],
+           "rome_per_edit": []}
     for l in layers:
         progress.write(f"  editing at layer {l}: ROME one at a time, MEMIT on its band…")
         res = editing.run(model, records, editing.EditSettings(
@@ -57,6 +58,8 @@ def edits(model, records, layers, s, seed: int, progress=SILENT) -> dict:
         out["memit"].append({k: res["memit"][k] for k in ("ES", "PS", "NS", "S", "unrelated_acc")}
                             | {"layers": res["memit_layers"]})
         out["edit_score"].append(_edit_score(res["rome_single"]["per_edit"]).tolist())
+        out["rome_per_edit"].append({k: np.asarray(res["rome_single"]["per_edit"][k], float).tolist()
+                                     for k in ("ES", "PS", "NS")})
     return out
 
 

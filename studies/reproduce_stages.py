@@ -179,19 +179,6 @@ def edit(ctx: Context) -> dict:
     return {"settings": _asdict(s), "seeds": _each_seed(ctx, ctx.out / "facts", "edit", one)}
 
 
-def editability(ctx: Context) -> dict:
-    from studies import editability as study
-    from studies.report.editability import write
-
-    sizes = ctx.pick({}, {"steps": 250, "n_entities": 32, "n_edits": 12, "n_unrelated": 30, "trace_facts": 20,
-                          "neuron_facts": 4},
-                     {"kinds": ("relu",), "steps": 100, "n_entities": 8, "n_edits": 3, "n_unrelated": 4,
-                      "trace_facts": 4, "neuron_facts": 2, "d_model": 32, "n_layers": 2})
-    s = study.EditabilitySettings(**sizes, seed=ctx.seed, seeds=ctx.seeds)
-    write(study.run(ctx.out / "editability", s, ctx.progress), ctx.out / "editability")
-    return {"settings": _asdict(s), "seeds": s.seeds}
-
-
 # ---------------------------------------------------------------- real text, real models
 
 def text(ctx: Context) -> dict:
@@ -263,7 +250,6 @@ STAGES = {s.name: s for s in (
     Stage("memories", "Key-value memories (Geva et al. 2021, 2022) on the facts LM", memories),
     Stage("knowledge", "Knowledge neurons (Dai et al. 2022) and causal tracing (Meng et al. 2022)", knowledge),
     Stage("edit", "ROME and MEMIT on the facts LM (Meng et al. 2022, 2023)", edit),
-    Stage("editability", "Which FFN kind stores facts most editably", editability),
     Stage("atlas", "The FFN-variant atlas: where each kind keeps facts, how sparsely, how editably", atlas),
     Stage("text", "An LM on real text and Geva's analyses on it", text, _text_missing),
     Stage("minilm", "A real encoder: all-MiniLM-L6-v2", minilm,

@@ -241,6 +241,30 @@ HISTORY = [
              "scores are gone. Which kind is most editable: S(best) − S(runner-up) > 0 over edits (before: the "
              "argmax with no test). A test resting on one item (e.g. a model with one generalist), or whose "
              "interval has no finite bounds, is 'inconclusive': a bootstrap of one item has no spread."},
+    {"id": "seeds-together", "date": "2026-12-08", "commit": "this session's first commit (issue 20)",
+     "before": "WORKTREE", "after": "WORKTREE", "seeds": "each, then together",
+     "rules": ["rahman.sparsity", "rahman.sparsity_above_initial", "rahman.distinct_groups", "rahman.dissociation_drop",
+               "rahman.dissociation_control", "rahman.dissociation_spare", "rahman.hierarchy",
+               "rahman.hierarchy_effect", "meng.early_site", "meng.early_site_share", "geva2022.dominance"],
+     "functions": ["rahman_kinds", "meng_tracing", "geva_promotion"],
+     "title": "several seeds: one interval over seeds and items, not each seed alone",
+     "text": "Same rules and cuts; what changed is how several seeds are combined. Before: the reproduce report "
+             "judged these claims on each seed alone and called them 'inconclusive' unless every seed gave the "
+             "same verdict (`over_seeds`, a second seed-combination rule beside the intervals). After: every rule "
+             "gets the per-seed results together and its interval resamples seeds, then items within each seed, "
+             "as every other rule already did (Rahman's claims per kind now take per-seed lists). Why: one home "
+             "for combining seeds; each-seed-alone judges each seed on a third of the data, so its intervals are "
+             "wider and a disagreement between two inconclusive-looking seeds was not a measurement. The table "
+             "judges the same per-seed outputs both ways with today's rules."},
+    {"id": "editability-atlas", "date": "2026-12-08", "commit": "this session's first commit (issue 23)",
+     "before": "WORKTREE", "after": "WORKTREE", "rules": ["editability.best"], "functions": [],
+     "title": "which kind is most editable: judged on the atlas's models",
+     "text": "Same rule and cut (S(best) − S(runner-up) > 0 by its interval over edits and seeds). Its data moved: "
+             "`ffnkv editability` (four kinds, one short training whose models knew under half of their facts, "
+             "issue 23) was removed; the rule now reads the atlas (`ffnkv atlas`): each analysed seed's ROME "
+             "per-edit scores at that seed's best layer, for every kind whose models reach the atlas's train-fact "
+             "target. "
+             "No before/after table: the old study's models no longer exist."},
 ]
 N_BOOT = 2000
 
@@ -291,79 +315,97 @@ def _decisive(tests: list[dict]) -> list[dict]:
     return tests[:1]
 
 
-def _dissociation_tests(abl: dict, ops, specialist_sets) -> dict:
+def _dissociation_tests(abls: list[dict], ops, specialist_sets: list[list[bool]]) -> dict:
     """Per mode and ordered op pair (a, b), the three interval tests of ``analysis.ablation``'s dissociation on
-    per-probe correctness: the drop on a's probes ≥ MIN_DROP, beyond the random sets', and the drop on b's
-    probes ≤ half the drop on a's. An empty specialist set dissociates nothing (no test: fails)."""
-    op_N = np.asarray(abl["probe_op"])
-    base_N = np.asarray(abl["baseline_correct"], float)
+    per-probe correctness (one ablation result per seed): the drop on a's probes ≥ MIN_DROP, beyond the random
+    sets', and the drop on b's probes ≤ half the drop on a's. An empty specialist set (in any seed) dissociates
+    nothing (no test: fails)."""
     out = {}
     for mode in ablation.MODES:
-        acc_KN = np.asarray(abl[mode]["correct"], float)
-        ctrl_KN = np.asarray(abl[mode]["control_correct"], float)
         for a, b in itertools.permutations(range(len(ops)), 2):
             label = f"{mode} {ops[a]}>{ops[b]}"
-            if not specialist_sets[a]:
+            if not all(has[a] for has in specialist_sets):
                 out[label] = [{"rule": "rahman.dissociation_drop", "statistic": "precondition", "point": None,
-                               "lo": None, "hi": None, "n_seeds": 1, "n_items": 0, "cut": "a non-empty set",
-                               "direction": "has", "verdict": "fails", "label": label}]
+                               "lo": None, "hi": None, "n_seeds": len(abls), "n_items": 0,
+                               "cut": "a non-empty set in every seed", "direction": "has", "verdict": "fails",
+                               "label": label}]
                 continue
-            own, other = op_N == a, op_N == b
-            drop_N = base_N - acc_KN[a]
-            out[label] = [judge("rahman.dissociation_drop", drop_N[own]),
-                          judge("rahman.dissociation_control", ctrl_KN[a][own] - acc_KN[a][own]),
-                          judge("rahman.dissociation_spare", ST.two_groups(drop_N[other], drop_N[own] / 2))]
+            drop, ctrl, spare = [], [], []
+            for abl in abls:
+                op_N = np.asarray(abl["probe_op"])
+                acc_KN = np.asarray(abl[mode]["correct"], float)
+                own, other = op_N == a, op_N == b
+                drop_N = np.asarray(abl["baseline_correct"], float) - acc_KN[a]
+                drop.append(drop_N[own])
+                ctrl.append(np.asarray(abl[mode]["control_correct"], float)[a][own] - acc_KN[a][own])
+                spare.append(ST.two_groups(drop_N[other], drop_N[own] / 2))
+            out[label] = [judge("rahman.dissociation_drop", drop), judge("rahman.dissociation_control", ctrl),
+                          judge("rahman.dissociation_spare", spare)]
             out[label] = [t | {"label": label} for t in out[label]]
     return out
 
 
-def rahman_claims(sparse: dict, spec: dict, abl: dict, hier: dict, ops) -> dict:
+def _hierarchy(hiers: list[dict]) -> dict:
+    """Rahman's hierarchy tests over seeds: generalists' scores − controls' > 0 and the generalists' median ≥ the
+    effect cut, by intervals over neurons (and seeds)."""
+    if not all(h["applicable"] for h in hiers):
+        return {"verdict": "not applicable", "why": hiers[0]["reason"], "tests": []}
+    if not all(h.get("layers") for h in hiers):
+        why = next(h["reason"] for h in hiers if not h.get("layers"))
+        return {"verdict": "fails", "why": why, "generalist_score": None, "control_score": None, "p_value": None,
+                "tests": []}
+    scores = lambda h, key: np.concatenate([np.asarray(r[key], float) for r in h["layers"].values()])
+    gen = [scores(h, "generalist_scores") for h in hiers]
+    h_tests = [judge("rahman.hierarchy", [ST.two_groups(g, scores(h, "control_scores")) for g, h in zip(gen, hiers)]),
+               judge("rahman.hierarchy_effect", gen)]
+    h = hiers[0]
+    return {"verdict": ST.all_of(t["verdict"] for t in h_tests), "generalist_score": h["generalist_score_mean"],
+            "control_score": h["control_score_mean"], "p_value": h["p_value"], "tests": h_tests}
+
+
+def rahman_claims(sparse, spec, abl, hier, ops) -> dict:
     """Rahman et al. (2026)'s four claims on one model (rules ``rahman.*`` in ``RULES``), each verdict the
     three-valued AND of its tests' 95% intervals (over probe sequences, specialist neurons, probes or ablated
-    neurons), with the numbers it rests on and the tests (``tests``)."""
-    gini = sparsity.layer_mean(sparse["trained"], "token_gini_mean")
+    neurons, and over seeds when each argument is a list of one result per seed), with the numbers it rests on
+    (seed 0's) and the tests (``tests``)."""
+    sparse, spec, abl, hier = (_seeds(x) for x in (sparse, spec, abl, hier))
+    gini = sparsity.layer_mean(sparse[0]["trained"], "token_gini_mean")
     if gini is None:
         na = {"verdict": "not applicable", "why": "the model has no FFN", "tests": []}
         return {"sparsity": na, "distinct_groups": na, "double_dissociation": na, "hierarchy": na}
-    gini0 = sparsity.layer_mean(sparse.get("initial", {}), "token_gini_mean")
-    g_N, g0_N = _gini_sequences(sparse["trained"]), _gini_sequences(sparse.get("initial", {}))
+    gini0 = sparsity.layer_mean(sparse[0].get("initial", {}), "token_gini_mean")
+    g_N = [_gini_sequences(x["trained"]) for x in sparse]
+    g0_N = [_gini_sequences(x.get("initial", {})) for x in sparse]
     sparse_tests = [judge("rahman.sparsity", g_N)]
-    if g0_N is not None:
-        sparse_tests.append(judge("rahman.sparsity_above_initial", g_N - g0_N))
-    n_spec = {op: sum(spec["n_specialists"][op].values()) for op in ops}
-    jac = {pair: row["pooled"] for pair, row in spec["jaccard"].items()}
-    group_tests = [judge("rahman.distinct_groups", np.r_[np.ones(c["both"]), np.zeros(c["union"] - c["both"])])
-                   | {"label": pair} for pair, c in spec["overlap"].items() if c["union"]]
-    groups_v = ST.all_of(t["verdict"] for t in group_tests) if all(n > 0 for n in n_spec.values()) else "fails"
-    n_spec0 = ({op: sum(spec["initial"]["n_specialists"][op].values()) for op in ops} if "initial" in spec else None)
-    by_pair = _dissociation_tests(abl, ops, [n_spec[op] > 0 for op in ops])
+    if all(g is not None for g in g0_N):
+        sparse_tests.append(judge("rahman.sparsity_above_initial", [a - b for a, b in zip(g_N, g0_N)]))
+    n_specs = [{op: sum(p["n_specialists"][op].values()) for op in ops} for p in spec]
+    jac = {pair: row["pooled"] for pair, row in spec[0]["jaccard"].items()}
+    both = lambda c: np.r_[np.ones(c["both"]), np.zeros(c["union"] - c["both"])]
+    pairs = [pair for pair in spec[0]["overlap"] if any(p["overlap"][pair]["union"] for p in spec)]
+    group_tests = [judge("rahman.distinct_groups", [both(p["overlap"][c]) for p in spec if p["overlap"][c]["union"]])
+                   | {"label": c} for c in pairs]
+    every = all(n > 0 for n_spec in n_specs for n in n_spec.values())
+    groups_v = ST.all_of(t["verdict"] for t in group_tests) if every else "fails"
+    n_spec0 = ({op: sum(spec[0]["initial"]["n_specialists"][op].values()) for op in ops}
+               if "initial" in spec[0] else None)
+    by_pair = _dissociation_tests(abl, ops, [[n_spec[op] > 0 for op in ops] for n_spec in n_specs])
     ok = {label: ST.all_of(t["verdict"] for t in tests) == "holds" for label, tests in by_pair.items()}
     held = {mode: [f"{a}|{b}" for a, b in itertools.combinations(ops, 2)
                    if ok[f"{mode} {a}>{b}"] and ok[f"{mode} {b}>{a}"]] for mode in ablation.MODES}
     dd_tests = [t for tests in by_pair.values() for t in tests]
-    if hier["applicable"] and hier.get("layers"):
-        gen = np.concatenate([np.asarray(r["generalist_scores"], float) for r in hier["layers"].values()])
-        ctrl = np.concatenate([np.asarray(r["control_scores"], float) for r in hier["layers"].values()])
-        h_tests = [judge("rahman.hierarchy", ST.two_groups(gen, ctrl)), judge("rahman.hierarchy_effect", gen)]
-        hv = {"verdict": ST.all_of(t["verdict"] for t in h_tests), "generalist_score": hier["generalist_score_mean"],
-              "control_score": hier["control_score_mean"], "p_value": hier["p_value"], "tests": h_tests}
-    elif hier["applicable"]:
-        hv = {"verdict": "fails", "why": hier["reason"], "generalist_score": None, "control_score": None,
-              "p_value": None, "tests": []}
-    else:
-        hv = {"verdict": "not applicable", "why": hier["reason"], "tests": []}
     return {
         "sparsity": {"verdict": ST.all_of(t["verdict"] for t in sparse_tests), "token_gini": gini,
                      "token_gini_initial": gini0, "tests": sparse_tests,
-                     "active_fraction": sparsity.layer_mean(sparse["trained"], "active_fraction"),
-                     "active_fraction_initial": sparsity.layer_mean(sparse.get("initial", {}), "active_fraction")},
-        "distinct_groups": {"verdict": groups_v, "n_specialists": n_spec, "n_specialists_initial": n_spec0,
-                            "n_generalists": sum(spec["n_generalists"].values()), "jaccard": jac,
+                     "active_fraction": sparsity.layer_mean(sparse[0]["trained"], "active_fraction"),
+                     "active_fraction_initial": sparsity.layer_mean(sparse[0].get("initial", {}), "active_fraction")},
+        "distinct_groups": {"verdict": groups_v, "n_specialists": n_specs[0], "n_specialists_initial": n_spec0,
+                            "n_generalists": sum(spec[0]["n_generalists"].values()), "jaccard": jac,
                             "tests": group_tests},
         "double_dissociation": {"verdict": ST.all_of(t["verdict"] for t in dd_tests), "pairs_holding": held,
                                 "pairs": [f"{a}|{b}" for a, b in itertools.combinations(ops, 2)],
                                 "tests": dd_tests},
-        "hierarchy": hv,
+        "hierarchy": _hierarchy(hier),
     }
 
 
@@ -789,18 +831,24 @@ def meng_edits(edit, small_lambda: dict | None = None) -> list[dict]:
 
 
 def editability(kinds: dict) -> dict:
-    """Which FFN kind ROME edits best (``studies.editability``): the kind of highest S against the runner-up,
-    S(best) − S(runner-up) by its 95% interval over edits (and seeds); the kinds' edits are two groups (each
-    model knows its own facts, so the edits need not be the same)."""
-    per_seed = {k: [r["edit"] for r in r0.get("per_seed", [r0])] for k, r0 in kinds.items()}
-    items = {k: _edit_items(runs, "rome_single") for k, runs in per_seed.items()}
+    """Which FFN kind ROME edits best (the atlas, ``studies.atlas``): ``kinds`` maps a kind to one per-edit
+    ``{"ES", "PS", "NS"}`` dict per seed (ROME one edit at a time at that seed's best layer). The kind of
+    highest S against the runner-up, S(best) − S(runner-up) by its 95% interval over edits (and seeds); the
+    kinds' edits are two groups (each model knows its own facts, so the edits need not be the same)."""
+    items = {k: [np.stack([np.asarray(e[c], float) for c in ("ES", "PS", "NS")], 1) for e in seeds]
+             for k, seeds in kinds.items() if seeds}
+    if len(items) < 2:
+        return claim("ffnkv", "the FFN kind most editable by ROME", "—", "fewer than two kinds were edited",
+                     "not applicable", "needs two edited kinds")
     s_of = {k: _harmonic(np.concatenate(x).mean(0)) for k, x in items.items()}
     best, second = sorted(s_of, key=s_of.get, reverse=True)[:2]
     pad = lambda x, left: np.concatenate([x, np.full_like(x, np.nan)][:: 1 if left else -1], 1)
+    n = min(len(items[best]), len(items[second]))
     t = judge("editability.best", [np.concatenate([pad(a, True), pad(b, False)])
-                                   for a, b in zip(items[best], items[second])]) | {"label": f"{best} − {second}"}
-    return claim("ffnkv", f"the FFN kind most editable by ROME is {best} (same facts, matched parameters)", "—",
-                 ", ".join(f"{k} S {v:.2f}" for k, v in s_of.items()) + f"; {best} − {second} {_iv(t, '+.2f')}",
+                                   for a, b in zip(items[best][:n], items[second][:n])])
+    t |= {"label": f"{best} − {second}"}
+    return claim("ffnkv", f"the FFN kind most editable by ROME is {best} (matched parameters, each at its best layer)",
+                 "—", ", ".join(f"{k} S {v:.2f}" for k, v in s_of.items()) + f"; {best} − {second} {_iv(t, '+.2f')}",
                  t["verdict"], "S(best) − S(runner-up) > 0 by its 95% interval over edits (and seeds)", [t])
 
 

@@ -14,11 +14,11 @@ from cli.main import build_parser
 DOC = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
 # option -> (dest, type, the commands that must take it: the policy docs/cli.md explains)
 SHARED = {
-    "--out": ("out", A.output_dir, {"analyze", "atlas", "compare", "edit", "editability", "knowledge", "memories",
+    "--out": ("out", A.output_dir, {"analyze", "atlas", "compare", "edit", "knowledge", "memories",
                                     "pretrained", "reproduce", "train"}),
     "--facts": ("facts", A.facts_file, {"edit", "knowledge", "pretrained"}),
     "--n-facts": ("n_facts", A.positive_int, {"edit", "knowledge", "pretrained"}),
-    "--seed": ("seed", A.nonnegative_int, {"analyze", "atlas", "compare", "edit", "editability", "knowledge",
+    "--seed": ("seed", A.nonnegative_int, {"analyze", "atlas", "compare", "edit", "knowledge",
                                            "memories", "pretrained", "reproduce", "train"}),
     "--mesh": ("mesh", A.mesh_shape, {"compare", "edit", "knowledge", "memories", "pretrained", "train"}),
     "--no-progress": ("no_progress", None, None),  # every command

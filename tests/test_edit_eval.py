@@ -54,7 +54,6 @@ def test_cli_edit_errors_are_clean(tmp_path, capsys):
     assert capsys.readouterr().err.count("\n") == 1
     assert main(["edit", str(tmp_path), "--protocols", "rome"]) == 2
     assert "single, sequential, memit" in capsys.readouterr().err
-    assert main(["editability", "--out", str(tmp_path / "s"), "--kinds", "none"]) == 2
 
 
 def test_requests_from_fact_records_point_at_the_subject_and_the_prediction():

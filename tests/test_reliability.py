@@ -169,7 +169,7 @@ BAD_INPUT = [  # (argv, env, exit code, the one line on stderr)
     (["edit", "{tmp}", "--memit-lambda", "nan"], {}, 2,
      "ffnkv edit: error: argument --memit-lambda: nan must be a finite number greater than 0"),
     (["edit", "{file}"], {}, 2, "ffnkv edit: error: "),
-    (["editability", "--out", "{file}"], {}, 2, "ffnkv editability: error: argument --out: '{file}' is a file"),
+    (["atlas", "--out", "{file}"], {}, 2, "ffnkv atlas: error: argument --out: '{file}' is a file"),
 ]
 
 

@@ -130,30 +130,13 @@ def test_sigterm_between_two_trainings_of_compare_exits_143(tmp_path, capsys, si
 
 
 @pytest.mark.slow
-def test_a_signal_during_the_final_eval_of_editability_is_not_lost(tmp_path, capsys, signalling):
-    """editability evaluates at step 0 and at its last step: the second evaluation is the boundary."""
-    out = tmp_path / "ed"
-    signalling.update(at=2)
-    argv = ["editability", "--out", str(out), "--kinds", "relu,gelu", "--steps", "3", "--d-model", "16",
-            "--n-layers", "2", "--d-ff", "32", "--n-entities", "8", "--n-edits", "2", "--n-unrelated", "2",
-            "--neuron-facts", "1", "--trace-facts", "1"]
-    assert main(argv) == 143
-    assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        "ffnkv editability: error: interrupted after the last step was saved; re-run the same command to finish.")
-    assert not (out / "editability.json").exists() and not (out / "gelu").exists()
-    assert checkpoint_steps(out / "relu") == [3]
-
-
-@pytest.mark.slow
-def test_sigterm_during_training_of_editability_exits_143_unfinished(tmp_path, capsys, signalling):
-    out = tmp_path / "ed"
+def test_sigterm_during_training_of_atlas_exits_143_unfinished(tmp_path, capsys, signalling):
+    out = tmp_path / "atlas"
     signalling.update(at=1)  # the evaluation before the first step
-    argv = ["editability", "--out", str(out), "--kinds", "relu", "--steps", "3", "--d-model", "16",
-            "--n-layers", "2", "--d-ff", "32", "--n-entities", "8", "--n-edits", "2", "--n-unrelated", "2"]
-    assert main(argv) == 143
+    assert main(["atlas", "--profile", "smoke", "--out", str(out), "--no-progress"]) == 143
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        "ffnkv editability: error: interrupted at step 0 of 3; re-run the same command to resume.")
-    assert not (out / "editability.json").exists()
+        "ffnkv atlas: error: interrupted at step 0 of 400; re-run the same command to resume.")
+    assert not (out / "atlas.json").exists()
 
 
 SIGNALLING_CONFIG = '''import os, signal

@@ -8,8 +8,8 @@ import pytest
 
 from cli import main
 from studies import verdicts as C
+from studies.report import rule_history
 from studies.report.reproduce import RERUN_BEGIN, RERUN_END, rerun_table
-from studies.report.reproduce_sections import over_seeds
 from studies.reproduce import run_stage
 from studies.reproduce_stages import SEEDS, Context, Stage
 from studies.reproduce_stages import STAGES as STAGE_DEFS
@@ -26,7 +26,7 @@ def test_smoke_profile_writes_a_report_from_its_outputs_and_resumes(tmp_path, ca
     for name in STAGES.split(","):
         assert json.loads((out / "stages" / f"{name}.json").read_text())["status"] == "done"
         assert f"| {name} | {STAGE_DEFS[name].title} | done |" in report
-    assert "| not run |" in report.split("| editability |")[1].split("\n")[0]
+    assert "| not run |" in report.split("| atlas |")[1].split("\n")[0]
     compare = json.loads((out / "condcomp" / "compare.json").read_text())
     sum_relu = sum(r["accuracy"]["SUM"] for r in compare["kinds"]["relu"]["per_seed"]) / SEEDS["smoke"]  # pooled
     claims = json.loads((out / "claims.json").read_text())["claims"]
@@ -42,6 +42,12 @@ def test_smoke_profile_writes_a_report_from_its_outputs_and_resumes(tmp_path, ca
     for study, name in (("memories", "memories.json"), ("knowledge", "attribution.json"), ("edit", "edit.json")):
         assert all((out / "facts" / "analysis" / study / f"seed{i}" / name).is_file() for i in range(SEEDS["smoke"]))
     assert json.loads((out / "stages" / "facts.json").read_text())["seeds"] == SEEDS["smoke"]
+    data = rule_history.inputs(out / "facts", out / "condcomp")  # the rule history reads reproduce's seed dirs
+    assert {"geva_promotion", "meng_tracing", "rahman_kinds", "meng_edits"} <= set(data)
+    assert all(len(data[name][2][0]) == SEEDS["smoke"] for name in ("meng_tracing", "geva_promotion"))
+    together = [h for h in C.HISTORY if h["id"] == "seeds-together"]
+    rows = rule_history.changes(together, data, Path.cwd(), "test")["seeds-together"]["rows"]
+    assert {r["after"] for r in rows} <= {"holds", "fails", "inconclusive", "not applicable"} and len(rows) >= 6
     assert "![eval accuracy per op vs step](condcomp/compare.png)" in report
     assert (out / "condcomp/compare.png").is_file()
 
@@ -95,13 +101,20 @@ def test_reproduce_and_the_studies_import_no_command_line():
     assert offenders == []
 
 
-def test_point_verdicts_over_seeds_hold_only_when_every_seed_agrees():
-    def claim(verdict, value):
-        return C.claim("s", "c", "p", f"x {value}", verdict, "rule", [{"rule": "r", "point": value, "n_seeds": 1}])
-    same = over_seeds([[claim("holds", 1.0)], [claim("holds", 2.0)], [claim("holds", 3.0)]])[0]
-    assert same["verdict"] == "holds" and same["n_seeds"] == 3 and [t["seed"] for t in same["tests"]] == [0, 1, 2]
-    assert over_seeds([[claim("holds", 1.0)], [claim("fails", 0.0)]])[0]["verdict"] == "inconclusive"
-    assert over_seeds([[claim("fails", 0.0)]])[0]["n_seeds"] == 1
+def test_the_old_seed_combination_is_each_seed_alone_then_their_common_verdict():
+    """Rule history's 'before' of ``seeds-together``: a disagreement between seeds was 'inconclusive'."""
+    from types import SimpleNamespace
+
+    module = SimpleNamespace(f=lambda x, k: {"claim": "c", "verdict": "holds" if x > k else "fails"},
+                             rahman_claims=lambda sp, *_: {"verdict": "holds" if sp > 0 else "fails"},
+                             rahman=lambda kinds: [{"claim": k, "verdict": c["claims"]["verdict"]}
+                                                   for k, c in kinds.items()])
+    assert rule_history._each_seed(module, "f", ([1.0, 2.0], 0.0))[0]["verdict"] == "holds"
+    assert rule_history._each_seed(module, "f", ([1.0, -2.0], 0.0))[0]["verdict"] == "inconclusive"
+    kinds = {"relu": ([1, 1], [None] * 2, [None] * 2, [None] * 2, ["SUM"]),
+             "gelu": ([1, -1], [None] * 2, [None] * 2, [None] * 2, ["SUM"])}
+    assert [c["verdict"] for c in rule_history._each_seed(module, "rahman_kinds", (kinds,))] == ["holds",
+                                                                                                 "inconclusive"]
 
 
 # the rules themselves (condcomp, edits, knowledge neurons) are tested in tests/test_verdicts*.py

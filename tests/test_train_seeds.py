@@ -227,20 +227,6 @@ def test_seed_groups_equal_one_vmapped_step(multi, tmp_path):
         config(seed_batch=0)
 
 
-@pytest.mark.slow
-def test_editability_study_analyses_every_seed(tmp_path):
-    from studies import editability
-
-    settings = editability.EditabilitySettings(kinds=("relu",), steps=300, d_model=32, n_layers=2, d_ff=64,
-                                               n_entities=8, n_edits=4, n_unrelated=4, neuron_facts=2,
-                                               trace_facts=4, seeds=S)
-    kind = editability.run(tmp_path, settings)["kinds"]["relu"]
-    assert len(kind["per_seed"]) == S and Run(tmp_path / "relu").n_seeds == S
-    accs = [seed["row"]["train_fact_acc"] for seed in kind["per_seed"]]
-    assert accs == [r["eval/train_fact_acc"] for r in load_metrics(tmp_path / "relu") if "eval/loss" in r][-1]
-    assert kind["row"] == kind["per_seed"][0]["row"]
-
-
 EIGHT = """
 import json, sys
 sys.path.insert(0, "tests")

@@ -271,9 +271,8 @@ def test_smollm2_effects_by_medians_when_the_result_carries_per_fact_effects():
 
 
 def _kind(es, ps, ns, n=60, seed=0, seeds=1):
-    """One FFN kind of ``studies.editability``: its ROME per-edit scores, one editing result per seed."""
-    edits = [{"edit": {"rome_single": _per_edit(es, ps, ns, n=n, seed=seed + 10 * i)}} for i in range(seeds)]
-    return edits[0] | ({"per_seed": edits} if seeds > 1 else {})
+    """One FFN kind of the atlas: its ROME per-edit scores at the best layer, one per seed."""
+    return [_per_edit(es, ps, ns, n=n, seed=seed + 10 * i)["per_edit"] for i in range(seeds)]
 
 
 @pytest.mark.parametrize("kinds, verdict", [
@@ -290,6 +289,10 @@ def test_editability_best_by_its_difference_to_the_runner_up(kinds, verdict):
 def test_editability_best_over_seeds():
     row = V.editability({"relu": _kind(0.95, 0.9, 0.9, seeds=3), "gelu": _kind(0.5, 0.4, 0.9, seed=1, seeds=3)})
     assert row["verdict"] == "holds" and row["n_seeds"] == 3
+
+
+def test_editability_needs_two_edited_kinds():
+    assert V.editability({"relu": _kind(0.9, 0.9, 0.9), "none": []})["verdict"] == "not applicable"
 
 
 def test_one_item_decides_nothing():

@@ -53,6 +53,17 @@ def test_rahman_claims_judge_intervals(changes, claim, verdict):
     assert all(t["lo"] is None or t["lo"] <= t["point"] <= t["hi"] for t in c["tests"])
 
 
+def test_rahman_claims_over_seeds_judge_one_interval_over_seeds_and_items():
+    seeds = [_rahman_inputs(seed=i) for i in range(3)]
+    lists = [[x[j] for x in seeds] for j in range(4)]
+    claims = V.rahman_claims(*lists, OPS)
+    assert {c["verdict"] for c in claims.values()} == {"holds"}
+    assert all(t["n_seeds"] == 3 for c in claims.values() for t in c["tests"] if t["statistic"] != "precondition")
+    mixed = [_rahman_inputs(seed=0), _rahman_inputs(seed=1, n_spec=(3, 0))]  # one seed without MAX specialists
+    claims = V.rahman_claims(*[[x[j] for x in mixed] for j in range(4)], OPS)
+    assert claims["distinct_groups"]["verdict"] == claims["double_dissociation"]["verdict"] == "fails"
+
+
 def test_a_model_without_ffn_is_not_applicable():
     sparse, spec, abl, h, ops = _rahman_inputs()
     claims = V.rahman_claims({"trained": {}, "initial": {}}, spec, abl, h, ops)

@@ -1,9 +1,8 @@
 """The sections of the reproduce report: each reads its stage's outputs and returns (markdown, claims).
 
 A trained model's per-seed analyses sit in ``<analysis dir>/seed<i>/`` (``studies.reproduce_stages``); every
-verdict is judged over all of them: a rule with intervals gets the list of per-seed results (its interval
-resamples seeds, then items), a rule still judged on a point value is judged on each seed and holds (or fails)
-only when every seed agrees, ``inconclusive`` otherwise (``over_seeds``)."""
+verdict is judged over all of them: its rule in ``studies.verdicts`` gets the list of per-seed results and its
+interval resamples seeds, then items within each seed."""
 from __future__ import annotations
 
 import json
@@ -41,7 +40,7 @@ def _finished(out: Path, stage: str) -> bool:
     return not (out / "stages").is_dir() or (marker.is_file() and _load(marker)["status"] == "done")
 
 
-def _seed_dirs(d: Path, name: str) -> list[Path]:
+def seed_dirs(d: Path, name: str) -> list[Path]:
     """The per-seed dirs ``d/seed<i>`` that hold ``name``, in seed order; ``[d]`` for one seed's outputs laid
     out as the commands lay them out (``d/name``); ``[]`` when there are none."""
     found, i = [], 0
@@ -51,34 +50,16 @@ def _seed_dirs(d: Path, name: str) -> list[Path]:
     return found or ([d] if (d / name).is_file() else [])
 
 
-def judged(rules, runs: list, *args) -> list[dict]:
-    """``rules(runs, *args)`` on every seed's result together (the interval rules resample seeds, then items);
-    a claim that rules still judges on one seed's point value is judged on each seed by ``over_seeds``."""
-    together = rules(runs if len(runs) > 1 else runs[0], *args)
-    if len(runs) == 1:
-        return together
-    alone = over_seeds([rules(r, *args) for r in runs])
-    if len(alone) != len(together):
-        return together
-    return [t if t["n_seeds"] == len(runs) or t["verdict"] == "not applicable" else a for t, a in zip(together, alone)]
-
-
-def over_seeds(claims_by_seed: list[list[dict]]) -> list[dict]:
-    """Point-judged claims, one list per seed (the same claims in the same order), as one list: each claim's
-    verdict is the seeds' common verdict, else ``inconclusive``; its tests are every seed's, labelled."""
-    if len(claims_by_seed) == 1:
-        return claims_by_seed[0]
-    rows = []
-    for same in zip(*claims_by_seed):
-        verdicts = [c["verdict"] for c in same]
-        common = verdicts[0] if len(set(verdicts)) == 1 else "inconclusive"
-        tests = [t | {"seed": i, "label": f"seed {i}" + (f" {t['label']}" if "label" in t else "")}
-                 for i, c in enumerate(same) for t in c["tests"]]
-        rows.append(same[0] | {"verdict": common, "tests": tests, "n_seeds": len(same),
-                               "ours": f"{same[0]['ours']} (seed 0; per seed: {', '.join(verdicts)})",
-                               "rule": f"{same[0]['rule']}; on each of {len(same)} seeds: the common verdict, "
-                                       "else inconclusive"})
-    return rows
+def _rahman(seeds: list[Path]) -> list[dict]:
+    """Rahman et al.'s claims over the kinds of the comparison, each kind judged on every seed's analysis outputs
+    together (``verdicts.rahman_claims`` on per-seed lists; its intervals resample seeds, then items)."""
+    kinds = {}
+    for label in _load(seeds[0] / "rahman_comparison.json"):
+        parts = [[_load(p / label / f"{name}.json") for p in seeds]
+                 for name in ("sparsity", "specialisation", "ablation", "hierarchy")]
+        if all(all(x) for x in parts) and parts[2][0].get("ops"):
+            kinds[label] = {"claims": C.rahman_claims(*parts, parts[2][0]["ops"])}
+    return C.rahman(kinds)
 
 
 def _md_table(header: list[str], rows: list[list]) -> list[str]:
@@ -98,7 +79,7 @@ def condcomp(out: Path):
     title = "Conditional computation: which FFN kinds learn SUM, MAX and MIN"
     d = out / "condcomp"
     compare = _load(d / "compare.json")
-    seeds = _seed_dirs(d / "analysis", "rahman_comparison.json") if _finished(out, "specialise") else []
+    seeds = seed_dirs(d / "analysis", "rahman_comparison.json") if _finished(out, "specialise") else []
     if compare is None:
         return _missing(title, "condcomp")
     kinds = compare["kinds"]
@@ -120,7 +101,7 @@ def condcomp(out: Path):
             | {"kinds": {k: r["per_seed"][i] for k, r in kinds.items()}} for i in range(n)] if n > 1 else [compare]
     if n > 1:
         text[2] += f" {n} seeds per kind, trained as one program; the table shows seed 0, the verdicts use every seed."
-    claims = judged(C.condcomp, runs)
+    claims = C.condcomp(runs)
     if seeds:
         summary = (seeds[0] / "rahman_summary.md").read_text().split("\n", 2)[2]
         text += ["### Functional specialisation (Rahman et al. 2026)", "",
@@ -129,7 +110,7 @@ def condcomp(out: Path):
                  _fig(out, next((p for p in (seeds[0] / "relu", d / "relu" / "analysis")
                                  if (p / "dissociation.png").is_file()), seeds[0] / "relu") / "dissociation.png",
                       "relu: targeted vs random ablation"), ""]
-        claims += over_seeds([C.rahman(_load(p / "rahman_comparison.json")) for p in seeds])
+        claims += _rahman(seeds)
     return "\n".join(text), claims
 
 
@@ -154,9 +135,9 @@ def facts(out: Path):
         text.append(body)
         claims += found
     done = _finished(out, "knowledge")
-    k_seeds = _seed_dirs(run / "analysis" / "knowledge", "attribution.json") if done else []
+    k_seeds = seed_dirs(run / "analysis" / "knowledge", "attribution.json") if done else []
     attr = [_load(p / "attribution.json") for p in k_seeds]
-    t_seeds = _seed_dirs(run / "analysis" / "knowledge", "tracing.json") if done else []
+    t_seeds = seed_dirs(run / "analysis" / "knowledge", "tracing.json") if done else []
     if attr:
         s = attr[0]["summary"]
         text += ["### Knowledge neurons (Dai et al. 2022)", "",
@@ -167,7 +148,7 @@ def facts(out: Path):
                  f"{_num(s['inter_relation_overlap'], '.2f')}.",
                  "",
                  _fig(out, k_seeds[0] / "knowledge_neurons_effects.png", "suppress / amplify effects"), ""]
-        claims += judged(C.dai, attr, cfg.n_layers)
+        claims += C.dai(attr, cfg.n_layers)
     if t_seeds:
         traces = [_load(p / "tracing.json") for p in t_seeds]
         kf = traces[0]["known_facts"]
@@ -176,8 +157,8 @@ def facts(out: Path):
                  f"p(corrupted) {kf['p_corrupt']['mean']:.3f}, total effect {kf['total_effect']['mean']:.3f} ± "
                  f"{kf['total_effect']['ci']:.3f}.", "",
                  _fig(out, t_seeds[0] / "tracing_categories.png", "indirect effect by token category and layer"), ""]
-        claims += over_seeds([[C.meng_tracing(t)] for t in traces])
-    e_seeds = _seed_dirs(run / "analysis" / "edit", "edit.json") if _finished(out, "edit") else []
+        claims.append(C.meng_tracing(traces))
+    e_seeds = seed_dirs(run / "analysis" / "edit", "edit.json") if _finished(out, "edit") else []
     if e_seeds:
         table = (e_seeds[0] / "edit.md").read_text().split("\n", 2)[2]
         edits = [_load(p / "edit.json") for p in e_seeds]
@@ -186,12 +167,12 @@ def facts(out: Path):
                  f"{layers}; the verdicts use every seed):", "", table, "",
                  _fig(out, e_seeds[0] / "edit.png", "edit scores"), "",
                  _fig(out, e_seeds[0] / "edit_lambda_sweep.png", "MEMIT S over the λ ratio r"), ""]
-        claims += judged(C.meng_edits, edits)
+        claims += C.meng_edits(edits)
     return "\n".join(text), claims
 
 
 def memories(out: Path, d: Path, label: str, width: int):
-    seeds = _seed_dirs(d, "memories.json")
+    seeds = seed_dirs(d, "memories.json")
     if not seeds:
         return f"### Key-value memories ({label})\n\nNot run.\n", []
     mems = [_load(p / "memories.json") for p in seeds]
@@ -203,34 +184,24 @@ def memories(out: Path, d: Path, label: str, width: int):
             f"{C.fmts(a['agreement'])} (baseline {C.fmts(a['baseline'])}); active memories "
             f"{C.fmts(comp['active_fraction'])} of F; zero agreement {C.fmts(comp['zero_agreement'])}.", "",
             _fig(out, d / "agreement.png", "agreement by layer"), _fig(out, d / "refinement.png", "refinement"), ""]
-    claims = judged(C.geva_memories, mems, label)
+    claims = C.geva_memories(mems, label)
     if all(promos):
-        claims += over_seeds([[C.geva_promotion(p, width)] for p in promos])
+        claims.append(C.geva_promotion(promos, width))
     return "\n".join(text), claims
 
 
-def editability(out: Path):
-    title = "Which FFN kind stores facts most editably"
-    d = out / "editability"
-    if not (d / "editability.md").is_file():
-        return _missing(title, "editability")
-    table = (d / "editability.md").read_text().split("\n", 2)[2]
-    res = _load(d / "editability.json")["kinds"]
-    n = len(next(iter(res.values())).get("per_seed", [None]))
-    head = f"{n} seeds per kind trained as one program; the table shows seed 0." if n > 1 else ""
-    return "\n".join([f"## {title}", "", head, "", table, "", _fig(out, d / "editability.png", "edit scores per kind"),
-                      ""]), [C.editability(res)]
-
-
 def atlas(out: Path):
-    """The atlas's own atlas.md (``studies.report.atlas``) with its figures; its verdicts stay in atlas.json."""
+    """The atlas's own atlas.md (``studies.report.atlas``) with its figures, and which kind ROME edits best
+    (``verdicts.editability``, on each analysed seed's per-edit scores at its best layer)."""
     title = "The FFN-variant atlas"
     d = out / "atlas"
     if not (d / "atlas.md").is_file() or not _finished(out, "atlas"):
         return _missing(title, "atlas")
     body = (d / "atlas.md").read_text().split("\n", 1)[1]
     figures = [_fig(out, p, p.stem.replace("_", " ")) for p in sorted(d.glob("atlas_*.png"))]
-    return "\n".join([f"## {title}", "", body, *figures, ""]), []
+    best = lambda e: e["rome_per_edit"][int(np.argmax(e["rome_S"]))]
+    edits = {name: [best(m["edit"]) for m in cell["seeds"]] for name, cell in _load(d / "atlas.json")["kinds"].items()}
+    return "\n".join([f"## {title}", "", body, *figures, ""]), [C.editability(edits)]
 
 
 def text_lm(out: Path):
@@ -279,4 +250,4 @@ def _num(x, spec: str) -> str:
     return "—" if x is None else format(x, spec)
 
 
-SECTIONS = (condcomp, facts, editability, atlas, text_lm, pretrained)
+SECTIONS = (condcomp, facts, atlas, text_lm, pretrained)

@@ -35,34 +35,57 @@ def verdicts_at(rev: str, root: Path):
     return module
 
 
-def inputs(run: Path | None, compare: Path | None) -> dict:
-    """{function name: (data label, args)} for the outputs present."""
+def _per_seed(d: Path, names: tuple) -> list[list]:
+    """Per seed, the JSON files ``names`` of an analysis dir (``d/seed<i>/`` as ``reproduce`` lays them out, or
+    ``d/`` as the commands do); a seed missing one holds None there."""
+    from studies.report.reproduce_sections import seed_dirs
+
     load = lambda p: json.loads(p.read_text()) if p.is_file() else None
+    return [[load(p / n) for n in names] for p in seed_dirs(d, names[0])]
+
+
+def inputs(run: Path | None, compare: Path | None) -> dict:
+    """{function name: (data label, seed 0's args, every seed's args or None with one seed)} for the outputs
+    present (one seed's layout, or ``reproduce``'s ``seed<i>`` dirs)."""
     out = {}
+
+    def add(name, label, by_seed):
+        by_seed = [a for a in by_seed if a is not None]
+        if by_seed:
+            together = tuple([a[0] for a in by_seed]) + by_seed[0][1:] if len(by_seed) > 1 else None
+            out[name] = (label, by_seed[0], together)
+
     if run is not None:
         from ffnkv.io.run import Run
 
         cfg = Run(run).model_cfg
         a = run / "analysis"
-        mem, promo = load(a / "memories/memories.json"), load(a / "memories/promotion.json")
-        attr, trace = load(a / "knowledge/attribution.json"), load(a / "knowledge/tracing.json")
-        edit = load(a / "edit/edit.json")
         label = f"facts LM {run}"
-        out |= {k: (label, v) for k, v in (("geva_memories", (mem, "facts LM") if mem else None),
-                                           ("geva_promotion", (promo, cfg.width) if promo else None),
-                                           ("dai", (attr, cfg.n_layers) if attr else None),
-                                           ("meng_tracing", (trace,) if trace else None),
-                                           ("meng_edits", (edit,) if edit else None)) if v}
+        mems = _per_seed(a / "memories", ("memories.json", "promotion.json"))
+        add("geva_memories", label, [(m, "facts LM") if m else None for m, _ in mems])
+        add("geva_promotion", label, [(p, cfg.width) if p else None for _, p in mems])
+        know = _per_seed(a / "knowledge", ("attribution.json", "tracing.json"))
+        add("dai", label, [(at, cfg.n_layers) if at else None for at, _ in know])
+        add("meng_tracing", label, [(tr,) if tr else None for _, tr in know])
+        add("meng_edits", label, [(e,) for (e,) in _per_seed(a / "edit", ("edit.json",)) if e])
     if compare is not None and (compare / "compare.json").is_file():
-        out["condcomp"] = (f"compare {compare}", (load(compare / "compare.json"),))
-        kinds = {}
-        for kind in load(compare / "compare.json")["kinds"]:
-            a = compare / kind / "analysis"
-            parts = [load(a / f"{name}.json") for name in ("sparsity", "specialisation", "ablation", "hierarchy")]
-            if all(parts) and parts[2].get("ops"):
-                kinds[kind] = (*parts, parts[2]["ops"])
-        if kinds:
-            out["rahman_kinds"] = (f"compare {compare}", (kinds,))
+        label = f"compare {compare}"
+        out["condcomp"] = (label, (json.loads((compare / "compare.json").read_text()),), None)
+        names = tuple(f"{n}.json" for n in ("sparsity", "specialisation", "ablation", "hierarchy"))
+        from studies.report.reproduce_sections import seed_dirs
+
+        reproduced = seed_dirs(compare / "analysis", "rahman_comparison.json")  # reproduce's seed<i> dirs
+        dirs = lambda k: [p / k for p in reproduced] if reproduced else [compare / k / "analysis"]
+        load = lambda p: json.loads(p.read_text()) if p.is_file() else None
+        by_kind = {k: [[load(d / n) for n in names] for d in dirs(k)]
+                   for k in json.loads((compare / "compare.json").read_text())["kinds"]}
+        seeds = [{k: (*parts[i], parts[i][2]["ops"]) for k, parts in by_kind.items()
+                  if i < len(parts) and all(parts[i]) and parts[i][2].get("ops")}
+                 for i in range(max(map(len, by_kind.values()), default=0))]
+        if seeds and seeds[0]:
+            together = {k: tuple([s[k][j] for s in seeds] for j in range(4)) + (seeds[0][k][4],) for k in seeds[0]
+                        if all(k in s for s in seeds)}
+            out["rahman_kinds"] = (label, (seeds[0],), (together,) if len(seeds) > 1 else None)
     return out
 
 
@@ -80,6 +103,23 @@ def _claims(module, name: str, args) -> list:
     return result if isinstance(result, list) else [result]
 
 
+def _each_seed(module, name: str, together: tuple) -> list:
+    """The old way of judging several seeds (before ``seeds-together``): each seed alone, the claim's verdict the
+    seeds' common verdict, else ``inconclusive``."""
+    if name == "rahman_kinds":
+        (kinds,) = together
+        n = len(next(iter(kinds.values()))[0])
+        per_seed = [({k: tuple(part[i] for part in v[:4]) + (v[4],) for k, v in kinds.items()},) for i in range(n)]
+    else:
+        per_seed = [(x,) + together[1:] for x in together[0]]
+    claims = [_claims(module, name, a) for a in per_seed]
+    out = []
+    for same in zip(*claims):
+        verdicts = {c["verdict"] for c in same}
+        out.append(same[0] | {"verdict": verdicts.pop() if len(verdicts) == 1 else "inconclusive"})
+    return out
+
+
 def changes(history: list[dict], data: dict, root: Path, command: str) -> dict:
     out = {}
     for h in history:
@@ -88,8 +128,13 @@ def changes(history: list[dict], data: dict, root: Path, command: str) -> dict:
         for name in h["functions"]:
             if name not in data:
                 continue
-            label, args = data[name]
-            olds, news = _claims(before, name, args), _claims(after, name, args)
+            label, args, together = data[name]
+            if h.get("seeds") == "each, then together":
+                if together is None:
+                    continue
+                olds, news = _each_seed(before, name, together), _claims(after, name, together)
+            else:
+                olds, news = _claims(before, name, args), _claims(after, name, args)
             if len(olds) == 1 and len(news) > 1:  # one claim split into several (condcomp: one per op)
                 rows.append({"data": label, "claim": olds[0]["claim"], "before": olds[0]["verdict"],
                              "after": "; ".join(f"{c['claim'].split(':')[0]}: {c['verdict']}" for c in news)})
