@@ -50,16 +50,24 @@ def seed_dirs(d: Path, name: str) -> list[Path]:
     return found or ([d] if (d / name).is_file() else [])
 
 
+def rahman_inputs(kind_dirs) -> dict:
+    """``{kind: (sparsity, specialisation, ablation, hierarchy, ops)}``, each of the four a list of one result per
+    seed, read from ``kind_dirs[kind]`` (the kind's analysis dir of each seed); a kind missing any file (e.g.
+    ``none``: no FFN) is left out."""
+    out = {}
+    for kind, dirs in kind_dirs.items():
+        parts = [[_load(p / f"{name}.json") for p in dirs]
+                 for name in ("sparsity", "specialisation", "ablation", "hierarchy")]
+        if dirs and all(all(x) for x in parts) and parts[2][0].get("ops"):
+            out[kind] = (*parts, parts[2][0]["ops"])
+    return out
+
+
 def _rahman(seeds: list[Path]) -> list[dict]:
     """Rahman et al.'s claims over the kinds of the comparison, each kind judged on every seed's analysis outputs
     together (``verdicts.rahman_claims`` on per-seed lists; its intervals resample seeds, then items)."""
-    kinds = {}
-    for label in _load(seeds[0] / "rahman_comparison.json"):
-        parts = [[_load(p / label / f"{name}.json") for p in seeds]
-                 for name in ("sparsity", "specialisation", "ablation", "hierarchy")]
-        if all(all(x) for x in parts) and parts[2][0].get("ops"):
-            kinds[label] = {"claims": C.rahman_claims(*parts, parts[2][0]["ops"])}
-    return C.rahman(kinds)
+    kinds = rahman_inputs({k: [p / k for p in seeds] for k in _load(seeds[0] / "rahman_comparison.json")})
+    return C.rahman({k: {"claims": C.rahman_claims(*args)} for k, args in kinds.items()})
 
 
 def _md_table(header: list[str], rows: list[list]) -> list[str]:

@@ -17,6 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from studies.report.reproduce_sections import rahman_inputs, seed_dirs
+
 
 def verdicts_at(rev: str, root: Path):
     """The ``studies.verdicts`` module as committed at ``rev`` (``WORKTREE``: the current one)."""
@@ -38,8 +40,6 @@ def verdicts_at(rev: str, root: Path):
 def _per_seed(d: Path, names: tuple) -> list[list]:
     """Per seed, the JSON files ``names`` of an analysis dir (``d/seed<i>/`` as ``reproduce`` lays them out, or
     ``d/`` as the commands do); a seed missing one holds None there."""
-    from studies.report.reproduce_sections import seed_dirs
-
     load = lambda p: json.loads(p.read_text()) if p.is_file() else None
     return [[load(p / n) for n in names] for p in seed_dirs(d, names[0])]
 
@@ -71,21 +71,14 @@ def inputs(run: Path | None, compare: Path | None) -> dict:
     if compare is not None and (compare / "compare.json").is_file():
         label = f"compare {compare}"
         out["condcomp"] = (label, (json.loads((compare / "compare.json").read_text()),), None)
-        names = tuple(f"{n}.json" for n in ("sparsity", "specialisation", "ablation", "hierarchy"))
-        from studies.report.reproduce_sections import seed_dirs
-
         reproduced = seed_dirs(compare / "analysis", "rahman_comparison.json")  # reproduce's seed<i> dirs
-        dirs = lambda k: [p / k for p in reproduced] if reproduced else [compare / k / "analysis"]
-        load = lambda p: json.loads(p.read_text()) if p.is_file() else None
-        by_kind = {k: [[load(d / n) for n in names] for d in dirs(k)]
-                   for k in json.loads((compare / "compare.json").read_text())["kinds"]}
-        seeds = [{k: (*parts[i], parts[i][2]["ops"]) for k, parts in by_kind.items()
-                  if i < len(parts) and all(parts[i]) and parts[i][2].get("ops")}
-                 for i in range(max(map(len, by_kind.values()), default=0))]
-        if seeds and seeds[0]:
-            together = {k: tuple([s[k][j] for s in seeds] for j in range(4)) + (seeds[0][k][4],) for k in seeds[0]
-                        if all(k in s for s in seeds)}
-            out["rahman_kinds"] = (label, (seeds[0],), (together,) if len(seeds) > 1 else None)
+        kinds = json.loads((compare / "compare.json").read_text())["kinds"]
+        together = rahman_inputs({k: [p / k for p in reproduced] if reproduced else [compare / k / "analysis"]
+                                  for k in kinds})
+        if together:
+            first = {k: tuple(part[0] for part in v[:4]) + (v[4],) for k, v in together.items()}
+            several = len(next(iter(together.values()))[0]) > 1
+            out["rahman_kinds"] = (label, (first,), (together,) if several else None)
     return out
 
 
