@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 
@@ -64,15 +65,17 @@ def check_profile(out: Path, profile: str, seed: int = 0) -> None:
 
 def run_stage(stage, ctx: Context) -> dict:
     """Run one stage; returns its record: status, wall seconds, CPU seconds of this process (all threads: on a
-    shared machine the better measure of cost), and what the stage reports (settings, seeds)."""
+    shared machine the better measure of cost), the 1-minute load average at its start and end, and what the
+    stage reports (settings, seeds)."""
     missing = stage.missing()
     if missing:
         return {"status": "skipped", "why": missing}
     ctx.log(f"\n== reproduce {stage.name}: {stage.title}")
-    start, cpu = time.perf_counter(), time.process_time()
+    start, cpu, load = time.perf_counter(), time.process_time(), os.getloadavg()[0]
     info = stage.run(ctx)
     return {"status": "done", "seconds": round(time.perf_counter() - start, 1),
-            "cpu_seconds": round(time.process_time() - cpu, 1)} | info
+            "cpu_seconds": round(time.process_time() - cpu, 1),
+            "load_average": [round(load, 2), round(os.getloadavg()[0], 2)]} | info
 
 
 def run(settings: ReproduceSettings, progress: Progress | None = None, log=print) -> dict:

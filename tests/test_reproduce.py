@@ -29,7 +29,9 @@ def test_smoke_profile_writes_a_report_from_its_outputs_and_resumes(tmp_path, ca
     assert "| not run |" in report.split("| atlas |")[1].split("\n")[0]
     compare = json.loads((out / "condcomp" / "compare.json").read_text())
     sum_relu = sum(r["accuracy"]["SUM"] for r in compare["kinds"]["relu"]["per_seed"]) / SEEDS["smoke"]  # pooled
-    claims = json.loads((out / "claims.json").read_text())["claims"]
+    data = json.loads((out / "claims.json").read_text())
+    assert list(data["stages"]) == STAGES.split(",") and all(r["cpu_seconds"] > 0 for r in data["stages"].values())
+    claims = data["claims"]
     first = claims[0]
     assert first["source"] == "Rahman et al. 2026" and f"relu {sum_relu:.2f}" in first["ours"]
     assert {c["source"] for c in claims} >= {"Rahman et al. 2026", "Geva et al. 2021", "Geva et al. 2022",

@@ -63,13 +63,16 @@ def commit() -> str:
 def claims_file(claims: list[dict], profile: str, what: str | None = None, out: Path | None = None) -> dict:
     """``claims.json``: the claims and where they come from (profile, base seed and seeds of the reproduction in
     ``out``, commit, time)."""
-    from studies.reproduce_stages import SEEDS
+    from studies.reproduce_stages import SEEDS, STAGES
 
     marker = _load(Path(out) / "reproduce.json") if out is not None else None
     seeds = {"seed": marker.get("seed", 0), "seeds": SEEDS.get(profile, 1)} if marker else {}
+    records = [p for p in (Path(out) / "stages" / f"{n}.json" for n in STAGES) if p.is_file()] if out else []
+    kept = ("status", "seeds", "seconds", "cpu_seconds", "load_average", "why")
+    stages = {p.stem: {k: v for k, v in _load(p).items() if k in kept} for p in records}
     return {"meta": {"what": what or f"`ffnkv reproduce --profile {profile}`", "profile": profile, **seeds,
                      "commit": commit(), "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                     "claims_file": "claims.json"}, "claims": claims}
+                     "claims_file": "claims.json"}, "stages": stages, "claims": claims}
 
 
 def build(out: Path, profile: str) -> tuple[str, list[dict]]:
