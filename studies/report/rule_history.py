@@ -52,7 +52,7 @@ def inputs(run: Path | None, compare: Path | None) -> dict:
     def add(name, label, by_seed):
         by_seed = [a for a in by_seed if a is not None]
         if by_seed:
-            together = tuple([a[0] for a in by_seed]) + by_seed[0][1:] if len(by_seed) > 1 else None
+            together = ([a[0] for a in by_seed],) + by_seed[0][1:] if len(by_seed) > 1 else None
             out[name] = (label, by_seed[0], together)
 
     if run is not None:
@@ -148,9 +148,16 @@ def main(argv=None) -> int:
     p.add_argument("--run", type=Path, default=None, help="a facts run dir with analysis/memories, knowledge, edit")
     p.add_argument("--compare", type=Path, default=None, help="a ffnkv compare output dir")
     p.add_argument("--out", type=Path, default=Path("docs/rule_changes.json"))
+    p.add_argument("--only", default=None, help="comma list of history ids to recompute; the others keep their "
+                   "rows from --out (each row names the data and command that computed it)")
     args = p.parse_args(argv)
     command = "python -m studies.report.rule_history " + " ".join(sys.argv[1:] if argv is None else argv)
-    result = changes(verdicts.HISTORY, inputs(args.run, args.compare), Path.cwd(), command)
+    only = set(args.only.split(",")) if args.only else None
+    history = [h for h in verdicts.HISTORY if only is None or h["id"] in only]
+    kept = json.loads(args.out.read_text()) if only and args.out.is_file() else {}
+    result = {k: v for k, v in kept.items() if k not in only} if only else {}
+    result |= changes(history, inputs(args.run, args.compare), Path.cwd(), command)
+    result = {h["id"]: result[h["id"]] for h in verdicts.HISTORY if h["id"] in result}
     write_json(args.out, result)
     print(f"wrote {args.out}: " + ", ".join(f"{k} ({len(v['rows'])} verdicts)" for k, v in result.items()))
     return 0
