@@ -241,7 +241,7 @@ HISTORY = [
              "scores are gone. Which kind is most editable: S(best) − S(runner-up) > 0 over edits (before: the "
              "argmax with no test). A test resting on one item (e.g. a model with one generalist), or whose "
              "interval has no finite bounds, is 'inconclusive': a bootstrap of one item has no spread."},
-    {"id": "seeds-together", "date": "2026-12-08", "commit": "this session's first commit (issue 20)",
+    {"id": "seeds-together", "date": "2026-12-07", "commit": "5d11a48 (issue 20)",
      "before": "WORKTREE", "after": "WORKTREE", "seeds": "each, then together",
      "rules": ["rahman.sparsity", "rahman.sparsity_above_initial", "rahman.distinct_groups", "rahman.dissociation_drop",
                "rahman.dissociation_control", "rahman.dissociation_spare", "rahman.hierarchy",
@@ -256,7 +256,7 @@ HISTORY = [
              "for combining seeds; each-seed-alone judges each seed on a third of the data, so its intervals are "
              "wider and a disagreement between two inconclusive-looking seeds was not a measurement. The table "
              "judges the same per-seed outputs both ways with today's rules."},
-    {"id": "editability-atlas", "date": "2026-12-08", "commit": "this session's first commit (issue 23)",
+    {"id": "editability-atlas", "date": "2026-12-07", "commit": "5d11a48 (issue 23)",
      "before": "WORKTREE", "after": "WORKTREE", "rules": ["editability.best"], "functions": [],
      "title": "which kind is most editable: judged on the atlas's models",
      "text": "Same rule and cut (S(best) − S(runner-up) > 0 by its interval over edits and seeds). Its data moved: "
