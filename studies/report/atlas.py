@@ -181,6 +181,7 @@ def pretrained_markdown(result: dict, figure: str = "") -> str:
            table(["localiser", "across", "ρ [95% interval]", "verdict", "undefined draws"],
                  [[k.split("|")[0], RHO_NAMES[k.split("|")[1]], ci(v), (v or {}).get("verdict", "–"),
                    (v or {}).get("n_undefined", "–")] for k, v in result["intervals"].items()]),
+           _verdicts(result["intervals"]),
            "## Per layer (95% bootstrap interval over facts)\n"]
     c = result["curves"]
     rho_facts = {k.split("|")[0]: v for k, v in result["rho"].items() if k.endswith("|facts|rome")}
@@ -191,6 +192,18 @@ def pretrained_markdown(result: dict, figure: str = "") -> str:
     if figure:
         out.append(f"![per-layer curves]({figure})\n")
     return "\n".join(out)
+
+
+def _verdicts(intervals: dict) -> str:
+    """One sentence per verdict: which ρs lie wholly above 0, wholly at or below it, straddle it, or are undefined."""
+    by = {}
+    for k, v in intervals.items():
+        name = k.split("|")[0] + " across " + k.split("|")[1]
+        by.setdefault((v or {}).get("verdict", "undefined (a constant side, or fewer than 3 points)"), []).append(name)
+    words = {"holds": "Localisation predicts editing (ρ > 0 by the whole interval)",
+             "fails": "Localisation does not predict editing (the whole interval ≤ 0)",
+             "inconclusive": "The interval straddles 0 (inconclusive)"}
+    return " ".join(f"{words.get(k, 'No ρ: ' + k)}: {', '.join(v)}." for k, v in by.items()) + "\n"
 
 
 def pretrained_curves(result: dict, path) -> None:
