@@ -28,6 +28,18 @@ def mean_coefficients(params, tokens_NT, mask_NT, cfg):
     return jnp.einsum("lntf,nt->lf", m_LNTF, w_NT) / jnp.maximum(w_NT.sum(), 1.0)
 
 
+def mean_over_batches(params, batches, cfg):
+    """``E[m]`` ``[L, F]`` over every unmasked position of ``batches`` (``(tokens, mask)`` pairs): each batch's
+    :func:`mean_coefficients` weighted by its positions; ``None`` when no position is unmasked."""
+    total, n = None, 0.0
+    for tokens_NT, mask_NT in batches:
+        w = float(np.asarray(mask_NT).sum())
+        if w:
+            m_LF = np.asarray(mean_coefficients(params, jnp.asarray(tokens_NT), jnp.asarray(mask_NT), cfg)) * w
+            total, n = (m_LF if total is None else total + m_LF), n + w
+    return None if total is None else total / n
+
+
 def _answer_prob(params, cfg, tokens_NT, pos_N, gold_N, hooks):
     logits_NV = forward(params, tokens_NT, cfg, hooks).logits[jnp.arange(tokens_NT.shape[0]), pos_N]
     return jax.nn.softmax(logits_NV, -1)[jnp.arange(tokens_NT.shape[0]), gold_N]

@@ -90,18 +90,20 @@ def run(args) -> int:
 
 
 def atlas_docs(root: Path, source: Path) -> None:
-    """docs/atlas.md's generated block from ``source`` (an atlas.json)."""
+    """docs/atlas.md's generated block from ``source``: an atlas.json, or an atlas_pretrained.json (its own block)."""
     import json
 
     from ffnkv.errors import FfnkvError
-    from studies.report.atlas import docs_section, replace_in_docs
+    from studies.report.atlas import docs_section, pretrained_docs_section, replace_in_docs
     from studies.report.write import write_text
 
     doc = root / "docs" / "atlas.md"
     if not source.is_file() or not doc.is_file():
         raise FfnkvError(f"{str(source if not source.is_file() else doc)!r} is not a file; pass an atlas.json written "
                          "by ffnkv atlas and run from the repository root (or pass --root).")
-    text = replace_in_docs(doc.read_text(), docs_section(json.loads(source.read_text()), str(source)))
+    result = json.loads(source.read_text())
+    render = pretrained_docs_section if result.get("kind") == "atlas_pretrained" else docs_section
+    text = replace_in_docs(doc.read_text(), render(result, str(source)))
     write_text(doc, text)
     print(f"wrote the atlas table of {doc} from {source}")
 

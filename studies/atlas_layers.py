@@ -36,7 +36,8 @@ from studies import editing
 from studies import facts as FS
 
 
-def _edit_score(per_edit: dict) -> np.ndarray:
+def edit_score(per_edit: dict) -> np.ndarray:
+    """Each edit's edit success: the mean of its ROME ES, PS and NS ``[N]``."""
     return np.mean([np.asarray(per_edit[k], float) for k in ("ES", "PS", "NS")], 0)
 
 
@@ -57,20 +58,31 @@ def edits(model, records, layers, s, seed: int, progress=SILENT) -> dict:
         out["rome"].append({k: res["rome_single"][k] for k in ("ES", "PS", "NS", "S", "unrelated_acc")})
         out["memit"].append({k: res["memit"][k] for k in ("ES", "PS", "NS", "S", "unrelated_acc")}
                             | {"layers": res["memit_layers"]})
-        out["edit_score"].append(_edit_score(res["rome_single"]["per_edit"]).tolist())
+        out["edit_score"].append(edit_score(res["rome_single"]["per_edit"]).tolist())
         out["rome_per_edit"].append({k: np.asarray(res["rome_single"]["per_edit"][k], float).tolist()
                                      for k in ("ES", "PS", "NS")})
     return out
 
 
+def tracing_effect(params, cfg, enc, samples: int, seed: int, noise_factor: float = 3.0,
+                   memory_gb: float | None = None) -> dict:
+    """Causal tracing's MLP indirect effect at each prompt's last subject token, one layer restored at a time
+    (window 1; Meng et al. 2022 §2.1): ``tracing`` ``[L, N]`` = p(o | corrupted, MLP_l restored) − p(o |
+    corrupted), with ``p_clean`` and ``p_corrupt`` ``[N]`` (lists)."""
+    noise = TR.embedding_noise(params, noise_factor)
+    trace = TR.causal_trace(params, cfg, enc, noise, samples=samples, window=1, kinds=("mlp",), seed=seed,
+                            memory_gb=memory_gb)
+    last_N = np.asarray(enc.subject_end) - 1
+    restored_NL = trace["restored"][np.arange(len(last_N)), 0, last_N, :]
+    tracing_LN = (restored_NL - trace["p_corrupt"][:, None]).T
+    return {"tracing": tracing_LN.tolist(), "p_clean": trace["p_clean"].tolist(),
+            "p_corrupt": trace["p_corrupt"].tolist()}
+
+
 def localise(params, cfg, tok, facts, s, seed: int) -> dict:
     """Per fact and layer: tracing effect, KN count and mass; ``[L, N]`` lists (rows of every layer)."""
     enc = FS.main_prompts(tok, facts)
-    noise = TR.embedding_noise(params, 3.0)
-    trace = TR.causal_trace(params, cfg, enc, noise, samples=s.trace_samples, window=1, kinds=("mlp",), seed=seed)
-    last_N = np.asarray(enc.subject_end) - 1
-    restored_NL = trace["restored"][np.arange(len(facts)), 0, last_N, :]
-    tracing_LN = (restored_NL - trace["p_corrupt"][:, None]).T
+    trace = tracing_effect(params, cfg, enc, s.trace_samples, seed)
     enc_all, fact_N = FS.all_prompts(tok, facts, True)
     ig = integrated_gradients(params, cfg, enc_all, steps=s.ig_steps)
     pos_NLF = np.maximum(ig["attr"], 0)
@@ -81,8 +93,7 @@ def localise(params, cfg, tok, facts, s, seed: int) -> dict:
         for layer, _ in found["neurons"]:
             count_LN[layer, k] += 1
     mass_LN = np.stack([mass_NL[fact_N == k].mean(0) for k in range(len(facts))], 1)
-    return {"tracing": tracing_LN.tolist(), "kn_mass": mass_LN.tolist(), "kn_count": count_LN.tolist(),
-            "p_clean": trace["p_clean"].tolist(), "p_corrupt": trace["p_corrupt"].tolist(), "enc": enc}
+    return trace | {"kn_mass": mass_LN.tolist(), "kn_count": count_LN.tolist(), "enc": enc}
 
 
 def structure(params, cfg, task, s, seed: int) -> dict:

@@ -12,6 +12,8 @@ file, a packaged name) and ``FactRecord``s, and returns a JSON-able dict. The do
   and unrelated facts of other subjects (top-1 accuracy after editing).
 * **layer** (unless ``settings.layer``): *editability per layer* — ROME single edits of the calibration facts
   (disjoint from the scored ones) at every candidate layer; the layer of highest S, the earliest on a tie.
+  ``out["layer_rule"]`` keeps the calibration facts' case ids and, per candidate layer, S, ES and each edit's
+  ES/PS/NS (``per_edit_by_layer``, in the order of ``calibration``; ``studies.atlas_pretrained`` reads them).
   MEMIT edits ``memit_width`` layers ending there (the paper's band ends at the critical layer), shifted up
   when fewer layers lie below it.
 * **λ** (unless ``settings.memit_lambda``): λ = ratio · mean kᵀC⁻¹k over the edit keys of the MEMIT layers,
@@ -170,6 +172,12 @@ def second_moments(model, layers, s: EditSettings, progress: Progress = SILENT) 
     return {l: total[i] / n for i, l in enumerate(layers)}, {"source": source, "n_positions": n}
 
 
+def compact(per_edit: dict, digits: int = 4) -> dict:
+    """``summarise``'s per-edit ES/PS/NS rounded to ``digits`` (ES and PS are rates of 0/1 per edit; NS a share),
+    so the layer rule's per-layer arrays stay small in the JSON."""
+    return {k: [round(float(x), digits) for x in v] for k, v in per_edit.items()}
+
+
 def _stats(info: dict) -> dict:
     return {k: float(np.mean(np.asarray(v))) for k, v in info.items()
             if k in ("nll", "steps", "delta_norm", "final_gap")}
@@ -321,8 +329,10 @@ def run(model, facts, settings: EditSettings = EditSettings(), progress: Progres
         layer = max(candidates, key=lambda l: (per_layer[l]["S"], -l))
         out["layer_rule"] = {"rule": "editability per layer: ROME single S on the calibration facts, argmax "
                                      "(earliest on a tie)",
+                             "calibration": [r.case_id for r in cal],
                              "S_by_layer": {str(l): per_layer[l]["S"] for l in candidates},
-                             "ES_by_layer": {str(l): per_layer[l]["ES"] for l in candidates}}
+                             "ES_by_layer": {str(l): per_layer[l]["ES"] for l in candidates},
+                             "per_edit_by_layer": {str(l): compact(per_layer[l]["per_edit"]) for l in candidates}}
     else:
         layer = s.layer
         out["layer_rule"] = {"rule": "given"}

@@ -184,10 +184,12 @@ def test_cli_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, a
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 
-def test_docs_atlas_table_is_generated_from_the_committed_results():
-    source = "results/atlas/atlas.json"
+@pytest.mark.parametrize("source, render", [("results/atlas/atlas.json", report.docs_section),
+                                            ("results/atlas/smollm2/atlas_pretrained.json",
+                                             report.pretrained_docs_section)])
+def test_docs_atlas_table_is_generated_from_the_committed_results(source, render):
     text = (ROOT / "docs" / "atlas.md").read_text()
-    section = report.docs_section(json.loads((ROOT / source).read_text()), source)
+    section = render(json.loads((ROOT / source).read_text()), source)
     assert text == report.replace_in_docs(text, section), f"docs/atlas.md differs: run `ffnkv report --atlas {source}`"
 
 

@@ -61,7 +61,10 @@ def _check(result, n_layers, first_ratio=1.0):
         assert all(0.0 <= result[key][m] <= 1.0 for m in ("ES", "PS", "NS", "S"))
     assert result["unedited"]["ES"] == 0.0                         # unedited: P(true) > P(new) on every known fact
     assert 0 <= result["layer"] < n_layers
-    assert set(result["layer_rule"]["S_by_layer"]) == {str(l) for l in range(n_layers)}
+    rule = result["layer_rule"]
+    assert set(rule["S_by_layer"]) == set(rule["per_edit_by_layer"]) == {str(l) for l in range(n_layers)}
+    assert all(len(p[k]) == len(rule["calibration"]) == result["n_calibration"]
+               for p in rule["per_edit_by_layer"].values() for k in ("ES", "PS", "NS"))
     lam = result["memit_lambda_rule"]
     assert lam["lambda"] == pytest.approx(lam["ratio"] * lam["mean_key_mahalanobis"])
     assert [p["lambda_ratio"] for p in result["memit_lambda_sweep"]][0] == pytest.approx(first_ratio, rel=1e-5)

@@ -1,5 +1,7 @@
 """The atlas's report (``studies.atlas``): ``atlas.json``, ``atlas.md`` and three figures — the kind × metric
-heatmap with intervals, per-layer curves per kind, and the placement and capacity curves."""
+heatmap with intervals, per-layer curves per kind, and the placement and capacity curves; for one pretrained
+model (``studies.atlas_pretrained``) ``atlas_pretrained.json``, ``.md`` and its per-layer curves; and the
+generated blocks of docs/atlas.md."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -155,7 +157,96 @@ def placement_curves(result: dict, path) -> None:
     save_figure(fig, path)
 
 
+PRETRAINED_CURVES = {"tracing": LAYER_CURVES["tracing"], "necessity": LAYER_CURVES["necessity"],
+                     "rome_S": "ROME S at the layer (layer rule)"}
+RHO_NAMES = {"layers": "across layers (per-layer mean vs ROME S)",
+             "facts": "across facts (per layer, mean of the layers' ρ)"}
+
+
+def pretrained_markdown(result: dict, figure: str = "") -> str:
+    """atlas_pretrained.md: every number from ``result`` (``studies.atlas_pretrained.run``)."""
+    s, m, mm = result["settings"], result["machine"], result["measure"]
+    n_cal = len(result["calibration"])
+    out = [f"# Does localisation predict editing? {result['model']}\n",
+           f"{result['model']} ({result['n_layers']} layers, d_ff {result['d_ff']}): {n_cal} calibration facts of the "
+           f"editing layer rule (known facts of {result['n_known_facts']} known in the {result['n_facts']} of the fact "
+           f"set; seed {s['seed']}), ROME one edit at a time at {len(mm['layers'])} layers; causal tracing "
+           f"({s['trace_samples']} noise samples, window 1, last subject token) and necessity (FFN mean-ablated, "
+           f"means over {s['mean_batches']} batches of local text) of the same facts at every layer; knowledge-"
+           f"neuron mass not measured. The layer rule picks layer {result['rule_layer']}. Intervals: 95% "
+           f"bootstrap over facts ({s['n_boot']} draws). Took {m['seconds']:.0f} s wall, {m['cpu_seconds']:.0f} s "
+           f"CPU (this process), {m['cpus']} CPUs, load average {m['loadavg_start'][0]:.1f} at the start and "
+           f"{m['loadavg_end'][0]:.1f} at the end.\n",
+           "## Spearman ρ with ROME edit success (verdict: ρ > 0 by the whole interval)\n",
+           table(["localiser", "across", "ρ [95% interval]", "verdict", "undefined draws"],
+                 [[k.split("|")[0], RHO_NAMES[k.split("|")[1]], ci(v), (v or {}).get("verdict", "–"),
+                   (v or {}).get("n_undefined", "–")] for k, v in result["intervals"].items()]),
+           _verdicts(result["intervals"]),
+           "## Per layer (95% bootstrap interval over facts)\n"]
+    c = result["curves"]
+    rho_facts = {k.split("|")[0]: v for k, v in result["rho"].items() if k.endswith("|facts|rome")}
+    out.append(table(["layer", "tracing", "necessity", "ROME S", "ρ tracing (facts)", "ρ necessity (facts)"],
+                     [[l, ci(c["tracing"][i]), ci(c["necessity"][i]), ci(c["rome_S"][i]),
+                       fmt(rho_facts["tracing"][i], 2), fmt(rho_facts["necessity"][i], 2)]
+                      for i, l in enumerate(mm["layers"])]))
+    if figure:
+        out.append(f"![per-layer curves]({figure})\n")
+    return "\n".join(out)
+
+
+def _verdicts(intervals: dict) -> str:
+    """One sentence per verdict: which ρs lie wholly above 0, wholly at or below it, straddle it, or are undefined."""
+    by = {}
+    for k, v in intervals.items():
+        name = k.split("|")[0] + " across " + k.split("|")[1]
+        by.setdefault((v or {}).get("verdict", "undefined (a constant side, or fewer than 3 points)"), []).append(name)
+    words = {"holds": "Localisation predicts editing (ρ > 0 by the whole interval)",
+             "fails": "Localisation does not predict editing (the whole interval ≤ 0)",
+             "inconclusive": "The interval straddles 0 (inconclusive)"}
+    return " ".join(f"{words.get(k, 'No ρ: ' + k)}: {', '.join(v)}." for k, v in by.items()) + "\n"
+
+
+def pretrained_curves(result: dict, path) -> None:
+    """Tracing, necessity and ROME S per layer, each with its interval over facts."""
+    from studies.report.figures import save_figure, subplots
+
+    layers = result["measure"]["layers"]
+    fig, axes = subplots(1, len(PRETRAINED_CURVES), figsize=(3.8 * len(PRETRAINED_CURVES), 3.2))
+    for ax, (name, title) in zip(np.atleast_1d(axes), PRETRAINED_CURVES.items()):
+        ivs = result["curves"][name]
+        x = [l for l, iv in zip(layers, ivs) if iv]
+        pts = [iv for iv in ivs if iv]
+        ax.plot(x, [p["point"] for p in pts], marker="o", markersize=3)
+        ax.fill_between(x, [p["lo"] for p in pts], [p["hi"] for p in pts], alpha=0.2)
+        ax.axvline(result["rule_layer"], color="grey", linestyle=":", label=f"layer rule: {result['rule_layer']}")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("layer")
+        ax.grid(alpha=0.3)
+    np.atleast_1d(axes)[-1].legend(fontsize=7)
+    fig.suptitle(f"{result['model']}: {len(result['calibration'])} facts, 95% intervals over facts", fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def write_pretrained(result: dict, out) -> list[Path]:
+    """atlas_pretrained.json, .md and .png under ``out``; the paths written."""
+    out = Path(out)
+    paths = [write_json(out / "atlas_pretrained.json", result)]
+    pretrained_curves(result, out / "atlas_pretrained.png")
+    paths.append(write_text(out / "atlas_pretrained.md", pretrained_markdown(result, "atlas_pretrained.png")))
+    return paths + [out / "atlas_pretrained.png"]
+
+
 BEGIN, END = "<!-- atlas:begin -->", "<!-- atlas:end -->"
+PRETRAINED_BEGIN, PRETRAINED_END = "<!-- atlas-pretrained:begin -->", "<!-- atlas-pretrained:end -->"
+
+
+def pretrained_docs_section(result: dict, source: str) -> str:
+    """docs/atlas.md's generated block of one pretrained model's ``atlas_pretrained.json`` (``source``)."""
+    head = (f"Generated by `ffnkv report --atlas {source}` from `{source}`, written by `{result.get('command', '?')}`"
+            f" at commit {result.get('meta', {}).get('commit', 'unknown')}.\n\n")
+    body = pretrained_markdown(result).split("\n", 1)[1].replace("\n## ", "\n### ")
+    return f"{PRETRAINED_BEGIN}\n{head}{body}\n{PRETRAINED_END}"
 
 
 def docs_section(result: dict, source: str) -> str:
@@ -170,12 +261,14 @@ def docs_section(result: dict, source: str) -> str:
 
 
 def replace_in_docs(text: str, section: str) -> str:
-    """``text`` (docs/atlas.md) with its block between the atlas markers replaced by ``section``."""
-    if BEGIN not in text or END not in text:
+    """``text`` (docs/atlas.md) with the block between the markers ``section`` starts and ends with (the trained
+    atlas's or a pretrained model's) replaced by ``section``."""
+    begin, end = (PRETRAINED_BEGIN, PRETRAINED_END) if section.startswith(PRETRAINED_BEGIN) else (BEGIN, END)
+    if begin not in text or end not in text:
         from ffnkv.errors import FfnkvError
 
-        raise FfnkvError(f"docs/atlas.md has no {BEGIN} … {END} block; restore the markers.")
-    return text.split(BEGIN)[0] + section + text.split(END, 1)[1]
+        raise FfnkvError(f"docs/atlas.md has no {begin} … {end} block; restore the markers.")
+    return text.split(begin)[0] + section + text.split(end, 1)[1]
 
 
 def write(result: dict, out) -> list[Path]:
